@@ -1,0 +1,291 @@
+//! Events, version 1: everything that can happen to a team.
+//!
+//! These types are an on-disk and on-wire format. The log stores them with postcard, which
+//! encodes an enum variant by its index: **append new variants and fields only at the end of a new
+//! schema version, never reorder or remove** — `store/tests/golden.rs` decodes a log written by
+//! version 1 and fails if this file changes incompatibly.
+//!
+//! Every event belongs to the team named in its envelope: `AgentHired` hires into that team,
+//! `GrantIssued` is recorded in the holder's team, `ShareProposed` in the exporting team and
+//! `ShareAccepted` in the importing one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::capability::{Action, Amount, Capability, Resource};
+use crate::envelope::Hash;
+use crate::id::{AgentId, ApprovalId, GrantId, ShareId, TeamId};
+use crate::name::{ImageRef, Label, Name};
+use crate::topic::{Topic, TopicPattern};
+
+/// The schema version written into every new envelope.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Which container runtime isolates an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// The engine's default OCI runtime.
+    #[default]
+    Runc,
+    /// gVisor, a user-space kernel as a second boundary.
+    Runsc,
+}
+
+/// What network an agent's container gets. Only `None` exists: agents reach the world through
+/// the runtime's gateway, never directly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkPolicy {
+    /// No network interface but loopback.
+    #[default]
+    None,
+}
+
+/// Resource limits of one agent's container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Resources {
+    /// CPU quota in thousandths of a core.
+    pub cpu_millis: u32,
+    /// Memory limit (and memory+swap) in MiB.
+    pub memory_mib: u32,
+    /// Maximum number of processes.
+    pub pids: u32,
+    /// Size of the tmpfs at /tmp in MiB.
+    pub tmpfs_mib: u32,
+    /// Wall-clock limit of one run in seconds, if any.
+    pub timeout_secs: Option<u32>,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self {
+            cpu_millis: 1000,
+            memory_mib: 256,
+            pids: 128,
+            tmpfs_mib: 64,
+            timeout_secs: None,
+        }
+    }
+}
+
+/// How an agent's container is made.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AgentSpec {
+    /// The image its process runs from.
+    pub image: ImageRef,
+    /// The container runtime.
+    pub runtime: RuntimeKind,
+    /// Its limits.
+    pub resources: Resources,
+    /// Its network.
+    pub network: NetworkPolicy,
+}
+
+impl AgentSpec {
+    /// The spec of an agent hired without one: the base image the runtime builds itself.
+    pub fn base() -> Self {
+        Self {
+            image: ImageRef::base(),
+            runtime: RuntimeKind::Runc,
+            resources: Resources::default(),
+            network: NetworkPolicy::None,
+        }
+    }
+}
+
+/// Why an agent's container stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Someone asked it to stop.
+    Requested,
+    /// Its process exited on its own with this code.
+    Exited {
+        /// Exit code.
+        code: i64,
+    },
+    /// It died abnormally (signal, engine error), with this code.
+    Crashed {
+        /// Exit code.
+        code: i64,
+    },
+    /// The kernel killed it for exceeding its memory limit.
+    OomKilled,
+    /// It ran past its timeout.
+    TimedOut,
+}
+
+/// Something that happened to a team. Version 1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Event {
+    /// A team was created; the envelope's team is its id.
+    TeamCreated {
+        /// Its unique name.
+        name: Name,
+    },
+    /// An agent was hired into the envelope's team.
+    AgentHired {
+        /// Its new identity.
+        agent: AgentId,
+        /// Its name, unique within the team.
+        name: Name,
+        /// What it is for, for people.
+        role: Label,
+        /// The agent that hired it; `None` when an operator did.
+        parent: Option<AgentId>,
+        /// How its container is made.
+        spec: AgentSpec,
+    },
+    /// An agent's container started.
+    AgentStarted {
+        /// The agent.
+        agent: AgentId,
+        /// The engine's container id.
+        container: String,
+    },
+    /// An agent's container stopped.
+    AgentStopped {
+        /// The agent.
+        agent: AgentId,
+        /// Why.
+        reason: StopReason,
+    },
+    /// An agent was retired: its grants and every grant derived from them are void.
+    AgentRetired {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// A capability was granted to an agent.
+    GrantIssued {
+        /// The new grant.
+        grant: GrantId,
+        /// Who holds it.
+        holder: AgentId,
+        /// What it allows.
+        capability: Capability,
+        /// The grant it was derived from; `None` for a root grant issued by an operator.
+        parent: Option<GrantId>,
+    },
+    /// A grant was revoked: it and every grant derived from it are void.
+    GrantRevoked {
+        /// The grant.
+        grant: GrantId,
+    },
+    /// The envelope's team offers context on matching topics to another team.
+    ShareProposed {
+        /// The share.
+        share: ShareId,
+        /// The importing team.
+        to: TeamId,
+        /// Which topics of the exporting team flow.
+        topics: TopicPattern,
+    },
+    /// The importing team (the envelope's) accepted a share.
+    ShareAccepted {
+        /// The share.
+        share: ShareId,
+    },
+    /// A share was closed by either side; nothing more flows through it.
+    ShareClosed {
+        /// The share.
+        share: ShareId,
+    },
+    /// Audit record of one message that crossed a team boundary (not its payload).
+    ContextShared {
+        /// The share it crossed.
+        share: ShareId,
+        /// Who sent it.
+        sender: AgentId,
+        /// On which topic of the exporting team.
+        topic: Topic,
+        /// BLAKE3 digest of the payload.
+        digest: Hash,
+        /// Payload size in bytes.
+        size: u64,
+    },
+    /// An agent asked for something and was refused.
+    AccessDenied {
+        /// Who asked.
+        agent: AgentId,
+        /// What it tried.
+        action: Action,
+        /// On what.
+        resource: Resource,
+        /// Why it was refused, for people.
+        reason: String,
+    },
+    /// An action needs a human's approval before it may happen.
+    ApprovalRequested {
+        /// The request.
+        approval: ApprovalId,
+        /// Who asks.
+        agent: AgentId,
+        /// What for.
+        action: Action,
+        /// On what.
+        resource: Resource,
+        /// How much it would spend.
+        amount: Amount,
+        /// The grants that would authorize it, holder's first.
+        chain: Vec<GrantId>,
+    },
+    /// A human decided an approval request.
+    ApprovalDecided {
+        /// The request.
+        approval: ApprovalId,
+        /// Yes or no.
+        approved: bool,
+        /// Why, if they said.
+        note: Option<Label>,
+    },
+    /// An agent used a capability; the amount is charged to every grant of the chain.
+    ActionPerformed {
+        /// Who acted.
+        agent: AgentId,
+        /// What it did.
+        action: Action,
+        /// On what.
+        resource: Resource,
+        /// How much it spent.
+        amount: Amount,
+        /// The grants that authorized it, holder's first, root last.
+        chain: Vec<GrantId>,
+        /// The approval it consumed, if one was needed.
+        approval: Option<ApprovalId>,
+    },
+}
+
+impl Event {
+    /// The variant's name, as used in NATS subjects and `--type` filters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::TeamCreated { .. } => "TeamCreated",
+            Event::AgentHired { .. } => "AgentHired",
+            Event::AgentStarted { .. } => "AgentStarted",
+            Event::AgentStopped { .. } => "AgentStopped",
+            Event::AgentRetired { .. } => "AgentRetired",
+            Event::GrantIssued { .. } => "GrantIssued",
+            Event::GrantRevoked { .. } => "GrantRevoked",
+            Event::ShareProposed { .. } => "ShareProposed",
+            Event::ShareAccepted { .. } => "ShareAccepted",
+            Event::ShareClosed { .. } => "ShareClosed",
+            Event::ContextShared { .. } => "ContextShared",
+            Event::AccessDenied { .. } => "AccessDenied",
+            Event::ApprovalRequested { .. } => "ApprovalRequested",
+            Event::ApprovalDecided { .. } => "ApprovalDecided",
+            Event::ActionPerformed { .. } => "ActionPerformed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_image_is_valid() {
+        assert!(ImageRef::parse(crate::BASE_IMAGE).is_ok());
+        assert_eq!(AgentSpec::base().image.as_str(), crate::BASE_IMAGE);
+    }
+}

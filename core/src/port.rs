@@ -1,0 +1,104 @@
+//! Ports: the traits the I/O crates implement. `store` implements [`EventLog`] on sled and in
+//! memory; the daemon and the CLI only ever talk to the trait.
+
+use std::time::Duration;
+
+use crate::actor::Actor;
+use crate::envelope::{ChainError, Envelope};
+use crate::event::Event;
+use crate::id::{EventId, TeamId};
+
+/// One atomic append: all of `events` are committed to `team`'s stream, or none is.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    /// The team whose stream grows.
+    pub team: TeamId,
+    /// The team's version the caller decided on (0 for a team with no events yet); if the
+    /// team has moved on, the append fails with [`LogError::Conflict`] and writes nothing.
+    pub expected_version: u64,
+    /// The events, in order. Must not be empty.
+    pub events: Vec<Event>,
+    /// Who caused them.
+    pub actor: Actor,
+    /// The event that caused them, if any.
+    pub causation: Option<EventId>,
+}
+
+/// Why a log operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// Optimistic concurrency: the team's stream is not at the expected version. Nothing written.
+    #[error("team {team} is at version {actual}, not {expected}: someone else wrote first; reload and retry")]
+    Conflict {
+        /// The team.
+        team: TeamId,
+        /// The version the caller expected.
+        expected: u64,
+        /// The version the stream is at.
+        actual: u64,
+    },
+    /// An append with no events.
+    #[error("nothing to append: the batch is empty")]
+    EmptyBatch,
+    /// The log's content does not verify.
+    #[error("the log is corrupt: {0}")]
+    Corrupt(#[from] ChainError),
+    /// The underlying storage failed (disk full, I/O error). Nothing acknowledged was lost.
+    #[error("storage failed while trying to {op}: {source}")]
+    Storage {
+        /// What was being done.
+        op: &'static str,
+        /// The storage's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The log was written by a newer (or unknown) format.
+    #[error("the store's format version is {found}; this build reads version {supported}")]
+    Format {
+        /// The version on disk.
+        found: u32,
+        /// The version this build writes and reads.
+        supported: u32,
+    },
+    /// The log has been closed (its writer stopped).
+    #[error("the log is closed")]
+    Closed,
+}
+
+/// An append-only, hash-chained event log.
+///
+/// Positions (`seq`) are gapless from 0. `append` returns only once its events are durable.
+pub trait EventLog: Send + Sync {
+    /// Appends one batch atomically and durably; returns the sealed envelopes.
+    fn append(&self, request: AppendRequest) -> Result<Vec<Envelope>, LogError>;
+
+    /// The number of committed events (the next `seq`).
+    fn len(&self) -> u64;
+
+    /// True when nothing was ever committed.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Up to `limit` envelopes from position `from`, each re-verified against its hash.
+    fn read(&self, from: u64, limit: usize) -> Result<Vec<Envelope>, LogError>;
+
+    /// Up to `limit` envelopes of `team` from its version `from_version` (1-based).
+    fn read_team(
+        &self,
+        team: TeamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, LogError>;
+
+    /// The current version of `team`'s stream (0 if it has no events).
+    fn team_version(&self, team: TeamId) -> Result<u64, LogError>;
+
+    /// Blocks until the log holds more than `len` events or `timeout` passes; returns the
+    /// log's length then. The building block of catch-up-then-live subscriptions.
+    fn wait_longer_than(&self, len: u64, timeout: Duration) -> u64;
+
+    /// Walks the whole chain and names the first position that does not verify.
+    fn verify(&self) -> Result<u64, LogError>;
+}
