@@ -1,1 +1,33 @@
+//! # roster-store
+//!
+//! The event log of roster: [`SledLog`] on disk (sled, postcard records, group commit) and
+//! [`MemLog`] in memory, both implementing [`roster_core::port::EventLog`] with the same rules.
+//! This is the only crate that names sled.
+//!
+//! # Layout
+//! - [`keys`]: the key layout of the one sled tree (log, team index, versions, meta).
+//! - [`record`]: the record of one event on disk, and its verifying decoder.
+//! - `head`: the end of the log and the staging of appends, shared by both logs.
+//! - `sled_log`: [`SledLog`] — open checks, the writer thread, verified reads.
+//! - `mem`: [`MemLog`].
+//! - `subscription`: [`Subscription`], catch-up-then-live reading.
+//! - `jsonl`: [`export_jsonl`] and [`import_jsonl`], the JSON-lines form of a log.
+//! - `clock`: the wall clock and OS randomness, the only impure inputs of an append.
+//!
+//! The log (`e` keys) is the only source of truth; the team index and versions are derived from
+//! it, written in the same atomic batch, and rebuilt from it at open if they ever disagree.
+#![forbid(unsafe_code)]
 
+mod clock;
+mod head;
+mod jsonl;
+pub mod keys;
+mod mem;
+pub mod record;
+mod sled_log;
+mod subscription;
+
+pub use jsonl::{export_jsonl, import_jsonl, AppendSealed, ExportError, ImportError};
+pub use mem::MemLog;
+pub use sled_log::{SledLog, TAIL_CHECK};
+pub use subscription::Subscription;

@@ -1,0 +1,318 @@
+//! [`SledLog`]: the durable event log on sled.
+//!
+//! - [`open`]: what is checked before anything is served.
+//! - [`writer`]: the single writer thread and its group commit.
+//! - [`walk`]: reading records back, verified and linked.
+
+mod open;
+mod walk;
+mod writer;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use roster_core::envelope::{ChainError, Envelope};
+use roster_core::id::TeamId;
+use roster_core::port::{AppendRequest, EventLog, LogError};
+
+use crate::keys;
+use writer::{Job, Work};
+
+pub use open::TAIL_CHECK;
+
+/// Maps a sled error into [`LogError::Storage`], naming what was being done.
+pub(crate) fn storage(op: &'static str) -> impl FnOnce(sled::Error) -> LogError {
+    move |e| LogError::Storage {
+        op,
+        source: Box::new(e),
+    }
+}
+
+/// What the writer thread and the readers share.
+#[derive(Debug)]
+struct Shared {
+    db: sled::Db,
+    /// Committed (durable) length; readers never look past it. Guarded for the condvar.
+    len: Mutex<u64>,
+    grown: Condvar,
+    /// Committed team versions (published before `len`).
+    versions: RwLock<HashMap<TeamId, u64>>,
+    flushes: AtomicU64,
+}
+
+impl Shared {
+    fn flush(&self) -> Result<(), LogError> {
+        self.db.flush().map_err(storage("flush to disk"))?;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes a durable group visible: versions first, then the length, then wake waiters.
+    fn publish(&self, len: u64, versions: &HashMap<TeamId, u64>) {
+        self.versions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(versions.iter().map(|(t, v)| (*t, *v)));
+        *self.len.lock().unwrap_or_else(PoisonError::into_inner) = len;
+        self.grown.notify_all();
+    }
+
+    fn len(&self) -> u64 {
+        *self.len.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn version(&self, team: TeamId) -> u64 {
+        self.versions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&team)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The event log on sled: durable, hash-chained, group-committed.
+///
+/// One writer thread owns all appends (see the `writer` module); reads go straight to sled and
+/// never look past the last durable event. Dropping the log stops the writer after it has
+/// answered every queued request.
+pub struct SledLog {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    queue: Option<Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for SledLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledLog")
+            .field("dir", &self.dir)
+            .field("len", &self.shared.len())
+            .field("flushes", &self.flush_count())
+            .finish()
+    }
+}
+
+impl SledLog {
+    /// Opens (or creates) the log in `dir`. Refuses a store of an unknown format, a log with a
+    /// missing position, and a tail (the last [`TAIL_CHECK`] events) whose chain does not verify.
+    pub fn open(dir: &Path) -> Result<SledLog, LogError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Every commit flushes explicitly; a background flusher would add nothing.
+            .flush_every_ms(None)
+            .open()
+            .map_err(storage("open the store"))?;
+        let head = open::load(&db)?;
+        let shared = Arc::new(Shared {
+            db,
+            len: Mutex::new(head.len),
+            grown: Condvar::new(),
+            versions: RwLock::new(head.versions.clone()),
+            flushes: AtomicU64::new(0),
+        });
+        let (queue, jobs) = mpsc::channel();
+        let for_writer = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("roster-store-writer".into())
+            .spawn(move || writer::run(for_writer, jobs, head))
+            .map_err(|e| LogError::Storage {
+                op: "start the writer thread",
+                source: Box::new(e),
+            })?;
+        Ok(SledLog {
+            dir: dir.to_path_buf(),
+            shared,
+            queue: Some(queue),
+            writer: Some(writer),
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How many times the log flushed to disk since it was opened. With group commit this is
+    /// fewer than the number of appends when appends are concurrent.
+    pub fn flush_count(&self) -> u64 {
+        self.shared.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Appends envelopes sealed elsewhere (import, fixtures), unchanged, in one atomic and
+    /// durable batch. They must continue the log exactly: next position, linked to the last
+    /// hash, each team's next version; otherwise nothing is written.
+    pub fn append_sealed(&self, envelopes: Vec<Envelope>) -> Result<(), LogError> {
+        if envelopes.is_empty() {
+            return Ok(());
+        }
+        self.submit(Work::Sealed(envelopes)).map(drop)
+    }
+
+    /// The position consumer `name` (e.g. the NATS outbox) recorded with
+    /// [`SledLog::set_checkpoint`], if any.
+    ///
+    /// Checkpoints are a consumer's progress, not state: losing one only means re-publishing
+    /// from an earlier position, which the consumer's dedup absorbs.
+    pub fn checkpoint(&self, name: &str) -> Result<Option<u64>, LogError> {
+        let value = self
+            .shared
+            .db
+            .get(keys::checkpoint(name))
+            .map_err(storage("read a checkpoint"))?;
+        match value {
+            None => Ok(None),
+            Some(bytes) => keys::u64_value(&bytes)
+                .map(Some)
+                .ok_or_else(|| LogError::Storage {
+                    op: "read a checkpoint",
+                    source: format!("checkpoint `{name}` is not a u64").into(),
+                }),
+        }
+    }
+
+    /// Records durably that consumer `name` has handled everything before position `seq`.
+    pub fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError> {
+        self.shared
+            .db
+            .insert(keys::checkpoint(name), &seq.to_be_bytes())
+            .map_err(storage("write a checkpoint"))?;
+        self.shared.flush()
+    }
+
+    fn submit(&self, work: Work) -> Result<Vec<Envelope>, LogError> {
+        let queue = self.queue.as_ref().ok_or(LogError::Closed)?;
+        let (reply, answer) = mpsc::sync_channel(1);
+        queue
+            .send(Job { work, reply })
+            .map_err(|_| LogError::Closed)?;
+        answer.recv().map_err(|_| LogError::Closed)?
+    }
+}
+
+impl Drop for SledLog {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer drain and answer what is queued, then stop.
+        self.queue.take();
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!("the store's writer thread panicked");
+            }
+        }
+    }
+}
+
+impl EventLog for SledLog {
+    fn append(&self, request: AppendRequest) -> Result<Vec<Envelope>, LogError> {
+        if request.events.is_empty() {
+            return Err(LogError::EmptyBatch);
+        }
+        self.submit(Work::Append(request))
+    }
+
+    fn len(&self) -> u64 {
+        self.shared.len()
+    }
+
+    fn read(&self, from: u64, limit: usize) -> Result<Vec<Envelope>, LogError> {
+        let len = self.len();
+        let to = from
+            .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
+            .min(len);
+        let mut out = Vec::new();
+        walk::records(&self.shared.db, from, to, None, |env| {
+            out.push(env);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn read_team(
+        &self,
+        team: TeamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, LogError> {
+        let db = &self.shared.db;
+        let from = from_version.max(1);
+        let to = from
+            .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
+            .min(self.shared.version(team) + 1);
+        let mut out = Vec::new();
+        let mut expected = from;
+        for item in db.range(keys::team(team, from)..keys::team(team, to)) {
+            let (key, value) = item.map_err(storage("read the team index"))?;
+            let seq = keys::u64_value(&value).unwrap_or(u64::MAX);
+            let env = walk::get(db, seq)?;
+            if keys::team_parts(&key) != Some((team, expected))
+                || env.team != team
+                || env.version != expected
+            {
+                return Err(ChainError::Undecodable {
+                    seq,
+                    why: format!(
+                        "the team index says this is version {expected} of {team}; \
+                         the record says version {} of {}",
+                        env.version, env.team
+                    ),
+                }
+                .into());
+            }
+            if env.prev_hash() != walk::hash_before(db, seq)? {
+                return Err(ChainError::BrokenLink { seq }.into());
+            }
+            expected += 1;
+            out.push(env);
+        }
+        if expected < to {
+            return Err(LogError::Storage {
+                op: "read the team index",
+                source: format!("version {expected} of {team} is missing from the index").into(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn team_version(&self, team: TeamId) -> Result<u64, LogError> {
+        Ok(self.shared.version(team))
+    }
+
+    fn wait_longer_than(&self, len: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut current = self
+            .shared
+            .len
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *current <= len {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            current = match self.shared.grown.wait_timeout(current, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        *current
+    }
+
+    fn verify(&self) -> Result<u64, LogError> {
+        let len = self.len();
+        let mut count = 0u64;
+        walk::records(&self.shared.db, 0, len, None, |_| {
+            count += 1;
+            Ok(())
+        })?;
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+//! What [`super::SledLog::open`] checks before it serves anything: the format version, that
+//! positions are gapless from 0 (a keys-only walk), the hash chain over the last
+//! [`TAIL_CHECK`] records, and that the derived team versions agree with the team index —
+//! rebuilding both from the log if they do not, since the log is the only source of truth.
+
+use std::collections::HashMap;
+
+use roster_core::envelope::{ChainError, Envelope, Hash};
+use roster_core::id::TeamId;
+use roster_core::port::LogError;
+use roster_core::time::Timestamp;
+
+use super::{storage, walk};
+use crate::head::Head;
+use crate::keys;
+
+/// How many records at the end of the log `open` re-verifies (`verify` walks them all).
+pub const TAIL_CHECK: u64 = 1024;
+
+/// Loads the head of the log in `db`, checking it on the way.
+pub(super) fn load(db: &sled::Db) -> Result<Head, LogError> {
+    check_format(db)?;
+    let len = count_gapless(db)?;
+    let (last_hash, last_at) = check_tail(db, len)?;
+    let versions = match load_versions(db, len)? {
+        Some(v) => v,
+        None => {
+            tracing::warn!("team index does not match the log; rebuilding it from the log");
+            rebuild_index(db, len)?
+        }
+    };
+    Ok(Head {
+        len,
+        last_hash,
+        last_at,
+        versions,
+    })
+}
+
+fn check_format(db: &sled::Db) -> Result<(), LogError> {
+    let found = db
+        .get(keys::FORMAT_KEY)
+        .map_err(storage("read the format version"))?;
+    match found {
+        Some(bytes) => {
+            let found = <[u8; 4]>::try_from(bytes.as_ref())
+                .map(u32::from_be_bytes)
+                .unwrap_or(0);
+            if found != keys::FORMAT_VERSION {
+                return Err(LogError::Format {
+                    found,
+                    supported: keys::FORMAT_VERSION,
+                });
+            }
+        }
+        None => {
+            // A new store: stamp it. A store with keys but no stamp was not written by us.
+            let is_empty = db
+                .first()
+                .map_err(storage("look into the store"))?
+                .is_none();
+            if !is_empty {
+                return Err(LogError::Format {
+                    found: 0,
+                    supported: keys::FORMAT_VERSION,
+                });
+            }
+            db.insert(keys::FORMAT_KEY, &keys::FORMAT_VERSION.to_be_bytes())
+                .map_err(storage("stamp the format version"))?;
+            db.flush().map_err(storage("flush the format version"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Walks the record keys: they must be exactly `0..len`.
+fn count_gapless(db: &sled::Db) -> Result<u64, LogError> {
+    let mut expected = 0u64;
+    for key in db.scan_prefix([keys::EVENT_PREFIX]).keys() {
+        let key = key.map_err(storage("walk the log's positions"))?;
+        let found = keys::event_seq(&key).ok_or_else(|| ChainError::Undecodable {
+            seq: expected,
+            why: format!("malformed record key of {} bytes", key.len()),
+        })?;
+        if found != expected {
+            return Err(ChainError::Gap { expected, found }.into());
+        }
+        expected += 1;
+    }
+    Ok(expected)
+}
+
+/// Verifies the chain over the last [`TAIL_CHECK`] records; returns the last hash and time.
+fn check_tail(db: &sled::Db, len: u64) -> Result<(Hash, Timestamp), LogError> {
+    let start = len.saturating_sub(TAIL_CHECK);
+    let mut last: Option<Envelope> = None;
+    let mut anchor = None;
+    if start > 0 {
+        // The record just before the tail anchors the first link; it is itself verified.
+        anchor = Some(walk::get(db, start - 1)?);
+    }
+    walk::records(db, start, len, anchor.as_ref(), |env| {
+        last = Some(env);
+        Ok(())
+    })?;
+    Ok(match last.or(anchor) {
+        Some(env) => (env.hash(), env.at),
+        None => (Hash::ZERO, Timestamp::EPOCH),
+    })
+}
+
+/// The cached team versions, if each agrees with the team index (its entry exists, the next
+/// one does not, and it points into the log). `None` when anything disagrees.
+fn load_versions(db: &sled::Db, len: u64) -> Result<Option<HashMap<TeamId, u64>>, LogError> {
+    let mut versions = HashMap::new();
+    for item in db.scan_prefix([keys::VERSION_PREFIX]) {
+        let (k, v) = item.map_err(storage("read the team versions"))?;
+        let (Some(team), Some(version)) = (keys::version_team(&k), keys::u64_value(&v)) else {
+            return Ok(None);
+        };
+        let at = db
+            .get(keys::team(team, version))
+            .map_err(storage("read the team index"))?;
+        let next = db
+            .get(keys::team(team, version + 1))
+            .map_err(storage("read the team index"))?;
+        match (at.as_deref().and_then(keys::u64_value), next) {
+            (Some(seq), None) if seq < len => {}
+            _ => return Ok(None),
+        }
+        versions.insert(team, version);
+    }
+    // Every team with index entries must have a version: the index's first key per team.
+    let mut indexed = 0usize;
+    let mut last_team = None;
+    for key in db.scan_prefix([keys::TEAM_PREFIX]).keys() {
+        let key = key.map_err(storage("walk the team index"))?;
+        let team = keys::team_parts(&key).map(|(t, _)| t);
+        if team != last_team {
+            indexed += 1;
+            last_team = team;
+        }
+    }
+    Ok((indexed == versions.len()).then_some(versions))
+}
+
+/// Rebuilds the team index and versions from the (fully verified) log.
+fn rebuild_index(db: &sled::Db, len: u64) -> Result<HashMap<TeamId, u64>, LogError> {
+    let mut batch = sled::Batch::default();
+    for prefix in [keys::TEAM_PREFIX, keys::VERSION_PREFIX] {
+        for key in db.scan_prefix([prefix]).keys() {
+            batch.remove(key.map_err(storage("walk the team index"))?);
+        }
+    }
+    let mut versions: HashMap<TeamId, u64> = HashMap::new();
+    walk::records(db, 0, len, None, |env| {
+        let v = versions.entry(env.team).or_default();
+        *v += 1;
+        if env.version != *v {
+            return Err(ChainError::Undecodable {
+                seq: env.seq,
+                why: format!(
+                    "team version {} does not follow {} in the log",
+                    env.version,
+                    *v - 1
+                ),
+            }
+            .into());
+        }
+        batch.insert(&keys::team(env.team, env.version), &env.seq.to_be_bytes());
+        Ok(())
+    })?;
+    for (team, v) in &versions {
+        batch.insert(&keys::version(*team), &v.to_be_bytes());
+    }
+    db.apply_batch(batch)
+        .map_err(storage("rewrite the team index"))?;
+    db.flush().map_err(storage("flush the team index"))?;
+    Ok(versions)
+}

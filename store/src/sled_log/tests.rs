@@ -1,0 +1,152 @@
+use super::*;
+use roster_core::actor::Actor;
+use roster_core::envelope::Hash;
+use roster_core::event::Event;
+use roster_core::id::{AgentId, CountingEntropy};
+use roster_core::time::Timestamp;
+
+fn team(n: u64) -> TeamId {
+    TeamId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(n))
+}
+
+fn req(team: TeamId, expected: u64, n: usize) -> AppendRequest {
+    let agent = AgentId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(9));
+    AppendRequest {
+        team,
+        expected_version: expected,
+        events: vec![Event::AgentRetired { agent }; n],
+        actor: Actor::Runtime,
+        causation: None,
+    }
+}
+
+#[test]
+fn survives_reopen_and_continues_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (team(1), team(2));
+    let last = {
+        let log = SledLog::open(dir.path()).unwrap();
+        assert!(log.is_empty());
+        log.append(req(a, 0, 2)).unwrap();
+        assert!(matches!(
+            log.append(req(a, 0, 1)),
+            Err(LogError::Conflict {
+                expected: 0,
+                actual: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            log.append(req(a, 2, 0)),
+            Err(LogError::EmptyBatch)
+        ));
+        log.append(req(b, 0, 1)).unwrap().pop().unwrap()
+    };
+    let log = SledLog::open(dir.path()).unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(
+        (log.team_version(a).unwrap(), log.team_version(b).unwrap()),
+        (2, 1)
+    );
+    let next = log.append(req(a, 2, 1)).unwrap();
+    assert_eq!(next[0].seq, 3);
+    assert_eq!(next[0].prev_hash(), last.hash());
+    assert!(next[0].at >= last.at);
+    assert_eq!(log.verify().unwrap(), 4);
+    let a_events: Vec<u64> = log
+        .read_team(a, 1, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(a_events, [0, 1, 3]);
+    assert_eq!(log.read_team(a, 3, 10).unwrap()[0].seq, 3);
+    assert!(log.read_team(team(7), 1, 10).unwrap().is_empty());
+    assert_eq!(log.read(1, 2).unwrap().len(), 2);
+    assert_eq!(log.read(0, 100).unwrap()[0].prev_hash(), Hash::ZERO);
+    assert!(log.read(4, 10).unwrap().is_empty());
+}
+
+#[test]
+fn checkpoints_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = SledLog::open(dir.path()).unwrap();
+        assert_eq!(log.checkpoint("nats").unwrap(), None);
+        log.set_checkpoint("nats", 41).unwrap();
+        log.set_checkpoint("nats", 42).unwrap();
+    }
+    let log = SledLog::open(dir.path()).unwrap();
+    assert_eq!(log.checkpoint("nats").unwrap(), Some(42));
+    assert_eq!(log.checkpoint("other").unwrap(), None);
+}
+
+#[test]
+fn an_unknown_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SledLog::open(dir.path()).unwrap());
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert(keys::FORMAT_KEY, &2u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    assert!(matches!(
+        SledLog::open(dir.path()),
+        Err(LogError::Format {
+            found: 2,
+            supported: 1
+        })
+    ));
+}
+
+#[test]
+fn a_lost_team_index_is_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (team(1), team(2));
+    {
+        let log = SledLog::open(dir.path()).unwrap();
+        log.append(req(a, 0, 3)).unwrap();
+        log.append(req(b, 0, 2)).unwrap();
+    }
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.remove(keys::version(a)).unwrap();
+        db.remove(keys::team(b, 2)).unwrap();
+        db.flush().unwrap();
+    }
+    let log = SledLog::open(dir.path()).unwrap();
+    assert_eq!(log.team_version(a).unwrap(), 3);
+    assert_eq!(log.team_version(b).unwrap(), 2);
+    assert_eq!(log.read_team(b, 1, 10).unwrap().len(), 2);
+    log.append(req(a, 3, 1)).unwrap();
+}
+
+#[test]
+fn waiters_wake_when_a_group_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SledLog::open(dir.path()).unwrap());
+    let waiter = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || log.wait_longer_than(0, Duration::from_secs(30)))
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    log.append(req(team(1), 0, 2)).unwrap();
+    assert_eq!(waiter.join().unwrap(), 2);
+    assert_eq!(log.wait_longer_than(2, Duration::from_millis(5)), 2);
+    assert!(log.flush_count() >= 1);
+    assert!(format!("{log:?}").contains("len: 2"));
+}
+
+#[test]
+fn append_sealed_must_continue_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = crate::MemLog::new();
+    mem.append(req(team(1), 0, 3)).unwrap();
+    let envs = mem.read(0, 10).unwrap();
+    let log = SledLog::open(dir.path()).unwrap();
+    assert!(log.append_sealed(envs[1..].to_vec()).is_err());
+    assert!(log.is_empty());
+    log.append_sealed(envs.clone()).unwrap();
+    assert_eq!(log.read(0, 10).unwrap(), envs);
+    assert_eq!(log.team_version(team(1)).unwrap(), 3);
+}
