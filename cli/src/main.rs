@@ -1,1 +1,100 @@
-fn main() {}
+//! # roster
+//!
+//! The operator's command line (and, as the runtime grows, the daemon).
+//!
+//! # Layout
+//! - `args`: the clap command tree; every typed value is validated there.
+//! - `refs`: agent and team references (`agt_…`, `team/name`).
+//! - `app`: one opened data directory; `App::execute` is the only write path (decide → append → fold).
+//! - `cmd/`: one module per group of commands.
+//! - `describe`, `output`: text for people, JSON lines for programs.
+//! - `bench`: `roster bench`, figures next to raw baselines from the same run.
+//! - `demo`: `roster demo`, a guided tour in a temporary data directory.
+#![forbid(unsafe_code)]
+
+mod app;
+mod args;
+mod bench;
+mod cmd;
+mod demo;
+mod describe;
+mod output;
+mod refs;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use roster_core::name::Name;
+
+use crate::app::CliError;
+use crate::args::Cli;
+use crate::output::Out;
+
+/// `$XDG_DATA_HOME/roster`, else `~/.local/share/roster`, else `./.roster`.
+fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("roster");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/roster");
+    }
+    PathBuf::from(".roster")
+}
+
+/// The operator's name: `--as`, else `$USER` when it is a valid name, else `operator`.
+fn operator_name(given: Option<Name>) -> Name {
+    given
+        .or_else(|| {
+            std::env::var("USER")
+                .ok()
+                .and_then(|u| Name::parse(&u.to_lowercase()).ok())
+        })
+        .unwrap_or_else(default_operator)
+}
+
+#[allow(clippy::expect_used)] // a provable invariant: the literal is a valid name
+fn default_operator() -> Name {
+    Name::parse("operator").expect("`operator` is a valid name")
+}
+
+/// The error and its causes in one sentence, skipping a cause the message already quotes.
+fn message(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("ROSTER_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
+    let env = cmd::Env {
+        data_dir: &data_dir,
+        operator: operator_name(cli.operator),
+        out: Out { json: cli.json },
+    };
+    match cmd::run(cli.command, &env) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = match err.downcast_ref::<CliError>() {
+                Some(CliError::Reported(code)) => {
+                    return ExitCode::from(u8::try_from(*code).unwrap_or(1))
+                }
+                Some(e) => e.exit_code(),
+                None => 1,
+            };
+            eprintln!("roster: {}", message(&err));
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}

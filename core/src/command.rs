@@ -304,12 +304,22 @@ impl Ctx<'_> {
         if let Some(g) = active.iter().find(|g| covers(&g.capability, capability)) {
             return Ok(Some(g.id));
         }
-        // Explain with the closest grant: one whose patterns cover but whose limits do not.
-        let why = active
-            .iter()
-            .filter_map(|g| why_not_covered(&g.capability, capability))
-            .find(|w| !w.contains("asks for more than"))
-            .unwrap_or_else(|| format!("no active grant of {h} covers it (attenuation: equal or narrower, never wider)"));
+        // Explain with the closest grant: first one whose patterns cover but whose limits do
+        // not, then one about the same kind of action, else say none comes close.
+        let family = |c: &Capability| c.pattern_text().split(['.', '@']).next().map(str::to_owned);
+        let limits = active.iter().find_map(|g| {
+            let why = why_not_covered(&g.capability, capability)?;
+            (!why.contains("asks for more than")).then_some(why)
+        });
+        let same_family = || {
+            active
+                .iter()
+                .filter(|g| family(&g.capability) == family(capability))
+                .find_map(|g| why_not_covered(&g.capability, capability))
+        };
+        let why = limits.or_else(same_family).unwrap_or_else(|| {
+            "none of the asking agent's active grants covers it (a grant passed on must be equal or narrower, never wider)".to_string()
+        });
         Err(not_covered(why))
     }
 }

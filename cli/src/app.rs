@@ -1,0 +1,162 @@
+//! The operator's view of one data directory: the log, the world folded from it, and the one
+//! path by which anything changes (`execute`: decide, append, fold).
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use roster_core::actor::Actor;
+use roster_core::command::{decide, Command, Decision, Rejected};
+use roster_core::envelope::Envelope;
+use roster_core::id::Entropy;
+use roster_core::name::Name;
+use roster_core::port::{AppendRequest, EventLog, LogError};
+use roster_core::time::Timestamp;
+use roster_core::world::{FoldError, World};
+use roster_store::SledLog;
+
+/// Errors the CLI reports, each with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad input that clap could not catch (an unknown agent, a team that does not exist).
+    #[error("{0}")]
+    Input(String),
+    /// The runtime refused: access denied, not covered, name taken.
+    #[error("refused: {0}")]
+    Refused(#[from] Rejected),
+    /// The log failed or does not verify.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The log's events contradict each other.
+    #[error("the log does not fold: {0}")]
+    Fold(#[from] FoldError),
+    /// The command already printed its verdict; only the exit code is left to give.
+    #[error("")]
+    Reported(i32),
+    /// There is no data directory yet.
+    #[error("no roster data directory at {0}: run `roster init` first (or pass --data-dir)")]
+    NotInitialized(PathBuf),
+}
+
+impl CliError {
+    /// 2 for bad input, 3 for a refusal, 4 for a log that does not verify, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Input(_) | CliError::NotInitialized(_) => 2,
+            CliError::Refused(_) => 3,
+            CliError::Log(LogError::Corrupt(_)) | CliError::Fold(_) => 4,
+            CliError::Log(_) => 1,
+            CliError::Reported(code) => *code,
+        }
+    }
+}
+
+/// The current time, read from the system clock (the CLI is where time enters).
+pub fn now() -> Timestamp {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp::from_micros(micros)
+}
+
+/// Randomness from the operating system for new ids.
+#[derive(Debug, Default)]
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn bytes10(&mut self) -> [u8; 10] {
+        let mut b = [0u8; 10];
+        if getrandom::fill(&mut b).is_err() {
+            // No OS randomness (never seen on Linux): fall back to the clock's microseconds so
+            // ids stay unique within this process; their time part still orders them.
+            b[2..].copy_from_slice(&now().as_micros().to_be_bytes());
+        }
+        b
+    }
+}
+
+/// The directory of the sled log inside a data directory.
+pub fn log_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("log")
+}
+
+/// An opened data directory.
+#[derive(Debug)]
+pub struct App {
+    /// The log.
+    pub log: SledLog,
+    /// The world as of the log's head.
+    pub world: World,
+    /// The operator at the keyboard.
+    pub operator: Name,
+}
+
+impl App {
+    /// Opens an existing data directory and folds its log.
+    pub fn open(data_dir: &Path, operator: Name) -> Result<App, CliError> {
+        let dir = log_dir(data_dir);
+        if !dir.exists() {
+            return Err(CliError::NotInitialized(data_dir.to_owned()));
+        }
+        let log = SledLog::open(&dir)?;
+        let mut world = World::new();
+        for_each(&log, 0, |e| world.apply(&e).map_err(CliError::from))?;
+        Ok(App {
+            log,
+            world,
+            operator,
+        })
+    }
+
+    /// The operator as an actor.
+    pub fn operator_actor(&self) -> Actor {
+        Actor::Operator(self.operator.clone())
+    }
+
+    /// Decides `command` as `actor`, appends the events and folds them. A refusal of an agent
+    /// still appends its `AccessDenied` record before the error is returned.
+    pub fn execute(&mut self, command: Command, actor: &Actor) -> Result<Vec<Envelope>, CliError> {
+        match decide(&self.world, command, actor, now(), &mut OsEntropy) {
+            Ok(decision) => self.commit(decision, actor),
+            Err(rejected) => {
+                if let Some(audit) = &rejected.audit {
+                    self.commit((**audit).clone(), actor)?;
+                }
+                Err(CliError::Refused(rejected))
+            }
+        }
+    }
+
+    fn commit(&mut self, d: Decision, actor: &Actor) -> Result<Vec<Envelope>, CliError> {
+        let envelopes = self.log.append(AppendRequest {
+            team: d.team,
+            expected_version: d.expected_version,
+            events: d.events,
+            actor: actor.clone(),
+            causation: None,
+        })?;
+        for e in &envelopes {
+            self.world.apply(e)?;
+        }
+        Ok(envelopes)
+    }
+}
+
+/// Calls `f` on every envelope from `from` to the head, in chunks.
+pub fn for_each(
+    log: &dyn EventLog,
+    from: u64,
+    mut f: impl FnMut(Envelope) -> Result<(), CliError>,
+) -> Result<u64, CliError> {
+    let mut next = from;
+    loop {
+        let chunk = log.read(next, 4096)?;
+        if chunk.is_empty() {
+            return Ok(next);
+        }
+        for e in chunk {
+            next = e.seq + 1;
+            f(e)?;
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The command line, as clap sees it. Every value an operator types is parsed into a validated
+//! type here (`value_parser`), so a malformed name or capability is refused before anything runs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use roster_core::capability::{Action, Amount, Capability, Resource};
+use roster_core::event::RuntimeKind;
+use roster_core::id::{ApprovalId, GrantId};
+use roster_core::name::{ImageRef, Label, Name};
+
+use crate::refs::{AgentRef, TeamRef};
+
+/// roster: an event-sourced runtime for teams of AI agents that must not be trusted.
+#[derive(Debug, Parser)]
+#[command(name = "roster", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Where the event log and configuration live [default: $XDG_DATA_HOME/roster].
+    #[arg(long, global = true, env = "ROSTER_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Print one JSON object per line instead of text for people.
+    #[arg(long, global = true, env = "ROSTER_JSON")]
+    pub json: bool,
+
+    /// The operator's name recorded as the actor of what you do [default: $USER].
+    #[arg(long = "as", global = true, env = "ROSTER_OPERATOR", value_name = "NAME", value_parser = parse_name)]
+    pub operator: Option<Name>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create the data directory and an empty event log.
+    Init,
+    /// Create or list teams.
+    #[command(subcommand)]
+    Team(TeamCmd),
+    /// Hire an agent into a team, with capabilities (containers come with the sandbox).
+    Hire(HireArgs),
+    /// List agents.
+    Agents {
+        /// Only this team.
+        #[arg(long, value_parser = parse_team)]
+        team: Option<TeamRef>,
+        /// Include retired agents.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Retire an agent: its grants and everything derived from them stop working.
+    Retire {
+        /// The agent (id or team/name).
+        #[arg(value_parser = parse_agent)]
+        agent: AgentRef,
+        /// Ask as this agent instead of as an operator (its grants are checked).
+        #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
+        by: Option<AgentRef>,
+    },
+    /// Grant a capability to an agent (a root grant, or derived --from a grant).
+    Grant {
+        /// The agent receiving it.
+        #[arg(value_parser = parse_agent)]
+        agent: AgentRef,
+        /// The capability, like `email.send@mailbox:alice,approval`.
+        #[arg(value_parser = parse_capability)]
+        capability: Capability,
+        /// Derive from this grant (which must cover the capability).
+        #[arg(long, value_parser = parse_grant, value_name = "GRANT")]
+        from: Option<GrantId>,
+        /// Delegate as this agent instead of as an operator.
+        #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
+        by: Option<AgentRef>,
+    },
+    /// Revoke a grant and, by cascade, every grant derived from it.
+    Revoke {
+        /// The grant id.
+        #[arg(value_parser = parse_grant)]
+        grant: GrantId,
+        /// Revoke as this agent (only grants derived from its own).
+        #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
+        by: Option<AgentRef>,
+    },
+    /// List grants, of one agent or of all.
+    Grants {
+        /// The agent (id or team/name).
+        #[arg(value_parser = parse_agent)]
+        agent: Option<AgentRef>,
+    },
+    /// Show the event log.
+    Log {
+        /// Only this team.
+        #[arg(long, value_parser = parse_team)]
+        team: Option<TeamRef>,
+        /// Start at this position.
+        #[arg(long, default_value_t = 0, value_name = "SEQ")]
+        from: u64,
+        /// Keep printing events as they are committed.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Show the world as it stood right after position SEQ.
+    Replay {
+        /// The position.
+        #[arg(long, value_name = "SEQ")]
+        at: u64,
+        /// Only this team.
+        #[arg(long, value_parser = parse_team)]
+        team: Option<TeamRef>,
+    },
+    /// Recompute the whole hash chain and say whether the log was altered.
+    Verify,
+    /// Write the log as JSON lines (to FILE, or standard output).
+    Export {
+        /// Where to write.
+        file: Option<PathBuf>,
+    },
+    /// Load a JSON-lines export into an empty data directory, re-verifying every hash.
+    Import {
+        /// The export.
+        file: PathBuf,
+    },
+    /// Ask whether an agent may do an action on a resource now, and through which grants.
+    Check {
+        /// The agent (id or team/name).
+        #[arg(value_parser = parse_agent)]
+        agent: AgentRef,
+        /// The action, like `email.send`.
+        #[arg(value_parser = parse_action)]
+        action: Action,
+        /// The resource, like `mailbox:alice`.
+        #[arg(value_parser = parse_resource)]
+        resource: Resource,
+        /// The amount it would spend.
+        #[arg(long, value_parser = parse_amount, value_name = "N")]
+        amount: Option<Amount>,
+    },
+    /// Have an agent use a capability now (records the spend, or the refusal).
+    Act {
+        /// The agent (id or team/name).
+        #[arg(value_parser = parse_agent)]
+        agent: AgentRef,
+        /// The action, like `spend.usd`.
+        #[arg(value_parser = parse_action)]
+        action: Action,
+        /// The resource, like `vendor:acme`.
+        #[arg(value_parser = parse_resource)]
+        resource: Resource,
+        /// The amount it spends.
+        #[arg(long, value_parser = parse_amount, value_name = "N")]
+        amount: Option<Amount>,
+        /// Use this granted approval.
+        #[arg(long, value_parser = parse_approval, value_name = "ID")]
+        approval: Option<ApprovalId>,
+    },
+    /// List approval requests that wait for a human.
+    Approvals {
+        /// Include decided ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve a waiting request (for one use).
+    Approve(DecideArgs),
+    /// Refuse a waiting request.
+    Deny(DecideArgs),
+    /// Measure the log and the authorizer against raw baselines from the same run.
+    Bench(BenchArgs),
+    /// A short guided tour of these commands in a temporary data directory.
+    Demo,
+}
+
+/// `team …`
+#[derive(Debug, Subcommand)]
+pub enum TeamCmd {
+    /// Create a team.
+    Create {
+        /// Its name: lowercase letters, digits and `-`.
+        #[arg(value_parser = parse_name)]
+        name: Name,
+    },
+    /// List teams.
+    List,
+}
+
+/// `hire …`
+#[derive(Debug, Args)]
+pub struct HireArgs {
+    /// The team to hire into.
+    #[arg(long, value_parser = parse_team)]
+    pub team: TeamRef,
+    /// The new agent's name within the team.
+    #[arg(long, value_parser = parse_name)]
+    pub name: Name,
+    /// What it is for.
+    #[arg(long, default_value = "", value_parser = parse_label)]
+    pub role: Label,
+    /// The image its container runs [default: the runtime's base image].
+    #[arg(long, value_parser = parse_image)]
+    pub image: Option<ImageRef>,
+    /// The container runtime.
+    #[arg(long, value_enum, default_value_t = RuntimeArg::Runc)]
+    pub runtime: RuntimeArg,
+    /// Hire as this agent (its `agent.hire` grant and attenuation are checked).
+    #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
+    pub by: Option<AgentRef>,
+    /// A capability for the new agent (repeatable).
+    #[arg(long = "grant", value_parser = parse_capability, value_name = "CAP")]
+    pub grants: Vec<Capability>,
+}
+
+/// `approve` / `deny`
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// The approval request.
+    #[arg(value_parser = parse_approval)]
+    pub approval: ApprovalId,
+    /// Why.
+    #[arg(long, value_parser = parse_label)]
+    pub note: Option<Label>,
+}
+
+/// A container runtime, as typed on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RuntimeArg {
+    /// The engine's default runtime.
+    Runc,
+    /// gVisor.
+    Runsc,
+}
+
+impl From<RuntimeArg> for RuntimeKind {
+    fn from(r: RuntimeArg) -> Self {
+        match r {
+            RuntimeArg::Runc => RuntimeKind::Runc,
+            RuntimeArg::Runsc => RuntimeKind::Runsc,
+        }
+    }
+}
+
+/// `bench …`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark.
+    #[arg(value_enum, default_value_t = BenchWhich::All)]
+    pub which: BenchWhich,
+    /// Events to write (append) or replay.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: u64,
+    /// Concurrent writers (append).
+    #[arg(long, default_value_t = 8)]
+    pub writers: usize,
+    /// Events per append call (append).
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Grants in the world (authorize).
+    #[arg(long, default_value_t = 10_000)]
+    pub grants: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Which benchmark to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchWhich {
+    /// Durable appends with concurrent writers vs raw sled batch insert + flush.
+    Append,
+    /// Read + verify + decode + fold vs raw sled iterate + decode.
+    Replay,
+    /// authorize() latency with many grants vs a bare pattern scan.
+    Authorize,
+    /// All of them.
+    All,
+}
+
+fn parse_name(s: &str) -> Result<Name, String> {
+    Name::parse(s).map_err(|e| e.to_string())
+}
+fn parse_label(s: &str) -> Result<Label, String> {
+    Label::parse(s).map_err(|e| e.to_string())
+}
+fn parse_image(s: &str) -> Result<ImageRef, String> {
+    ImageRef::parse(s).map_err(|e| e.to_string())
+}
+fn parse_capability(s: &str) -> Result<Capability, String> {
+    Capability::parse(s).map_err(|e| e.to_string())
+}
+fn parse_action(s: &str) -> Result<Action, String> {
+    Action::parse(s).map_err(|e| e.to_string())
+}
+fn parse_resource(s: &str) -> Result<Resource, String> {
+    Resource::parse(s).map_err(|e| e.to_string())
+}
+fn parse_grant(s: &str) -> Result<GrantId, String> {
+    s.parse()
+        .map_err(|e: roster_core::id::IdError| e.to_string())
+}
+fn parse_approval(s: &str) -> Result<ApprovalId, String> {
+    s.parse()
+        .map_err(|e: roster_core::id::IdError| e.to_string())
+}
+fn parse_agent(s: &str) -> Result<AgentRef, String> {
+    AgentRef::parse(s)
+}
+fn parse_team(s: &str) -> Result<TeamRef, String> {
+    TeamRef::parse(s)
+}
+fn parse_amount(s: &str) -> Result<Amount, String> {
+    match s.parse::<u64>() {
+        Ok(n) => Amount::new(n).ok_or_else(|| "an amount must be at least 1".to_string()),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}

@@ -1,0 +1,530 @@
+//! `roster bench`: each figure is printed next to a raw baseline measured in the same run on the
+//! same machine, and their ratio. Shared, noisy machines make absolute times unreliable; the
+//! ratio is the figure to compare across machines.
+//!
+//! - `append`: durable appends through `roster-store` (group commit) from N concurrent writers,
+//!   vs sled batch-insert + flush of the very same record bytes, batched as the group commit could
+//!   at best (writers × batch per flush).
+//! - `replay`: open + read + verify + decode + fold a realistic log into a `World`, vs sled
+//!   iterate + postcard decode of the same records.
+//! - `authorize`: `World::authorize` latency in a world with many grants, vs a bare scan of the
+//!   agent's grants for a matching pattern (no chain, expiry or budget checks).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use roster_core::actor::Actor;
+use roster_core::capability::{Action, Capability, Resource, ONE};
+use roster_core::command::{decide, Command};
+use roster_core::envelope::{Body, Envelope};
+use roster_core::event::{AgentSpec, Event};
+use roster_core::id::{AgentId, CountingEntropy, GrantId, TeamId};
+use roster_core::name::{Label, Name};
+use roster_core::port::{AppendRequest, EventLog};
+use roster_core::time::Timestamp;
+use roster_core::world::World;
+use roster_store::record;
+use roster_store::SledLog;
+use serde_json::{json, Value};
+
+use crate::app::now;
+use crate::args::{BenchArgs, BenchWhich};
+use crate::output::Out;
+
+/// Runs the chosen benchmarks.
+pub fn run(args: BenchArgs, out: Out) -> anyhow::Result<()> {
+    let mut results = Vec::new();
+    let all = args.which == BenchWhich::All;
+    println!("roster bench on {} ({} cores)", host(), cores());
+    if all || args.which == BenchWhich::Append {
+        results.push(append(&args)?);
+    }
+    if all || args.which == BenchWhich::Replay {
+        results.push(replay(&args)?);
+    }
+    if all || args.which == BenchWhich::Authorize {
+        results.push(authorize(&args)?);
+    }
+    if out.json {
+        for r in &results {
+            out.json_line(r)?;
+        }
+    }
+    if let Some(path) = &args.out {
+        let text: String = results.iter().map(|r| format!("{r}\n")).collect();
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown cpu".into())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn name(s: &str) -> anyhow::Result<Name> {
+    Name::parse(s).map_err(Into::into)
+}
+
+fn cap(s: &str) -> anyhow::Result<Capability> {
+    Capability::parse(s).map_err(Into::into)
+}
+
+/// A typical event: a spend through a two-grant chain.
+fn sample_event(i: u64) -> anyhow::Result<Event> {
+    let mut e = CountingEntropy::new(i);
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    Ok(Event::ActionPerformed {
+        agent: AgentId::mint(t, &mut e),
+        action: Action::parse("spend.usd")?,
+        resource: Resource::parse("vendor:acme")?,
+        amount: ONE,
+        chain: vec![GrantId::mint(t, &mut e), GrantId::mint(t, &mut e)],
+        approval: None,
+    })
+}
+
+fn append(args: &BenchArgs) -> anyhow::Result<Value> {
+    let tmp = tempfile::tempdir()?;
+    let writers = args.writers.max(1);
+    let batch = args.batch.max(1);
+    let per_writer = (args.events / writers as u64).max(1);
+    let log = Arc::new(SledLog::open(&tmp.path().join("log"))?);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || -> anyhow::Result<u64> {
+                let team = TeamId::mint(now(), &mut CountingEntropy::new(w as u64 * 1_000_003));
+                let mut version = 0u64;
+                let mut written = 0u64;
+                while written < per_writer {
+                    let n = (per_writer - written).min(batch as u64);
+                    let events = (0..n)
+                        .map(|i| sample_event(written + i))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let done = log.append(AppendRequest {
+                        team,
+                        expected_version: version,
+                        events,
+                        actor: Actor::Runtime,
+                        causation: None,
+                    })?;
+                    version += done.len() as u64;
+                    written += n;
+                }
+                Ok(written)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for h in handles {
+        total += h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a writer thread panicked"))??;
+    }
+    let ours = started.elapsed();
+    // The same bytes, raw: sled batch insert + flush, writers × batch records per flush.
+    let mut records = Vec::with_capacity(total as usize);
+    let mut next = 0;
+    loop {
+        let chunk = log.read(next, 8192)?;
+        if chunk.is_empty() {
+            break;
+        }
+        next += chunk.len() as u64;
+        records.extend(chunk.iter().map(record::encode));
+    }
+    drop(log);
+    let raw_db = sled::open(tmp.path().join("raw"))?;
+    let per_flush = writers * batch;
+    let started = Instant::now();
+    for (c, chunk) in records.chunks(per_flush).enumerate() {
+        let mut b = sled::Batch::default();
+        for (i, r) in chunk.iter().enumerate() {
+            let seq = (c * per_flush + i) as u64;
+            let mut k = [0u8; 9];
+            k[0] = b'e';
+            k[1..].copy_from_slice(&seq.to_be_bytes());
+            b.insert(&k[..], r.as_slice());
+        }
+        raw_db.apply_batch(b)?;
+        raw_db.flush()?;
+    }
+    let raw = started.elapsed();
+    let (ours_rate, raw_rate) = (rate(total, ours), rate(total, raw));
+    let bytes: usize = records.iter().map(Vec::len).sum();
+    println!("\nappend: {total} events ({} bytes/record avg), {writers} writers × {batch} events per append, durable (flushed) before acknowledged", bytes / records.len().max(1));
+    println!("  roster-store append      {:>10.0} events/s", ours_rate);
+    println!(
+        "  raw sled batch + flush   {:>10.0} events/s   ({per_flush} records per flush)",
+        raw_rate
+    );
+    println!(
+        "  ratio                    {:>10.2}×   (target ≥ 0.8×, ≥ 50k events/s)",
+        ours_rate / raw_rate
+    );
+    Ok(
+        json!({"bench": "append", "events": total, "writers": writers, "batch": batch,
+        "events_per_sec": ours_rate, "raw_events_per_sec": raw_rate, "ratio": ours_rate / raw_rate}),
+    )
+}
+
+/// Builds a log that folds: 4 teams, 25 agents each with root grants, then spends until `n`.
+fn build_realistic_log(log: &SledLog, n: u64) -> anyhow::Result<()> {
+    let mut world = World::new();
+    let mut entropy = CountingEntropy::new(42);
+    let op = Actor::Operator(name("bench")?);
+    let t0 = now();
+    let mut commit = |world: &mut World, cmd: Command, actor: &Actor| -> anyhow::Result<()> {
+        let d = decide(world, cmd, actor, t0, &mut entropy).map_err(|r| anyhow::anyhow!("{r}"))?;
+        for e in log.append(AppendRequest {
+            team: d.team,
+            expected_version: d.expected_version,
+            events: d.events,
+            actor: actor.clone(),
+            causation: None,
+        })? {
+            world.apply(&e)?;
+        }
+        Ok(())
+    };
+    let mut agents = Vec::new();
+    for t in 0..4 {
+        commit(
+            &mut world,
+            Command::CreateTeam {
+                name: name(&format!("team-{t}"))?,
+            },
+            &op,
+        )?;
+        let team = world
+            .team_named(&name(&format!("team-{t}"))?)
+            .map(|t| t.id)
+            .context("team")?;
+        for a in 0..25 {
+            let cmd = Command::Hire {
+                team,
+                name: name(&format!("agent-{a}"))?,
+                role: Label::parse("bench")?,
+                spec: AgentSpec::base(),
+                grants: vec![cap("spend.usd@**")?, cap(&format!("email.*@mailbox:{a}"))?],
+            };
+            commit(&mut world, cmd, &op)?;
+        }
+        agents.extend(
+            world
+                .agents()
+                .filter(|x| x.team == team)
+                .map(|x| (x.id, team)),
+        );
+    }
+    let action = Action::parse("spend.usd")?;
+    let resource = Resource::parse("vendor:acme")?;
+    let mut i = 0usize;
+    while world.next_seq() < n {
+        let (agent, team) = agents[i % agents.len()];
+        i += 1;
+        let actor = Actor::Agent(agent);
+        let mut events = Vec::with_capacity(500);
+        for _ in 0..500 {
+            let cmd = Command::Act {
+                action: action.clone(),
+                resource: resource.clone(),
+                amount: ONE,
+                approval: None,
+            };
+            let d = decide(&world, cmd, &actor, t0, &mut entropy)
+                .map_err(|r| anyhow::anyhow!("{r}"))?;
+            events.extend(d.events);
+        }
+        let version = world.team_version(team);
+        for e in log.append(AppendRequest {
+            team,
+            expected_version: version,
+            events,
+            actor,
+            causation: None,
+        })? {
+            world.apply(&e)?;
+        }
+    }
+    Ok(())
+}
+
+fn replay(args: &BenchArgs) -> anyhow::Result<Value> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("log");
+    {
+        let log = SledLog::open(&dir)?;
+        build_realistic_log(&log, args.events)?;
+    }
+    // Ours: open (with its integrity checks) + read + verify + decode + fold.
+    let started = Instant::now();
+    let log = SledLog::open(&dir)?;
+    let mut world = World::new();
+    let mut next = 0;
+    loop {
+        let chunk = log.read(next, 8192)?;
+        if chunk.is_empty() {
+            break;
+        }
+        next += chunk.len() as u64;
+        for e in &chunk {
+            world.apply(e)?;
+        }
+    }
+    let ours = started.elapsed();
+    let total = world.next_seq();
+    // Raw: the same record bytes in a bare sled tree, iterated and postcard-decoded.
+    let raw_dir = tmp.path().join("raw");
+    {
+        let raw_db = sled::open(&raw_dir)?;
+        let mut next = 0;
+        loop {
+            let chunk = log.read(next, 8192)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut b = sled::Batch::default();
+            for e in &chunk {
+                b.insert(&e.seq.to_be_bytes()[..], record::encode(e));
+            }
+            next += chunk.len() as u64;
+            raw_db.apply_batch(b)?;
+        }
+        raw_db.flush()?;
+    }
+    drop(log);
+    let started = Instant::now();
+    let raw_db = sled::open(&raw_dir)?;
+    let mut decoded = 0u64;
+    for kv in raw_db.iter() {
+        let (_, v) = kv?;
+        let body: Body = postcard::from_bytes(&v[record::HEADER_LEN..])?;
+        decoded += u64::from(body.seq < u64::MAX);
+    }
+    let raw = started.elapsed();
+    let (ours_rate, raw_rate) = (rate(total, ours), rate(decoded, raw));
+    println!("\nreplay: {total} events (4 teams, 100 agents, spends)");
+    println!(
+        "  open + read + verify + decode + fold  {:>10.0} events/s",
+        ours_rate
+    );
+    println!(
+        "  raw sled iterate + decode             {:>10.0} events/s",
+        raw_rate
+    );
+    println!(
+        "  ratio                                 {:>10.2}×   (target ≥ 0.5×, ≥ 500k events/s)",
+        ours_rate / raw_rate
+    );
+    Ok(
+        json!({"bench": "replay", "events": total, "events_per_sec": ours_rate,
+        "raw_events_per_sec": raw_rate, "ratio": ours_rate / raw_rate}),
+    )
+}
+
+/// A world with `grants` grants: agents with 10 grants each, a third of them hired by another
+/// agent with derived (attenuated) grants, so chains are up to 3 long.
+fn authz_world(grants: usize) -> anyhow::Result<(World, Vec<AgentId>)> {
+    let mut world = World::new();
+    let mut entropy = CountingEntropy::new(7);
+    let op = Actor::Operator(name("bench")?);
+    let t0 = Timestamp::from_millis(1_700_000_000_000);
+    let mut seq = 0u64;
+    let mut prev = roster_core::envelope::Hash::ZERO;
+    let mut apply = |world: &mut World,
+                     cmd: Command,
+                     actor: &Actor,
+                     entropy: &mut CountingEntropy|
+     -> anyhow::Result<()> {
+        let d = decide(world, cmd, actor, t0, entropy).map_err(|r| anyhow::anyhow!("{r}"))?;
+        for (version, event) in (d.expected_version + 1..).zip(d.events) {
+            let body = Body {
+                seq,
+                id: roster_core::id::EventId::mint(t0, entropy),
+                team: d.team,
+                version,
+                at: t0,
+                actor: actor.clone(),
+                causation: None,
+                schema: roster_core::event::SCHEMA_VERSION,
+                event,
+            };
+            let env = Envelope::seal(body, prev);
+            prev = env.hash();
+            seq += 1;
+            world.apply(&env)?;
+        }
+        Ok(())
+    };
+    apply(
+        &mut world,
+        Command::CreateTeam {
+            name: name("bench")?,
+        },
+        &op,
+        &mut entropy,
+    )?;
+    let team = world
+        .team_named(&name("bench")?)
+        .map(|t| t.id)
+        .context("team")?;
+    let per_agent = 10;
+    let agents_n = (grants / per_agent).max(1);
+    let mut agents = Vec::with_capacity(agents_n);
+    for i in 0..agents_n {
+        let lead = i % 3 == 0 || agents.is_empty();
+        let grants = if lead {
+            vec![
+                cap("agent.hire@team:bench,budget=1000000")?,
+                cap(&format!("email.*@mailbox:a{i}/**"))?,
+                cap("spend.usd@**,budget=1000000000")?,
+                cap(&format!("repo.push@repo:org{}/*", i % 50))?,
+                cap(&format!("repo.pull@repo:org{}/**", i % 50))?,
+                cap(&format!("kv.*@bucket:b{i}/*"))?,
+                cap("calendar.read@calendar:*")?,
+                cap(&format!("doc.write@doc:d{i}/**,approval"))?,
+                cap("search.query@**")?,
+                cap(&format!("chat.post@channel:c{}", i % 20))?,
+            ]
+        } else {
+            let j = i - i % 3;
+            vec![
+                cap("agent.hire@team:bench,budget=10")?,
+                cap(&format!("email.send@mailbox:a{j}/*"))?,
+                cap("spend.usd@vendor:*,budget=1000")?,
+                cap(&format!("repo.push@repo:org{}/x", j % 50))?,
+                cap(&format!("repo.pull@repo:org{}/**", j % 50))?,
+                cap(&format!("kv.get@bucket:b{j}/*"))?,
+                cap("calendar.read@calendar:team")?,
+                cap(&format!("doc.write@doc:d{j}/notes,approval"))?,
+                cap("search.query@web:*")?,
+                cap(&format!("chat.post@channel:c{}", j % 20))?,
+            ]
+        };
+        let actor = if lead {
+            op.clone()
+        } else {
+            Actor::Agent(agents[i - i % 3])
+        };
+        let cmd = Command::Hire {
+            team,
+            name: name(&format!("a{i}"))?,
+            role: Label::parse("")?,
+            spec: AgentSpec::base(),
+            grants,
+        };
+        apply(&mut world, cmd, &actor, &mut entropy)?;
+        let id = world
+            .agent_named(team, &name(&format!("a{i}"))?)
+            .map(|a| a.id)
+            .context("agent")?;
+        agents.push(id);
+    }
+    Ok((world, agents))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+fn authorize(args: &BenchArgs) -> anyhow::Result<Value> {
+    let (world, agents) = authz_world(args.grants)?;
+    let grants = world.grants().count();
+    let queries: Vec<(AgentId, Action, Resource)> = (0..4096usize)
+        .map(|q| {
+            let a = agents[(q * 7919) % agents.len()];
+            let (act, res) = match q % 6 {
+                0 => (
+                    "email.send",
+                    format!("mailbox:a{}/inbox", (q * 7919) % agents.len()),
+                ),
+                1 => ("spend.usd", "vendor:acme".to_string()),
+                2 => ("repo.push", format!("repo:org{}/x", q % 50)),
+                3 => ("kv.get", format!("bucket:b{}/k", q % 97)),
+                4 => ("search.query", "web:news".to_string()),
+                _ => ("admin.delete", "cluster:prod".to_string()),
+            };
+            Ok((a, Action::parse(act)?, Resource::parse(&res)?))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let rounds = 50;
+    let measure = |f: &dyn Fn(&(AgentId, Action, Resource)) -> bool| {
+        let mut samples = Vec::with_capacity(queries.len() * rounds);
+        let mut allowed = 0usize;
+        for _ in 0..rounds {
+            for q in &queries {
+                let s = Instant::now();
+                let ok = std::hint::black_box(f(q));
+                samples.push(s.elapsed());
+                allowed += usize::from(ok);
+            }
+        }
+        samples.sort();
+        (samples, allowed)
+    };
+    let (ours, allowed) = measure(&|(a, act, res)| {
+        matches!(
+            world.authorize(*a, act, res, ONE, t),
+            roster_core::authz::Authorization::Allow { .. }
+        )
+    });
+    let (raw, _) =
+        measure(&|(a, act, res)| world.grants_of(*a).any(|g| g.capability.matches(act, res)));
+    let (p50, p99, r50, r99) = (
+        percentile(&ours, 0.5),
+        percentile(&ours, 0.99),
+        percentile(&raw, 0.5),
+        percentile(&raw, 0.99),
+    );
+    let ratio = p50.as_secs_f64() / r50.as_secs_f64().max(1e-12);
+    println!(
+        "\nauthorize: {grants} grants, {} agents, {} calls ({:.0}% allowed)",
+        agents.len(),
+        ours.len(),
+        100.0 * allowed as f64 / ours.len() as f64
+    );
+    println!(
+        "  World::authorize          p50 {:>7.2} µs   p99 {:>7.2} µs",
+        micros(p50),
+        micros(p99)
+    );
+    println!(
+        "  bare pattern scan         p50 {:>7.2} µs   p99 {:>7.2} µs",
+        micros(r50),
+        micros(r99)
+    );
+    println!(
+        "  ratio (p50)               {:>7.2}×   (target p50 ≤ 2 µs)",
+        ratio
+    );
+    Ok(
+        json!({"bench": "authorize", "grants": grants, "p50_us": micros(p50), "p99_us": micros(p99),
+        "raw_p50_us": micros(r50), "raw_p99_us": micros(r99), "ratio": ratio}),
+    )
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}

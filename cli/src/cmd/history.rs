@@ -1,0 +1,287 @@
+//! `init`, `log`, `replay`, `verify`, `export`, `import`: reading history, proving it, moving it.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use roster_core::envelope::Envelope;
+use roster_core::port::{EventLog, LogError};
+use roster_core::world::{AgentStatus, ShareState, World};
+use roster_store::SledLog;
+use serde_json::json;
+
+use super::Env;
+use crate::app::{for_each, log_dir, CliError};
+use crate::describe;
+use crate::output::{relative, Table};
+use crate::refs::TeamRef;
+
+pub(super) fn init(env: &Env<'_>) -> anyhow::Result<()> {
+    let dir = log_dir(env.data_dir);
+    let existed = dir.exists();
+    std::fs::create_dir_all(env.data_dir)?;
+    restrict(env.data_dir)?;
+    let log = SledLog::open(&dir)?;
+    let n = log.len();
+    if env.out.json {
+        env.out
+            .json_line(&json!({"data_dir": env.data_dir, "events": n, "created": !existed}))?;
+    } else if existed {
+        env.out.line(format!(
+            "{} is already a roster data directory ({n} events)",
+            env.data_dir.display()
+        ))?;
+    } else {
+        env.out.line(format!(
+            "initialised an empty roster log in {}",
+            env.data_dir.display()
+        ))?;
+    }
+    Ok(())
+}
+
+/// The data directory holds the whole history: readable by its owner only.
+fn restrict(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+fn print_event(
+    world: &World,
+    e: &Envelope,
+    json: bool,
+    out: crate::output::Out,
+    now: roster_core::time::Timestamp,
+) -> anyhow::Result<()> {
+    if json {
+        out.json_line(e)
+    } else {
+        out.line(format!(
+            "#{:<5} {:>9}  {:<12} v{:<4} {:<22} {}",
+            e.seq,
+            relative(e.at, now),
+            describe::team(world, e.team),
+            e.version,
+            describe::actor(world, &e.actor),
+            describe::event(world, &e.event)
+        ))
+    }
+}
+
+pub(super) fn log(
+    team: Option<TeamRef>,
+    from: u64,
+    follow: bool,
+    env: &Env<'_>,
+) -> anyhow::Result<()> {
+    let mut next = from;
+    loop {
+        // Opened per round so that other commands can use the store between polls of --follow
+        // (sled allows one process at a time; `roster serve` will stream instead).
+        let app = env.open()?;
+        let team = team
+            .as_ref()
+            .map(|t| t.resolve(&app.world).map(|t| t.id))
+            .transpose()
+            .map_err(CliError::Input)?;
+        let now = crate::app::now();
+        next = for_each(&app.log, next, |e| {
+            if team.is_none_or(|t| t == e.team) {
+                print_event(&app.world, &e, env.out.json, env.out, now)
+                    .map_err(|err| CliError::Input(err.to_string()))?;
+            }
+            Ok(())
+        })?;
+        if !follow {
+            return Ok(());
+        }
+        drop(app);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::Result<()> {
+    let app = env.open()?;
+    if at >= app.log.len() {
+        return Err(CliError::Input(format!(
+            "there is no position {at}: the log holds positions 0 to {}",
+            app.log.len().saturating_sub(1)
+        ))
+        .into());
+    }
+    let mut world = World::new();
+    let mut when = roster_core::time::Timestamp::EPOCH;
+    for_each(&app.log, 0, |e| {
+        if e.seq <= at {
+            world.apply(&e)?;
+            when = e.at;
+        }
+        Ok(())
+    })?;
+    let team = team
+        .as_ref()
+        .map(|t| t.resolve(&world).map(|t| t.id))
+        .transpose()
+        .map_err(CliError::Input)?;
+    let keep = |t| team.is_none_or(|x| x == t);
+    if env.out.json {
+        for t in world.teams().filter(|t| keep(t.id)) {
+            env.out.json_line(
+                &json!({"kind": "team", "id": t.id, "name": t.name, "version": t.version}),
+            )?;
+        }
+        for a in world.agents().filter(|a| keep(a.team)) {
+            env.out.json_line(
+                &json!({"kind": "agent", "id": a.id, "name": describe::agent(&world, a.id),
+                "retired": a.is_retired(), "parent": a.parent}),
+            )?;
+        }
+        for g in world.grants() {
+            let Some(h) = world.agent(g.holder) else {
+                continue;
+            };
+            if keep(h.team) {
+                env.out.json_line(&json!({"kind": "grant", "id": g.id, "holder": g.holder,
+                    "capability": g.capability, "active": world.is_active(g.id, when), "spent": g.spent}))?;
+            }
+        }
+        return Ok(());
+    }
+    env.out.line(format!(
+        "the world as it stood after position {at} ({when}):"
+    ))?;
+    let mut t = Table::new(&["team", "events", "agents"]);
+    for team in world.teams().filter(|t| keep(t.id)) {
+        let n = world
+            .agents()
+            .filter(|a| a.team == team.id && !a.is_retired())
+            .count();
+        t.row(vec![
+            team.name.to_string(),
+            team.version.to_string(),
+            n.to_string(),
+        ]);
+    }
+    env.out.line(t.render())?;
+    let mut t = Table::new(&["agent", "status", "grants (active)"]);
+    for a in world.agents().filter(|a| keep(a.team)) {
+        let caps: Vec<String> = world
+            .active_grants_of(a.id, when)
+            .iter()
+            .map(|g| g.capability.to_string())
+            .collect();
+        let status = if a.status == AgentStatus::Retired {
+            "retired"
+        } else {
+            "in service"
+        };
+        t.row(vec![
+            describe::agent(&world, a.id),
+            status.into(),
+            caps.join("  "),
+        ]);
+    }
+    if !t.is_empty() {
+        env.out.line("")?;
+        env.out.line(t.render())?;
+    }
+    let open = world
+        .shares()
+        .filter(|s| s.state == ShareState::Open && (keep(s.from) || keep(s.to)))
+        .count();
+    let waiting = world.approvals().filter(|a| a.decision.is_none()).count();
+    env.out.line(format!(
+        "\n{open} open share(s), {waiting} approval(s) waiting"
+    ))?;
+    Ok(())
+}
+
+pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
+    let dir = log_dir(env.data_dir);
+    if !dir.exists() {
+        return Err(CliError::NotInitialized(env.data_dir.to_owned()).into());
+    }
+    let result = SledLog::open(&dir).and_then(|log| {
+        let n = log.verify()?;
+        let head = if n == 0 {
+            None
+        } else {
+            log.read(n - 1, 1)?.pop()
+        };
+        Ok((
+            n,
+            head.map(|e| e.hash().to_hex())
+                .unwrap_or_else(|| "-".into()),
+        ))
+    });
+    match result {
+        Ok((n, hash)) => {
+            if env.out.json {
+                env.out
+                    .json_line(&json!({"ok": true, "events": n, "head_hash": hash}))?;
+            } else {
+                env.out
+                    .line(format!("ok: {n} events, hash chain intact, head {hash}"))?;
+            }
+            Ok(())
+        }
+        Err(LogError::Corrupt(e)) => {
+            if env.out.json {
+                env.out
+                    .json_line(&json!({"ok": false, "error": e.to_string()}))?;
+            } else {
+                env.out.line(format!("ALTERED OR CORRUPT: {e}"))?;
+            }
+            Err(CliError::Reported(4).into())
+        }
+        Err(other) => Err(CliError::Log(other).into()),
+    }
+}
+
+pub(super) fn export(file: Option<PathBuf>, env: &Env<'_>) -> anyhow::Result<()> {
+    let app = env.open()?;
+    let n = match &file {
+        Some(path) => {
+            let mut w = BufWriter::new(File::create(path)?);
+            let n = roster_store::export_jsonl(&app.log, &mut w)?;
+            w.flush()?;
+            n
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = BufWriter::new(stdout.lock());
+            let n = roster_store::export_jsonl(&app.log, &mut w)?;
+            w.flush()?;
+            n
+        }
+    };
+    if let Some(path) = file {
+        eprintln!("exported {n} events to {}", path.display());
+    }
+    Ok(())
+}
+
+pub(super) fn import(file: &Path, env: &Env<'_>) -> anyhow::Result<()> {
+    let dir = log_dir(env.data_dir);
+    std::fs::create_dir_all(env.data_dir)?;
+    restrict(env.data_dir)?;
+    let log = SledLog::open(&dir)?;
+    if !log.is_empty() {
+        return Err(CliError::Input(format!(
+            "{} already holds {} events: import only into an empty data directory",
+            env.data_dir.display(),
+            log.len()
+        ))
+        .into());
+    }
+    let mut input = BufReader::new(File::open(file)?);
+    let n = roster_store::import_jsonl(&log, &mut input)?;
+    if env.out.json {
+        env.out.json_line(&json!({"imported": n}))?;
+    } else {
+        env.out
+            .line(format!("imported {n} events; every hash re-verified"))?;
+    }
+    Ok(())
+}

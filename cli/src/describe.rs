@@ -1,0 +1,170 @@
+//! One-line descriptions of events and ids for people, with names looked up in the world.
+
+use roster_core::actor::Actor;
+use roster_core::event::{Event, StopReason};
+use roster_core::id::{AgentId, GrantId, TeamId};
+use roster_core::world::World;
+
+/// `team/name` of an agent, or its id if unknown.
+pub fn agent(world: &World, id: AgentId) -> String {
+    match world.agent(id) {
+        Some(a) => format!("{}/{}", team(world, a.team), a.name),
+        None => id.to_string(),
+    }
+}
+
+/// A team's name, or its id if unknown.
+pub fn team(world: &World, id: TeamId) -> String {
+    world
+        .team(id)
+        .map_or_else(|| id.to_string(), |t| t.name.to_string())
+}
+
+/// Who did it, for people.
+pub fn actor(world: &World, a: &Actor) -> String {
+    match a {
+        Actor::Operator(n) => format!("operator {n}"),
+        Actor::Agent(id) => agent(world, *id),
+        Actor::Runtime => "runtime".into(),
+    }
+}
+
+fn grant(world: &World, id: GrantId) -> String {
+    match world.grant(id) {
+        Some(g) => format!("{} ({})", g.capability, id.short()),
+        None => id.to_string(),
+    }
+}
+
+/// What happened, in one line.
+pub fn event(world: &World, e: &Event) -> String {
+    match e {
+        Event::TeamCreated { name } => format!("team {name} created"),
+        Event::AgentHired {
+            agent: id,
+            role,
+            parent,
+            spec,
+            ..
+        } => {
+            let by = parent
+                .map(|p| format!(" by {}", agent(world, p)))
+                .unwrap_or_default();
+            let role = if role.as_str().is_empty() {
+                String::new()
+            } else {
+                format!(" as \"{role}\"")
+            };
+            format!(
+                "hired {}{role}{by} (image {}, {:?})",
+                agent(world, *id),
+                spec.image,
+                spec.runtime
+            )
+        }
+        Event::AgentStarted { agent: id, .. } => format!("{} started", agent(world, *id)),
+        Event::AgentStopped { agent: id, reason } => {
+            let why = match reason {
+                StopReason::Requested => "on request".to_string(),
+                StopReason::Exited { code } => format!("exited with {code}"),
+                StopReason::Crashed { code } => format!("crashed with {code}"),
+                StopReason::OomKilled => "killed: out of memory".to_string(),
+                StopReason::TimedOut => "timed out".to_string(),
+            };
+            format!("{} stopped: {why}", agent(world, *id))
+        }
+        Event::AgentRetired { agent: id } => format!("{} retired", agent(world, *id)),
+        Event::GrantIssued {
+            grant: id,
+            holder,
+            capability,
+            parent,
+        } => {
+            let from = match parent {
+                Some(p) => format!(" derived from {}", p.short()),
+                None => " (root)".into(),
+            };
+            format!(
+                "granted {capability} to {}{from} [{}]",
+                agent(world, *holder),
+                id.short()
+            )
+        }
+        Event::GrantRevoked { grant: id } => format!("revoked {}", grant(world, *id)),
+        Event::ShareProposed { share, to, topics } => {
+            format!(
+                "proposed share {} of topics {topics} to {}",
+                share.short(),
+                team(world, *to)
+            )
+        }
+        Event::ShareAccepted { share } => format!("accepted share {}", share.short()),
+        Event::ShareClosed { share } => format!("closed share {}", share.short()),
+        Event::ContextShared {
+            share,
+            sender,
+            topic,
+            size,
+            ..
+        } => format!(
+            "{} shared {size} bytes on {topic} through share {}",
+            agent(world, *sender),
+            share.short()
+        ),
+        Event::AccessDenied {
+            agent: id,
+            action,
+            resource,
+            reason,
+        } => {
+            format!(
+                "DENIED {} {action} on {resource}: {reason}",
+                agent(world, *id)
+            )
+        }
+        Event::ApprovalRequested {
+            approval,
+            agent: id,
+            action,
+            resource,
+            amount,
+            ..
+        } => format!(
+            "{} asks approval {} for {action} on {resource} (amount {amount})",
+            agent(world, *id),
+            approval
+        ),
+        Event::ApprovalDecided {
+            approval,
+            approved,
+            note,
+        } => {
+            let verdict = if *approved { "approved" } else { "refused" };
+            let note = note.as_ref().map(|n| format!(": {n}")).unwrap_or_default();
+            format!("{verdict} {approval}{note}")
+        }
+        Event::ActionPerformed {
+            agent: id,
+            action,
+            resource,
+            amount,
+            chain,
+            approval,
+        } => {
+            let via = chain
+                .first()
+                .map(|g| format!(" via {}", g.short()))
+                .unwrap_or_default();
+            let ap = approval
+                .map(|a| format!(", approved by {}", a.short()))
+                .unwrap_or_default();
+            format!(
+                "{} did {action} on {resource} (amount {amount}{via}{ap})",
+                agent(world, *id)
+            )
+        }
+        // Future event kinds still get a line.
+        #[allow(unreachable_patterns)]
+        other => other.kind().to_string(),
+    }
+}

@@ -1,0 +1,359 @@
+//! The operator CLI end to end: the real binary on a real sled data directory.
+//! Every refusal must exit non-zero with one clear sentence and write nothing but the
+//! `AccessDenied` record where an agent asked.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn roster(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_roster"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--as")
+        .arg("tester")
+        .args(args)
+        .env_remove("ROSTER_JSON")
+        .output()
+        .expect("run roster")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = roster(dir, args);
+    assert!(
+        out.status.success(),
+        "roster {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Runs a command that must fail with `code`; returns its stderr.
+fn fails(dir: &Path, args: &[&str], code: i32) -> String {
+    let out = roster(dir, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "roster {args:?}: {stderr}");
+    stderr
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+fn event_count(dir: &Path) -> usize {
+    json_lines(&ok(dir, &["--json", "log"])).len()
+}
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    ok(&dir, &["init"]);
+    ok(&dir, &["team", "create", "research"]);
+    ok(
+        &dir,
+        &[
+            "hire",
+            "--team",
+            "research",
+            "--name",
+            "lead",
+            "--grant",
+            "agent.hire@team:research,budget=1",
+            "--grant",
+            "email.*@mailbox:*",
+        ],
+    );
+    (tmp, dir)
+}
+
+#[test]
+fn bad_input_is_refused_with_one_sentence_and_writes_nothing() {
+    let (_tmp, dir) = setup();
+    let before = event_count(&dir);
+    let cases: &[(&[&str], &str)] = &[
+        (&["team", "create", "re.search"], "contains '.'"),
+        (&["team", "create", "a/b"], "contains '/'"),
+        (&["hire", "--team", "nope", "--name", "x"], "no team `nope`"),
+        (
+            &["hire", "--team", "research", "--name", "Bob"],
+            "contains 'B'",
+        ),
+        (
+            &["grant", "research/ghost", "email.send@mailbox:a"],
+            "no agent `ghost`",
+        ),
+        (&["grant", "research/lead", "email.send"], "no `@`"),
+        (
+            &["grant", "research/lead", "email.send@mailbox:a,forever"],
+            "unknown constraint",
+        ),
+        (&["revoke", "grt_nothex"], "grant id"),
+        (
+            &["check", "research/lead", "email.*", "mailbox:a"],
+            "cannot contain `*`",
+        ),
+        (
+            &[
+                "act",
+                "research/lead",
+                "email.send",
+                "mailbox:a",
+                "--amount",
+                "0",
+            ],
+            "at least 1",
+        ),
+    ];
+    for (args, needle) in cases {
+        let err = fails(&dir, args, 2);
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.contains(needle),
+            "roster {args:?}: expected {needle:?} in {err:?}"
+        );
+        // One sentence saying what is wrong (clap may add its "try --help" hint after it).
+        let sentences = err
+            .lines()
+            .filter(|l| l.starts_with("error:") || l.starts_with("roster:"));
+        assert_eq!(sentences.count(), 1, "one sentence, got {err:?}");
+    }
+    // A taken name is a refusal of the runtime (exit 3), not malformed input.
+    assert!(fails(&dir, &["team", "create", "research"], 3).contains("already taken"));
+    assert_eq!(event_count(&dir), before, "bad input wrote something");
+}
+
+#[test]
+fn an_agent_asking_for_more_than_it_has_is_refused_and_recorded() {
+    let (_tmp, dir) = setup();
+    let before = event_count(&dir);
+    let err = fails(
+        &dir,
+        &[
+            "hire",
+            "--team",
+            "research",
+            "--name",
+            "rogue",
+            "--by",
+            "research/lead",
+            "--grant",
+            "email.*@**",
+        ],
+        3,
+    );
+    assert!(err.contains("asks for more than"), "{err}");
+    let events = json_lines(&ok(&dir, &["--json", "log", "--from", &before.to_string()]));
+    assert_eq!(
+        events.len(),
+        1,
+        "only the AccessDenied record is written: {events:?}"
+    );
+    let denied = &events[0]["event"]["AccessDenied"];
+    assert_eq!(denied["action"], "agent.hire");
+    assert_eq!(denied["resource"], "team:research");
+    // The hire budget of 1 allows exactly one hire.
+    ok(
+        &dir,
+        &[
+            "hire",
+            "--team",
+            "research",
+            "--name",
+            "scout",
+            "--by",
+            "research/lead",
+            "--grant",
+            "email.send@mailbox:alice",
+        ],
+    );
+    let err = fails(
+        &dir,
+        &[
+            "hire",
+            "--team",
+            "research",
+            "--name",
+            "third",
+            "--by",
+            "research/lead",
+        ],
+        3,
+    );
+    assert!(err.contains("budget exhausted"), "{err}");
+}
+
+#[test]
+fn revocation_cascades_and_check_explains() {
+    let (_tmp, dir) = setup();
+    ok(
+        &dir,
+        &[
+            "hire",
+            "--team",
+            "research",
+            "--name",
+            "scout",
+            "--by",
+            "research/lead",
+            "--grant",
+            "email.send@mailbox:alice",
+        ],
+    );
+    let out = ok(
+        &dir,
+        &["check", "research/scout", "email.send", "mailbox:alice"],
+    );
+    assert!(out.starts_with("ALLOW"), "{out}");
+    assert_eq!(out.lines().count(), 3, "the chain has two links: {out}");
+    let grants = json_lines(&ok(&dir, &["--json", "grants", "research/lead"]));
+    let email = grants
+        .iter()
+        .find(|g| g["capability"] == "email.*@mailbox:*")
+        .and_then(|g| g["id"].as_str())
+        .expect("lead's email grant");
+    ok(&dir, &["revoke", email]);
+    let out = roster(
+        &dir,
+        &["check", "research/scout", "email.send", "mailbox:alice"],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
+    fails(&dir, &["revoke", email], 3);
+}
+
+#[test]
+fn replay_shows_the_past_and_verify_catches_an_edited_export() {
+    let (tmp, dir) = setup();
+    ok(&dir, &["retire", "research/lead"]);
+    let past = ok(&dir, &["--json", "replay", "--at", "2"]);
+    let agent = json_lines(&past)
+        .into_iter()
+        .find(|v| v["kind"] == "agent")
+        .expect("agent");
+    assert_eq!(
+        agent["retired"], false,
+        "at position 2 the lead was in service"
+    );
+    let now = json_lines(&ok(&dir, &["--json", "replay", "--at", "4"]));
+    assert!(now
+        .iter()
+        .any(|v| v["kind"] == "agent" && v["retired"] == true));
+    fails(&dir, &["replay", "--at", "99"], 2);
+
+    let out = ok(&dir, &["verify"]);
+    assert!(out.starts_with("ok: 5 events"), "{out}");
+    let export = tmp.path().join("x.jsonl");
+    ok(&dir, &["export", export.to_str().expect("utf-8")]);
+    let edited = tmp.path().join("edited.jsonl");
+    let text = std::fs::read_to_string(&export).expect("read");
+    std::fs::write(&edited, text.replacen("\"lead\"", "\"boss\"", 1)).expect("write");
+    let copy = tmp.path().join("copy");
+    let err = fails(&copy, &["import", edited.to_str().expect("utf-8")], 1);
+    assert!(err.contains("position 1"), "{err}");
+    ok(&copy, &["import", export.to_str().expect("utf-8")]);
+    assert_eq!(
+        ok(&copy, &["export"]),
+        text,
+        "import then export is the identity"
+    );
+    fails(&copy, &["import", export.to_str().expect("utf-8")], 2);
+}
+
+#[test]
+fn approvals_are_for_humans_and_for_one_use() {
+    let (_tmp, dir) = setup();
+    ok(
+        &dir,
+        &[
+            "hire",
+            "--team",
+            "research",
+            "--name",
+            "mailer",
+            "--grant",
+            "email.send@mailbox:*,approval",
+        ],
+    );
+    let asked = json_lines(&ok(
+        &dir,
+        &[
+            "--json",
+            "act",
+            "research/mailer",
+            "email.send",
+            "mailbox:all",
+        ],
+    ));
+    let id = asked[0]["event"]["ApprovalRequested"]["approval"]
+        .as_str()
+        .expect("approval id")
+        .to_owned();
+    assert!(ok(&dir, &["approvals"]).contains(&id));
+    fails(
+        &dir,
+        &[
+            "act",
+            "research/mailer",
+            "email.send",
+            "mailbox:all",
+            "--approval",
+            &id,
+        ],
+        3,
+    );
+    ok(&dir, &["approve", &id]);
+    ok(
+        &dir,
+        &[
+            "act",
+            "research/mailer",
+            "email.send",
+            "mailbox:all",
+            "--approval",
+            &id,
+        ],
+    );
+    let err = fails(
+        &dir,
+        &[
+            "act",
+            "research/mailer",
+            "email.send",
+            "mailbox:all",
+            "--approval",
+            &id,
+        ],
+        3,
+    );
+    assert!(err.contains("already used"), "{err}");
+}
+
+#[test]
+fn commands_on_a_missing_data_dir_say_to_init() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let err = fails(&tmp.path().join("none"), &["agents"], 2);
+    assert!(err.contains("roster init"), "{err}");
+    assert!(
+        !tmp.path().join("none").exists(),
+        "a read command created the data dir"
+    );
+}
+
+#[test]
+fn the_demo_tour_behaves_as_it_says() {
+    let out = Command::new(env!("CARGO_BIN_EXE_roster"))
+        .arg("demo")
+        .output()
+        .expect("run demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("behaved as expected"), "{stdout}");
+}
