@@ -64,7 +64,12 @@ impl<L: EventLog + ?Sized> Subscription<L> {
 
     /// Reads the next batch from storage; false when there was nothing new.
     fn fill(&mut self) -> Result<bool, LogError> {
-        let batch = self.log.read(self.fetched, BATCH)?;
+        // A batch that fails (a damaged record in it) is re-read one record at a time, so that
+        // everything before the damage is delivered and the error names its exact position.
+        let batch = match self.log.read(self.fetched, BATCH) {
+            Ok(batch) => batch,
+            Err(_) => self.log.read(self.fetched, 1)?,
+        };
         if batch.is_empty() {
             return Ok(false);
         }

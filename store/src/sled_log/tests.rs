@@ -86,7 +86,7 @@ fn an_unknown_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(SledLog::open(dir.path()).unwrap());
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw(dir.path());
         db.insert(keys::FORMAT_KEY, &2u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
@@ -109,7 +109,7 @@ fn a_lost_team_index_is_rebuilt_from_the_log() {
         log.append(req(b, 0, 2)).unwrap();
     }
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw(dir.path());
         db.remove(keys::version(a)).unwrap();
         db.remove(keys::team(b, 2)).unwrap();
         db.flush().unwrap();
@@ -149,4 +149,14 @@ fn append_sealed_must_continue_the_log() {
     log.append_sealed(envs.clone()).unwrap();
     assert_eq!(log.read(0, 10).unwrap(), envs);
     assert_eq!(log.team_version(team(1)).unwrap(), 3);
+}
+
+/// Raw sled access to the store's files, without sled's background flusher (which would keep
+/// the file lock for a moment after the handle is dropped).
+fn raw(dir: &std::path::Path) -> sled::Db {
+    sled::Config::new()
+        .path(dir)
+        .flush_every_ms(None)
+        .open()
+        .unwrap()
 }
