@@ -136,12 +136,19 @@ fn a_removed_record_is_a_gap_at_open() {
     assert!(err.to_string().contains("position 20"), "{err}");
 }
 
-/// Raw sled access to the store's files, without sled's background flusher (which would keep
-/// the file lock for a moment after the handle is dropped).
+/// Raw sled access to the store's files, without sled's background flusher. sled's threads can
+/// hold the file lock for a moment after the log was dropped, so this waits for it.
 fn raw(dir: &std::path::Path) -> sled::Db {
-    sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
-        .open()
-        .unwrap()
+    let config = sled::Config::new().path(dir).flush_every_ms(None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match config.open() {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("waiting for the store's lock: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open the store raw: {e}"),
+        }
+    }
 }

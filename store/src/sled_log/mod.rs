@@ -103,12 +103,7 @@ impl SledLog {
     /// Opens (or creates) the log in `dir`. Refuses a store of an unknown format, a log with a
     /// missing position, and a tail (the last [`TAIL_CHECK`] events) whose chain does not verify.
     pub fn open(dir: &Path) -> Result<SledLog, LogError> {
-        let db = sled::Config::new()
-            .path(dir)
-            // Every commit flushes explicitly; a background flusher would add nothing.
-            .flush_every_ms(None)
-            .open()
-            .map_err(storage("open the store"))?;
+        let db = open_db(dir)?;
         let head = open::load(&db)?;
         let shared = Arc::new(Shared {
             db,
@@ -193,6 +188,33 @@ impl SledLog {
             .send(Job { work, reply })
             .map_err(|_| LogError::Closed)?;
         answer.recv().map_err(|_| LogError::Closed)?
+    }
+}
+
+/// How long `open` waits for the store's file lock.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens sled in `dir`, waiting up to [`LOCK_WAIT`] for its file lock: sled's background
+/// threads can hold the lock of a handle for a moment after it was dropped, so a reopen in the
+/// same process would otherwise fail at random. A store another process keeps open still fails.
+fn open_db(dir: &Path) -> Result<sled::Db, LogError> {
+    let config = sled::Config::new()
+        .path(dir)
+        // Every commit flushes explicitly; a background flusher would add nothing.
+        .flush_every_ms(None);
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            // sled 0.34 reports a held lock only through this message.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(storage("open the store (is another process using it?)")(e)),
+        }
     }
 }
 

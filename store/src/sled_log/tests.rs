@@ -154,9 +154,16 @@ fn append_sealed_must_continue_the_log() {
 /// Raw sled access to the store's files, without sled's background flusher (which would keep
 /// the file lock for a moment after the handle is dropped).
 fn raw(dir: &std::path::Path) -> sled::Db {
-    sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
-        .open()
-        .unwrap()
+    open_db(dir).unwrap()
+}
+
+#[test]
+fn a_store_in_use_is_refused_after_a_short_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = SledLog::open(dir.path()).unwrap();
+    let start = Instant::now();
+    let err = SledLog::open(dir.path()).unwrap_err();
+    assert!(matches!(err, LogError::Storage { .. }), "{err:?}");
+    assert!(err.to_string().contains("another process"), "{err}");
+    assert!(start.elapsed() >= LOCK_WAIT);
 }
