@@ -267,6 +267,9 @@ impl EventLog for SledLog {
             .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
             .min(self.shared.version(team) + 1);
         let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
         let mut expected = from;
         for item in db.range(keys::team(team, from)..keys::team(team, to)) {
             let (key, value) = item.map_err(storage("read the team index"))?;

@@ -20,6 +20,13 @@ fn req(team: TeamId, expected: u64, n: usize) -> AppendRequest {
     }
 }
 
+/// The CLI shares one log between threads and hands it around as `Arc<dyn EventLog>`.
+const _: fn() = || {
+    fn shareable<T: EventLog + Send + Sync + fmt::Debug + 'static>() {}
+    shareable::<SledLog>();
+    shareable::<crate::MemLog>();
+};
+
 #[test]
 fn survives_reopen_and_continues_the_chain() {
     let dir = tempfile::tempdir().unwrap();
