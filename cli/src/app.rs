@@ -7,12 +7,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use roster_core::actor::Actor;
 use roster_core::command::{decide, Command, Decision, Rejected};
 use roster_core::envelope::Envelope;
-use roster_core::id::Entropy;
 use roster_core::name::Name;
 use roster_core::port::{AppendRequest, EventLog, LogError};
 use roster_core::time::Timestamp;
 use roster_core::world::{FoldError, World};
-use roster_store::SledLog;
+use roster_store::{OsEntropy, SledLog};
 
 /// Errors the CLI reports, each with its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -59,22 +58,6 @@ pub fn now() -> Timestamp {
     Timestamp::from_micros(micros)
 }
 
-/// Randomness from the operating system for new ids.
-#[derive(Debug, Default)]
-pub struct OsEntropy;
-
-impl Entropy for OsEntropy {
-    fn bytes10(&mut self) -> [u8; 10] {
-        let mut b = [0u8; 10];
-        if getrandom::fill(&mut b).is_err() {
-            // No OS randomness (never seen on Linux): fall back to the clock's microseconds so
-            // ids stay unique within this process; their time part still orders them.
-            b[2..].copy_from_slice(&now().as_micros().to_be_bytes());
-        }
-        b
-    }
-}
-
 /// The directory of the sled log inside a data directory.
 pub fn log_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("log")
@@ -116,7 +99,7 @@ impl App {
     /// Decides `command` as `actor`, appends the events and folds them. A refusal of an agent
     /// still appends its `AccessDenied` record before the error is returned.
     pub fn execute(&mut self, command: Command, actor: &Actor) -> Result<Vec<Envelope>, CliError> {
-        match decide(&self.world, command, actor, now(), &mut OsEntropy) {
+        match decide(&self.world, command, actor, now(), &mut OsEntropy::new()) {
             Ok(decision) => self.commit(decision, actor),
             Err(rejected) => {
                 if let Some(audit) = &rejected.audit {

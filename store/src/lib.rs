@@ -12,7 +12,8 @@
 //! - `mem`: [`MemLog`].
 //! - `subscription`: [`Subscription`], catch-up-then-live reading.
 //! - `jsonl`: [`export_jsonl`] and [`import_jsonl`], the JSON-lines form of a log.
-//! - `clock`: the wall clock and OS randomness, the only impure inputs of an append.
+//! - `clock`: the wall clock and [`OsEntropy`] (OS randomness), the only impure inputs of an
+//!   append.
 //!
 //! The log (`e` keys) is the only source of truth; the team index and versions are derived from
 //! it, written in the same atomic batch, and rebuilt from it at open if they ever disagree.
@@ -27,6 +28,7 @@ pub mod record;
 mod sled_log;
 mod subscription;
 
+pub use clock::OsEntropy;
 pub use jsonl::{export_jsonl, import_jsonl, AppendSealed, ExportError, ImportError};
 pub use mem::MemLog;
 pub use sled_log::{SledLog, TAIL_CHECK};

@@ -16,6 +16,7 @@ use crate::head::Head;
 #[derive(Debug)]
 struct State {
     head: Head,
+    entropy: OsEntropy,
     events: Vec<Envelope>,
     /// Positions of each team's events, in version order (derivable from `events`).
     by_team: HashMap<TeamId, Vec<u64>>,
@@ -41,6 +42,7 @@ impl MemLog {
         Self {
             state: Mutex::new(State {
                 head: Head::empty(),
+                entropy: OsEntropy::new(),
                 events: Vec::new(),
                 by_team: HashMap::new(),
             }),
@@ -84,14 +86,16 @@ fn index(n: u64) -> usize {
 
 impl EventLog for MemLog {
     fn append(&self, request: AppendRequest) -> Result<Vec<Envelope>, LogError> {
-        let mut entropy = OsEntropy::for_ids(request.events.len())?;
-        let mut st = self.lock();
+        let mut guard = self.lock();
+        // Borrow the fields apart: the stage reads `head` while sealing draws from `entropy`.
+        let st = &mut *guard;
+        st.entropy.reserve(request.events.len());
         let mut stage = st.head.stage();
-        let sealed = stage.seal(request, clock::now(), &mut entropy)?;
+        let sealed = stage.seal(request, clock::now(), &mut st.entropy)?;
         let advance = stage.finish();
         st.head.advance(advance);
         st.push(sealed.clone());
-        drop(st);
+        drop(guard);
         self.grown.notify_all();
         Ok(sealed)
     }

@@ -43,6 +43,7 @@ pub(super) struct Job {
 /// Runs until every sender is gone and the queue is drained.
 pub(super) fn run(shared: Arc<Shared>, queue: Receiver<Job>, mut head: Head) {
     let mut failed: Option<String> = None;
+    let mut entropy = OsEntropy::new();
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -57,7 +58,7 @@ pub(super) fn run(shared: Arc<Shared>, queue: Receiver<Job>, mut head: Head) {
             }
             continue;
         }
-        if let Err(why) = commit_group(&shared, &mut head, jobs) {
+        if let Err(why) = commit_group(&shared, &mut head, &mut entropy, jobs) {
             failed = Some(why);
         }
     }
@@ -71,15 +72,28 @@ fn broken(why: &str) -> LogError {
 }
 
 /// Stages, writes, flushes and answers one group. Returns the storage failure, if any.
-fn commit_group(shared: &Shared, head: &mut Head, jobs: Vec<Job>) -> Result<(), String> {
+fn commit_group(
+    shared: &Shared,
+    head: &mut Head,
+    entropy: &mut OsEntropy,
+    jobs: Vec<Job>,
+) -> Result<(), String> {
     let now = clock::now();
+    // One draw of OS randomness for every id of the group.
+    entropy.reserve(
+        jobs.iter()
+            .map(|job| match &job.work {
+                Work::Append(request) => request.events.len(),
+                Work::Sealed(_) => 0,
+            })
+            .sum(),
+    );
     let mut stage = head.stage();
     let mut batch = sled::Batch::default();
     let mut answers = Vec::with_capacity(jobs.len());
     for job in jobs {
         let result = match job.work {
-            Work::Append(request) => OsEntropy::for_ids(request.events.len())
-                .and_then(|mut entropy| stage.seal(request, now, &mut entropy)),
+            Work::Append(request) => stage.seal(request, now, entropy),
             Work::Sealed(envelopes) => stage.accept(&envelopes).map(|()| envelopes),
         };
         if let Ok(envelopes) = &result {
