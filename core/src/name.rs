@@ -123,31 +123,6 @@ impl FromStr for Name {
     }
 }
 
-impl TryFrom<String> for Name {
-    type Error = NameError;
-    fn try_from(s: String) -> Result<Self, NameError> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Name> for String {
-    fn from(n: Name) -> String {
-        n.0
-    }
-}
-
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
 /// A short free text for people (an agent's role, an operator's note): printable, one line, at
 /// most 200 characters. It never goes into a subject or a path.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -184,31 +159,6 @@ impl Label {
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl TryFrom<String> for Label {
-    type Error = NameError;
-    fn try_from(s: String) -> Result<Self, NameError> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Label> for String {
-    fn from(n: Label) -> String {
-        n.0
-    }
-}
-
-impl fmt::Display for Label {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Label {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
     }
 }
 
@@ -271,30 +221,36 @@ impl ImageRef {
     }
 }
 
-impl TryFrom<String> for ImageRef {
-    type Error = NameError;
-    fn try_from(s: String) -> Result<Self, NameError> {
-        Self::parse(&s)
-    }
-}
+/// The conversions every validated text type shares: serde goes through `String` and `parse`.
+macro_rules! text_conversions {
+    ($($t:ty),*) => {$(
+        impl TryFrom<String> for $t {
+            type Error = NameError;
+            fn try_from(s: String) -> Result<Self, NameError> {
+                Self::parse(&s)
+            }
+        }
 
-impl From<ImageRef> for String {
-    fn from(n: ImageRef) -> String {
-        n.0
-    }
-}
+        impl From<$t> for String {
+            fn from(n: $t) -> String {
+                n.0
+            }
+        }
 
-impl fmt::Display for ImageRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
 
-impl fmt::Debug for ImageRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    )*};
 }
+text_conversions!(Name, Label, ImageRef);
 
 #[cfg(test)]
 mod tests {
