@@ -171,12 +171,20 @@ pub enum ChainError {
 impl Envelope {
     /// Seals `body` after the event whose hash is `prev_hash`.
     pub fn seal(body: Body, prev_hash: Hash) -> Envelope {
-        let hash = chain_hash(&prev_hash, &body.canonical_bytes());
-        Envelope {
+        Envelope::seal_canonical(body, prev_hash).0
+    }
+
+    /// Seals like [`Envelope::seal`] and also returns the canonical bytes the hash covers: a
+    /// store writes exactly these bytes, so the body is encoded once, not twice.
+    pub fn seal_canonical(body: Body, prev_hash: Hash) -> (Envelope, Vec<u8>) {
+        let canonical = body.canonical_bytes();
+        let hash = chain_hash(&prev_hash, &canonical);
+        let envelope = Envelope {
             body,
             prev_hash,
             hash,
-        }
+        };
+        (envelope, canonical)
     }
 
     /// Re-checks a stored envelope: its hash must be the hash of `prev_hash ‖ canonical`, and

@@ -74,6 +74,14 @@ impl Head {
     }
 }
 
+/// What [`Stage::seal`] made of one request: its envelopes and, for each, the canonical bytes
+/// of its body — what the hash covers and what the record stores, so nothing is encoded twice.
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    pub(crate) envelopes: Vec<Envelope>,
+    pub(crate) canonical: Vec<Vec<u8>>,
+}
+
 /// A group of appends being validated and sealed on top of a [`Head`].
 #[derive(Debug)]
 pub(crate) struct Stage<'h> {
@@ -106,7 +114,7 @@ impl Stage<'_> {
         request: AppendRequest,
         now: Timestamp,
         entropy: &mut dyn Entropy,
-    ) -> Result<Vec<Envelope>, LogError> {
+    ) -> Result<Sealed, LogError> {
         if request.events.is_empty() {
             return Err(LogError::EmptyBatch);
         }
@@ -119,7 +127,10 @@ impl Stage<'_> {
             });
         }
         let at = now.max(self.last_at);
-        let mut out = Vec::with_capacity(request.events.len());
+        let mut out = Sealed {
+            envelopes: Vec::with_capacity(request.events.len()),
+            canonical: Vec::with_capacity(request.events.len()),
+        };
         let mut version = actual;
         for event in request.events {
             version += 1;
@@ -134,10 +145,11 @@ impl Stage<'_> {
                 schema: SCHEMA_VERSION,
                 event,
             };
-            let env = Envelope::seal(body, self.last_hash);
+            let (env, canonical) = Envelope::seal_canonical(body, self.last_hash);
             self.last_hash = env.hash();
             self.len += 1;
-            out.push(env);
+            out.envelopes.push(env);
+            out.canonical.push(canonical);
         }
         self.last_at = at;
         self.versions.insert(request.team, version);
@@ -224,7 +236,7 @@ mod tests {
         let mut e = CountingEntropy::new(0);
         let now = Timestamp::from_millis(5);
         let mut stage = head.stage();
-        let first = stage.seal(req(a, 0, 2), now, &mut e).unwrap();
+        let first = stage.seal(req(a, 0, 2), now, &mut e).unwrap().envelopes;
         assert!(matches!(
             stage.seal(req(a, 0, 1), now, &mut e),
             Err(LogError::Conflict {
@@ -237,8 +249,8 @@ mod tests {
             stage.seal(req(b, 0, 0), now, &mut e),
             Err(LogError::EmptyBatch)
         ));
-        let second = stage.seal(req(b, 0, 1), now, &mut e).unwrap();
-        let third = stage.seal(req(a, 2, 1), now, &mut e).unwrap();
+        let second = stage.seal(req(b, 0, 1), now, &mut e).unwrap().envelopes;
+        let third = stage.seal(req(a, 2, 1), now, &mut e).unwrap().envelopes;
         assert_eq!(
             [first[0].seq, first[1].seq, second[0].seq, third[0].seq],
             [0, 1, 2, 3]
@@ -264,7 +276,8 @@ mod tests {
                 Timestamp::from_millis(50),
                 &mut CountingEntropy::new(0),
             )
-            .unwrap();
+            .unwrap()
+            .envelopes;
         assert_eq!(envs[0].at, Timestamp::from_millis(100));
     }
 
@@ -276,7 +289,8 @@ mod tests {
         let envs = head
             .stage()
             .seal(req(a, 0, 3), Timestamp::from_millis(5), &mut e)
-            .unwrap();
+            .unwrap()
+            .envelopes;
         let mut stage = head.stage();
         assert!(matches!(
             stage.accept(&envs[1..]),

@@ -91,7 +91,9 @@ impl EventLog for MemLog {
         let st = &mut *guard;
         st.entropy.reserve(request.events.len());
         let mut stage = st.head.stage();
-        let sealed = stage.seal(request, clock::now(), &mut st.entropy)?;
+        let sealed = stage
+            .seal(request, clock::now(), &mut st.entropy)?
+            .envelopes;
         let advance = stage.finish();
         st.head.advance(advance);
         st.push(sealed.clone());

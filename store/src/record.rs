@@ -18,12 +18,23 @@ pub const HEADER_LEN: usize = 1 + 32 + 32;
 
 /// The record of `envelope`.
 pub fn encode(envelope: &Envelope) -> Vec<u8> {
-    let body = envelope.body().canonical_bytes();
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    encode_parts(
+        envelope.prev_hash(),
+        envelope.hash(),
+        &envelope.body().canonical_bytes(),
+    )
+}
+
+/// The record of an envelope from its parts, when the canonical bytes of its body are at hand
+/// already (from [`Envelope::seal_canonical`]): the writer encodes each body only once.
+/// `hash` must be [`roster_core::envelope::chain_hash`] of `prev_hash` and `canonical`, or the
+/// record will not decode.
+pub fn encode_parts(prev_hash: Hash, hash: Hash, canonical: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + canonical.len());
     out.push(RECORD_VERSION);
-    out.extend_from_slice(&envelope.prev_hash().0);
-    out.extend_from_slice(&envelope.hash().0);
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&prev_hash.0);
+    out.extend_from_slice(&hash.0);
+    out.extend_from_slice(canonical);
     out
 }
 
@@ -113,6 +124,10 @@ mod tests {
         );
         assert_eq!(decode(4, &bytes).unwrap(), env);
         assert_eq!(stored_hash(&bytes), Some(env.hash()));
+        // Sealing hands out the very bytes `encode` writes.
+        let (sealed, canonical) = Envelope::seal_canonical(env.body().clone(), env.prev_hash());
+        assert_eq!(sealed, env);
+        assert_eq!(encode_parts(env.prev_hash(), env.hash(), &canonical), bytes);
     }
 
     #[test]

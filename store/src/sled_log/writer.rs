@@ -93,12 +93,22 @@ fn commit_group(
     let mut answers = Vec::with_capacity(jobs.len());
     for job in jobs {
         let result = match job.work {
-            Work::Append(request) => stage.seal(request, now, entropy),
-            Work::Sealed(envelopes) => stage.accept(&envelopes).map(|()| envelopes),
+            Work::Append(request) => stage.seal(request, now, entropy).map(|sealed| {
+                for (env, canonical) in sealed.envelopes.iter().zip(&sealed.canonical) {
+                    let record = record::encode_parts(env.prev_hash(), env.hash(), canonical);
+                    batch.insert(&keys::event(env.seq), record);
+                }
+                sealed.envelopes
+            }),
+            Work::Sealed(envelopes) => stage.accept(&envelopes).map(|()| {
+                for env in &envelopes {
+                    batch.insert(&keys::event(env.seq), record::encode(env));
+                }
+                envelopes
+            }),
         };
         if let Ok(envelopes) = &result {
             for env in envelopes {
-                batch.insert(&keys::event(env.seq), record::encode(env));
                 batch.insert(&keys::team(env.team, env.version), &env.seq.to_be_bytes());
             }
         }
