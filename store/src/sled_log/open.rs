@@ -4,6 +4,7 @@
 //! rebuilding both from the log if they do not, since the log is the only source of truth.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 
 use roster_core::envelope::{ChainError, Envelope, Hash};
 use roster_core::id::TeamId;
@@ -130,18 +131,27 @@ fn load_versions(db: &sled::Db, len: u64) -> Result<Option<HashMap<TeamId, u64>>
         }
         versions.insert(team, version);
     }
-    // Every team with index entries must have a version: the index's first key per team.
-    let mut indexed = 0usize;
-    let mut last_team = None;
-    for key in db.scan_prefix([keys::TEAM_PREFIX]).keys() {
-        let key = key.map_err(storage("walk the team index"))?;
-        let team = keys::team_parts(&key).map(|(t, _)| t);
-        if team != last_team {
-            indexed += 1;
-            last_team = team;
-        }
+    // Every team with index entries must have a version. Each team checked above has entries,
+    // so the two agree exactly when the index holds as many teams as there are versions.
+    Ok((count_indexed_teams(db)? == Some(versions.len())).then_some(versions))
+}
+
+/// How many teams have entries in the team index, found with one seek per team (from a team's
+/// first key past its last possible one), not a walk over every entry. `None` if a key of the
+/// index is malformed.
+fn count_indexed_teams(db: &sled::Db) -> Result<Option<usize>, LogError> {
+    let end = Bound::Excluded(vec![keys::TEAM_PREFIX + 1]);
+    let mut from = Bound::Included(vec![keys::TEAM_PREFIX]);
+    let mut teams = 0usize;
+    while let Some(item) = db.range((from, end.clone())).next() {
+        let (key, _) = item.map_err(storage("walk the team index"))?;
+        let Some((team, _)) = keys::team_parts(&key) else {
+            return Ok(None);
+        };
+        teams += 1;
+        from = Bound::Excluded(keys::team(team, u64::MAX).to_vec());
     }
-    Ok((indexed == versions.len()).then_some(versions))
+    Ok(Some(teams))
 }
 
 /// Rebuilds the team index and versions from the (fully verified) log.

@@ -174,3 +174,48 @@ fn a_store_in_use_is_refused_after_a_short_wait() {
     assert!(err.to_string().contains("another process"), "{err}");
     assert!(start.elapsed() >= LOCK_WAIT);
 }
+
+/// An intact index is trusted (open stays O(tail)); one more indexed team than there are
+/// versions — a stray entry, or a malformed key — is caught by the per-team count and the
+/// index is rebuilt from the whole log. The rebuild is observable: it walks (and verifies)
+/// records before the tail, so a corrupt old record makes it fail where a trusting open does not.
+#[test]
+fn open_counts_indexed_teams_and_rebuilds_on_a_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let teams: Vec<TeamId> = (1..=5).map(team).collect();
+    {
+        let log = SledLog::open(dir.path()).unwrap();
+        for t in &teams {
+            log.append(req(*t, 0, 250)).unwrap();
+        }
+        assert!(log.len() > TAIL_CHECK + 1);
+    }
+    {
+        let db = raw(dir.path());
+        let mut bytes = db.get(keys::event(0)).unwrap().unwrap().to_vec();
+        *bytes.last_mut().unwrap() ^= 1;
+        db.insert(keys::event(0), bytes).unwrap();
+        db.flush().unwrap();
+    }
+    {
+        let log = SledLog::open(dir.path()).expect("an intact index is trusted, not rebuilt");
+        assert_eq!(log.team_version(teams[4]).unwrap(), 250);
+        assert!(log.verify().is_err());
+    }
+    for stray in [keys::team(team(99), 1).to_vec(), b"t-short".to_vec()] {
+        let db = raw(dir.path());
+        db.insert(&stray, &0u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        assert!(
+            matches!(
+                SledLog::open(dir.path()),
+                Err(LogError::Corrupt(ChainError::HashMismatch { seq: 0 }))
+            ),
+            "a stray index key {stray:?} did not force a rebuild"
+        );
+        let db = raw(dir.path());
+        db.remove(&stray).unwrap();
+        db.flush().unwrap();
+    }
+}
