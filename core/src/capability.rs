@@ -63,10 +63,10 @@ pub enum CapabilityError {
         /// What is wrong.
         why: String,
     },
-    /// Longer than [`MAX_CAPABILITY_LEN`].
+    /// Longer than [`MAX_CAPABILITY_LEN`], as given or as printed in canonical form.
     #[error("a capability is at most {MAX_CAPABILITY_LEN} bytes; this one is {len}")]
     TooLong {
-        /// Its length in bytes.
+        /// Its length in bytes (of the canonical form when only that is over the limit).
         len: usize,
     },
 }
@@ -408,12 +408,21 @@ impl Capability {
                 )),
             }
         }
-        Ok(Self {
+        let cap = Self {
             action,
             kind,
             resource,
             constraints,
-        })
+        };
+        // The limit holds for the printed form too: that is what serde writes and reads back
+        // (the log stores capabilities as text), and it can be longer than the input — the
+        // time parser takes short forms such as `2027-01-01T00Z` that print in full. A
+        // capability that printed over the limit would be refused when the log is read back.
+        let printed = cap.to_string().len();
+        if printed > MAX_CAPABILITY_LEN {
+            return Err(CapabilityError::TooLong { len: printed });
+        }
+        Ok(cap)
     }
 
     /// The capability's limits.
