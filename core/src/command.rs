@@ -25,6 +25,8 @@ pub mod builtin {
     pub const REVOKE: &str = "grant.revoke";
     /// Decide an approval request (operators only).
     pub const DECIDE: &str = "approval.decide";
+    /// Create a team (operators only; named in the audit record when an agent tries).
+    pub const CREATE_TEAM: &str = "team.create";
 }
 
 /// Something an operator or an agent asks the runtime to do.
@@ -166,7 +168,11 @@ pub enum Rejection {
 pub struct Rejected {
     /// Why.
     pub rejection: Box<Rejection>,
-    /// The `AccessDenied` event to record (agents only).
+    /// The `AccessDenied` event to record, in the asking agent's own team. Present for every
+    /// refusal of an agent the world knows — whatever the cause, since an agent probing for
+    /// ids, replaying an approval or acting after retirement is exactly what the log must show —
+    /// and absent for operators, the runtime, and agent ids the world does not know (there is
+    /// no team to record them in).
     pub audit: Option<Box<Decision>>,
 }
 
@@ -177,30 +183,42 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Refuses; when an agent asked, attaches an `AccessDenied` for its own team.
-    fn reject(&self, rejection: Rejection, action: &str, resource: Resource) -> Rejected {
-        let audit = match self.actor {
-            Actor::Agent(a) => self.world.agent(*a).and_then(|agent| {
-                let action = Action::parse(action).ok()?;
-                Some(Box::new(Decision {
-                    team: agent.team,
-                    expected_version: self.world.team_version(agent.team),
-                    events: vec![Event::AccessDenied {
-                        agent: *a,
-                        action,
-                        resource,
-                        reason: rejection.to_string(),
-                    }],
-                }))
-            }),
-            _ => None,
+    /// The `AccessDenied` record of a refusal, when a known agent asked: in its own team.
+    fn audit(
+        &self,
+        rejection: &Rejection,
+        action: Action,
+        resource: Resource,
+    ) -> Option<Box<Decision>> {
+        let Actor::Agent(a) = self.actor else {
+            return None;
         };
+        let agent = self.world.agent(*a)?;
+        Some(Box::new(Decision {
+            team: agent.team,
+            expected_version: self.world.team_version(agent.team),
+            events: vec![Event::AccessDenied {
+                agent: *a,
+                action,
+                resource,
+                reason: rejection.to_string(),
+            }],
+        }))
+    }
+
+    /// Refuses; when an agent asked, attaches an `AccessDenied` naming `action` on `resource`.
+    fn reject(&self, rejection: Rejection, action: &str, resource: Resource) -> Rejected {
+        let audit = Action::parse(action)
+            .ok()
+            .and_then(|action| self.audit(&rejection, action, resource));
         Rejected {
             rejection: Box::new(rejection),
             audit,
         }
     }
 
+    /// Refuses without naming what was tried; [`decide`] attaches the agent's `AccessDenied`
+    /// with the command's own action and resource (see [`attempted`]).
     fn plain(rejection: Rejection) -> Rejected {
         Rejected {
             rejection: Box::new(rejection),
@@ -324,8 +342,63 @@ impl Ctx<'_> {
     }
 }
 
+/// What a command tries, for the audit record of its refusal: the built-in action it needs (or,
+/// for `Act`, the action it asks for) on the resource it names. Names that do not resolve are
+/// recorded by id (`team:team_…`, `agent:agt_…`).
+fn attempted(world: &World, command: &Command) -> Option<(Action, Resource)> {
+    let team_of = |agent: AgentId| {
+        world
+            .agent(agent)
+            .and_then(|a| world.team(a.team))
+            .map_or_else(
+                || Resource::entity("agent", agent),
+                |t| Resource::team(&t.name),
+            )
+    };
+    let (action, resource) = match command {
+        Command::CreateTeam { name } => (builtin::CREATE_TEAM, Resource::team(name)),
+        Command::Hire { team, .. } => (
+            builtin::HIRE,
+            world.team(*team).map_or_else(
+                || Resource::entity("team", team),
+                |t| Resource::team(&t.name),
+            ),
+        ),
+        Command::Retire { agent } => (builtin::RETIRE, team_of(*agent)),
+        Command::Grant { to, .. } => (builtin::DELEGATE, team_of(*to)),
+        Command::Revoke { grant } => (builtin::REVOKE, Resource::entity("grant", grant)),
+        Command::Act {
+            action, resource, ..
+        } => return Some((action.clone(), resource.clone())),
+        Command::DecideApproval { approval, .. } => {
+            (builtin::DECIDE, Resource::entity("approval", approval))
+        }
+    };
+    Action::parse(action).ok().map(|a| (a, resource))
+}
+
 /// Decides `command` asked by `actor` at `now`. Pure: the same inputs give the same output.
+///
+/// Every refusal of a known agent carries its `AccessDenied` record ([`Rejected::audit`]).
 pub fn decide(
+    world: &World,
+    command: Command,
+    actor: &Actor,
+    now: Timestamp,
+    entropy: &mut dyn Entropy,
+) -> Result<Decision, Rejected> {
+    let tried = attempted(world, &command);
+    decide_unaudited(world, command, actor, now, entropy).map_err(|mut r| {
+        if r.audit.is_none() {
+            let cx = Ctx { world, actor, now };
+            r.audit = tried.and_then(|(action, resource)| cx.audit(&r.rejection, action, resource));
+        }
+        r
+    })
+}
+
+/// [`decide`], leaving the audit record of refusals that name no action to the caller.
+fn decide_unaudited(
     world: &World,
     command: Command,
     actor: &Actor,
