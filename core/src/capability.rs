@@ -192,14 +192,18 @@ fn write_segs(f: &mut fmt::Formatter<'_>, segs: &[Seg], sep: char, rest: &str) -
 }
 
 /// Does the segment pattern `p` match the literal segments `x`?
-fn segs_match(p: &[Seg], x: &[&str]) -> bool {
-    match (p.first(), x.first()) {
-        (None, None) => true,
-        (Some(Seg::Rest), Some(_)) => true,
-        (Some(Seg::One), Some(_)) => segs_match(&p[1..], &x[1..]),
-        (Some(Seg::Lit(l)), Some(s)) => l == s && segs_match(&p[1..], &x[1..]),
-        _ => false,
+fn segs_match<'a>(p: &[Seg], mut x: impl Iterator<Item = &'a str>) -> bool {
+    // Allocation-free: authorization calls this for every grant an agent holds.
+    for seg in p {
+        match (seg, x.next()) {
+            (_, None) => return false,
+            (Seg::Rest, Some(_)) => return true,
+            (Seg::One, Some(_)) => {}
+            (Seg::Lit(l), Some(s)) if l == s => {}
+            (Seg::Lit(_), Some(_)) => return false,
+        }
     }
+    x.next().is_none()
 }
 
 /// Is every sequence matched by `c` also matched by `p`?
@@ -235,8 +239,8 @@ impl Action {
         &self.0
     }
 
-    fn segments(&self) -> Vec<&str> {
-        self.0.split('.').collect()
+    fn segments(&self) -> std::str::Split<'_, char> {
+        self.0.split('.')
     }
 }
 
@@ -272,10 +276,10 @@ impl Resource {
         &self.0
     }
 
-    fn split(&self) -> (Option<&str>, Vec<&str>) {
+    fn split(&self) -> (Option<&str>, std::str::Split<'_, char>) {
         match self.0.split_once(':') {
-            Some((k, p)) => (Some(k), p.split('/').collect()),
-            None => (None, self.0.split('/').collect()),
+            Some((k, p)) => (Some(k), p.split('/')),
+            None => (None, self.0.split('/')),
         }
     }
 }
@@ -433,7 +437,7 @@ impl Capability {
     /// Does this capability's pattern match the concrete `action` on `resource`?
     /// Constraints (budget, approval, expiry) are not looked at here; see `authorize`.
     pub fn matches(&self, action: &Action, resource: &Resource) -> bool {
-        if !segs_match(&self.action, &action.segments()) {
+        if !segs_match(&self.action, action.segments()) {
             return false;
         }
         let (kind, segs) = resource.split();
@@ -442,7 +446,7 @@ impl Capability {
                 return false;
             }
         }
-        segs_match(&self.resource, &segs)
+        segs_match(&self.resource, segs)
     }
 
     /// Is this capability expired at `now`?
