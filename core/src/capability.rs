@@ -384,9 +384,15 @@ impl Capability {
                     if constraints.budget.is_some() {
                         return Err(bad("budget given twice"));
                     }
+                    // Digits only, no leading zero: one spelling per budget (`+5`, `007` refused).
+                    let canonical = !n.is_empty()
+                        && n.bytes().all(|b| b.is_ascii_digit())
+                        && (n == "0" || !n.starts_with('0'));
                     let n = n
                         .parse::<u64>()
-                        .map_err(|_| bad("budget must be a whole number like budget=100"))?;
+                        .ok()
+                        .filter(|_| canonical)
+                        .ok_or_else(|| bad("budget must be a whole number like budget=100"))?;
                     constraints.budget = Some(n);
                 }
                 Some(("expires", t)) => {

@@ -160,6 +160,12 @@ pub enum Rejection {
     /// An agent may revoke only grants derived from its own.
     #[error("grant {0} does not derive from any grant of the asking agent")]
     NotYours(GrantId),
+    /// An agent may retire only agents it hired, directly or through its hires.
+    #[error("agent {agent} was not hired by the asking agent or by anyone it hired")]
+    NotBelow {
+        /// The agent it tried to retire.
+        agent: AgentId,
+    },
 }
 
 /// A refusal, with the audit record to append when the asker was an agent.
@@ -335,7 +341,15 @@ impl Ctx<'_> {
                 .filter(|g| family(&g.capability) == family(capability))
                 .find_map(|g| why_not_covered(&g.capability, capability))
         };
-        let why = limits.or_else(same_family).unwrap_or_else(|| {
+        // A grant that would cover it but is no longer in force says why better than silence.
+        let inactive = || {
+            self.world
+                .grants_of(h)
+                .filter(|g| covers(&g.capability, capability))
+                .find_map(|g| self.world.inactive_reason(g.id, self.now))
+                .map(|r| format!("the grant that would cover it is not in force: {r}"))
+        };
+        let why = limits.or_else(inactive).or_else(same_family).unwrap_or_else(|| {
             "none of the asking agent's active grants covers it (a grant passed on must be equal or narrower, never wider)".to_string()
         });
         Err(not_covered(why))
@@ -486,6 +500,13 @@ fn decide_unaudited(
                 .builtin(builtin::RETIRE, Resource::team(&t.name))?
                 .into_iter()
                 .collect();
+            // An agent retires only its own hires (transitively): otherwise a teammate holding
+            // `agent.retire` could depose its hirer and void the whole tree above it.
+            if let Actor::Agent(h) = actor {
+                if !world.hired_below(*h, agent) {
+                    return Err(Ctx::plain(Rejection::NotBelow { agent }));
+                }
+            }
             events.push(Event::AgentRetired { agent });
             Ok(Decision {
                 team: t.id,

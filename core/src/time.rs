@@ -71,12 +71,60 @@ impl fmt::Debug for Timestamp {
 impl FromStr for Timestamp {
     type Err = TimestampError;
     fn from_str(s: &str) -> Result<Self, TimestampError> {
+        if !rfc3339_shape(s) {
+            return Err(TimestampError {
+                input: s.to_owned(),
+                reason: "expected YYYY-MM-DDTHH:MM:SS, optional fraction, then Z or +HH:MM".into(),
+            });
+        }
         let t: jiff::Timestamp = s.parse().map_err(|e: jiff::Error| TimestampError {
             input: s.to_owned(),
             reason: e.to_string(),
         })?;
         let micros = t.as_microsecond();
         Ok(Self(micros))
+    }
+}
+
+/// RFC 3339 `date-time` and nothing else: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`. The
+/// parser underneath also takes compact forms and time-zone annotations; a timestamp in a
+/// capability should have one obvious spelling, so those are refused here.
+fn rfc3339_shape(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+    let at = |i: usize, c: &[u8]| b.get(i).is_some_and(|x| c.contains(x));
+    let date_time = digits(0..4)
+        && at(4, b"-")
+        && digits(5..7)
+        && at(7, b"-")
+        && digits(8..10)
+        && at(10, b"Tt")
+        && digits(11..13)
+        && at(13, b":")
+        && digits(14..16)
+        && at(16, b":")
+        && digits(17..19);
+    if !date_time {
+        return false;
+    }
+    let mut i = 19;
+    if at(i, b".") {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    match b.get(i..) {
+        Some([b'Z' | b'z']) => true,
+        Some([b'+' | b'-', h1, h2, b':', m1, m2]) => {
+            [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit())
+        }
+        _ => false,
     }
 }
 

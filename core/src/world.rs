@@ -308,6 +308,21 @@ impl World {
         found
     }
 
+    /// Was `agent` hired by `ancestor`, directly or through a chain of hires?
+    pub fn hired_below(&self, ancestor: AgentId, agent: AgentId) -> bool {
+        let mut next = self.agents.get(&agent).and_then(|a| a.parent);
+        // Parents are hired before their children, so the walk ends; the bound guards a
+        // corrupted world anyway.
+        for _ in 0..self.agents.len() {
+            match next {
+                Some(p) if p == ancestor => return true,
+                Some(p) => next = self.agents.get(&p).and_then(|a| a.parent),
+                None => return false,
+            }
+        }
+        false
+    }
+
     /// Every grant, oldest first.
     pub fn grants(&self) -> impl Iterator<Item = &Grant> {
         self.grants.values()

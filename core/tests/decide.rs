@@ -440,7 +440,13 @@ fn an_expired_grant_voids_what_derives_from_it() {
         &Actor::Agent(lead),
         "agent.hire",
     );
-    says(&r, &["none of the asking agent's active grants covers it"]);
+    says(
+        &r,
+        &[
+            "the grant that would cover it is not in force",
+            "has expired",
+        ],
+    );
 }
 
 #[test]
@@ -754,4 +760,37 @@ fn operator_grants_are_roots_or_derive_from_a_named_grant() {
     assert!(matches!(&envs[0].event, Event::GrantIssued { parent: Some(p), .. } if *p == email));
     let r = refused(&mut h, derived("email.send@**"), &operator(), "");
     assert!(matches!(*r.rejection, Rejection::NotCovered { .. }), "{r}");
+}
+
+/// A teammate holding `agent.retire` may retire its own hires, never its hirer or a peer:
+/// otherwise it could void the whole tree of grants above it.
+#[test]
+fn agents_retire_only_their_own_hires() {
+    let (mut h, team, lead) = team_with_lead(&[
+        "agent.hire@team:research,budget=5",
+        "agent.retire@team:research",
+    ]);
+    let by = |a| Actor::Agent(a);
+    let mate = h.hire_as(
+        &by(lead),
+        team,
+        "mate",
+        &[
+            "agent.hire@team:research,budget=2",
+            "agent.retire@team:research",
+        ],
+    );
+    let peer = h.hire_as(&by(lead), team, "peer", &[]);
+    let junior = h.hire_as(&by(mate), team, "junior", &[]);
+    for target in [lead, peer] {
+        let r = refused(
+            &mut h,
+            Command::Retire { agent: target },
+            &by(mate),
+            "agent.retire",
+        );
+        says(&r, &["was not hired by the asking agent"]);
+    }
+    h.ok(Command::Retire { agent: junior }, &by(mate));
+    h.ok(Command::Retire { agent: mate }, &by(lead));
 }

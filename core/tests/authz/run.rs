@@ -535,7 +535,16 @@ impl Run<'_> {
         };
         let target = match &actor {
             Actor::Agent(a) if targeted => {
-                let mates = self.mates(*a);
+                // Agents may retire only their own hires (transitively): target those.
+                let mut mates = self.mates(*a);
+                let below: Vec<AgentId> = mates
+                    .iter()
+                    .copied()
+                    .filter(|m| self.h.world.hired_below(*a, *m))
+                    .collect();
+                if !below.is_empty() {
+                    mates = below;
+                }
                 mates
                     .get(target % mates.len().max(1))
                     .copied()

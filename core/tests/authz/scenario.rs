@@ -74,7 +74,7 @@ pub enum Op {
         grant: usize,
         targeted: bool,
     },
-    /// Targeted: an agent allowed to retire, retiring a teammate.
+    /// Targeted: an agent allowed to retire, retiring one of its own hires.
     Retire {
         by: Who,
         targeted: bool,
@@ -180,7 +180,7 @@ fn mostly() -> impl Strategy<Value = bool> {
 fn arb_op(profile: Profile) -> impl Strategy<Value = Op> {
     // Weights: hire, revoke, retire, act, approvals.
     let (hire, revoke, retire, act, approvals) = match profile {
-        Profile::Mixed => (6, 3, 1, 10, 4),
+        Profile::Mixed => (6, 3, 2, 10, 4),
         Profile::Spending => (6, 1, 1, 24, 6),
     };
     prop_oneof![
