@@ -357,3 +357,28 @@ fn the_demo_tour_behaves_as_it_says() {
     );
     assert!(stdout.contains("behaved as expected"), "{stdout}");
 }
+
+#[test]
+fn log_follow_prints_events_committed_after_it_started() {
+    use std::io::{BufRead, BufReader};
+    let (_tmp, dir) = setup();
+    let before = event_count(&dir);
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_roster"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--json", "log", "--follow", "--from", &before.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn follower");
+    let stdout = follower.stdout.take().expect("stdout");
+    // The follower lets go of the store between polls, so other commands still get in.
+    ok(&dir, &["team", "create", "product"]);
+    let mut line = String::new();
+    let read = BufReader::new(stdout).read_line(&mut line);
+    follower.kill().expect("kill follower");
+    let _ = follower.wait();
+    read.expect("read a line");
+    let event: Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(event["seq"], before as u64);
+    assert_eq!(event["event"]["TeamCreated"]["name"], "product");
+}
