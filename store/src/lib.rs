@@ -8,7 +8,8 @@
 //! - [`keys`]: the key layout of the one sled tree (log, team index, versions, meta).
 //! - [`record`]: the record of one event on disk, and its verifying decoder.
 //! - `head`: the end of the log and the staging of appends, shared by both logs.
-//! - `sled_log`: [`SledLog`] — open checks, the writer thread, verified reads.
+//! - `sled_log`: [`SledLog`] — open checks, the pipelined group commit (a writer thread that
+//!   stages, a committer thread that applies and flushes), verified reads.
 //! - `mem`: [`MemLog`].
 //! - `subscription`: [`Subscription`], catch-up-then-live reading.
 //! - `jsonl`: [`export_jsonl`] and [`import_jsonl`], the JSON-lines form of a log.

@@ -1,9 +1,13 @@
 //! [`SledLog`]: the durable event log on sled.
 //!
 //! - [`open`]: what is checked before anything is served.
-//! - [`writer`]: the single writer thread and its group commit.
+//! - [`writer`]: the writer thread, which stages each group of appends (the pipeline's first
+//!   half), and [`commit`]: the committer thread, which makes groups durable and visible.
 //! - [`walk`]: reading records back, verified and linked.
 
+mod commit;
+#[cfg(test)]
+mod gate;
 mod open;
 mod walk;
 mod writer;
@@ -13,7 +17,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,7 +38,7 @@ pub(crate) fn storage(op: &'static str) -> impl FnOnce(sled::Error) -> LogError 
     }
 }
 
-/// What the writer thread and the readers share.
+/// What the writer, the committer and the readers share.
 #[derive(Debug)]
 struct Shared {
     db: sled::Db,
@@ -44,6 +48,10 @@ struct Shared {
     /// Committed team versions (published before `len`).
     versions: RwLock<HashMap<TeamId, u64>>,
     flushes: AtomicU64,
+    /// The storage failure after which no append is accepted, once there was one.
+    failed: OnceLock<String>,
+    #[cfg(test)]
+    gate: gate::FlushGate,
 }
 
 impl Shared {
@@ -79,14 +87,15 @@ impl Shared {
 
 /// The event log on sled: durable, hash-chained, group-committed.
 ///
-/// One writer thread owns all appends (see the `writer` module); reads go straight to sled and
-/// never look past the last durable event. Dropping the log stops the writer after it has
-/// answered every queued request.
+/// Two threads own all appends (see the `writer` module): one stages groups of appends while
+/// the other makes the previous ones durable. Reads go straight to sled and never look past
+/// the last durable event. Dropping the log stops both after every queued request is answered.
 pub struct SledLog {
     dir: PathBuf,
     shared: Arc<Shared>,
     queue: Option<Sender<Job>>,
     writer: Option<JoinHandle<()>>,
+    committer: Option<JoinHandle<()>>,
 }
 
 impl fmt::Debug for SledLog {
@@ -111,21 +120,35 @@ impl SledLog {
             grown: Condvar::new(),
             versions: RwLock::new(head.versions.clone()),
             flushes: AtomicU64::new(0),
+            failed: OnceLock::new(),
+            #[cfg(test)]
+            gate: gate::FlushGate::default(),
         });
+        let start = |e| LogError::Storage {
+            op: "start the store's threads",
+            source: Box::new(e),
+        };
+        // One staged group may wait while another commits; a writer that is further ahead
+        // waits too, so that the requests arriving meanwhile make its next group larger.
+        let (to_committer, groups) = mpsc::sync_channel(1);
+        let for_committer = Arc::clone(&shared);
+        let committer = std::thread::Builder::new()
+            .name("roster-store-commit".into())
+            .spawn(move || commit::run(for_committer, groups))
+            .map_err(start)?;
+        // If this fails, the committer sees its channel close and ends by itself.
         let (queue, jobs) = mpsc::channel();
         let for_writer = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("roster-store-writer".into())
-            .spawn(move || writer::run(for_writer, jobs, head))
-            .map_err(|e| LogError::Storage {
-                op: "start the writer thread",
-                source: Box::new(e),
-            })?;
+            .spawn(move || writer::run(for_writer, jobs, head, to_committer))
+            .map_err(start)?;
         Ok(SledLog {
             dir: dir.to_path_buf(),
             shared,
             queue: Some(queue),
             writer: Some(writer),
+            committer: Some(committer),
         })
     }
 
@@ -220,11 +243,15 @@ fn open_db(dir: &Path) -> Result<sled::Db, LogError> {
 
 impl Drop for SledLog {
     fn drop(&mut self) {
-        // Closing the queue lets the writer drain and answer what is queued, then stop.
+        // Closing the queue lets the writer stage what is queued and stop; the committer then
+        // commits and answers what it was handed, and stops.
         self.queue.take();
-        if let Some(writer) = self.writer.take() {
-            if writer.join().is_err() {
-                tracing::error!("the store's writer thread panicked");
+        for (name, thread) in [
+            ("writer", self.writer.take()),
+            ("committer", self.committer.take()),
+        ] {
+            if thread.is_some_and(|t| t.join().is_err()) {
+                tracing::error!("the store's {name} thread panicked");
             }
         }
     }

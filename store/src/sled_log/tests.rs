@@ -219,3 +219,125 @@ fn open_counts_indexed_teams_and_rebuilds_on_a_mismatch() {
         db.flush().unwrap();
     }
 }
+
+/// Runs `f` on another thread; the test looks at whether it finished.
+fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(f)
+}
+
+/// While a group is applied but not flushed (the committer held at the gate), no reader sees
+/// it; the writer meanwhile stages the next requests against it — a conflict with the held
+/// group is detected — and every answer waits for the flush that covers what came before.
+#[test]
+fn applied_groups_stay_invisible_until_flushed_while_the_next_is_staged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SledLog::open(dir.path()).unwrap());
+    let (a, b) = (team(1), team(2));
+    log.append(req(a, 0, 1)).unwrap();
+    let mut sub = crate::Subscription::new(Arc::clone(&log), 0);
+    assert_eq!(sub.next_timeout(Duration::ZERO).unwrap().unwrap().seq, 0);
+    let flushes = log.flush_count();
+
+    log.shared.gate.close();
+    let held = spawn({
+        let log = Arc::clone(&log);
+        move || log.append(req(a, 1, 2))
+    });
+    log.shared.gate.await_committer();
+    assert!(
+        log.shared.db.get(keys::event(2)).unwrap().is_some(),
+        "the held group is applied to sled"
+    );
+    assert_eq!(log.len(), 1);
+    assert_eq!(log.read(0, 10).unwrap().len(), 1);
+    assert_eq!(log.read(1, 10).unwrap(), []);
+    assert_eq!(log.team_version(a).unwrap(), 1);
+    assert_eq!(log.read_team(a, 1, 10).unwrap().len(), 1);
+    assert_eq!(log.wait_longer_than(1, Duration::from_millis(20)), 1);
+    assert_eq!(log.verify().unwrap(), 1);
+    assert!(sub
+        .next_timeout(Duration::from_millis(20))
+        .unwrap()
+        .is_none());
+
+    let conflicting = spawn({
+        let log = Arc::clone(&log);
+        move || log.append(req(a, 1, 1))
+    });
+    let other = spawn({
+        let log = Arc::clone(&log);
+        move || log.append(req(b, 0, 1))
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!held.is_finished() && !conflicting.is_finished() && !other.is_finished());
+    assert_eq!(log.flush_count(), flushes);
+
+    log.shared.gate.open();
+    let held = held.join().unwrap().unwrap();
+    assert_eq!((held[0].seq, held[1].seq), (1, 2));
+    assert!(matches!(
+        conflicting.join().unwrap(),
+        Err(LogError::Conflict {
+            expected: 1,
+            actual: 3,
+            ..
+        })
+    ));
+    assert_eq!(other.join().unwrap().unwrap()[0].seq, 3);
+    assert_eq!(log.len(), 4);
+    assert_eq!(log.team_version(a).unwrap(), 3);
+    assert_eq!(sub.next_timeout(Duration::ZERO).unwrap().unwrap().seq, 1);
+}
+
+/// A request that is refused fails alone and costs nothing: the requests staged with it
+/// commit, and a group of nothing but refusals is answered without a flush — even while the
+/// committer is held, as long as nothing staged before it is waiting to become durable.
+#[test]
+fn refused_requests_neither_flush_nor_wait_nor_fail_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SledLog::open(dir.path()).unwrap();
+    let a = team(1);
+    log.append(req(a, 0, 2)).unwrap();
+    let flushes = log.flush_count();
+    log.shared.gate.close();
+    for _ in 0..20 {
+        assert!(matches!(
+            log.append(req(a, 0, 1)),
+            Err(LogError::Conflict { actual: 2, .. })
+        ));
+        assert!(matches!(
+            log.append_sealed(log.read(0, 1).unwrap()),
+            Err(LogError::Corrupt(ChainError::Gap { .. }))
+        ));
+    }
+    assert_eq!(log.flush_count(), flushes);
+    log.shared.gate.open();
+    assert_eq!(log.append(req(a, 2, 1)).unwrap()[0].seq, 2);
+}
+
+/// After a failed flush, its callers get the error, every later append is refused, readers
+/// never saw the failed group, and whatever was acknowledged before is still there on reopen.
+#[test]
+fn a_failed_flush_refuses_every_later_append_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (team(1), team(2));
+    let acked = {
+        let log = SledLog::open(dir.path()).unwrap();
+        let acked = log.append(req(a, 0, 2)).unwrap();
+        log.shared.gate.fail_next();
+        let err = log.append(req(a, 2, 1)).unwrap_err();
+        assert!(err.to_string().contains("injected"), "{err}");
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.team_version(a).unwrap(), 2);
+        for retry in [req(a, 2, 1), req(b, 0, 1)] {
+            let err = log.append(retry).unwrap_err();
+            assert!(err.to_string().contains("reopen the store"), "{err}");
+        }
+        assert!(log.append_sealed(log.read(0, 2).unwrap()).is_err());
+        acked
+    };
+    let log = SledLog::open(dir.path()).unwrap();
+    assert_eq!(log.read(0, 2).unwrap(), acked);
+    assert!(log.verify().unwrap() >= 2);
+    log.append(req(b, 0, 1)).unwrap();
+}
