@@ -4,18 +4,28 @@
 //! | key | value | what |
 //! |---|---|---|
 //! | `e` ‖ seq (u64 BE) | [`crate::record`] bytes | the log itself, the only source of truth |
-//! | `t` ‖ team (16 bytes) ‖ version (u64 BE) | seq (u64 BE) | team index, derivable from the log |
+//! | `t` ‖ team (16 bytes) ‖ first version (u64 BE) | first seq ‖ count (u64 BE each) | team index: one entry per run, derivable from the log |
 //! | `v` ‖ team (16 bytes) | version (u64 BE) | team's current version, derivable from the log |
 //! | `m/format` | u32 BE | store format version ([`FORMAT_VERSION`]) |
 //! | `m/checkpoint/NAME` | u64 BE | a consumer's progress (outbox), not state |
 //!
 //! Big-endian integers make sled's byte order the numeric order, so a range scan over `e` walks
 //! the log in position order and one over `t ‖ team` walks that team's stream in version order.
+//!
+//! A *run* is a stretch of a team's stream contiguous in both versions and positions — what
+//! one append writes: versions `first version..+count` are at positions `first seq..+count`.
+//!
+//! Format history: format 1 had one team-index entry per event (value: its seq). Format 2
+//! indexes runs; its records are format 1's byte for byte ([`crate::record::RECORD_VERSION`] is
+//! still 1). `open` migrates a format-1 store by rebuilding its index from the log.
 
 use roster_core::id::TeamId;
 
-/// The store format this build writes and reads (the value under [`FORMAT_KEY`]).
-pub const FORMAT_VERSION: u32 = 1;
+/// The store format this build writes (the value under [`FORMAT_KEY`]).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest store format this build opens (migrating it to [`FORMAT_VERSION`]).
+pub const OLDEST_FORMAT: u32 = 1;
 
 /// Where the store format version is kept.
 pub const FORMAT_KEY: &[u8] = b"m/format";
@@ -45,7 +55,7 @@ pub fn event_seq(key: &[u8]) -> Option<u64> {
     }
 }
 
-/// The team-index key of `team`'s event number `version`.
+/// The team-index key of the run of `team` that starts at its event number `version`.
 pub fn team(team: TeamId, version: u64) -> [u8; 25] {
     let mut k = [0u8; 25];
     k[0] = TEAM_PREFIX;
@@ -75,6 +85,20 @@ pub fn team_parts(key: &[u8]) -> Option<(TeamId, u64)> {
         }
         _ => None,
     }
+}
+
+/// The team-index value of a run: its first position and its length.
+pub fn run_value(first_seq: u64, count: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&first_seq.to_be_bytes());
+    v[8..].copy_from_slice(&count.to_be_bytes());
+    v
+}
+
+/// The first position and length named by a team-index value, if it is one.
+pub fn run_parts(bytes: &[u8]) -> Option<(u64, u64)> {
+    let (seq, count) = (bytes.get(..8)?, bytes.get(8..)?);
+    Some((u64_value(seq)?, u64_value(count)?))
 }
 
 /// The key of `team`'s current version.
@@ -125,6 +149,8 @@ mod tests {
         assert!(team(t, 1).starts_with(&team_prefix(t)));
         assert_eq!(version_team(&version(t)), Some(t));
         assert_eq!(u64_value(&7u64.to_be_bytes()), Some(7));
+        assert_eq!(run_parts(&run_value(9, 128)), Some((9, 128)));
+        assert_eq!(run_parts(&7u64.to_be_bytes()), None);
         assert_eq!(u64_value(b"short"), None);
         // The prefixes never collide: one byte tells what a key is.
         assert_ne!(FORMAT_KEY[0], EVENT_PREFIX);

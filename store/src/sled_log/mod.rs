@@ -3,11 +3,13 @@
 //! - [`open`]: what is checked before anything is served.
 //! - [`writer`]: the writer thread, which stages each group of appends (the pipeline's first
 //!   half), and [`commit`]: the committer thread, which makes groups durable and visible.
+//! - [`index`]: the team index, one entry per run of a team's stream.
 //! - [`walk`]: reading records back, verified and linked.
 
 mod commit;
 #[cfg(test)]
 mod gate;
+mod index;
 mod open;
 mod walk;
 mod writer;
@@ -21,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use roster_core::envelope::{ChainError, Envelope};
+use roster_core::envelope::Envelope;
 use roster_core::id::TeamId;
 use roster_core::port::{AppendRequest, EventLog, LogError};
 
@@ -288,47 +290,11 @@ impl EventLog for SledLog {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<Envelope>, LogError> {
-        let db = &self.shared.db;
         let from = from_version.max(1);
         let to = from
             .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
             .min(self.shared.version(team) + 1);
-        let mut out = Vec::new();
-        if from >= to {
-            return Ok(out);
-        }
-        let mut expected = from;
-        for item in db.range(keys::team(team, from)..keys::team(team, to)) {
-            let (key, value) = item.map_err(storage("read the team index"))?;
-            let seq = keys::u64_value(&value).unwrap_or(u64::MAX);
-            let env = walk::get(db, seq)?;
-            if keys::team_parts(&key) != Some((team, expected))
-                || env.team != team
-                || env.version != expected
-            {
-                return Err(ChainError::Undecodable {
-                    seq,
-                    why: format!(
-                        "the team index says this is version {expected} of {team}; \
-                         the record says version {} of {}",
-                        env.version, env.team
-                    ),
-                }
-                .into());
-            }
-            if env.prev_hash() != walk::hash_before(db, seq)? {
-                return Err(ChainError::BrokenLink { seq }.into());
-            }
-            expected += 1;
-            out.push(env);
-        }
-        if expected < to {
-            return Err(LogError::Storage {
-                op: "read the team index",
-                source: format!("version {expected} of {team} is missing from the index").into(),
-            });
-        }
-        Ok(out)
+        index::read_team(&self.shared.db, team, from, to)
     }
 
     fn team_version(&self, team: TeamId) -> Result<u64, LogError> {

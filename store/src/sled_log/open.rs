@@ -2,6 +2,8 @@
 //! positions are gapless from 0 (a keys-only walk), the hash chain over the last
 //! [`TAIL_CHECK`] records, and that the derived team versions agree with the team index —
 //! rebuilding both from the log if they do not, since the log is the only source of truth.
+//! A store of an older format whose records this build reads is migrated the same way: its
+//! index is rebuilt and the new format stamped in one atomic batch.
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -11,6 +13,7 @@ use roster_core::id::TeamId;
 use roster_core::port::LogError;
 use roster_core::time::Timestamp;
 
+use super::index::{self, Runs};
 use super::{storage, walk};
 use crate::head::Head;
 use crate::keys;
@@ -20,14 +23,22 @@ pub const TAIL_CHECK: u64 = 1024;
 
 /// Loads the head of the log in `db`, checking it on the way.
 pub(super) fn load(db: &sled::Db) -> Result<Head, LogError> {
-    check_format(db)?;
+    let format = check_format(db)?;
     let len = count_gapless(db)?;
     let (last_hash, last_at) = check_tail(db, len)?;
-    let versions = match load_versions(db, len)? {
-        Some(v) => v,
-        None => {
-            tracing::warn!("team index does not match the log; rebuilding it from the log");
-            rebuild_index(db, len)?
+    let versions = if format < keys::FORMAT_VERSION {
+        tracing::info!(
+            "store format {format}: rebuilding its team index from the log as format {}",
+            keys::FORMAT_VERSION
+        );
+        rebuild_index(db, len)?
+    } else {
+        match load_versions(db, len)? {
+            Some(v) => v,
+            None => {
+                tracing::warn!("team index does not match the log; rebuilding it from the log");
+                rebuild_index(db, len)?
+            }
         }
     };
     Ok(Head {
@@ -38,7 +49,9 @@ pub(super) fn load(db: &sled::Db) -> Result<Head, LogError> {
     })
 }
 
-fn check_format(db: &sled::Db) -> Result<(), LogError> {
+/// The store's format version, if this build opens it; a new store is stamped with
+/// [`keys::FORMAT_VERSION`].
+fn check_format(db: &sled::Db) -> Result<u32, LogError> {
     let found = db
         .get(keys::FORMAT_KEY)
         .map_err(storage("read the format version"))?;
@@ -47,12 +60,13 @@ fn check_format(db: &sled::Db) -> Result<(), LogError> {
             let found = <[u8; 4]>::try_from(bytes.as_ref())
                 .map(u32::from_be_bytes)
                 .unwrap_or(0);
-            if found != keys::FORMAT_VERSION {
+            if !(keys::OLDEST_FORMAT..=keys::FORMAT_VERSION).contains(&found) {
                 return Err(LogError::Format {
                     found,
                     supported: keys::FORMAT_VERSION,
                 });
             }
+            Ok(found)
         }
         None => {
             // A new store: stamp it. A store with keys but no stamp was not written by us.
@@ -69,9 +83,9 @@ fn check_format(db: &sled::Db) -> Result<(), LogError> {
             db.insert(keys::FORMAT_KEY, &keys::FORMAT_VERSION.to_be_bytes())
                 .map_err(storage("stamp the format version"))?;
             db.flush().map_err(storage("flush the format version"))?;
+            Ok(keys::FORMAT_VERSION)
         }
     }
-    Ok(())
 }
 
 /// Walks the record keys: they must be exactly `0..len`.
@@ -110,8 +124,8 @@ fn check_tail(db: &sled::Db, len: u64) -> Result<(Hash, Timestamp), LogError> {
     })
 }
 
-/// The cached team versions, if each agrees with the team index (its entry exists, the next
-/// one does not, and it points into the log). `None` when anything disagrees.
+/// The cached team versions, if each agrees with the team index (the team's last run ends at
+/// that version, and inside the log). `None` when anything disagrees.
 fn load_versions(db: &sled::Db, len: u64) -> Result<Option<HashMap<TeamId, u64>>, LogError> {
     let mut versions = HashMap::new();
     for item in db.scan_prefix([keys::VERSION_PREFIX]) {
@@ -119,14 +133,8 @@ fn load_versions(db: &sled::Db, len: u64) -> Result<Option<HashMap<TeamId, u64>>
         let (Some(team), Some(version)) = (keys::version_team(&k), keys::u64_value(&v)) else {
             return Ok(None);
         };
-        let at = db
-            .get(keys::team(team, version))
-            .map_err(storage("read the team index"))?;
-        let next = db
-            .get(keys::team(team, version + 1))
-            .map_err(storage("read the team index"))?;
-        match (at.as_deref().and_then(keys::u64_value), next) {
-            (Some(seq), None) if seq < len => {}
+        match index::last_run(db, team)? {
+            Some(run) if run.end_version() == version + 1 && run.end_seq() <= len => {}
             _ => return Ok(None),
         }
         versions.insert(team, version);
@@ -154,7 +162,8 @@ fn count_indexed_teams(db: &sled::Db) -> Result<Option<usize>, LogError> {
     Ok(Some(teams))
 }
 
-/// Rebuilds the team index and versions from the (fully verified) log.
+/// Rebuilds the team index and versions from the (fully verified) log, and stamps the format
+/// this build writes, in one atomic batch.
 fn rebuild_index(db: &sled::Db, len: u64) -> Result<HashMap<TeamId, u64>, LogError> {
     let mut batch = sled::Batch::default();
     for prefix in [keys::TEAM_PREFIX, keys::VERSION_PREFIX] {
@@ -162,6 +171,7 @@ fn rebuild_index(db: &sled::Db, len: u64) -> Result<HashMap<TeamId, u64>, LogErr
             batch.remove(key.map_err(storage("walk the team index"))?);
         }
     }
+    let mut runs = Runs::default();
     let mut versions: HashMap<TeamId, u64> = HashMap::new();
     walk::records(db, 0, len, None, |env| {
         let v = versions.entry(env.team).or_default();
@@ -177,12 +187,14 @@ fn rebuild_index(db: &sled::Db, len: u64) -> Result<HashMap<TeamId, u64>, LogErr
             }
             .into());
         }
-        batch.insert(&keys::team(env.team, env.version), &env.seq.to_be_bytes());
+        runs.push(env.team, env.version, env.seq);
         Ok(())
     })?;
+    runs.write(&mut batch);
     for (team, v) in &versions {
         batch.insert(&keys::version(*team), &v.to_be_bytes());
     }
+    batch.insert(keys::FORMAT_KEY, &keys::FORMAT_VERSION.to_be_bytes());
     db.apply_batch(batch)
         .map_err(storage("rewrite the team index"))?;
     db.flush().map_err(storage("flush the team index"))?;

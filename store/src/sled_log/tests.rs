@@ -1,9 +1,11 @@
 use super::*;
 use roster_core::actor::Actor;
-use roster_core::envelope::Hash;
+use roster_core::envelope::{ChainError, Hash};
 use roster_core::event::Event;
 use roster_core::id::{AgentId, CountingEntropy};
 use roster_core::time::Timestamp;
+
+use crate::record;
 
 fn team(n: u64) -> TeamId {
     TeamId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(n))
@@ -94,14 +96,14 @@ fn an_unknown_format_is_refused() {
     drop(SledLog::open(dir.path()).unwrap());
     {
         let db = raw(dir.path());
-        db.insert(keys::FORMAT_KEY, &2u32.to_be_bytes()).unwrap();
+        db.insert(keys::FORMAT_KEY, &3u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
     assert!(matches!(
         SledLog::open(dir.path()),
         Err(LogError::Format {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         })
     ));
 }
@@ -118,7 +120,8 @@ fn a_lost_team_index_is_rebuilt_from_the_log() {
     {
         let db = raw(dir.path());
         db.remove(keys::version(a)).unwrap();
-        db.remove(keys::team(b, 2)).unwrap();
+        // b's only run (versions 1..=2) starts at version 1.
+        db.remove(keys::team(b, 1)).unwrap();
         db.flush().unwrap();
     }
     let log = SledLog::open(dir.path()).unwrap();
@@ -340,4 +343,143 @@ fn a_failed_flush_refuses_every_later_append_and_loses_nothing_acknowledged() {
     assert_eq!(log.read(0, 2).unwrap(), acked);
     assert!(log.verify().unwrap() >= 2);
     log.append(req(b, 0, 1)).unwrap();
+}
+
+/// The team-index entries of `dir`'s store, as (team, first version, first seq, count).
+fn index_entries(dir: &std::path::Path) -> Vec<(TeamId, u64, u64, u64)> {
+    raw(dir)
+        .scan_prefix([keys::TEAM_PREFIX])
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            let (team, version) = keys::team_parts(&k).unwrap();
+            let (seq, count) = keys::run_parts(&v).unwrap();
+            (team, version, seq, count)
+        })
+        .collect()
+}
+
+/// One index entry per run (per append here), and `read_team` reads across runs from any
+/// version with any limit.
+#[test]
+fn the_team_index_holds_one_entry_per_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (team(1), team(2));
+    {
+        let log = SledLog::open(dir.path()).unwrap();
+        log.append(req(a, 0, 3)).unwrap();
+        log.append(req(b, 0, 2)).unwrap();
+        log.append(req(a, 3, 4)).unwrap();
+        log.append(req(a, 7, 1)).unwrap();
+        let seqs = |from, limit| -> Vec<u64> {
+            let envs = log.read_team(a, from, limit).unwrap();
+            envs.iter().map(|e| e.seq).collect()
+        };
+        assert_eq!(seqs(1, 100), [0, 1, 2, 5, 6, 7, 8, 9]);
+        assert_eq!(seqs(2, 3), [1, 2, 5]);
+        assert_eq!(seqs(5, 2), [6, 7]);
+        assert_eq!(seqs(8, 1), [9]);
+        assert_eq!(seqs(9, 1), [] as [u64; 0]);
+        assert_eq!(seqs(0, 1), [0]);
+    }
+    let mut entries = index_entries(dir.path());
+    entries.sort_by_key(|e| e.2);
+    assert_eq!(
+        entries,
+        [(a, 1, 0, 3), (b, 1, 3, 2), (a, 4, 5, 4), (a, 8, 9, 1)]
+    );
+}
+
+/// A run entry that is missing or points at the wrong records is never papered over: reads
+/// of the versions it should cover fail and say why.
+#[test]
+fn a_damaged_run_is_reported_by_read_team() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (team(1), team(2));
+    {
+        let log = SledLog::open(dir.path()).unwrap();
+        log.append(req(a, 0, 3)).unwrap();
+        log.append(req(b, 0, 2)).unwrap();
+        log.append(req(a, 3, 2)).unwrap();
+    }
+    {
+        let db = raw(dir.path());
+        // a's first run now claims b's positions; b's run is gone.
+        db.insert(keys::team(a, 1), &keys::run_value(2, 3)).unwrap();
+        db.remove(keys::team(b, 1)).unwrap();
+        db.flush().unwrap();
+    }
+    // Open checks only where each stream ends (and that every team is indexed): b lost its
+    // only entry, so the index is rebuilt from the log and both streams read again.
+    let log = SledLog::open(dir.path()).unwrap();
+    assert_eq!(log.read_team(a, 1, 10).unwrap().len(), 5);
+    assert_eq!(log.read_team(b, 1, 10).unwrap().len(), 2);
+    drop(log);
+    {
+        let db = raw(dir.path());
+        db.insert(keys::team(a, 1), &keys::run_value(2, 3)).unwrap();
+        db.flush().unwrap();
+    }
+    let log = SledLog::open(dir.path()).unwrap();
+    let err = log.read_team(a, 1, 10).unwrap_err();
+    assert!(err.to_string().contains("the team index says"), "{err}");
+    assert_eq!(log.read_team(a, 4, 10).unwrap().len(), 2);
+    drop(log);
+    {
+        let db = raw(dir.path());
+        db.remove(keys::team(a, 1)).unwrap();
+        db.flush().unwrap();
+    }
+    let log = SledLog::open(dir.path()).unwrap();
+    let err = log.read_team(a, 2, 10).unwrap_err();
+    assert!(err.to_string().contains("version 2 of"), "{err}");
+    assert_eq!(log.read_team(a, 4, 10).unwrap().len(), 2);
+}
+
+/// A store written by format 1 — the same records, one team-index entry per event — opens:
+/// its index is rebuilt as runs and format 2 is stamped, and the log goes on.
+#[test]
+fn a_format_1_store_is_migrated_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (team(1), team(2));
+    let mem = crate::MemLog::new();
+    mem.append(req(a, 0, 3)).unwrap();
+    mem.append(req(b, 0, 2)).unwrap();
+    mem.append(req(a, 3, 1)).unwrap();
+    let envs = mem.read(0, 100).unwrap();
+    {
+        let db = raw(dir.path());
+        db.insert(keys::FORMAT_KEY, &1u32.to_be_bytes()).unwrap();
+        for env in &envs {
+            db.insert(keys::event(env.seq), record::encode(env))
+                .unwrap();
+            db.insert(keys::team(env.team, env.version), &env.seq.to_be_bytes())
+                .unwrap();
+        }
+        db.insert(keys::version(a), &4u64.to_be_bytes()).unwrap();
+        db.insert(keys::version(b), &2u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    {
+        let log = SledLog::open(dir.path()).unwrap();
+        assert_eq!(log.read(0, 100).unwrap(), envs);
+        assert_eq!(log.team_version(a).unwrap(), 4);
+        let a_seqs: Vec<u64> = log
+            .read_team(a, 1, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(a_seqs, [0, 1, 2, 5]);
+        log.append(req(b, 2, 1)).unwrap();
+    }
+    let db = raw(dir.path());
+    let format = db.get(keys::FORMAT_KEY).unwrap().unwrap();
+    assert_eq!(format.as_ref(), keys::FORMAT_VERSION.to_be_bytes());
+    drop(db);
+    let mut entries = index_entries(dir.path());
+    entries.sort_by_key(|e| e.2);
+    assert_eq!(
+        entries,
+        [(a, 1, 0, 3), (b, 1, 3, 2), (a, 4, 5, 1), (b, 3, 6, 1)]
+    );
 }

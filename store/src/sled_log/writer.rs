@@ -3,7 +3,8 @@
 //! - The **writer** (this module) takes everything queued (up to [`MAX_GROUP`] requests),
 //!   validates and seals each request in order against the *staged* head — the durable head
 //!   plus every group staged before, durable or not — encodes the records, and builds **one**
-//!   sled `Batch` for the group (one tree, so atomic). It hands the group to the committer and
+//!   sled `Batch` for the group (one tree, so atomic): a record per event, a team-index entry
+//!   per run (usually one per request, see [`super::index`]), a version per team. It hands the group to the committer and
 //!   goes on with the next one at once.
 //! - The **committer** ([`super::commit`]) applies the batches handed to it, calls `flush` once
 //!   for all of them, and only then publishes the new head to readers and answers the callers.
@@ -30,6 +31,7 @@ use roster_core::envelope::Envelope;
 use roster_core::id::TeamId;
 use roster_core::port::{AppendRequest, LogError};
 
+use super::index::Runs;
 use super::Shared;
 use crate::clock::{self, OsEntropy};
 use crate::head::Head;
@@ -125,6 +127,7 @@ fn stage(head: &mut Head, entropy: &mut OsEntropy, jobs: Vec<Job>) -> Group {
     );
     let mut stage = head.stage();
     let mut batch = sled::Batch::default();
+    let mut runs = Runs::default();
     let mut answers = Vec::with_capacity(jobs.len());
     for job in jobs {
         let result = match job.work {
@@ -142,14 +145,13 @@ fn stage(head: &mut Head, entropy: &mut OsEntropy, jobs: Vec<Job>) -> Group {
                 envelopes
             }),
         };
-        if let Ok(envelopes) = &result {
-            for env in envelopes {
-                batch.insert(&keys::team(env.team, env.version), &env.seq.to_be_bytes());
-            }
+        for env in result.iter().flatten() {
+            runs.push(env.team, env.version, env.seq);
         }
         answers.push((job.reply, result));
     }
     let staged = !stage.is_empty();
+    runs.write(&mut batch);
     let advance = stage.finish();
     for (team, version) in &advance.versions {
         batch.insert(&keys::version(*team), &version.to_be_bytes());
