@@ -28,6 +28,12 @@ use clap::Parser;
 use roster_core::name::Name;
 
 use crate::app::CliError;
+
+/// mimalloc rather than the system allocator: replaying and folding the log allocates many small
+/// values (names, chains, capabilities), and glibc's malloc was measured to make the same fold
+/// swing by a third depending on the heap's history (`roster bench replay`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crate::args::Cli;
 use crate::output::Out;
 
