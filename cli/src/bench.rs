@@ -143,33 +143,11 @@ fn append(args: &BenchArgs) -> anyhow::Result<Value> {
     let ours = started.elapsed();
     let flushes = log.flush_count();
     // The same bytes, raw: sled batch insert + flush, writers × batch records per flush.
-    let mut records = Vec::with_capacity(total as usize);
-    let mut next = 0;
-    loop {
-        let chunk = log.read(next, 8192)?;
-        if chunk.is_empty() {
-            break;
-        }
-        next += chunk.len() as u64;
-        records.extend(chunk.iter().map(record::encode));
-    }
+    let records = records_of(&log)?;
     drop(log);
-    let raw_db = sled::open(tmp.path().join("raw"))?;
     let per_flush = writers * batch;
-    let started = Instant::now();
-    for (c, chunk) in records.chunks(per_flush).enumerate() {
-        let mut b = sled::Batch::default();
-        for (i, r) in chunk.iter().enumerate() {
-            let seq = (c * per_flush + i) as u64;
-            let mut k = [0u8; 9];
-            k[0] = b'e';
-            k[1..].copy_from_slice(&seq.to_be_bytes());
-            b.insert(&k[..], r.as_slice());
-        }
-        raw_db.apply_batch(b)?;
-        raw_db.flush()?;
-    }
-    let raw = started.elapsed();
+    let raw =
+        roster_store::baseline::insert_and_flush(&tmp.path().join("raw"), &records, per_flush)?;
     let (ours_rate, raw_rate) = (rate(total, ours), rate(total, raw));
     let bytes: usize = records.iter().map(Vec::len).sum();
     println!("\nappend: {total} events ({} bytes/record avg), {writers} writers × {batch} events per append, durable (flushed) before acknowledged", bytes / records.len().max(1));
@@ -292,32 +270,13 @@ fn replay(args: &BenchArgs) -> anyhow::Result<Value> {
     let ours_warm = started.elapsed();
     // Raw: the same record bytes in a bare sled tree, opened, iterated and postcard-decoded,
     // cold then warm.
-    let raw_dir = tmp.path().join("raw");
-    {
-        let raw_db = sled::open(&raw_dir)?;
-        let mut next = 0;
-        loop {
-            let chunk = log.read(next, 8192)?;
-            if chunk.is_empty() {
-                break;
-            }
-            let mut b = sled::Batch::default();
-            for e in &chunk {
-                b.insert(&e.seq.to_be_bytes()[..], record::encode(e));
-            }
-            next += chunk.len() as u64;
-            raw_db.apply_batch(b)?;
-        }
-        raw_db.flush()?;
-    }
+    let records = records_of(&log)?;
     drop(log);
-    let started = Instant::now();
-    let raw_db = sled::open(&raw_dir)?;
-    let decoded = raw_decode_all(&raw_db)?;
-    let raw_cold = started.elapsed();
-    let started = Instant::now();
-    raw_decode_all(&raw_db)?;
-    let raw_warm = started.elapsed();
+    let raw_dir = tmp.path().join("raw");
+    roster_store::baseline::insert_and_flush(&raw_dir, &records, 8192)?;
+    drop(records);
+    let raw = roster_store::baseline::iterate_and_decode(&raw_dir)?;
+    let (decoded, raw_cold, raw_warm) = (raw.records, raw.cold, raw.warm);
     let r = |n, d| rate(n, d);
     let (oc, ow, rc, rw) = (
         r(total, ours_cold),
@@ -351,15 +310,16 @@ fn fold_all(log: &SledLog) -> anyhow::Result<(u64, World)> {
     }
 }
 
-/// Iterates a raw tree and postcard-decodes every body; returns the count.
-fn raw_decode_all(db: &sled::Db) -> anyhow::Result<u64> {
-    let mut decoded = 0u64;
-    for kv in db.iter() {
-        let (_, v) = kv?;
-        let body: Body = postcard::from_bytes(v.get(record::HEADER_LEN..).unwrap_or_default())?;
-        decoded += u64::from(std::hint::black_box(body).seq < u64::MAX);
+/// Every record of the log, as the store writes it (for the raw baselines).
+fn records_of(log: &SledLog) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut records = Vec::with_capacity(usize::try_from(log.len()).unwrap_or(0));
+    loop {
+        let chunk = log.read(records.len() as u64, 8192)?;
+        if chunk.is_empty() {
+            return Ok(records);
+        }
+        records.extend(chunk.iter().map(record::encode));
     }
-    Ok(decoded)
 }
 
 /// A world with `grants` grants: agents with 10 grants each, a third of them hired by another

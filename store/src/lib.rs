@@ -13,6 +13,7 @@
 //! - `mem`: [`MemLog`].
 //! - `subscription`: [`Subscription`], catch-up-then-live reading.
 //! - `jsonl`: [`export_jsonl`] and [`import_jsonl`], the JSON-lines form of a log.
+//! - [`baseline`]: raw sled write and read baselines for `roster bench`.
 //! - `clock`: the wall clock and [`OsEntropy`] (OS randomness), the only impure inputs of an
 //!   append.
 //!
@@ -20,6 +21,7 @@
 //! it, written in the same atomic batch, and rebuilt from it at open if they ever disagree.
 #![forbid(unsafe_code)]
 
+pub mod baseline;
 mod clock;
 mod head;
 mod jsonl;
