@@ -15,6 +15,45 @@
 //! - [`port`]: the [`port::EventLog`] trait that `roster-store` implements.
 #![forbid(unsafe_code)]
 
+/// The conversions every validated text newtype (`struct T(String)` with `T::parse(&str) ->
+/// Result<T, E>`) shares: `FromStr` and `TryFrom<String>` go through `parse` (so serde's
+/// `try_from = "String"` validates on the way in), `Display` is the text, `Debug` quotes it.
+macro_rules! text_newtype {
+    ($err:ty: $($t:ty),*) => {$(
+        impl std::str::FromStr for $t {
+            type Err = $err;
+            fn from_str(s: &str) -> Result<Self, $err> {
+                Self::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $t {
+            type Error = $err;
+            fn try_from(s: String) -> Result<Self, $err> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(n: $t) -> String {
+                n.0
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    )*};
+}
+
 pub mod actor;
 pub mod authz;
 pub mod capability;

@@ -4,9 +4,6 @@
 //! 1–63 characters of lowercase ASCII letters, digits and `-`, starting and ending with a letter or
 //! digit (like a DNS label, so that `-x` can never be read as a flag).
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 /// Why a name or a text was refused.
@@ -116,13 +113,6 @@ impl Name {
     }
 }
 
-impl FromStr for Name {
-    type Err = NameError;
-    fn from_str(s: &str) -> Result<Self, NameError> {
-        Self::parse(s)
-    }
-}
-
 /// A short free text for people (an agent's role, an operator's note): printable, one line, at
 /// most 200 characters. It never goes into a subject or a path.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -221,36 +211,7 @@ impl ImageRef {
     }
 }
 
-/// The conversions every validated text type shares: serde goes through `String` and `parse`.
-macro_rules! text_conversions {
-    ($($t:ty),*) => {$(
-        impl TryFrom<String> for $t {
-            type Error = NameError;
-            fn try_from(s: String) -> Result<Self, NameError> {
-                Self::parse(&s)
-            }
-        }
-
-        impl From<$t> for String {
-            fn from(n: $t) -> String {
-                n.0
-            }
-        }
-
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&self.0, f)
-            }
-        }
-    )*};
-}
-text_conversions!(Name, Label, ImageRef);
+text_newtype!(NameError: Name, Label, ImageRef);
 
 #[cfg(test)]
 mod tests {

@@ -1,9 +1,6 @@
 //! Context topics: `/`-separated [`Name`](crate::name::Name)-like segments, so that a topic can
 //! become a NATS subject (`NS.ctx.TEAM.a.b`) without any agent-supplied `.`, `*`, `>` or space.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use crate::name::{Name, NameError};
@@ -124,39 +121,7 @@ impl TopicPattern {
     }
 }
 
-macro_rules! text {
-    ($t:ty) => {
-        impl FromStr for $t {
-            type Err = TopicError;
-            fn from_str(s: &str) -> Result<Self, TopicError> {
-                Self::parse(s)
-            }
-        }
-        impl TryFrom<String> for $t {
-            type Error = TopicError;
-            fn try_from(s: String) -> Result<Self, TopicError> {
-                Self::parse(&s)
-            }
-        }
-        impl From<$t> for String {
-            fn from(v: $t) -> String {
-                v.0
-            }
-        }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&self.0, f)
-            }
-        }
-    };
-}
-text!(Topic);
-text!(TopicPattern);
+text_newtype!(TopicError: Topic, TopicPattern);
 
 #[cfg(test)]
 mod tests {
