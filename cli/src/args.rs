@@ -13,7 +13,7 @@ use crate::refs::{AgentRef, TeamRef};
 
 /// roster: an event-sourced runtime for teams of AI agents that must not be trusted.
 #[derive(Debug, Parser)]
-#[command(name = "roster", version, about, max_term_width = 100)]
+#[command(name = "roster", version, max_term_width = 100)]
 pub struct Cli {
     /// Where the event log and configuration live [default: $XDG_DATA_HOME/roster].
     #[arg(long, global = true, env = "ROSTER_DATA_DIR", value_name = "DIR")]
