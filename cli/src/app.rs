@@ -98,20 +98,30 @@ impl App {
 
     /// Decides `command` as `actor`, appends the events and folds them. A refusal of an agent
     /// still appends its `AccessDenied` record before the error is returned.
+    ///
+    /// The decision and its record share one instant, never earlier than the last event: what
+    /// was checked (expiries) is what the log says was checked.
     pub fn execute(&mut self, command: Command, actor: &Actor) -> Result<Vec<Envelope>, CliError> {
-        match decide(&self.world, command, actor, now(), &mut OsEntropy::new()) {
-            Ok(decision) => self.commit(decision, actor),
+        let at = now().max(self.world.last_at());
+        match decide(&self.world, command, actor, at, &mut OsEntropy::new()) {
+            Ok(decision) => self.commit(decision, actor, at),
             Err(rejected) => {
                 if let Some(audit) = &rejected.audit {
-                    self.commit((**audit).clone(), actor)?;
+                    self.commit((**audit).clone(), actor, at)?;
                 }
                 Err(CliError::Refused(rejected))
             }
         }
     }
 
-    fn commit(&mut self, d: Decision, actor: &Actor) -> Result<Vec<Envelope>, CliError> {
+    fn commit(
+        &mut self,
+        d: Decision,
+        actor: &Actor,
+        at: Timestamp,
+    ) -> Result<Vec<Envelope>, CliError> {
         let envelopes = self.log.append(AppendRequest {
+            at: Some(at),
             team: d.team,
             expected_version: d.expected_version,
             events: d.events,

@@ -121,6 +121,7 @@ fn append(args: &BenchArgs) -> anyhow::Result<Value> {
                         .map(|i| sample_event(written + i))
                         .collect::<anyhow::Result<Vec<_>>>()?;
                     let done = log.append(AppendRequest {
+                        at: None,
                         team,
                         expected_version: version,
                         events,
@@ -179,6 +180,7 @@ fn build_realistic_log(log: &SledLog, n: u64) -> anyhow::Result<()> {
     let mut commit = |world: &mut World, cmd: Command, actor: &Actor| -> anyhow::Result<()> {
         let d = decide(world, cmd, actor, t0, &mut entropy).map_err(|r| anyhow::anyhow!("{r}"))?;
         for e in log.append(AppendRequest {
+            at: None,
             team: d.team,
             expected_version: d.expected_version,
             events: d.events,
@@ -240,6 +242,7 @@ fn build_realistic_log(log: &SledLog, n: u64) -> anyhow::Result<()> {
         }
         let version = world.team_version(team);
         for e in log.append(AppendRequest {
+            at: None,
             team,
             expected_version: version,
             events,

@@ -88,7 +88,7 @@ impl fmt::Display for DenyReason {
 }
 
 /// What a chain check found.
-enum ChainCheck {
+pub(crate) enum ChainCheck {
     Ok { chain: Vec<GrantId>, approval: bool },
     Refused(DenyReason),
 }
@@ -96,7 +96,12 @@ enum ChainCheck {
 impl World {
     /// Walks from `grant` to its root; checks every link is active at `now` and has room for
     /// `amount` (`None`: activity only).
-    fn check_chain_of(&self, grant: &Grant, amount: Option<u64>, now: Timestamp) -> ChainCheck {
+    pub(crate) fn check_chain_of(
+        &self,
+        grant: &Grant,
+        amount: Option<u64>,
+        now: Timestamp,
+    ) -> ChainCheck {
         let mut chain = Vec::with_capacity(4);
         let mut approval = false;
         let mut link = Some(grant);

@@ -63,6 +63,7 @@ pub mod event;
 pub mod id;
 pub mod name;
 pub mod port;
+mod rules;
 pub mod time;
 pub mod topic;
 pub mod world;

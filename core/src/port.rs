@@ -7,6 +7,7 @@ use crate::actor::Actor;
 use crate::envelope::{ChainError, Envelope};
 use crate::event::Event;
 use crate::id::{EventId, TeamId};
+use crate::time::Timestamp;
 
 /// One atomic append: all of `events` are committed to `team`'s stream, or none is.
 #[derive(Debug, Clone)]
@@ -22,6 +23,10 @@ pub struct AppendRequest {
     pub actor: Actor,
     /// The event that caused them, if any.
     pub causation: Option<EventId>,
+    /// The time the events were decided at (`decide`'s `now`), so that the recorded time is the
+    /// one the decision was checked against; the log stamps `max(at, last committed time)`.
+    /// `None`: the log's clock now.
+    pub at: Option<Timestamp>,
 }
 
 /// Why a log operation failed.

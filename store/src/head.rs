@@ -107,7 +107,7 @@ impl Stage<'_> {
     }
 
     /// Validates `request` and seals its events: positions after the staged ones, versions
-    /// after the team's, time `max(now, last time)`, fresh ids from `entropy`. On error the
+    /// after the team's, time `max(request.at or now, last time)`, fresh ids from `entropy`. On error the
     /// stage is unchanged.
     pub(crate) fn seal(
         &mut self,
@@ -126,7 +126,7 @@ impl Stage<'_> {
                 actual,
             });
         }
-        let at = now.max(self.last_at);
+        let at = request.at.unwrap_or(now).max(self.last_at);
         let mut out = Sealed {
             envelopes: Vec::with_capacity(request.events.len()),
             canonical: Vec::with_capacity(request.events.len()),
@@ -221,6 +221,7 @@ mod tests {
     fn req(team: TeamId, expected: u64, n: usize) -> AppendRequest {
         let agent = AgentId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(99));
         AppendRequest {
+            at: None,
             team,
             expected_version: expected,
             events: vec![Event::AgentRetired { agent }; n],

@@ -134,7 +134,9 @@ pub fn export_jsonl(log: &dyn EventLog, out: &mut dyn Write) -> Result<u64, Expo
 /// Reads a JSON-lines log into the empty `log`, unchanged; returns how many events.
 ///
 /// Every line is checked before anything is written — hash, position, link, schema, and the
-/// fold into a [`World`] — then all are written in one atomic batch. Blank lines are skipped.
+/// fold into a [`World`] under the rules `decide` enforces ([`World::apply_checked`]: a log
+/// whose hashes are right but whose events break the permission rules is refused too) — then
+/// all are written in one atomic batch. Blank lines are skipped.
 /// The whole log is held in memory meanwhile.
 pub fn import_jsonl(log: &dyn AppendSealed, input: &mut dyn BufRead) -> Result<u64, ImportError> {
     let len = log.len();
@@ -169,7 +171,7 @@ pub fn import_jsonl(log: &dyn AppendSealed, input: &mut dyn BufRead) -> Result<u
             });
         }
         world
-            .apply(&env)
+            .apply_checked(&env)
             .map_err(|source| ImportError::Inconsistent { line, source })?;
         envelopes.push(env);
     }

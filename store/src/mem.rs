@@ -176,6 +176,7 @@ mod tests {
     fn req(team: TeamId, expected: u64, n: usize) -> AppendRequest {
         let agent = AgentId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(9));
         AppendRequest {
+            at: None,
             team,
             expected_version: expected,
             events: vec![Event::AgentRetired { agent }; n],

@@ -120,6 +120,7 @@ mod tests {
     fn append(log: &dyn EventLog, team: TeamId, n: usize) {
         let agent = AgentId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(5));
         log.append(AppendRequest {
+            at: None,
             team,
             expected_version: log.team_version(team).unwrap(),
             events: vec![Event::AgentRetired { agent }; n],

@@ -24,6 +24,7 @@ fn fill(log: &dyn EventLog, n: u64) {
     while done < n {
         let k = (n - done).min(100);
         log.append(AppendRequest {
+            at: None,
             team: team(),
             expected_version: done,
             events: vec![Event::AgentRetired { agent }; k as usize],

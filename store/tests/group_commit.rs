@@ -36,6 +36,7 @@ fn concurrent_appends_are_group_committed() {
                     loop {
                         let expected = log.team_version(team).unwrap();
                         match log.append(AppendRequest {
+                            at: None,
                             team,
                             expected_version: expected,
                             events: vec![Event::AgentRetired { agent }; 1 + i % 3],

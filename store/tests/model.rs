@@ -141,6 +141,7 @@ fn check(subject: &mut dyn Subject, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 let causation = model.last().map(|e| e.id);
                 let result = log.append(AppendRequest {
+                    at: None,
                     team,
                     expected_version: expected,
                     events: evs.clone(),

@@ -138,6 +138,7 @@ fn child() {
             for i in 0.. {
                 let envs = log
                     .append(AppendRequest {
+                        at: None,
                         team,
                         expected_version: version,
                         events: vec![Event::AgentRetired { agent }; 1 + i % 8],

@@ -145,8 +145,9 @@ impl Harness {
         for env in &envs {
             env.follows(self.log.last())
                 .unwrap_or_else(|e| panic!("helper broke the chain: {e}"));
+            // Checked as an import would: whatever `decide` produces must obey the log's rules.
             self.world
-                .apply(env)
+                .apply_checked(env)
                 .unwrap_or_else(|e| panic!("decided events do not fold: {e}\n{:?}", env.event));
             self.log.push(env.clone());
             self.history.push(self.world.clone());

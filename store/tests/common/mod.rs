@@ -18,6 +18,7 @@ pub fn run(log: &dyn EventLog, world: &mut World, command: Command, entropy: &mu
     let d = decide(world, command, &actor, now, entropy).unwrap();
     let envs = log
         .append(AppendRequest {
+            at: None,
             team: d.team,
             expected_version: d.expected_version,
             events: d.events,

@@ -90,6 +90,7 @@ fn write_forever(log: &SledLog, thread: usize, until: Instant) -> Result<(), Str
         };
         let acked = log
             .append(AppendRequest {
+                at: None,
                 team,
                 expected_version: version,
                 events,
