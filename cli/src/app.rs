@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use roster_core::actor::Actor;
-use roster_core::command::{decide, Command, Decision, Rejected};
+use roster_core::command::{decide, Command, Decision, Rejected, Rejection};
 use roster_core::envelope::Envelope;
 use roster_core::name::Name;
 use roster_core::port::{AppendRequest, EventLog, LogError};
 use roster_core::time::Timestamp;
 use roster_core::world::{FoldError, World};
-use roster_store::{OsEntropy, SledLog};
+use roster_store::{ImportError, OsEntropy, SledLog};
 
 /// Errors the CLI reports, each with its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -31,17 +31,25 @@ pub enum CliError {
     /// The command already printed its verdict; only the exit code is left to give.
     #[error("")]
     Reported(i32),
+    /// An import file that does not verify, or a target that is not empty.
+    #[error(transparent)]
+    Import(#[from] ImportError),
     /// There is no data directory yet.
     #[error("no roster data directory at {0}: run `roster init` first (or pass --data-dir)")]
     NotInitialized(PathBuf),
 }
 
 impl CliError {
-    /// 2 for bad input, 3 for a refusal, 4 for a log that does not verify, 1 otherwise.
+    /// 2 for bad input (an id that names nothing included), 3 for a refusal, 4 for a log or an
+    /// import that does not verify, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Input(_) | CliError::NotInitialized(_) => 2,
+            CliError::Refused(r) if matches!(*r.rejection, Rejection::NotFound { .. }) => 2,
             CliError::Refused(_) => 3,
+            CliError::Import(ImportError::NotEmpty { .. }) => 2,
+            CliError::Import(ImportError::Io(_)) => 1,
+            CliError::Import(_) => 4,
             CliError::Log(LogError::Corrupt(_)) | CliError::Fold(_) => 4,
             CliError::Log(_) => 1,
             CliError::Reported(code) => *code,
@@ -75,6 +83,16 @@ pub struct App {
 }
 
 impl App {
+    /// Opens an existing data directory's log without folding it (for commands that read
+    /// history only).
+    pub fn open_log(data_dir: &Path) -> Result<SledLog, CliError> {
+        let dir = log_dir(data_dir);
+        if !dir.exists() {
+            return Err(CliError::NotInitialized(data_dir.to_owned()));
+        }
+        Ok(SledLog::open(&dir)?)
+    }
+
     /// Opens an existing data directory and folds its log.
     pub fn open(data_dir: &Path, operator: Name) -> Result<App, CliError> {
         let dir = log_dir(data_dir);
@@ -83,7 +101,9 @@ impl App {
         }
         let log = SledLog::open(&dir)?;
         let mut world = World::new();
-        for_each(&log, 0, |e| world.apply(&e).map_err(CliError::from))?;
+        for_each(&log, 0, u64::MAX, |e| {
+            world.apply(&e).map_err(CliError::from)
+        })?;
         Ok(App {
             log,
             world,
@@ -135,15 +155,23 @@ impl App {
     }
 }
 
-/// Calls `f` on every envelope from `from` to the head, in chunks.
+/// Calls `f` on every envelope from `from` up to (not including) `to` or the head, in chunks;
+/// returns the position after the last one.
 pub fn for_each(
     log: &dyn EventLog,
     from: u64,
+    to: u64,
     mut f: impl FnMut(Envelope) -> Result<(), CliError>,
 ) -> Result<u64, CliError> {
     let mut next = from;
     loop {
-        let chunk = log.read(next, 4096)?;
+        let want = usize::try_from(to.saturating_sub(next))
+            .unwrap_or(usize::MAX)
+            .min(4096);
+        if want == 0 {
+            return Ok(next);
+        }
+        let chunk = log.read(next, want)?;
         if chunk.is_empty() {
             return Ok(next);
         }

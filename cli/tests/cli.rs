@@ -252,7 +252,7 @@ fn replay_shows_the_past_and_verify_catches_an_edited_export() {
     let text = std::fs::read_to_string(&export).expect("read");
     std::fs::write(&edited, text.replacen("\"lead\"", "\"boss\"", 1)).expect("write");
     let copy = tmp.path().join("copy");
-    let err = fails(&copy, &["import", edited.to_str().expect("utf-8")], 1);
+    let err = fails(&copy, &["import", edited.to_str().expect("utf-8")], 4);
     assert!(err.contains("position 1"), "{err}");
     ok(&copy, &["import", export.to_str().expect("utf-8")]);
     assert_eq!(
@@ -381,4 +381,42 @@ fn log_follow_prints_events_committed_after_it_started() {
     let event: Value = serde_json::from_str(&line).expect("json");
     assert_eq!(event["seq"], before as u64);
     assert_eq!(event["event"]["TeamCreated"]["name"], "product");
+}
+
+#[test]
+fn init_and_import_leave_an_existing_directory_as_they_found_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = roster(&shared, &["init"]);
+    assert!(out.status.success());
+    let mode = std::fs::metadata(&shared)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        mode, 0o755,
+        "init changed the mode of a directory it did not create"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("open to other users"));
+    // A new data directory is created owner-only.
+    let fresh = tmp.path().join("fresh");
+    ok(&fresh, &["init"]);
+    let mode = std::fs::metadata(&fresh)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700);
+    // Importing a file that does not exist creates nothing and names the file.
+    let never = tmp.path().join("never");
+    let err = fails(&never, &["import", "/no/such/export.jsonl"], 2);
+    assert!(err.contains("/no/such/export.jsonl"), "{err}");
+    assert!(!never.exists(), "a failed import created the data dir");
+    // Replay on an empty log says so.
+    let err = fails(&fresh, &["replay", "--at", "0"], 2);
+    assert!(err.contains("the log is empty"), "{err}");
 }

@@ -12,7 +12,7 @@ use roster_store::SledLog;
 use serde_json::json;
 
 use super::Env;
-use crate::app::{for_each, log_dir, CliError};
+use crate::app::{for_each, log_dir, App, CliError};
 use crate::describe;
 use crate::output::{relative, Table};
 use crate::refs::TeamRef;
@@ -20,8 +20,7 @@ use crate::refs::TeamRef;
 pub(super) fn init(env: &Env<'_>) -> anyhow::Result<()> {
     let dir = log_dir(env.data_dir);
     let existed = dir.exists();
-    std::fs::create_dir_all(env.data_dir)?;
-    restrict(env.data_dir)?;
+    create_data_dir(env.data_dir)?;
     let log = SledLog::open(&dir)?;
     let n = log.len();
     if env.out.json {
@@ -41,10 +40,26 @@ pub(super) fn init(env: &Env<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The data directory holds the whole history: readable by its owner only.
-fn restrict(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+/// Creates the data directory, readable by its owner only: it holds the whole history. A
+/// directory that already exists keeps its permissions (it may be shared, or `$HOME`); if others
+/// can read it, say so.
+fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.exists() {
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "roster: note: {} is open to other users (mode {mode:o}); the log inside is kept owner-only",
+                dir.display()
+            );
+        }
+    } else {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    Ok(())
 }
 
 fn print_event(
@@ -86,7 +101,7 @@ pub(super) fn log(
             .transpose()
             .map_err(CliError::Input)?;
         let now = crate::app::now();
-        next = for_each(&app.log, next, |e| {
+        next = for_each(&app.log, next, u64::MAX, |e| {
             if team.is_none_or(|t| t == e.team) {
                 print_event(&app.world, &e, env.out.json, env.out, now)
                     .map_err(|err| CliError::Input(err.to_string()))?;
@@ -102,21 +117,20 @@ pub(super) fn log(
 }
 
 pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::Result<()> {
-    let app = env.open()?;
-    if at >= app.log.len() {
-        return Err(CliError::Input(format!(
-            "there is no position {at}: the log holds positions 0 to {}",
-            app.log.len().saturating_sub(1)
-        ))
-        .into());
+    let log = App::open_log(env.data_dir)?;
+    if at >= log.len() {
+        let held = match log.len() {
+            0 => "the log is empty".to_string(),
+            n => format!("the log holds positions 0 to {}", n - 1),
+        };
+        return Err(CliError::Input(format!("there is no position {at}: {held}")).into());
     }
+    // Only the prefix is read: the world as it stood after `at`.
     let mut world = World::new();
     let mut when = roster_core::time::Timestamp::EPOCH;
-    for_each(&app.log, 0, |e| {
-        if e.seq <= at {
-            world.apply(&e)?;
-            when = e.at;
-        }
+    for_each(&log, 0, at + 1, |e| {
+        world.apply(&e)?;
+        when = e.at;
         Ok(())
     })?;
     let team = team
@@ -263,9 +277,11 @@ pub(super) fn export(file: Option<PathBuf>, env: &Env<'_>) -> anyhow::Result<()>
 }
 
 pub(super) fn import(file: &Path, env: &Env<'_>) -> anyhow::Result<()> {
+    // Read access to the file is checked before anything is created.
+    let input = File::open(file)
+        .map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
     let dir = log_dir(env.data_dir);
-    std::fs::create_dir_all(env.data_dir)?;
-    restrict(env.data_dir)?;
+    create_data_dir(env.data_dir)?;
     let log = SledLog::open(&dir)?;
     if !log.is_empty() {
         return Err(CliError::Input(format!(
@@ -275,13 +291,23 @@ pub(super) fn import(file: &Path, env: &Env<'_>) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let mut input = BufReader::new(File::open(file)?);
-    let n = roster_store::import_jsonl(&log, &mut input)?;
-    if env.out.json {
-        env.out.json_line(&json!({"imported": n}))?;
+    let n = roster_store::import_jsonl(&log, &mut BufReader::new(input)).map_err(CliError::from)?;
+    let head = if n == 0 {
+        None
     } else {
+        log.read(n - 1, 1)?.pop()
+    };
+    let hash = head
+        .map(|e| e.hash().to_hex())
+        .unwrap_or_else(|| "-".into());
+    if env.out.json {
         env.out
-            .line(format!("imported {n} events; every hash re-verified"))?;
+            .json_line(&json!({"imported": n, "head_hash": hash}))?;
+    } else {
+        env.out.line(format!(
+            "imported {n} events, every hash and rule re-checked; head {hash}\n\
+             (a cut-off export cannot be told from a shorter log: compare the head with `roster verify` where it was made)"
+        ))?;
     }
     Ok(())
 }
