@@ -92,6 +92,14 @@ fn main() -> ExitCode {
     match cmd::run(cli.command, &env) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            // `roster log | head`: the reader left; that is not an error worth a message.
+            let broken_pipe = err.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
             let code = match err.downcast_ref::<CliError>() {
                 Some(CliError::Reported(code)) => {
                     return ExitCode::from(u8::try_from(*code).unwrap_or(1))

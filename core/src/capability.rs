@@ -63,6 +63,16 @@ pub enum CapabilityError {
         /// What is wrong.
         why: String,
     },
+    /// A requested action or resource is longer than allowed.
+    #[error("a requested {what} is at most {max} bytes; this one is {len}")]
+    RequestTooLong {
+        /// "action" or "resource".
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Longer than [`MAX_CAPABILITY_LEN`], as given or as printed in canonical form.
     #[error("a capability is at most {MAX_CAPABILITY_LEN} bytes; this one is {len}")]
     TooLong {
@@ -224,8 +234,18 @@ fn segs_cover(p: &[Seg], c: &[Seg]) -> bool {
 pub struct Action(String);
 
 impl Action {
+    /// The longest requested action, in bytes.
+    pub const MAX_LEN: usize = 255;
+
     /// Parses a concrete action.
     pub fn parse(s: &str) -> Result<Self, CapabilityError> {
+        if s.len() > Self::MAX_LEN {
+            return Err(CapabilityError::RequestTooLong {
+                what: "action",
+                len: s.len(),
+                max: Self::MAX_LEN,
+            });
+        }
         parse_action_segments(s, false).map_err(|why| CapabilityError::BadAction {
             input: s.to_owned(),
             action: s.to_owned(),
@@ -250,8 +270,18 @@ impl Action {
 pub struct Resource(String);
 
 impl Resource {
+    /// The longest requested resource, in bytes (every refusal of an agent records it).
+    pub const MAX_LEN: usize = 512;
+
     /// Parses a concrete resource.
     pub fn parse(s: &str) -> Result<Self, CapabilityError> {
+        if s.len() > Self::MAX_LEN {
+            return Err(CapabilityError::RequestTooLong {
+                what: "resource",
+                len: s.len(),
+                max: Self::MAX_LEN,
+            });
+        }
         parse_resource(s, false).map_err(|why| CapabilityError::BadResource {
             input: s.to_owned(),
             resource: s.to_owned(),
@@ -671,6 +701,10 @@ mod tests {
         assert!(any.matches(&a("spend.usd"), &r("vendor:acme")));
         assert!(!any.matches(&a("spend.usd"), &r("vendor:acme/x")));
         assert!(Action::parse("email.*").is_err(), "requests are concrete");
+        let long = "a".repeat(100_000);
+        let err = Action::parse(&long).unwrap_err().to_string();
+        assert!(err.len() < 100, "the input is not echoed: {err}");
+        assert!(Resource::parse(&long).is_err());
         assert!(
             Resource::parse("mailbox:*").is_err(),
             "requests are concrete"

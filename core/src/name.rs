@@ -135,12 +135,18 @@ impl Label {
                 max: Self::MAX_CHARS,
             });
         }
-        if let Some(found) = s.chars().find(|c| c.is_control()) {
+        // Control characters, and the invisible format characters that reorder or hide text
+        // on a terminal (bidirectional overrides, zero-width characters, byte-order mark).
+        let hidden = |c: &char| {
+            c.is_control()
+                || matches!(*c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+        };
+        if let Some(found) = s.chars().find(hidden) {
             return Err(NameError::BadChar {
                 what,
                 input: shorten(s),
                 found,
-                allowed: "printable characters on one line",
+                allowed: "visible characters on one line",
             });
         }
         Ok(Self(s.to_owned()))
@@ -254,6 +260,12 @@ mod tests {
         assert!(serde_json::from_str::<Name>("\"ok-name\"").is_ok());
         assert!(serde_json::from_str::<Name>("\"not.ok\"").is_err());
         assert!(serde_json::from_str::<Label>("\"two\\nlines\"").is_err());
+        assert!(
+            Label::parse("evil\u{202E}txt.exe").is_err(),
+            "a bidi override reorders a terminal"
+        );
+        assert!(Label::parse("zero\u{200B}width").is_err());
+        assert!(Label::parse("Ünïcödé role, 研究").is_ok());
         assert!(ImageRef::parse("roster/agent:1").is_ok());
         assert!(ImageRef::parse("x y").is_err());
         assert!(ImageRef::parse("--privileged").is_err());
