@@ -1,7 +1,6 @@
 //! The pipelined group commit never shows a reader an event that a crash can still take away.
 //!
-//! The test re-runs its own binary as a child (`child` below, a no-op unless
-//! `ROSTER_PIPELINE_CHILD` names a store): appenders write from several threads while two
+//! The child is the `pipeline-child` binary of this crate: appenders write from several threads while two
 //! readers follow the log — a `Subscription` (`read` + `wait_longer_than`) and a
 //! `team_version` + `read_team` poller — and the child prints every envelope that was
 //! acknowledged or read. It is killed with SIGKILL at a random moment, over and over on the same
@@ -13,24 +12,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use roster_core::actor::Actor;
-use roster_core::envelope::Envelope;
-use roster_core::event::Event;
-use roster_core::id::{AgentId, CountingEntropy, TeamId};
-use roster_core::port::{AppendRequest, EventLog};
-use roster_core::time::Timestamp;
-use roster_store::{SledLog, Subscription};
+use roster_core::port::EventLog;
+use roster_store::SledLog;
 
-const CHILD_ENV: &str = "ROSTER_PIPELINE_CHILD";
 const ROUNDS: usize = 24;
-const APPENDERS: u64 = 6;
 
 #[test]
 fn readers_never_see_what_a_crash_can_take_away() {
@@ -40,9 +30,8 @@ fn readers_never_see_what_a_crash_can_take_away() {
     let mut printed: BTreeMap<u64, String> = BTreeMap::new();
     let mut seen_total = 0;
     for round in 0..ROUNDS {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &store)
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline-child"))
+            .arg(&store)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -115,86 +104,4 @@ fn readers_never_see_what_a_crash_can_take_away() {
         }
     }
     assert!(seen_total > 0, "the readers never read anything");
-}
-
-/// The child: appenders and readers on the store named by `ROSTER_PIPELINE_CHILD`, printing
-/// `ACK seq hash` and `SEEN seq hash` lines until it is killed.
-#[test]
-fn child() {
-    let Some(store) = std::env::var_os(CHILD_ENV) else {
-        return;
-    };
-    let log = Arc::new(SledLog::open(Path::new(&store)).unwrap());
-    let at = Timestamp::from_millis(1);
-    let pid = u64::from(std::process::id());
-    let mut threads = Vec::new();
-    for t in 0..APPENDERS {
-        let log = Arc::clone(&log);
-        threads.push(std::thread::spawn(move || {
-            let mut entropy = CountingEntropy::new(pid * 1_000 + t);
-            let team = TeamId::mint(at, &mut entropy);
-            let agent = AgentId::mint(at, &mut entropy);
-            let mut version = 0;
-            for i in 0.. {
-                let envs = log
-                    .append(AppendRequest {
-                        at: None,
-                        team,
-                        expected_version: version,
-                        events: vec![Event::AgentRetired { agent }; 1 + i % 8],
-                        actor: Actor::Runtime,
-                        causation: None,
-                    })
-                    .unwrap();
-                version = envs.last().unwrap().version;
-                print("ACK", &envs);
-            }
-        }));
-    }
-    // A follower of the whole log.
-    threads.push(std::thread::spawn({
-        let log = Arc::clone(&log);
-        move || {
-            let mut sub = Subscription::new(log, 0);
-            loop {
-                if let Some(env) = sub.next_timeout(Duration::from_secs(1)).unwrap() {
-                    print("SEEN", &[env]);
-                }
-            }
-        }
-    }));
-    // A poller of every team's stream through its version.
-    threads.push(std::thread::spawn({
-        let log = Arc::clone(&log);
-        move || {
-            let mut read: BTreeMap<TeamId, u64> = BTreeMap::new();
-            loop {
-                let teams: Vec<TeamId> = log
-                    .read(log.len().saturating_sub(64), 64)
-                    .unwrap()
-                    .iter()
-                    .map(|e| e.team)
-                    .collect();
-                for team in teams {
-                    let done = read.entry(team).or_default();
-                    if log.team_version(team).unwrap() > *done {
-                        let envs = log.read_team(team, *done + 1, usize::MAX).unwrap();
-                        *done += envs.len() as u64;
-                        print("SEEN", &envs);
-                    }
-                }
-            }
-        }
-    }));
-    for t in threads {
-        t.join().unwrap();
-    }
-}
-
-fn print(kind: &str, envs: &[Envelope]) {
-    let mut out = std::io::stdout().lock();
-    for env in envs {
-        writeln!(out, "{kind} {} {}", env.seq, env.hash().to_hex()).unwrap();
-    }
-    out.flush().unwrap();
 }
