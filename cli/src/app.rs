@@ -50,7 +50,7 @@ impl CliError {
             CliError::Import(ImportError::NotEmpty { .. }) => 2,
             CliError::Import(ImportError::Io(_)) => 1,
             CliError::Import(_) => 4,
-            CliError::Log(LogError::Corrupt(_)) | CliError::Fold(_) => 4,
+            CliError::Log(LogError::Corrupt(_) | LogError::Damaged { .. }) | CliError::Fold(_) => 4,
             CliError::Log(_) => 1,
             CliError::Reported(code) => *code,
         }

@@ -79,7 +79,12 @@ fn message(err: &anyhow::Error) -> String {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("ROSTER_LOG"))
+        // Quiet by default: what goes wrong is said once, in roster's own words; the storage
+        // engine's own logs are there with ROSTER_LOG=sled=debug.
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ROSTER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sled=off")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -420,3 +420,23 @@ fn init_and_import_leave_an_existing_directory_as_they_found_it() {
     let err = fails(&fresh, &["replay", "--at", "0"], 2);
     assert!(err.contains("the log is empty"), "{err}");
 }
+
+#[test]
+fn a_damaged_store_file_is_reported_as_damage_not_as_a_busy_store() {
+    let (_tmp, dir) = setup();
+    let db = dir.join("log").join("db");
+    let mut bytes = std::fs::read(&db).expect("read db");
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"research")
+        .expect("the team name is in the file");
+    bytes[at] ^= 1;
+    std::fs::write(&db, bytes).expect("write db");
+    let out = roster(&dir, &["verify"]);
+    assert_eq!(out.status.code(), Some(4));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ALTERED OR CORRUPT"), "{text}");
+    let err = fails(&dir, &["agents"], 4);
+    assert!(err.contains("damaged"), "{err}");
+    assert!(!err.contains("another process"), "{err}");
+}

@@ -49,6 +49,13 @@ pub enum LogError {
     /// The log's content does not verify.
     #[error("the log is corrupt: {0}")]
     Corrupt(#[from] ChainError),
+    /// The store's files are damaged below the level of records (the storage engine's own
+    /// checks failed), so no position can be named.
+    #[error("the store's files are damaged: {why}")]
+    Damaged {
+        /// What the storage engine reported.
+        why: String,
+    },
     /// The underlying storage failed (disk full, I/O error). Nothing acknowledged was lost.
     #[error("storage failed while trying to {op}: {source}")]
     Storage {

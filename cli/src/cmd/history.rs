@@ -240,7 +240,7 @@ pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Err(LogError::Corrupt(e)) => {
+        Err(e @ (LogError::Corrupt(_) | LogError::Damaged { .. })) => {
             if env.out.json {
                 env.out
                     .json_line(&json!({"ok": false, "error": e.to_string()}))?;

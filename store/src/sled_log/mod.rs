@@ -238,7 +238,19 @@ fn open_db(dir: &Path) -> Result<sled::Db, LogError> {
             {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(e) => return Err(storage("open the store (is another process using it?)")(e)),
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(storage("open the store: another process is using it")(
+                    sled::Error::Io(e),
+                ))
+            }
+            // sled checks its own files first: a damaged file never reaches our records.
+            Err(sled::Error::Corruption { at, bt: _ }) => {
+                let place = at.map(|p| format!(" at {p:?}")).unwrap_or_default();
+                return Err(LogError::Damaged {
+                    why: format!("the storage engine found corruption{place}"),
+                });
+            }
+            Err(e) => return Err(storage("open the store")(e)),
         }
     }
 }
