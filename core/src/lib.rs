@@ -7,11 +7,12 @@
 //! # Layout
 //! - [`id`]: typed UUID v7 ids (`team_…`, `agt_…`, `grt_…`) and the [`id::Entropy`] they are minted from.
 //! - [`name`], [`topic`], [`time`]: validated names, texts, topics and timestamps.
-//! - [`capability`]: `ACTION@RESOURCE,constraints`, matching, and [`capability::covers`].
+//! - [`capability`]: `ACTION@RESOURCE,constraints`, matching, and [`capability::covers`]
+//!   (`capability/`: `pattern.rs`, `request.rs`, `attenuation.rs`).
 //! - [`event`], [`actor`], [`envelope`]: events v1, who caused them, and the hash chain.
-//! - [`world`]: the projection, a pure fold over envelopes.
+//! - [`world`]: the projection, a pure fold over envelopes (`world/`: `entities.rs`, `apply.rs`).
 //! - [`authz`]: `World::authorize`, the one authorization function.
-//! - [`command`]: commands and [`command::decide`].
+//! - [`command`]: commands and [`command::decide`] (`command/`: `decide.rs`, `ctx.rs`).
 //! - [`port`]: the [`port::EventLog`] trait that `roster-store` implements.
 #![forbid(unsafe_code)]
 

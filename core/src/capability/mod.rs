@@ -10,6 +10,11 @@
 //!
 //! [`covers`] is the only rule for inheritance and delegation: whatever the child matches, the
 //! parent matches, and the child keeps every limit the parent has.
+//!
+//! This file holds [`Capability`] (parsing, printing, matching), [`Constraints`], [`Amount`] and
+//! [`CapabilityError`]; `pattern.rs` the segment patterns both halves are made of; `request.rs`
+//! the concrete [`Action`] and [`Resource`] a request names; `attenuation.rs` [`covers`] and
+//! [`why_not_covered`].
 
 use std::fmt;
 use std::num::NonZeroU64;
@@ -19,9 +24,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
 
+mod attenuation;
+mod pattern;
+mod request;
+
+pub use attenuation::{covers, why_not_covered};
+pub use request::{Action, Resource};
+
+use pattern::{parse_action_segments, parse_resource, segs_match, write_segs, Seg};
+
 /// The longest capability text accepted.
 pub const MAX_CAPABILITY_LEN: usize = 1024;
-const MAX_SEGMENTS: usize = 32;
 
 /// Why a capability, action or resource text was refused. The message says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,239 +94,6 @@ pub enum CapabilityError {
     },
 }
 
-fn action_segment_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-fn resource_segment_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 255
-        && s != "."
-        && s != ".."
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'@' | b'~')
-        })
-}
-
-fn kind_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-/// One segment of a pattern.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-enum Seg {
-    Lit(String),
-    /// `*`: exactly one segment (resources only; in actions only as the final segment).
-    One,
-    /// Final `**` in resources, final `*` in actions: one or more segments.
-    Rest,
-}
-
-fn parse_action_segments(text: &str, allow_wild: bool) -> Result<Vec<Seg>, String> {
-    if text.is_empty() {
-        return Err("it is empty".into());
-    }
-    let parts: Vec<&str> = text.split('.').collect();
-    if parts.len() > MAX_SEGMENTS {
-        return Err(format!("at most {MAX_SEGMENTS} segments"));
-    }
-    let last = parts.len() - 1;
-    parts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| match *p {
-            "*" if !allow_wild => Err("a requested action cannot contain `*`".to_string()),
-            "*" if i == last => Ok(Seg::Rest),
-            "*" => Err("`*` is allowed only as the last segment (like email.*)".to_string()),
-            p if action_segment_ok(p) => Ok(Seg::Lit(p.to_owned())),
-            "" => Err("empty segment (two dots in a row, or a dot at an end)".to_string()),
-            p => Err(format!(
-                "segment `{p}` may hold only lowercase letters, digits, `_` and `-`"
-            )),
-        })
-        .collect()
-}
-
-fn parse_resource(text: &str, allow_wild: bool) -> Result<(Option<String>, Vec<Seg>), String> {
-    if text.is_empty() {
-        return Err("it is empty".into());
-    }
-    let (kind, path) = match text.split_once(':') {
-        Some((k, rest)) => {
-            if !kind_ok(k) {
-                return Err(format!(
-                    "kind `{k}` must start with a lowercase letter and hold only lowercase letters, digits and `-`"
-                ));
-            }
-            (Some(k.to_owned()), rest)
-        }
-        None => (None, text),
-    };
-    if path.is_empty() {
-        return Err("nothing after the kind".into());
-    }
-    let parts: Vec<&str> = path.split('/').collect();
-    if parts.len() > MAX_SEGMENTS {
-        return Err(format!("at most {MAX_SEGMENTS} segments"));
-    }
-    let last = parts.len() - 1;
-    let segs = parts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| match *p {
-            "*" | "**" if !allow_wild => {
-                Err("a requested resource cannot contain `*` or `**`".to_string())
-            }
-            "*" => Ok(Seg::One),
-            "**" if i == last => Ok(Seg::Rest),
-            "**" => Err("`**` is allowed only as the last segment".to_string()),
-            "" => Err("empty segment (two slashes in a row, or a slash at an end)".to_string()),
-            p if resource_segment_ok(p) => Ok(Seg::Lit(p.to_owned())),
-            p if p.contains('*') => Err(format!(
-                "segment `{p}`: `*` must be a whole segment, not part of one"
-            )),
-            p => Err(format!(
-                "segment `{p}` may hold only letters, digits and . _ - + @ ~ (and not be . or ..)"
-            )),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((kind, segs))
-}
-
-fn write_segs(f: &mut fmt::Formatter<'_>, segs: &[Seg], sep: char, rest: &str) -> fmt::Result {
-    for (i, s) in segs.iter().enumerate() {
-        if i > 0 {
-            write!(f, "{sep}")?;
-        }
-        match s {
-            Seg::Lit(l) => f.write_str(l)?,
-            Seg::One => f.write_str("*")?,
-            Seg::Rest => f.write_str(rest)?,
-        }
-    }
-    Ok(())
-}
-
-/// Does the segment pattern `p` match the literal segments `x`?
-fn segs_match<'a>(p: &[Seg], mut x: impl Iterator<Item = &'a str>) -> bool {
-    // Allocation-free: authorization calls this for every grant an agent holds.
-    for seg in p {
-        match (seg, x.next()) {
-            (_, None) => return false,
-            (Seg::Rest, Some(_)) => return true,
-            (Seg::One, Some(_)) => {}
-            (Seg::Lit(l), Some(s)) if l == s => {}
-            (Seg::Lit(_), Some(_)) => return false,
-        }
-    }
-    x.next().is_none()
-}
-
-/// Is every sequence matched by `c` also matched by `p`?
-fn segs_cover(p: &[Seg], c: &[Seg]) -> bool {
-    match (p.first(), c.first()) {
-        (None, None) => true,
-        // `Rest` matches one or more; `c` non-empty matches only non-empty sequences.
-        (Some(Seg::Rest), Some(_)) => true,
-        (Some(Seg::One), Some(Seg::One | Seg::Lit(_))) => segs_cover(&p[1..], &c[1..]),
-        (Some(Seg::Lit(a)), Some(Seg::Lit(b))) => a == b && segs_cover(&p[1..], &c[1..]),
-        _ => false,
-    }
-}
-
-/// A concrete action an agent asks to perform (`email.send`). No wildcards.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Action(String);
-
-impl Action {
-    /// The longest requested action, in bytes.
-    pub const MAX_LEN: usize = 255;
-
-    /// Parses a concrete action.
-    pub fn parse(s: &str) -> Result<Self, CapabilityError> {
-        if s.len() > Self::MAX_LEN {
-            return Err(CapabilityError::RequestTooLong {
-                what: "action",
-                len: s.len(),
-                max: Self::MAX_LEN,
-            });
-        }
-        parse_action_segments(s, false).map_err(|why| CapabilityError::BadAction {
-            input: s.to_owned(),
-            action: s.to_owned(),
-            why,
-        })?;
-        Ok(Self(s.to_owned()))
-    }
-
-    /// The action text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    fn segments(&self) -> std::str::Split<'_, char> {
-        self.0.split('.')
-    }
-}
-
-/// A concrete resource an action is performed on (`mailbox:alice`, `repo:acme/api`).
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Resource(String);
-
-impl Resource {
-    /// The longest requested resource, in bytes (every refusal of an agent records it).
-    pub const MAX_LEN: usize = 512;
-
-    /// Parses a concrete resource.
-    pub fn parse(s: &str) -> Result<Self, CapabilityError> {
-        if s.len() > Self::MAX_LEN {
-            return Err(CapabilityError::RequestTooLong {
-                what: "resource",
-                len: s.len(),
-                max: Self::MAX_LEN,
-            });
-        }
-        parse_resource(s, false).map_err(|why| CapabilityError::BadResource {
-            input: s.to_owned(),
-            resource: s.to_owned(),
-            why,
-        })?;
-        Ok(Self(s.to_owned()))
-    }
-
-    /// The resource of a team, as checked by `agent.hire@team:T` and friends.
-    pub fn team(name: &crate::name::Name) -> Self {
-        Self(format!("team:{name}"))
-    }
-
-    /// The resource naming one entity by its id (`grant:grt_…`); ids print as letters, digits
-    /// and `_` only, so the result is always a valid resource.
-    pub fn entity(kind: &'static str, id: impl fmt::Display) -> Self {
-        Self(format!("{kind}:{id}"))
-    }
-
-    /// The resource text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    fn split(&self) -> (Option<&str>, std::str::Split<'_, char>) {
-        match self.0.split_once(':') {
-            Some((k, p)) => (Some(k), p.split('/')),
-            None => (None, self.0.split('/')),
-        }
-    }
-}
-
 macro_rules! text_impls {
     ($t:ty) => {
         impl FromStr for $t {
@@ -340,19 +120,8 @@ macro_rules! text_impls {
         }
     };
 }
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Display for Resource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-text_impls!(Action);
-text_impls!(Resource);
+// By path, for `request.rs`.
+use text_impls;
 
 /// The limits a capability carries besides its patterns.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Default)]
@@ -498,88 +267,6 @@ impl Capability {
     }
 }
 
-/// `covers(parent, child)`: the child is equal to or narrower than the parent.
-///
-/// The child's action and resource patterns match a subset of the parent's, its budget is not
-/// above the parent's, and it keeps every approval and expiry the parent has (an expiry no later).
-pub fn covers(parent: &Capability, child: &Capability) -> bool {
-    patterns_cover(parent, child) && constraints_cover(&parent.constraints, &child.constraints)
-}
-
-fn patterns_cover(parent: &Capability, child: &Capability) -> bool {
-    if !segs_cover(&parent.action, &child.action) {
-        return false;
-    }
-    if let Some(k) = &parent.kind {
-        if child.kind.as_ref() != Some(k) {
-            return false;
-        }
-    }
-    segs_cover(&parent.resource, &child.resource)
-}
-
-fn constraints_cover(p: &Constraints, c: &Constraints) -> bool {
-    let budget = match (p.budget, c.budget) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(pb), Some(cb)) => cb <= pb,
-    };
-    let expires = match (p.expires, c.expires) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(pe), Some(ce)) => ce <= pe,
-    };
-    budget && expires && (!p.approval || c.approval)
-}
-
-/// Says in one sentence why `parent` does not cover `child` (for refusals people read).
-pub fn why_not_covered(parent: &Capability, child: &Capability) -> Option<String> {
-    if !patterns_cover(parent, child) {
-        return Some(format!(
-            "`{}` asks for more than `{}` allows",
-            child.pattern_text(),
-            parent.pattern_text()
-        ));
-    }
-    let (p, c) = (&parent.constraints, &child.constraints);
-    if let Some(pb) = p.budget {
-        match c.budget {
-            None => {
-                return Some(format!(
-                    "`{parent}` has budget={pb}; the request must keep a budget of at most {pb}"
-                ))
-            }
-            Some(cb) if cb > pb => {
-                return Some(format!(
-                    "budget={cb} is above the budget={pb} of `{parent}`"
-                ))
-            }
-            _ => {}
-        }
-    }
-    if p.approval && !c.approval {
-        return Some(format!(
-            "`{parent}` needs approval for each use; the request must keep `approval`"
-        ));
-    }
-    if let Some(pe) = p.expires {
-        match c.expires {
-            None => {
-                return Some(format!(
-                    "`{parent}` expires at {pe}; the request must expire no later"
-                ))
-            }
-            Some(ce) if ce > pe => {
-                return Some(format!(
-                    "expires={ce} is later than the expiry {pe} of `{parent}`"
-                ))
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
 impl Capability {
     /// `ACTION@RESOURCE` without the constraints.
     pub fn pattern_text(&self) -> String {
@@ -709,50 +396,6 @@ mod tests {
             Resource::parse("mailbox:*").is_err(),
             "requests are concrete"
         );
-    }
-
-    #[test]
-    fn attenuation_rule() {
-        let yes = [
-            ("email.*@**", "email.send@mailbox:alice"),
-            ("email.*@**", "email.send.*@**"),
-            ("*@**", "email.*@mailbox:*"),
-            ("a@x/*", "a@x/y"),
-            ("a@x/**", "a@x/*/**"),
-            ("a@**", "a@k:**"),
-            ("a@x,budget=10", "a@x,budget=3"),
-            ("a@x,approval", "a@x,approval,budget=1"),
-            (
-                "a@x,expires=2027-01-01T00:00:00Z",
-                "a@x,expires=2026-01-01T00:00:00Z",
-            ),
-        ];
-        for (p, c) in yes {
-            assert!(covers(&cap(p), &cap(c)), "{p} should cover {c}");
-            assert_eq!(why_not_covered(&cap(p), &cap(c)), None);
-        }
-        let no = [
-            ("email.send@**", "email.*@**"),
-            ("email.*@**", "*@**"),
-            ("email.*@**", "email@**"),
-            ("a@x/*", "a@x/**"),
-            ("a@x/*", "a@x"),
-            ("a@*", "a@x/y"),
-            ("a@k:**", "a@**"),
-            ("a@k:x", "a@j:x"),
-            ("a@x,budget=10", "a@x"),
-            ("a@x,budget=10", "a@x,budget=11"),
-            ("a@x,approval", "a@x"),
-            ("a@x,expires=2027-01-01T00:00:00Z", "a@x"),
-            (
-                "a@x,expires=2027-01-01T00:00:00Z",
-                "a@x,expires=2028-01-01T00:00:00Z",
-            ),
-        ];
-        for (p, c) in no {
-            assert!(!covers(&cap(p), &cap(c)), "{p} should not cover {c}");
-            assert!(why_not_covered(&cap(p), &cap(c)).is_some());
-        }
     }
 
     #[test]

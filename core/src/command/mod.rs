@@ -1,0 +1,249 @@
+//! Commands and their decisions: `decide(world, command, actor, now, entropy)`.
+//!
+//! A decision is a pure function of the projected state: it returns the events to append (to one
+//! team's stream, at the version the decision was made on), or a [`Rejected`] saying why not —
+//! with the `AccessDenied` record to append when an agent asked.
+//!
+//! This file holds the command and decision types, the [`builtin`] actions and
+//! [`decide`](fn@decide), which attaches the audit record to refusals; `decide.rs` decides each
+//! command; `ctx.rs` holds what a decision reads (the world, the actor, the instant) and the checks
+//! and refusals it is made of.
+
+use crate::actor::Actor;
+use crate::authz::DenyReason;
+use crate::capability::{Action, Amount, Capability, Resource};
+use crate::event::{AgentSpec, Event};
+use crate::id::{AgentId, ApprovalId, Entropy, GrantId, TeamId};
+use crate::name::{Label, Name};
+use crate::time::Timestamp;
+use crate::world::World;
+
+mod ctx;
+mod decide;
+
+use ctx::Ctx;
+use decide::decide_unaudited;
+
+/// The runtime's built-in actions, checked by [`decide`](fn@decide) itself.
+pub mod builtin {
+    /// Hire an agent into a team: `agent.hire@team:T`.
+    pub const HIRE: &str = "agent.hire";
+    /// Retire an agent of a team: `agent.retire@team:T`.
+    pub const RETIRE: &str = "agent.retire";
+    /// Pass an attenuated grant to an agent of a team: `grant.delegate@team:T`.
+    pub const DELEGATE: &str = "grant.delegate";
+    /// Revoke a grant (agents may revoke only what derives from their own grants).
+    pub const REVOKE: &str = "grant.revoke";
+    /// Decide an approval request (operators only).
+    pub const DECIDE: &str = "approval.decide";
+    /// Create a team (operators only; named in the audit record when an agent tries).
+    pub const CREATE_TEAM: &str = "team.create";
+}
+
+/// Something an operator or an agent asks the runtime to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Create a team.
+    CreateTeam {
+        /// Its unique name.
+        name: Name,
+    },
+    /// Hire an agent into a team with the given capabilities. An operator's hire issues root
+    /// grants; an agent's hire needs `agent.hire@team:T` and each capability covered by one of
+    /// its active grants, which becomes the new grant's parent.
+    Hire {
+        /// The team.
+        team: TeamId,
+        /// The new agent's name.
+        name: Name,
+        /// Its role.
+        role: Label,
+        /// How its container is made.
+        spec: AgentSpec,
+        /// Its capabilities.
+        grants: Vec<Capability>,
+    },
+    /// Retire an agent (operators, or agents with `agent.retire@team:T`).
+    Retire {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// Grant a capability. Without `from`, an operator issues a root grant and an agent derives
+    /// from the first of its active grants that covers it; with `from`, that grant must cover it.
+    Grant {
+        /// Who receives it.
+        to: AgentId,
+        /// What it allows.
+        capability: Capability,
+        /// The grant to derive from.
+        from: Option<GrantId>,
+    },
+    /// Revoke a grant and, by cascade, everything derived from it.
+    Revoke {
+        /// The grant.
+        grant: GrantId,
+    },
+    /// An agent uses a capability. `approval` names a granted approval to consume.
+    Act {
+        /// What it does.
+        action: Action,
+        /// On what.
+        resource: Resource,
+        /// How much it spends.
+        amount: Amount,
+        /// The approval it uses, after a `NeedsApproval`.
+        approval: Option<ApprovalId>,
+    },
+    /// An operator decides an approval request.
+    DecideApproval {
+        /// The request.
+        approval: ApprovalId,
+        /// Yes or no.
+        approved: bool,
+        /// Why.
+        note: Option<Label>,
+    },
+}
+
+/// The events a command produces, for one team's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The team whose stream they go to.
+    pub team: TeamId,
+    /// The team's version the decision was made on (optimistic concurrency).
+    pub expected_version: u64,
+    /// The events, in order.
+    pub events: Vec<Event>,
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Something named does not exist.
+    #[error("{what} {id} does not exist")]
+    NotFound {
+        /// What kind of thing.
+        what: &'static str,
+        /// Its id or name.
+        id: String,
+    },
+    /// A name is already used.
+    #[error("{what} `{name}` is already taken")]
+    NameTaken {
+        /// What kind of name.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// The agent is retired.
+    #[error("agent {0} is retired")]
+    Retired(AgentId),
+    /// Only an operator may do this.
+    #[error("only an operator may {0}")]
+    OperatorOnly(&'static str),
+    /// The actor's grants do not allow it.
+    #[error("access denied: {0}")]
+    Denied(DenyReason),
+    /// A requested capability is not covered by any of the actor's active grants.
+    #[error("cannot grant `{capability}`: {why}")]
+    NotCovered {
+        /// The capability asked for.
+        capability: Capability,
+        /// Why no grant covers it.
+        why: String,
+    },
+    /// The command needs a human's approval, which this command cannot wait for.
+    #[error("{0} needs a human's approval for each use; ask an operator to do it instead")]
+    NeedsApproval(&'static str),
+    /// The grant is already revoked.
+    #[error("grant {0} is already revoked")]
+    AlreadyRevoked(GrantId),
+    /// An approval is not in a state that allows this.
+    #[error("approval {id}: {why}")]
+    Approval {
+        /// The approval.
+        id: ApprovalId,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// An agent may revoke only grants derived from its own.
+    #[error("grant {0} does not derive from any grant of the asking agent")]
+    NotYours(GrantId),
+    /// An agent may retire only agents it hired, directly or through its hires.
+    #[error("agent {agent} was not hired by the asking agent or by anyone it hired")]
+    NotBelow {
+        /// The agent it tried to retire.
+        agent: AgentId,
+    },
+}
+
+/// A refusal, with the audit record to append when the asker was an agent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{rejection}")]
+pub struct Rejected {
+    /// Why.
+    pub rejection: Box<Rejection>,
+    /// The `AccessDenied` event to record, in the asking agent's own team. Present for every
+    /// refusal of an agent the world knows — whatever the cause, since an agent probing for
+    /// ids, replaying an approval or acting after retirement is exactly what the log must show —
+    /// and absent for operators, the runtime, and agent ids the world does not know (there is
+    /// no team to record them in).
+    pub audit: Option<Box<Decision>>,
+}
+
+/// What a command tries, for the audit record of its refusal: the built-in action it needs (or,
+/// for `Act`, the action it asks for) on the resource it names. Names that do not resolve are
+/// recorded by id (`team:team_…`, `agent:agt_…`).
+fn attempted(world: &World, command: &Command) -> Option<(Action, Resource)> {
+    let team_of = |agent: AgentId| {
+        world
+            .agent(agent)
+            .and_then(|a| world.team(a.team))
+            .map_or_else(
+                || Resource::entity("agent", agent),
+                |t| Resource::team(&t.name),
+            )
+    };
+    let (action, resource) = match command {
+        Command::CreateTeam { name } => (builtin::CREATE_TEAM, Resource::team(name)),
+        Command::Hire { team, .. } => (
+            builtin::HIRE,
+            world.team(*team).map_or_else(
+                || Resource::entity("team", team),
+                |t| Resource::team(&t.name),
+            ),
+        ),
+        Command::Retire { agent } => (builtin::RETIRE, team_of(*agent)),
+        Command::Grant { to, .. } => (builtin::DELEGATE, team_of(*to)),
+        Command::Revoke { grant } => (builtin::REVOKE, Resource::entity("grant", grant)),
+        Command::Act {
+            action, resource, ..
+        } => return Some((action.clone(), resource.clone())),
+        Command::DecideApproval { approval, .. } => {
+            (builtin::DECIDE, Resource::entity("approval", approval))
+        }
+    };
+    Action::parse(action).ok().map(|a| (a, resource))
+}
+
+/// Decides `command` asked by `actor` at `now`. Pure: the same inputs give the same output.
+///
+/// Every refusal of a known agent carries its `AccessDenied` record ([`Rejected::audit`]).
+pub fn decide(
+    world: &World,
+    command: Command,
+    actor: &Actor,
+    now: Timestamp,
+    entropy: &mut dyn Entropy,
+) -> Result<Decision, Rejected> {
+    let tried = attempted(world, &command);
+    decide_unaudited(world, command, actor, now, entropy).map_err(|mut r| {
+        if r.audit.is_none() {
+            let cx = Ctx { world, actor, now };
+            r.audit = tried.and_then(|(action, resource)| cx.audit(&r.rejection, action, resource));
+        }
+        r
+    })
+}

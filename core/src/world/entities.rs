@@ -1,0 +1,154 @@
+//! The entities of the [`World`](super::World) as they stand after the fold: teams, agents,
+//! grants, shares and approval requests. Plain data; only [`World::apply`](super::World::apply)
+//! makes or changes them.
+
+use crate::actor::Actor;
+use crate::capability::{Action, Amount, Capability, Resource};
+use crate::event::{AgentSpec, StopReason};
+use crate::id::{AgentId, ApprovalId, GrantId, ShareId, TeamId};
+use crate::name::{Label, Name};
+use crate::time::Timestamp;
+use crate::topic::TopicPattern;
+
+/// A team as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team {
+    /// Its id.
+    pub id: TeamId,
+    /// Its unique name.
+    pub name: Name,
+    /// The version of its stream (events so far).
+    pub version: u64,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// Where an agent is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentStatus {
+    /// Recorded, no container yet.
+    Hired,
+    /// Its container runs.
+    Running {
+        /// The engine's container id.
+        container: String,
+    },
+    /// Its container stopped.
+    Stopped {
+        /// Why.
+        reason: StopReason,
+    },
+    /// Retired for good; its grants are void.
+    Retired,
+}
+
+/// An agent as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// Its id.
+    pub id: AgentId,
+    /// Its team.
+    pub team: TeamId,
+    /// Its name within the team.
+    pub name: Name,
+    /// Its role, for people.
+    pub role: Label,
+    /// Who hired it (`None`: an operator).
+    pub parent: Option<AgentId>,
+    /// How its container is made.
+    pub spec: AgentSpec,
+    /// When it was hired.
+    pub hired_at: Timestamp,
+    /// Where it is in its life.
+    pub status: AgentStatus,
+}
+
+impl Agent {
+    /// Retired agents hold nothing and can do nothing.
+    pub fn is_retired(&self) -> bool {
+        self.status == AgentStatus::Retired
+    }
+}
+
+/// A grant as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Its id.
+    pub id: GrantId,
+    /// Who holds it.
+    pub holder: AgentId,
+    /// What it allows.
+    pub capability: Capability,
+    /// What it was derived from.
+    pub parent: Option<GrantId>,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+    /// Sum of the amounts of every use through it or any grant derived from it.
+    pub spent: u64,
+}
+
+/// Where a share is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareState {
+    /// Offered by the exporting team, not yet accepted.
+    Proposed,
+    /// Both sides consented: context flows.
+    Open,
+    /// Closed by either side.
+    Closed,
+}
+
+/// A share as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// Its id.
+    pub id: ShareId,
+    /// The exporting team.
+    pub from: TeamId,
+    /// The importing team.
+    pub to: TeamId,
+    /// Which of the exporting team's topics flow.
+    pub topics: TopicPattern,
+    /// Where it is in its life.
+    pub state: ShareState,
+    /// Messages that crossed it.
+    pub crossings: u64,
+}
+
+/// A human's decision on an approval request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalDecision {
+    /// Yes or no.
+    pub approved: bool,
+    /// Who decided.
+    pub by: Actor,
+    /// When.
+    pub at: Timestamp,
+    /// Why, if they said.
+    pub note: Option<Label>,
+}
+
+/// An approval request as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Its id.
+    pub id: ApprovalId,
+    /// Who asks.
+    pub agent: AgentId,
+    /// What for.
+    pub action: Action,
+    /// On what.
+    pub resource: Resource,
+    /// How much.
+    pub amount: Amount,
+    /// The grants that would authorize it.
+    pub chain: Vec<GrantId>,
+    /// When it was asked.
+    pub requested_at: Timestamp,
+    /// The decision, once made.
+    pub decision: Option<ApprovalDecision>,
+    /// Whether the one use it allows has happened.
+    pub used: bool,
+}
