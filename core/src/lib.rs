@@ -14,6 +14,7 @@
 //! - [`authz`]: `World::authorize`, the one authorization function.
 //! - [`command`]: commands and [`command::decide`] (`command/`: `decide.rs`, `ctx.rs`).
 //! - [`port`]: the [`port::EventLog`] trait that `roster-store` implements.
+//! - [`gateway`]: the agent-gateway protocol: typed requests, [`gateway::decode_request`], errors.
 #![forbid(unsafe_code)]
 
 /// The conversions every validated text newtype (`struct T(String)` with `T::parse(&str) ->
@@ -61,6 +62,7 @@ pub mod capability;
 pub mod command;
 pub mod envelope;
 pub mod event;
+pub mod gateway;
 pub mod id;
 pub mod name;
 pub mod port;

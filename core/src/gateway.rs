@@ -1,0 +1,469 @@
+//! The agent-gateway protocol: what an agent may send through its socket, and what it gets back.
+//!
+//! Newline-delimited JSON, one request per line, one response per request id:
+//!
+//! ```text
+//! → {"id":1,"method":"whoami"}
+//! ← {"id":1,"ok":{...}}
+//! → {"id":2,"method":"grant","params":{}}
+//! ← {"id":2,"error":{"code":"unknown_method","message":"unknown method `grant`; ..."}}
+//! ```
+//!
+//! Nothing from an agent is trusted: [`decode_request`] turns one line into a typed [`Request`]
+//! whose every field is a validated core type (names, capabilities, actions, resources, topics),
+//! or into a [`GatewayError`] that says what is wrong and carries the request id whenever one
+//! could be read, so the agent can match the answer. It never panics, whatever the bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capability::{Action, Amount, Capability, Resource};
+use crate::event::RuntimeKind;
+use crate::id::{AgentId, GrantId};
+use crate::name::{ImageRef, Label, Name};
+use crate::topic::{Topic, TopicPattern};
+
+/// The longest request line accepted, in bytes (the newline excluded).
+pub const MAX_LINE: usize = 1024 * 1024;
+
+/// A request id chosen by the agent, echoed in the response.
+pub type RequestId = u64;
+
+/// One call an agent can make.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(
+    tag = "method",
+    content = "params",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
+#[non_exhaustive]
+pub enum Call {
+    /// Who am I: id, name, team, role.
+    Whoami,
+    /// My grants, with their state and budgets.
+    Grants,
+    /// My team's events, from a position.
+    History(HistoryParams),
+    /// Hire a teammate with grants derived from mine.
+    Hire(HireParams),
+    /// Retire an agent I hired.
+    Retire(RetireParams),
+    /// Pass an attenuated grant to a teammate.
+    Delegate(DelegateParams),
+    /// Use a capability (waits for approval when one is needed).
+    Act(ActParams),
+    /// Publish a message on a topic.
+    Publish(PublishParams),
+    /// Receive the messages of matching topics, pushed.
+    Subscribe(SubscribeParams),
+}
+
+/// `history` parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// The team version to start at (1 = the first event).
+    #[serde(default)]
+    pub from: Option<u64>,
+    /// At most this many events.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `hire` parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HireParams {
+    /// The new agent's name in my team.
+    pub name: Name,
+    /// Its role.
+    #[serde(default)]
+    pub role: Option<Label>,
+    /// Its image (default: the runtime's base image).
+    #[serde(default)]
+    pub image: Option<ImageRef>,
+    /// Its container runtime.
+    #[serde(default)]
+    pub runtime: Option<RuntimeKind>,
+    /// Its capabilities, each covered by one of mine.
+    #[serde(default)]
+    pub grants: Vec<Capability>,
+}
+
+/// `retire` parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetireParams {
+    /// The agent to retire.
+    pub agent: AgentId,
+}
+
+/// `delegate` parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateParams {
+    /// The teammate receiving it.
+    pub to: AgentId,
+    /// What it allows (covered by `from` or another of my grants).
+    pub capability: Capability,
+    /// The grant of mine to derive from.
+    #[serde(default)]
+    pub from: Option<GrantId>,
+}
+
+/// `act` parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActParams {
+    /// What to do.
+    pub action: Action,
+    /// On what.
+    pub resource: Resource,
+    /// How much it spends (default 1).
+    #[serde(default)]
+    pub amount: Option<Amount>,
+    /// Arguments for the tool provider, names validated, values at most [`MAX_ARG`] bytes.
+    #[serde(default)]
+    pub args: BTreeMap<Name, String>,
+    /// How long to wait for a human's approval, in seconds.
+    #[serde(default)]
+    pub timeout_secs: Option<u32>,
+}
+
+/// The longest value of one `act` argument, in bytes.
+pub const MAX_ARG: usize = 64 * 1024;
+
+/// `publish` parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishParams {
+    /// The topic, in my team (or crossing to `team` through an open share).
+    pub topic: Topic,
+    /// The message.
+    pub message: String,
+    /// Another team to send to, through a share.
+    #[serde(default)]
+    pub team: Option<Name>,
+}
+
+/// `subscribe` parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeParams {
+    /// Topic patterns to receive.
+    pub topics: Vec<TopicPattern>,
+}
+
+/// One decoded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Its id, echoed in the response.
+    pub id: RequestId,
+    /// What it asks.
+    pub call: Call,
+}
+
+/// The kind of a protocol error, stable for programs (`code` in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The line is longer than [`MAX_LINE`].
+    LineTooLong,
+    /// The line is not a JSON object.
+    InvalidJson,
+    /// No usable `id`.
+    MissingId,
+    /// No such method.
+    UnknownMethod,
+    /// A parameter is missing, unknown, of the wrong type or invalid.
+    BadParams,
+    /// The runtime refused (the message says why; the refusal is recorded).
+    Denied,
+    /// Too many requests: slow down.
+    RateLimited,
+    /// The runtime failed; the request may be retried.
+    Internal,
+}
+
+/// A protocol error: a stable code and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct GatewayError {
+    /// What kind of error.
+    pub code: ErrorCode,
+    /// What is wrong, in one sentence.
+    pub message: String,
+}
+
+impl GatewayError {
+    /// An error of `code` saying `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The methods, for "unknown method" answers.
+pub const METHODS: &[&str] = &[
+    "whoami",
+    "grants",
+    "history",
+    "hire",
+    "retire",
+    "delegate",
+    "act",
+    "publish",
+    "subscribe",
+];
+
+/// Decodes one request line (without its newline). On error, the id is returned when the line
+/// had a readable one, so that the answer can name the request it refuses.
+pub fn decode_request(line: &[u8]) -> Result<Request, (Option<RequestId>, GatewayError)> {
+    if line.len() > MAX_LINE {
+        let e = GatewayError::new(
+            ErrorCode::LineTooLong,
+            format!(
+                "a request line is at most {MAX_LINE} bytes; this one is {}",
+                line.len()
+            ),
+        );
+        return Err((None, e));
+    }
+    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
+        (
+            None,
+            GatewayError::new(ErrorCode::InvalidJson, format!("not JSON: {e}")),
+        )
+    })?;
+    let serde_json::Value::Object(mut object) = value else {
+        return Err((
+            None,
+            GatewayError::new(ErrorCode::InvalidJson, "a request is a JSON object"),
+        ));
+    };
+    let id = match object.remove("id") {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        _ => None,
+    };
+    let Some(id) = id else {
+        let e = GatewayError::new(ErrorCode::MissingId, "`id` must be a whole number from 0");
+        return Err((None, e));
+    };
+    let fail = |code, message: String| Err((Some(id), GatewayError::new(code, message)));
+    let method = match object.get("method") {
+        Some(serde_json::Value::String(m)) => m.clone(),
+        _ => return fail(ErrorCode::BadParams, "`method` must be a string".into()),
+    };
+    if !METHODS.contains(&method.as_str()) {
+        let shown: String = method.chars().take(64).collect();
+        return fail(
+            ErrorCode::UnknownMethod,
+            format!(
+                "unknown method `{shown}`; the methods are {}",
+                METHODS.join(", ")
+            ),
+        );
+    }
+    if let Some(extra) = object.keys().find(|k| *k != "method" && *k != "params") {
+        let shown: String = extra.chars().take(64).collect();
+        return fail(
+            ErrorCode::BadParams,
+            format!("unknown field `{shown}` in the request"),
+        );
+    }
+    // Methods without parameters accept none, or an empty object.
+    if matches!(method.as_str(), "whoami" | "grants") {
+        match object.remove("params") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Object(p)) if p.is_empty() => {}
+            Some(_) => {
+                return fail(
+                    ErrorCode::BadParams,
+                    format!("`{method}` takes no parameters"),
+                )
+            }
+        }
+    } else if matches!(object.get("params"), None | Some(serde_json::Value::Null)) {
+        object.insert(
+            "params".into(),
+            serde_json::Value::Object(serde_json::Map::new()),
+        );
+    }
+    let call: Call = serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
+        (
+            Some(id),
+            GatewayError::new(ErrorCode::BadParams, format!("{method}: {e}")),
+        )
+    })?;
+    if let Call::Act(p) = &call {
+        if let Some((k, _)) = p.args.iter().find(|(_, v)| v.len() > MAX_ARG) {
+            return fail(
+                ErrorCode::BadParams,
+                format!("act: argument `{k}` is over {MAX_ARG} bytes"),
+            );
+        }
+    }
+    Ok(Request { id, call })
+}
+
+/// Encodes the answer to request `id` as one line (without the newline).
+pub fn encode_response(
+    id: Option<RequestId>,
+    result: &Result<serde_json::Value, GatewayError>,
+) -> String {
+    let body = match result {
+        Ok(value) => serde_json::json!({ "id": id, "ok": value }),
+        Err(e) => serde_json::json!({ "id": id, "error": e }),
+    };
+    body.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> Call {
+        decode_request(line.as_bytes())
+            .unwrap_or_else(|e| panic!("{line}: {e:?}"))
+            .call
+    }
+
+    fn err(line: &str) -> (Option<RequestId>, ErrorCode, String) {
+        let (id, e) = decode_request(line.as_bytes()).unwrap_err();
+        (id, e.code, e.message)
+    }
+
+    #[test]
+    fn requests_decode_into_validated_types() {
+        assert_eq!(ok(r#"{"id":1,"method":"whoami"}"#), Call::Whoami);
+        assert_eq!(
+            ok(r#"{"id":1,"method":"grants","params":{}}"#),
+            Call::Grants
+        );
+        assert_eq!(
+            ok(r#"{"id":2,"method":"history"}"#),
+            Call::History(HistoryParams::default())
+        );
+        let hire = ok(
+            r#"{"id":3,"method":"hire","params":{"name":"scout","grants":["email.send@mailbox:alice"]}}"#,
+        );
+        let Call::Hire(h) = hire else {
+            panic!("not a hire")
+        };
+        assert_eq!(h.name.as_str(), "scout");
+        assert_eq!(h.grants[0].to_string(), "email.send@mailbox:alice");
+        let act = ok(
+            r#"{"id":4,"method":"act","params":{"action":"spend.usd","resource":"vendor:acme","amount":5,"args":{"memo":"x"}}}"#,
+        );
+        let Call::Act(a) = act else {
+            panic!("not an act")
+        };
+        assert_eq!(a.amount.map(|n| n.get()), Some(5));
+    }
+
+    #[test]
+    fn bad_lines_get_typed_errors_with_the_id_when_there_is_one() {
+        let cases = [
+            ("not json", None, ErrorCode::InvalidJson),
+            ("[1,2]", None, ErrorCode::InvalidJson),
+            (r#"{"method":"whoami"}"#, None, ErrorCode::MissingId),
+            (r#"{"id":-1,"method":"whoami"}"#, None, ErrorCode::MissingId),
+            (
+                r#"{"id":"7","method":"whoami"}"#,
+                None,
+                ErrorCode::MissingId,
+            ),
+            (
+                r#"{"id":7,"method":"sudo"}"#,
+                Some(7),
+                ErrorCode::UnknownMethod,
+            ),
+            (r#"{"id":7,"method":5}"#, Some(7), ErrorCode::BadParams),
+            (
+                r#"{"id":7,"method":"whoami","as":"operator"}"#,
+                Some(7),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":7,"method":"whoami","params":{"x":1}}"#,
+                Some(7),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":8,"method":"hire","params":{"name":"Bad.Name"}}"#,
+                Some(8),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":8,"method":"hire","params":{"name":"ok","grants":["*"]}}"#,
+                Some(8),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":8,"method":"hire","params":{"name":"ok","mounts":["/"]}}"#,
+                Some(8),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":8,"method":"hire","params":{"name":"ok","privileged":true}}"#,
+                Some(8),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"act","params":{"action":"a.*","resource":"x"}}"#,
+                Some(9),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"act","params":{"action":"a","resource":"x","amount":0}}"#,
+                Some(9),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"act","params":{"action":"a","resource":"x","amount":"1"}}"#,
+                Some(9),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"publish","params":{"topic":"a.b","message":"m"}}"#,
+                Some(9),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"subscribe","params":{"topics":[">"]}}"#,
+                Some(9),
+                ErrorCode::BadParams,
+            ),
+        ];
+        for (line, id, code) in cases {
+            let (got_id, got_code, message) = err(line);
+            assert_eq!((got_id, got_code), (id, code), "{line}: {message}");
+            assert!(!message.is_empty());
+        }
+        let long = format!(
+            r#"{{"id":1,"method":"whoami","params":"{}"}}"#,
+            "x".repeat(MAX_LINE)
+        );
+        assert_eq!(err(&long).1, ErrorCode::LineTooLong);
+        let big_arg = format!(
+            r#"{{"id":1,"method":"act","params":{{"action":"a","resource":"x","args":{{"k":"{}"}}}}}}"#,
+            "x".repeat(MAX_ARG + 1)
+        );
+        assert_eq!(err(&big_arg).1, ErrorCode::BadParams);
+    }
+
+    #[test]
+    fn responses_are_one_line_naming_the_request() {
+        let ok = encode_response(Some(3), &Ok(serde_json::json!({"agent": "x"})));
+        assert_eq!(ok, r#"{"id":3,"ok":{"agent":"x"}}"#);
+        let e = GatewayError::new(ErrorCode::UnknownMethod, "no\nsuch");
+        let line = encode_response(None, &Err(e));
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains(r#""code":"unknown_method""#), "{line}");
+    }
+}
