@@ -210,25 +210,8 @@ impl Stage<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use roster_core::actor::Actor;
-    use roster_core::event::Event;
-    use roster_core::id::{AgentId, CountingEntropy};
-
-    fn team(n: u64) -> TeamId {
-        TeamId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(n))
-    }
-
-    fn req(team: TeamId, expected: u64, n: usize) -> AppendRequest {
-        let agent = AgentId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(99));
-        AppendRequest {
-            at: None,
-            team,
-            expected_version: expected,
-            events: vec![Event::AgentRetired { agent }; n],
-            actor: Actor::Runtime,
-            causation: None,
-        }
-    }
+    use crate::test_support::{req, team};
+    use roster_core::id::CountingEntropy;
 
     #[test]
     fn a_conflict_in_a_group_fails_alone() {

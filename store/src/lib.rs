@@ -30,6 +30,8 @@ mod mem;
 pub mod record;
 mod sled_log;
 mod subscription;
+#[cfg(test)]
+mod test_support;
 
 pub use clock::OsEntropy;
 pub use jsonl::{export_jsonl, import_jsonl, AppendSealed, ExportError, ImportError};

@@ -167,23 +167,10 @@ impl EventLog for MemLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use roster_core::actor::Actor;
-    use roster_core::event::Event;
-    use roster_core::id::{AgentId, CountingEntropy};
+    use crate::test_support::req;
+    use roster_core::id::CountingEntropy;
     use roster_core::time::Timestamp;
     use std::sync::Arc;
-
-    fn req(team: TeamId, expected: u64, n: usize) -> AppendRequest {
-        let agent = AgentId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(9));
-        AppendRequest {
-            at: None,
-            team,
-            expected_version: expected,
-            events: vec![Event::AgentRetired { agent }; n],
-            actor: Actor::Runtime,
-            causation: None,
-        }
-    }
 
     #[test]
     fn appends_reads_and_conflicts() {

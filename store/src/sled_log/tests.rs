@@ -1,27 +1,8 @@
 use super::*;
-use roster_core::actor::Actor;
 use roster_core::envelope::{ChainError, Hash};
-use roster_core::event::Event;
-use roster_core::id::{AgentId, CountingEntropy};
-use roster_core::time::Timestamp;
 
 use crate::record;
-
-fn team(n: u64) -> TeamId {
-    TeamId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(n))
-}
-
-fn req(team: TeamId, expected: u64, n: usize) -> AppendRequest {
-    let agent = AgentId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(9));
-    AppendRequest {
-        at: None,
-        team,
-        expected_version: expected,
-        events: vec![Event::AgentRetired { agent }; n],
-        actor: Actor::Runtime,
-        causation: None,
-    }
-}
+use crate::test_support::{req, team};
 
 /// The CLI shares one log between threads and hands it around as `Arc<dyn EventLog>`.
 const _: fn() = || {
