@@ -2,7 +2,6 @@
 //! path by which anything changes (`execute`: decide, append, fold).
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use roster_core::actor::Actor;
 use roster_core::command::{decide, Command, Decision, Rejected, Rejection};
@@ -11,6 +10,7 @@ use roster_core::name::Name;
 use roster_core::port::{AppendRequest, EventLog, LogError};
 use roster_core::time::Timestamp;
 use roster_core::world::{FoldError, World};
+pub use roster_store::now;
 use roster_store::{ImportError, OsEntropy, SledLog};
 
 /// Errors the CLI reports, each with its exit code.
@@ -55,15 +55,6 @@ impl CliError {
             CliError::Reported(code) => *code,
         }
     }
-}
-
-/// The current time, read from the system clock (the CLI is where time enters).
-pub fn now() -> Timestamp {
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    Timestamp::from_micros(micros)
 }
 
 /// The directory of the sled log inside a data directory.

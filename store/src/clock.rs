@@ -9,7 +9,7 @@ use roster_core::time::Timestamp;
 
 /// The wall clock now. A clock before 1970 reads as the epoch; appends keep `at` monotonic
 /// anyway (`max(now, last at)`).
-pub(crate) fn now() -> Timestamp {
+pub fn now() -> Timestamp {
     let micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))

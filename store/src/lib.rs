@@ -33,7 +33,7 @@ mod subscription;
 #[cfg(test)]
 mod test_support;
 
-pub use clock::OsEntropy;
+pub use clock::{now, OsEntropy};
 pub use jsonl::{export_jsonl, import_jsonl, AppendSealed, ExportError, ImportError};
 pub use mem::MemLog;
 pub use sled_log::{SledLog, TAIL_CHECK};
