@@ -48,6 +48,24 @@ fn event_count(dir: &Path) -> usize {
     json_lines(&ok(dir, &["--json", "log"])).len()
 }
 
+/// The lead hires `research/scout` with `email.send@mailbox:alice` (derived from its own grant).
+fn hire_scout(dir: &Path) {
+    ok(
+        dir,
+        &[
+            "hire",
+            "--team",
+            "research",
+            "--name",
+            "scout",
+            "--by",
+            "research/lead",
+            "--grant",
+            "email.send@mailbox:alice",
+        ],
+    );
+}
+
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
@@ -156,20 +174,7 @@ fn an_agent_asking_for_more_than_it_has_is_refused_and_recorded() {
     assert_eq!(denied["action"], "agent.hire");
     assert_eq!(denied["resource"], "team:research");
     // The hire budget of 1 allows exactly one hire.
-    ok(
-        &dir,
-        &[
-            "hire",
-            "--team",
-            "research",
-            "--name",
-            "scout",
-            "--by",
-            "research/lead",
-            "--grant",
-            "email.send@mailbox:alice",
-        ],
-    );
+    hire_scout(&dir);
     let err = fails(
         &dir,
         &[
@@ -189,20 +194,7 @@ fn an_agent_asking_for_more_than_it_has_is_refused_and_recorded() {
 #[test]
 fn revocation_cascades_and_check_explains() {
     let (_tmp, dir) = setup();
-    ok(
-        &dir,
-        &[
-            "hire",
-            "--team",
-            "research",
-            "--name",
-            "scout",
-            "--by",
-            "research/lead",
-            "--grant",
-            "email.send@mailbox:alice",
-        ],
-    );
+    hire_scout(&dir);
     let out = ok(
         &dir,
         &["check", "research/scout", "email.send", "mailbox:alice"],
