@@ -18,6 +18,8 @@ mod bench;
 mod cmd;
 mod demo;
 mod describe;
+#[allow(dead_code)] // wired into the daemon later in this issue
+mod gateway;
 mod output;
 mod refs;
 
