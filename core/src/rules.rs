@@ -49,6 +49,17 @@ impl World {
                 Actor::Agent(a) if self.derives_from_own(*grant, *a) => Ok(()),
                 _ => broken(format!("{} may not revoke {grant}", env.actor)),
             },
+            Event::AgentStarted { agent, .. } | Event::AgentStopped { agent, .. } => {
+                if matches!(env.actor, Actor::Agent(_)) {
+                    broken(format!(
+                        "an agent may not record {agent}'s container lifecycle"
+                    ))
+                } else if self.agent(*agent).is_some_and(|a| a.is_retired()) {
+                    broken(format!("{agent} is retired: it has no container any more"))
+                } else {
+                    Ok(())
+                }
+            }
             Event::AgentRetired { agent } => match &env.actor {
                 Actor::Operator(_) | Actor::Runtime => Ok(()),
                 Actor::Agent(a) if self.hired_below(*a, *agent) => Ok(()),

@@ -794,3 +794,45 @@ fn agents_retire_only_their_own_hires() {
     h.ok(Command::Retire { agent: junior }, &by(mate));
     h.ok(Command::Retire { agent: mate }, &by(lead));
 }
+
+#[test]
+fn only_the_runtime_records_a_container_lifecycle_and_it_drives_the_wanted_state() {
+    use roster_core::command::Lifecycle;
+    use roster_core::event::StopReason;
+    let (mut h, team, lead) = team_with_lead(&["agent.hire@team:research,budget=1"]);
+    let mate = h.hire_as(&Actor::Agent(lead), team, "mate", &[]);
+    let wants = |h: &Harness| h.world.agent(mate).unwrap().wants_running();
+    let life = |change| Command::Lifecycle {
+        agent: mate,
+        change,
+    };
+    assert!(wants(&h), "a new hire is wanted running");
+    // An agent cannot forge its own (or a teammate's) lifecycle, and trying is recorded.
+    let r = refused(
+        &mut h,
+        life(Lifecycle::Stopped(StopReason::Requested)),
+        &Actor::Agent(mate),
+        "agent.lifecycle",
+    );
+    says(&r, &["only the runtime"]);
+    h.ok(life(Lifecycle::Started("c1".into())), &Actor::Runtime);
+    assert!(wants(&h));
+    for (reason, wanted) in [
+        (StopReason::Exited { code: 0 }, true),
+        (StopReason::Crashed { code: 139 }, true),
+        (StopReason::OomKilled, true),
+        (StopReason::TimedOut, false),
+        (StopReason::Requested, false),
+    ] {
+        h.ok(life(Lifecycle::Stopped(reason)), &Actor::Runtime);
+        assert_eq!(wants(&h), wanted, "after {reason:?}");
+    }
+    // An operator's stop is recorded as theirs.
+    h.ok(life(Lifecycle::Stopped(StopReason::Requested)), &operator());
+    h.ok(Command::Retire { agent: mate }, &operator());
+    assert!(!wants(&h), "a retired agent is never wanted");
+    let r = h
+        .decide(life(Lifecycle::Started("c2".into())), &Actor::Runtime)
+        .unwrap_err();
+    assert!(matches!(*r.rejection, Rejection::Retired(_)), "{r}");
+}

@@ -207,3 +207,29 @@ fn forged_uses_and_grants_are_refused() {
         "revoked",
     );
 }
+
+#[test]
+fn forged_container_lifecycles_are_refused() {
+    use roster_core::event::StopReason;
+    let mut h = Harness::new();
+    let team = h.team("ops");
+    let a = h.hire_as(&operator(), team, "a", &[]);
+    let stop = Event::AgentStopped {
+        agent: a,
+        reason: StopReason::Requested,
+    };
+    refused(
+        forged(&mut h, team, &Actor::Agent(a), vec![stop.clone()]),
+        "may not record",
+    );
+    forged(&mut h, team, &Actor::Runtime, vec![stop.clone()]).unwrap();
+    h.ok(Command::Retire { agent: a }, &operator());
+    let start = Event::AgentStarted {
+        agent: a,
+        container: "c".into(),
+    };
+    refused(
+        forged(&mut h, team, &Actor::Runtime, vec![start]),
+        "retired",
+    );
+}

@@ -11,7 +11,7 @@ use crate::time::Timestamp;
 use crate::world::World;
 
 use super::ctx::Ctx;
-use super::{builtin, Command, Decision, Rejected, Rejection};
+use super::{builtin, Command, Decision, Lifecycle, Rejected, Rejection};
 
 /// [`decide`](fn@super::decide), leaving the audit record of refusals that name no action to the
 /// caller.
@@ -312,6 +312,24 @@ pub(super) fn decide_unaudited(
                     approved,
                     note,
                 }],
+            })
+        }
+        Command::Lifecycle { agent, change } => {
+            if matches!(actor, Actor::Agent(_)) {
+                return Err(Ctx::plain(Rejection::RuntimeOnly(
+                    "record an agent's container starting or stopping",
+                )));
+            }
+            let a = cx.live_agent(agent)?;
+            let t = cx.team(a.team)?;
+            let event = match change {
+                Lifecycle::Started(container) => Event::AgentStarted { agent, container },
+                Lifecycle::Stopped(reason) => Event::AgentStopped { agent, reason },
+            };
+            Ok(Decision {
+                team: t.id,
+                expected_version: t.version,
+                events: vec![event],
             })
         }
     }

@@ -38,6 +38,8 @@ pub mod builtin {
     pub const DECIDE: &str = "approval.decide";
     /// Create a team (operators only; named in the audit record when an agent tries).
     pub const CREATE_TEAM: &str = "team.create";
+    /// Recording a container's start or stop (the runtime's alone; refused to every agent).
+    pub const LIFECYCLE: &str = "agent.lifecycle";
 }
 
 /// Something an operator or an agent asks the runtime to do.
@@ -104,6 +106,23 @@ pub enum Command {
         /// Why.
         note: Option<Label>,
     },
+    /// The runtime (or an operator stopping an agent) records what happened to an agent's
+    /// container. Agents never record their own lifecycle; a retired agent has none.
+    Lifecycle {
+        /// The agent.
+        agent: AgentId,
+        /// What happened.
+        change: Lifecycle,
+    },
+}
+
+/// A change of an agent's container, as the runtime saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Its container started (the engine's container id).
+    Started(String),
+    /// Its container stopped, for this reason.
+    Stopped(crate::event::StopReason),
 }
 
 /// The events a command produces, for one team's stream.
@@ -143,6 +162,9 @@ pub enum Rejection {
     /// Only an operator may do this.
     #[error("only an operator may {0}")]
     OperatorOnly(&'static str),
+    /// Only the runtime (or an operator) may do this, never an agent.
+    #[error("only the runtime may {0}")]
+    RuntimeOnly(&'static str),
     /// The actor's grants do not allow it.
     #[error("access denied: {0}")]
     Denied(DenyReason),
@@ -224,6 +246,7 @@ fn attempted(world: &World, command: &Command) -> Option<(Action, Resource)> {
         Command::DecideApproval { approval, .. } => {
             (builtin::DECIDE, Resource::entity("approval", approval))
         }
+        Command::Lifecycle { agent, .. } => (builtin::LIFECYCLE, team_of(*agent)),
     };
     Action::parse(action).ok().map(|a| (a, resource))
 }

@@ -68,6 +68,19 @@ impl Agent {
     pub fn is_retired(&self) -> bool {
         self.status == AgentStatus::Retired
     }
+
+    /// Whether its container should be running: from its hire until it is retired, unless it
+    /// was stopped on request or ran past its timeout (both wait for `roster start`). An exit,
+    /// a crash or an OOM kill leaves it wanted: the runtime restarts it, with backoff.
+    pub fn wants_running(&self) -> bool {
+        match &self.status {
+            AgentStatus::Hired | AgentStatus::Running { .. } => true,
+            AgentStatus::Stopped { reason } => {
+                !matches!(reason, StopReason::Requested | StopReason::TimedOut)
+            }
+            AgentStatus::Retired => false,
+        }
+    }
 }
 
 /// A grant as it stands.

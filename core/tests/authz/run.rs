@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use roster_core::actor::Actor;
 use roster_core::authz::Authorization;
 use roster_core::capability::{Amount, Capability, Resource};
-use roster_core::command::{Command, Decision};
+use roster_core::command::{Command, Lifecycle};
 use roster_core::envelope::Envelope;
 use roster_core::event::{Event, StopReason};
 use roster_core::id::{AgentId, ApprovalId, CountingEntropy, GrantId, TeamId};
@@ -432,27 +432,20 @@ impl Run<'_> {
                 let Some(agent) = self.nth_agent(*agent) else {
                     return Ok(());
                 };
-                let a = self.h.world.agent(agent).unwrap();
-                let was_retired = a.is_retired();
-                let event = if *start {
-                    Event::AgentStarted {
-                        agent,
-                        container: format!("c-{}", self.h.log.len()),
-                    }
+                let was_retired = self.h.world.agent(agent).unwrap().is_retired();
+                let change = if *start {
+                    Lifecycle::Started(format!("c-{}", self.h.log.len()))
                 } else {
-                    Event::AgentStopped {
-                        agent,
-                        reason: StopReason::Crashed { code: 137 },
-                    }
+                    Lifecycle::Stopped(StopReason::Crashed { code: 137 })
                 };
-                let decision = Decision {
-                    team: a.team,
-                    expected_version: self.h.world.team_version(a.team),
-                    events: vec![event],
-                };
-                for e in self.h.commit(&decision, &Actor::Runtime) {
-                    self.model.observe(&e);
-                }
+                let recorded = self
+                    .run(Command::Lifecycle { agent, change }, &Actor::Runtime)?
+                    .is_some();
+                prop_assert_eq!(
+                    recorded,
+                    !was_retired,
+                    "a lifecycle is recorded exactly for agents not retired"
+                );
                 let now_retired = self.h.world.agent(agent).unwrap().is_retired();
                 prop_assert_eq!(
                     now_retired,
