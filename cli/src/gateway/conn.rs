@@ -1,0 +1,313 @@
+//! One agent connection: lines in under a hard cap, the agent's token bucket, answers out in
+//! request order.
+
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use roster_core::gateway::{
+    decode_request, encode_response, ErrorCode, GatewayError, RequestId, MAX_LINE,
+};
+use roster_core::id::AgentId;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::Backend;
+
+/// Bytes read from the socket at a time.
+const READ_BUF: usize = 64 * 1024;
+
+/// A line buffer that grew past this is given back after its line, so that an idle connection
+/// does not keep a megabyte because of one large request.
+const KEEP_BUF: usize = 64 * 1024;
+
+/// What one read of a line gave.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Line {
+    /// A whole line is in the buffer (newline and a final `\r` removed). The last line of a
+    /// stream may lack its newline.
+    Complete,
+    /// The line was longer than the cap; it was read to its newline (or the end) and dropped.
+    TooLong {
+        /// Its length in bytes, newline excluded.
+        len: usize,
+    },
+    /// The peer closed the stream between lines.
+    Eof,
+}
+
+/// Reads one line into `buf` (cleared first), never holding more than `cap` bytes of it: past
+/// the cap the rest of the line is consumed and dropped as it arrives.
+pub(super) async fn read_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<Line> {
+    if buf.capacity() > KEEP_BUF {
+        *buf = Vec::new();
+    }
+    buf.clear();
+    let mut dropped: Option<usize> = None;
+    loop {
+        let chunk = r.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(match dropped {
+                Some(len) => Line::TooLong { len },
+                None if buf.is_empty() => Line::Eof,
+                None => Line::Complete,
+            });
+        }
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let part = &chunk[..newline.unwrap_or(chunk.len())];
+        match &mut dropped {
+            Some(len) => *len = len.saturating_add(part.len()),
+            None if buf.len() + part.len() > cap => {
+                dropped = Some(buf.len() + part.len());
+                *buf = Vec::new();
+            }
+            None => buf.extend_from_slice(part),
+        }
+        let used = newline.map_or(chunk.len(), |i| i + 1);
+        r.consume(used);
+        if newline.is_some() {
+            if let Some(len) = dropped {
+                return Ok(Line::TooLong { len });
+            }
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(Line::Complete);
+        }
+    }
+}
+
+/// A token bucket: `burst` requests at once, `per_sec` a second after that. One per agent,
+/// shared by all its connections.
+#[derive(Debug)]
+pub(super) struct Bucket {
+    tokens: f64,
+    last: Instant,
+    per_sec: f64,
+    burst: f64,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub(super) fn new(per_sec: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            last: Instant::now(),
+            per_sec: f64::from(per_sec.max(1)),
+            burst: f64::from(burst.max(1)),
+        }
+    }
+
+    /// Takes a token, or says how long until one is there.
+    pub(super) fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.per_sec))
+        }
+    }
+}
+
+/// The agent's bucket, locked for a moment. A poisoned lock only means a thread panicked
+/// between two float updates; the bucket is still a bucket.
+fn take_token(bucket: &Mutex<Bucket>) -> Result<(), Duration> {
+    bucket
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take(Instant::now())
+}
+
+/// The shared parts of an agent's gateway that every connection uses.
+#[derive(Clone)]
+pub(super) struct AgentCtx {
+    /// Whose socket this is.
+    pub agent: AgentId,
+    /// Who answers.
+    pub backend: Arc<dyn Backend>,
+    /// The agent's rate limit.
+    pub bucket: Arc<Mutex<Bucket>>,
+}
+
+impl std::fmt::Debug for AgentCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentCtx")
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writing side of a connection: every line the agent receives goes through [`Conn::send`],
+/// which is where pushed messages will join the responses.
+#[derive(Debug)]
+pub(super) struct Conn {
+    out: OwnedWriteHalf,
+    line: Vec<u8>,
+}
+
+impl Conn {
+    /// Writes one response line. Waits while the agent does not read (backpressure).
+    pub(super) async fn send(
+        &mut self,
+        id: Option<RequestId>,
+        result: &Result<serde_json::Value, GatewayError>,
+    ) -> io::Result<()> {
+        self.line.clear();
+        self.line
+            .extend_from_slice(encode_response(id, result).as_bytes());
+        self.line.push(b'\n');
+        self.out.write_all(&self.line).await
+    }
+}
+
+/// Serves one connection until the agent closes it, a write fails, or the gateway stops (the
+/// task is aborted). Requests are answered one after the other, in order. `_slot` is held for
+/// as long as the connection lives: it is what the connection cap counts.
+pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphorePermit) {
+    let (read, write) = stream.into_split();
+    let mut read = BufReader::with_capacity(READ_BUF, read);
+    let mut conn = Conn {
+        out: write,
+        line: Vec::new(),
+    };
+    let mut buf = Vec::new();
+    loop {
+        let line = match read_line(&mut read, &mut buf, MAX_LINE).await {
+            Ok(Line::Eof) | Err(_) => return,
+            Ok(line) => line,
+        };
+        if let Err(wait) = take_token(&cx.bucket) {
+            let id = match line {
+                Line::Complete => match decode_request(&buf) {
+                    Ok(r) => Some(r.id),
+                    Err((id, _)) => id,
+                },
+                _ => None,
+            };
+            let e = GatewayError::new(
+                ErrorCode::RateLimited,
+                format!("too many requests: retry in {} ms", wait.as_millis().max(1)),
+            );
+            if conn.send(id, &Err(e)).await.is_err() {
+                return;
+            }
+            // Backpressure: a flooding client is read no faster than its bucket refills, so
+            // its own writes block instead of our memory filling.
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let (id, result) = match line {
+            Line::TooLong { len } => (
+                None,
+                Err(GatewayError::new(
+                    ErrorCode::LineTooLong,
+                    format!("a request line is at most {MAX_LINE} bytes; this one is {len}"),
+                )),
+            ),
+            _ => match decode_request(&buf) {
+                Err((id, e)) => (id, Err(e)),
+                Ok(request) => (Some(request.id), call(&cx, request.call).await),
+            },
+        };
+        if conn.send(id, &result).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs the backend on the blocking pool; a backend that panics answers `internal`.
+async fn call(
+    cx: &AgentCtx,
+    call: roster_core::gateway::Call,
+) -> Result<serde_json::Value, GatewayError> {
+    let backend = Arc::clone(&cx.backend);
+    let agent = cx.agent;
+    match tokio::task::spawn_blocking(move || backend.call(agent, call)).await {
+        Ok(result) => result,
+        Err(e) => {
+            tracing::error!(%agent, "gateway backend failed: {e}");
+            Err(GatewayError::new(
+                ErrorCode::Internal,
+                "the runtime failed to answer; the request may be retried",
+            ))
+        }
+    }
+}
+
+/// Refuses a connection over the cap: one error line, then close.
+pub(super) async fn refuse(mut stream: UnixStream, max: usize) {
+    let e = GatewayError::new(
+        ErrorCode::RateLimited,
+        format!("too many connections: at most {max} per agent; close one first"),
+    );
+    let mut line = encode_response(None, &Err(e));
+    line.push('\n');
+    // The line fits in any socket buffer; the timeout is for a peer that is somehow not there.
+    let write = stream.write_all(line.as_bytes());
+    if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), write).await {
+        let _ = stream.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], cap: usize) -> Vec<(Line, Vec<u8>)> {
+        // A tiny read buffer, so that lines straddle reads.
+        let mut r = BufReader::with_capacity(3, input);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            let l = read_line(&mut r, &mut buf, cap).await.unwrap();
+            if l == Line::Eof {
+                return out;
+            }
+            assert!(buf.len() <= cap);
+            out.push((l, buf.clone()));
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_cut_at_newlines_and_capped() {
+        let got = lines(b"ab\ncd\r\n\n0123456789\nxy", 5).await;
+        assert_eq!(
+            got,
+            vec![
+                (Line::Complete, b"ab".to_vec()),
+                (Line::Complete, b"cd".to_vec()),
+                (Line::Complete, b"".to_vec()),
+                (Line::TooLong { len: 10 }, Vec::new()),
+                (Line::Complete, b"xy".to_vec()),
+            ]
+        );
+        assert_eq!(
+            lines(b"12345\n123456", 5).await[1].0,
+            Line::TooLong { len: 6 }
+        );
+    }
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(10, 3);
+        assert!((0..3).all(|_| b.take(t0).is_ok()));
+        let wait = b.take(t0).unwrap_err();
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(b.take(t0 + Duration::from_millis(100)).is_ok());
+        assert!(b.take(t0 + Duration::from_millis(100)).is_err());
+        // Refills to the burst, no further.
+        let later = t0 + Duration::from_secs(60);
+        assert!((0..3).all(|_| b.take(later).is_ok()));
+        assert!(b.take(later).is_err());
+    }
+}

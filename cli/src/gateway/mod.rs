@@ -1,0 +1,57 @@
+//! The agent gateway: one Unix socket per agent, the agent's only channel to the runtime.
+//!
+//! The socket *is* the identity. The daemon binds one per agent in a directory that only that
+//! agent's container mounts (at `/run/roster`), so every request arriving on it is that agent's;
+//! nothing secret ever enters the container. The protocol (newline-delimited JSON, typed errors)
+//! is `roster_core::gateway`; this module is the I/O around it.
+//!
+//! # Layout
+//! - [`Backend`]: what the server asks for each decoded call. The daemon implements it over its
+//!   world and log; the server never touches either.
+//! - `answer`: the read-only answers (`whoami`, `grants`, `history`) as functions of the world
+//!   and the log, for the daemon's backend to call.
+//! - `server`: [`serve_agent`] binds an agent's socket and runs its accept loop; the returned
+//!   [`AgentGateway`] stops it and removes the socket.
+//! - `conn`: one connection — reading lines under a hard size cap, the per-agent token bucket,
+//!   answering in request order.
+//!
+//! # Why it cannot be used against the runtime or another agent
+//! Every line is decoded into validated types or answered with a typed error, and the
+//! connection goes on; no line may make the server hold more than [`MAX_LINE`] + 1 bytes of it.
+//! Each agent has its own accept loop, its own connection cap and its own token bucket; backend
+//! calls run on the blocking pool, so an agent that floods slows only itself (it is rate-limited,
+//! then read from more slowly, so its own socket buffer fills and its writes block).
+//!
+//! # Pushed messages (later)
+//! `subscribe` will need lines the agent did not ask for. The extension point is the
+//! connection's writer (`conn::Conn::send`): a subscription will feed it through a bounded
+//! channel selected next to the request reader, so responses and pushes share one ordered,
+//! back-pressured output.
+//!
+//! [`MAX_LINE`]: roster_core::gateway::MAX_LINE
+
+pub mod answer;
+mod conn;
+mod server;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+use roster_core::gateway::{Call, GatewayError};
+use roster_core::id::AgentId;
+
+// Used by the daemon (`cli/src/daemon`), which lands next; drop the allow then.
+#[allow(unused_imports)]
+pub use server::{serve_agent, AgentGateway, Limits, SOCKET_NAME};
+
+/// What the gateway asks the runtime for each call an agent makes.
+///
+/// Separate from the server so that the server knows nothing about the world, the log or
+/// `decide`: the daemon implements it over its state, tests over a real in-memory log. `call`
+/// may block (read the log, wait for an append); the server runs it on tokio's blocking pool,
+/// so a slow answer to one agent never holds up the sockets of another.
+pub trait Backend: Send + Sync + 'static {
+    /// Answers `call`, made by `agent` (the owner of the socket it came through).
+    fn call(&self, agent: AgentId, call: Call) -> Result<serde_json::Value, GatewayError>;
+}

@@ -1,0 +1,200 @@
+//! Binding an agent's socket and accepting its connections.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use roster_core::id::AgentId;
+use tokio::net::UnixListener;
+use tokio::sync::{oneshot, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::conn::{self, AgentCtx, Bucket};
+use super::Backend;
+
+/// The socket's file name in the agent's gateway directory (mounted at `/run/roster`).
+pub const SOCKET_NAME: &str = "gateway.sock";
+
+/// How much one agent may ask of its gateway.
+///
+/// Per agent, not per connection: opening more connections buys no more requests. Zeros are
+/// read as 1 (a gateway that refuses everything is a retired agent's, which has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests a second, sustained.
+    pub per_sec: u32,
+    /// Requests at once after a quiet moment.
+    pub burst: u32,
+    /// Connections open at once; one more is told so and closed.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    /// Far above what an agent's own tool calls need, far below what would load the runtime.
+    fn default() -> Self {
+        Self {
+            per_sec: 200,
+            burst: 400,
+            max_connections: 16,
+        }
+    }
+}
+
+/// A running gateway of one agent. Closing it (or dropping it) stops accepting, ends every
+/// connection and removes the socket, so a retired agent's container is left with nothing to
+/// call.
+#[derive(Debug)]
+pub struct AgentGateway {
+    agent: AgentId,
+    path: PathBuf,
+    /// The socket file we bound (device, inode), so that we never remove a newer gateway's.
+    bound: (u64, u64),
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl AgentGateway {
+    /// The socket's path on the host.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whose gateway this is.
+    pub fn agent(&self) -> AgentId {
+        self.agent
+    }
+
+    /// Stops accepting, ends every connection (waiting until they are gone) and removes the
+    /// socket.
+    pub async fn close(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        // Drop removes the socket.
+    }
+}
+
+impl Drop for AgentGateway {
+    fn drop(&mut self) {
+        // Dropping `stop` ends the accept loop, which ends its connections (asynchronously
+        // here; `close` waits for them).
+        self.stop.take();
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if (meta.dev(), meta.ino()) == self.bound {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// Creates `dir` (mode 0755, inside a parent the daemon keeps 0700), binds `dir/gateway.sock`
+/// for `agent` (replacing a stale socket), opens it to every user (the agent runs as another
+/// uid in its container; the host is protected by the 0700 parent) and starts accepting.
+///
+/// Must be called inside a tokio runtime. Fails if `dir` exists and is not a plain directory
+/// (a symlink is refused), or if the path is too long for a socket.
+pub async fn serve_agent(
+    dir: &Path,
+    agent: AgentId,
+    backend: Arc<dyn Backend>,
+    limits: Limits,
+) -> io::Result<AgentGateway> {
+    prepare_dir(dir)?;
+    let path = dir.join(SOCKET_NAME);
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_dir() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} is a directory, not a socket", path.display()),
+            ))
+        }
+        Ok(_) => std::fs::remove_file(&path)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(&path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot bind the gateway socket {}: {e}", path.display()),
+        )
+    })?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    let meta = std::fs::symlink_metadata(&path)?;
+    let cx = AgentCtx {
+        agent,
+        backend,
+        bucket: Arc::new(Mutex::new(Bucket::new(limits.per_sec, limits.burst))),
+    };
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(accept_loop(
+        listener,
+        cx,
+        limits.max_connections.max(1),
+        stopped,
+    ));
+    Ok(AgentGateway {
+        agent,
+        path,
+        bound: (meta.dev(), meta.ino()),
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+/// Makes `dir` a plain directory with mode 0755, refusing anything else at that path.
+fn prepare_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_dir() => {}
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a directory", dir.display()),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new().mode(0o755).create(dir)?;
+        }
+        Err(e) => return Err(e),
+    }
+    // The umask may have narrowed the mode; the agent's uid must be able to reach the socket.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+}
+
+/// Accepts until told to stop, then ends every connection before returning.
+async fn accept_loop(
+    listener: UnixListener,
+    cx: AgentCtx,
+    max_connections: usize,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(slot) => {
+                        conns.spawn(conn::serve(stream, cx.clone(), slot));
+                    }
+                    Err(_) => {
+                        conns.spawn(conn::refuse(stream, max_connections));
+                    }
+                },
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    tracing::warn!(agent = %cx.agent, "gateway accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    conns.shutdown().await;
+}
