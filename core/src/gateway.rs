@@ -288,11 +288,24 @@ pub fn decode_request(line: &[u8]) -> Result<Request, (Option<RequestId>, Gatewa
                 )
             }
         }
-    } else if matches!(object.get("params"), None | Some(serde_json::Value::Null)) {
-        object.insert(
-            "params".into(),
-            serde_json::Value::Object(serde_json::Map::new()),
-        );
+    } else {
+        match object.get("params") {
+            None | Some(serde_json::Value::Null) => {
+                object.insert(
+                    "params".into(),
+                    serde_json::Value::Object(serde_json::Map::new()),
+                );
+            }
+            Some(serde_json::Value::Object(_)) => {}
+            // serde would read a struct from an array by position (`[1]` as `{"from":1}`):
+            // parameters are named, or refused.
+            Some(_) => {
+                return fail(
+                    ErrorCode::BadParams,
+                    format!("`{method}`: `params` must be a JSON object"),
+                )
+            }
+        }
     }
     let call: Call = serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
         (
@@ -392,6 +405,21 @@ mod tests {
             (
                 r#"{"id":7,"method":"whoami","params":{"x":1}}"#,
                 Some(7),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":8,"method":"history","params":[1,2]}"#,
+                Some(8),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":8,"method":"hire","params":["scout"]}"#,
+                Some(8),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":8,"method":"history","params":"x"}"#,
+                Some(8),
                 ErrorCode::BadParams,
             ),
             (
