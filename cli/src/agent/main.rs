@@ -1,8 +1,183 @@
-//! `roster-agent`: the client an agent runs inside its container (placeholder until the gateway
-//! client lands in this issue).
+//! # roster-agent
+//!
+//! The command line an agent uses inside its container to talk to the runtime, through the
+//! gateway socket mounted at `/run/roster/gateway.sock`. The socket is the agent's identity: it
+//! holds no token, so this program has nothing to configure and nothing to keep secret.
+//!
+//! It is mounted read-only into images that may have no libc, so it is built statically and
+//! alone (`--no-default-features`): roster-core's protocol types, clap, serde_json and std, no
+//! async runtime.
+//!
+//! # Layout
+//! - `main.rs`: the arguments, and printing: the `ok` value as JSON on stdout, a failure as
+//!   `{"code":…,"message":…}` on stderr with an exit code a program can branch on.
+//! - `client`: one request over the socket, under a deadline.
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("roster-agent: not built yet");
-    std::process::exit(1);
+mod client;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use roster_core::gateway::{Call, HistoryParams, MAX_LINE};
+use serde_json::{json, Value};
+
+use crate::client::Failure;
+
+/// Talk to the roster runtime from inside an agent's container.
+#[derive(Debug, Parser)]
+#[command(
+    name = "roster-agent",
+    version,
+    after_help = "Prints the answer as JSON on stdout. On failure, prints {\"code\":…,\"message\":…} \
+on stderr and exits with 2 (bad usage or a request the gateway could not read: bad_params, \
+unknown_method, invalid_json, line_too_long, missing_id), 3 (denied), 4 (rate_limited: slow \
+down and retry), 5 (the gateway cannot be reached), 1 (anything else: internal, timeout)."
+)]
+struct Cli {
+    /// The gateway socket.
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_GATEWAY",
+        default_value = "/run/roster/gateway.sock"
+    )]
+    socket: PathBuf,
+    /// Seconds to wait for the answer; 0 waits as long as it takes (an `act` may wait for a
+    /// human's approval).
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
+    timeout: u64,
+    /// Indent the JSON for people.
+    #[arg(long, global = true)]
+    pretty: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Who am I: id, name, team, role, who hired me, my container's spec and state.
+    Whoami,
+    /// My grants: each capability, whether it is active (or why not), its budget spent and left.
+    Grants,
+    /// My team's events, oldest first (`next` in the answer is where the following page starts).
+    History {
+        /// The team version to start at (1 is the team's first event).
+        #[arg(long)]
+        from: Option<u64>,
+        /// At most this many events (the gateway caps a page at 1000).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Any method, with its parameters as one JSON object (for example
+    /// `call hire '{"name":"scout","grants":["email.send@mailbox:team"]}'`).
+    Call {
+        /// The method: whoami, grants, history, hire, retire, delegate, act, publish, subscribe.
+        method: String,
+        /// Its parameters, a JSON object; `-` reads them from stdin (for long messages).
+        params: Option<String>,
+    },
+}
+
+/// The request object (without id) for a command.
+fn request(command: Command) -> Result<serde_json::Map<String, Value>, Failure> {
+    let typed = |call: Call| match serde_json::to_value(call) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Failure::Usage("cannot encode the request".into())),
+    };
+    match command {
+        Command::Whoami => typed(Call::Whoami),
+        Command::Grants => typed(Call::Grants),
+        Command::History { from, limit } => typed(Call::History(HistoryParams { from, limit })),
+        Command::Call { method, params } => {
+            let mut m = serde_json::Map::new();
+            m.insert("method".into(), Value::String(method));
+            if let Some(text) = params {
+                let text = if text == "-" { stdin()? } else { text };
+                let p: Value = serde_json::from_str(&text)
+                    .map_err(|e| Failure::Usage(format!("the parameters are not JSON: {e}")))?;
+                m.insert("params".into(), p);
+            }
+            Ok(m)
+        }
+    }
+}
+
+/// Parameters from stdin, read no further than what the gateway could take.
+fn stdin() -> Result<String, Failure> {
+    let mut text = String::new();
+    let limit = u64::try_from(MAX_LINE)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    std::io::stdin()
+        .lock()
+        .take(limit)
+        .read_to_string(&mut text)
+        .map_err(|e| Failure::Usage(format!("cannot read the parameters from stdin: {e}")))?;
+    if text.len() > MAX_LINE {
+        return Err(Failure::Usage(format!(
+            "the parameters are over {MAX_LINE} bytes, more than the gateway takes"
+        )));
+    }
+    Ok(text)
+}
+
+/// The deadline for a request: `--timeout`, stretched for an `act` that says how long it will
+/// wait for approval (so that the gateway's answer, not ours, ends the wait).
+fn deadline(secs: u64, request: &serde_json::Map<String, Value>) -> Option<Duration> {
+    if secs == 0 {
+        return None;
+    }
+    let approval_wait = request
+        .get("params")
+        .and_then(|p| p.get("timeout_secs"))
+        .and_then(Value::as_u64)
+        .filter(|_| request.get("method") == Some(&json!("act")))
+        .map_or(0, |s| s.saturating_add(10));
+    Some(Duration::from_secs(secs.max(approval_wait)))
+}
+
+/// Writes one line, ignoring a reader that left (`roster-agent history | head`).
+fn print(mut to: impl Write, text: &str) {
+    let _ = writeln!(to, "{text}").and_then(|()| to.flush());
+}
+
+fn fail(f: &Failure) -> ExitCode {
+    let body = json!({ "code": f.code(), "message": f.to_string() });
+    print(std::io::stderr().lock(), &body.to_string());
+    ExitCode::from(f.exit_code())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let message = e.render().to_string();
+            return fail(&Failure::Usage(message.trim_end().to_owned()));
+        }
+    };
+    let result = request(cli.command).and_then(|req| {
+        let timeout = deadline(cli.timeout, &req);
+        client::call(&cli.socket, req, timeout)
+    });
+    match result {
+        Ok(value) => {
+            let text = if cli.pretty {
+                serde_json::to_string_pretty(&value)
+            } else {
+                serde_json::to_string(&value)
+            };
+            print(std::io::stdout().lock(), &text.unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(f) => fail(&f),
+    }
 }
