@@ -72,6 +72,9 @@ enum Command {
         #[arg(long)]
         limit: Option<u32>,
     },
+    /// The base image's default program: greet the runtime (`whoami`, retried until the
+    /// gateway answers), print who I am, then wait until the container is stopped.
+    Idle,
     /// Any method, with its parameters as one JSON object (for example
     /// `call hire '{"name":"scout","grants":["email.send@mailbox:team"]}'`).
     Call {
@@ -89,7 +92,7 @@ fn request(command: Command) -> Result<serde_json::Map<String, Value>, Failure> 
         _ => Err(Failure::Usage("cannot encode the request".into())),
     };
     match command {
-        Command::Whoami => typed(Call::Whoami),
+        Command::Whoami | Command::Idle => typed(Call::Whoami),
         Command::Grants => typed(Call::Grants),
         Command::History { from, limit } => typed(Call::History(HistoryParams { from, limit })),
         Command::Call { method, params } => {
@@ -151,6 +154,32 @@ fn fail(f: &Failure) -> ExitCode {
     ExitCode::from(f.exit_code())
 }
 
+/// `roster-agent idle`: one greeting, then nothing until SIGTERM ends the process (it is not
+/// PID 1 — the container's init is — so the default action of SIGTERM applies).
+fn idle(socket: &std::path::Path) -> ExitCode {
+    let started = std::time::Instant::now();
+    loop {
+        let answer = request(Command::Whoami)
+            .and_then(|req| client::call(socket, req, Some(Duration::from_secs(10))));
+        match answer {
+            Ok(me) => {
+                print(std::io::stdout().lock(), &me.to_string());
+                break;
+            }
+            // The socket is there before the container starts; a refusal or a dead socket
+            // after a while is worth saying, but an idle agent stays up either way.
+            Err(f) if started.elapsed() > Duration::from_secs(30) => {
+                print(std::io::stderr().lock(), &format!("roster-agent idle: {f}"));
+                break;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -164,6 +193,9 @@ fn main() -> ExitCode {
             return fail(&Failure::Usage(message.trim_end().to_owned()));
         }
     };
+    if matches!(cli.command, Command::Idle) {
+        return idle(&cli.socket);
+    }
     let result = request(cli.command).and_then(|req| {
         let timeout = deadline(cli.timeout, &req);
         client::call(&cli.socket, req, timeout)
