@@ -1,0 +1,109 @@
+//! The connection to the container engine, scoped to one roster namespace.
+//!
+//! An [`Engine`] is a `bollard::Docker` client plus the namespace whose containers and volumes it
+//! manages: every name it makes and every label filter it uses carries the namespace, so two
+//! runtimes (or two test runs) on one engine never see each other's agents. The operations live
+//! next to what they operate on: images in `image.rs` so far.
+
+use std::sync::Arc;
+
+use bollard::Docker;
+use roster_core::event::RuntimeKind;
+use roster_core::id::AgentId;
+use roster_core::name::Name;
+use tokio::sync::OnceCell;
+
+pub use crate::error::SandboxError;
+
+use crate::plan;
+
+/// A connected engine, managing the containers and volumes of one namespace.
+///
+/// Cloning is cheap and shares the connection.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub(crate) docker: Docker,
+    pub(crate) ns: Name,
+    runtimes: Arc<OnceCell<Vec<String>>>,
+}
+
+/// The name of a runtime as the engine knows it.
+pub(crate) fn runtime_name(kind: RuntimeKind) -> &'static str {
+    match kind {
+        RuntimeKind::Runc => "runc",
+        RuntimeKind::Runsc => "runsc",
+    }
+}
+
+impl Engine {
+    /// Connects to the local engine (`DOCKER_HOST` or `/var/run/docker.sock`) and negotiates the
+    /// API version, so that one binary works with Debian's 1.41 engine and newer ones; fails with
+    /// one sentence saying what to start when nothing answers.
+    pub async fn connect(ns: Name) -> Result<Engine, SandboxError> {
+        let at = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| h.starts_with("unix://"))
+            .map(|h| h.trim_start_matches("unix://").to_string())
+            .unwrap_or_else(|| "/var/run/docker.sock".to_string());
+        let unreachable = |source| SandboxError::EngineUnreachable {
+            at: at.clone(),
+            source,
+        };
+        let docker = Docker::connect_with_local_defaults().map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        Ok(Engine {
+            docker,
+            ns,
+            runtimes: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The namespace this engine manages.
+    pub fn ns(&self) -> &Name {
+        &self.ns
+    }
+
+    /// The container name of `agent` in this namespace.
+    pub fn container_name(&self, agent: AgentId) -> String {
+        plan::container_name(&self.ns, agent)
+    }
+
+    /// The home volume name of `agent` in this namespace.
+    pub fn volume_name(&self, agent: AgentId) -> String {
+        plan::volume_name(&self.ns, agent)
+    }
+
+    /// The OCI runtimes the engine has (`runc`, and `runsc` where gVisor is registered), so that
+    /// callers can offer gVisor only where it exists. Asked once per `Engine`.
+    pub async fn runtimes(&self) -> Result<Vec<String>, SandboxError> {
+        let known =
+            self.runtimes
+                .get_or_try_init(|| async {
+                    let info = self.docker.info().await.map_err(|e| {
+                        SandboxError::engine("asking the engine for its runtimes", e)
+                    })?;
+                    let mut names: Vec<String> =
+                        info.runtimes.unwrap_or_default().into_keys().collect();
+                    names.sort();
+                    Ok::<_, SandboxError>(names)
+                })
+                .await?;
+        Ok(known.clone())
+    }
+
+    /// Whether the engine has the runtime of `kind`.
+    pub async fn has_runtime(&self, kind: RuntimeKind) -> Result<bool, SandboxError> {
+        let name = runtime_name(kind);
+        Ok(self.runtimes().await?.iter().any(|k| k == name))
+    }
+
+    /// Whether the engine still answers (for health checks and the escape suite's "the host is
+    /// unharmed").
+    pub async fn ping(&self) -> Result<(), SandboxError> {
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| SandboxError::engine("pinging the engine", e))
+    }
+}

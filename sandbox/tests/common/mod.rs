@@ -1,0 +1,119 @@
+//! Shared setup of the sandbox tests: a real engine, a namespace of their own, and a guard that
+//! removes every container and volume of that namespace when the test ends, pass or fail.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use roster_core::event::AgentSpec;
+use roster_core::id::{AgentId, Entropy, TeamId};
+use roster_core::name::{ImageRef, Name};
+use roster_core::time::Timestamp;
+use roster_sandbox::plan::{labels, plan, ContainerPlan, HostPaths};
+use roster_sandbox::sweep::Sweep;
+use roster_sandbox::Engine;
+
+/// Random hex from the OS.
+pub fn hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("/dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Urandom;
+
+impl Entropy for Urandom {
+    fn bytes10(&mut self) -> [u8; 10] {
+        let mut out = [0u8; 10];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut out))
+            .expect("/dev/urandom");
+        out
+    }
+}
+
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    Timestamp::from_millis(ms as i64)
+}
+
+/// A fresh agent id.
+pub fn agent_id() -> AgentId {
+    AgentId::mint(now(), &mut Urandom)
+}
+
+/// A static executable to bake and mount as `roster-agent` (any static binary will do here).
+pub fn busybox() -> PathBuf {
+    let p = PathBuf::from("/bin/busybox");
+    assert!(
+        p.exists(),
+        "a static busybox is required: run scripts/setup"
+    );
+    p
+}
+
+/// One test's world: an engine scoped to a namespace of its own, a scratch directory, and the
+/// sweep of everything labelled with that namespace.
+pub struct Ctx {
+    pub engine: Engine,
+    pub ns: Name,
+    pub team: TeamId,
+    // Dropped in this order: containers and volumes first, then the directory they mounted.
+    pub sweep: Sweep,
+    pub dir: tempfile::TempDir,
+}
+
+/// Connects to the engine — a test that needs Docker fails loudly without it, never skips.
+pub async fn ctx() -> Ctx {
+    let ns = Name::parse(&format!("t{}", hex(6))).unwrap();
+    let engine = match Engine::connect(ns.clone()).await {
+        Ok(e) => e,
+        Err(e) => panic!("Docker engine required: run scripts/setup ({e})"),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("roster-sandbox-test-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    Ctx {
+        sweep: Sweep::new(format!("{}={}", labels::NS, ns)),
+        engine,
+        ns,
+        team: TeamId::mint(now(), &mut Urandom),
+        dir,
+    }
+}
+
+impl Ctx {
+    /// Makes sure the shared base image is there (built once per machine and input).
+    pub async fn base(&self) {
+        self.engine
+            .ensure_base_image(&busybox(), &busybox())
+            .await
+            .expect("building the base image");
+    }
+
+    /// A plan for a fresh agent with `spec`, with its own gateway directory.
+    pub fn plan(&self, spec: &AgentSpec) -> (ContainerPlan, AgentId) {
+        let agent = agent_id();
+        let gw = self.dir.path().join(agent.to_string());
+        std::fs::create_dir_all(&gw).unwrap();
+        let paths = HostPaths {
+            gateway_dir: gw,
+            agent_binary: busybox(),
+        };
+        (
+            plan(&self.ns, &self.team, agent, spec, &paths).unwrap(),
+            agent,
+        )
+    }
+
+    /// A per-test image tag.
+    pub fn tag(&self, what: &str) -> ImageRef {
+        ImageRef::parse(&format!("roster-test/{}-{what}:1", self.ns)).unwrap()
+    }
+}
