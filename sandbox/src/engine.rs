@@ -3,7 +3,9 @@
 //! An [`Engine`] is a `bollard::Docker` client plus the namespace whose containers and volumes it
 //! manages: every name it makes and every label filter it uses carries the namespace, so two
 //! runtimes (or two test runs) on one engine never see each other's agents. The operations live
-//! next to what they operate on: images in `image.rs` so far.
+//! next to what they operate on: images in `image.rs`, homes in `home.rs`, containers in
+//! `lifecycle.rs`, events in `events.rs`, exec and logs in `exec.rs`. The types of its answers are
+//! re-exported here, so a caller needs one path for the engine's vocabulary.
 
 use std::sync::Arc;
 
@@ -14,6 +16,9 @@ use roster_core::name::Name;
 use tokio::sync::OnceCell;
 
 pub use crate::error::SandboxError;
+pub use crate::events::{stop_reason, EngineEvent};
+pub use crate::exec::{ExecOutput, LogChunk, OutputStream};
+pub use crate::state::{ContainerState, ContainerStatus, Found};
 
 use crate::plan;
 
@@ -89,6 +94,18 @@ impl Engine {
                 })
                 .await?;
         Ok(known.clone())
+    }
+
+    /// Fails unless the engine has `runtime`, before anything is created for an agent.
+    pub(crate) async fn require_runtime(&self, runtime: &str) -> Result<(), SandboxError> {
+        let known = self.runtimes().await?;
+        if known.iter().any(|k| k == runtime) {
+            return Ok(());
+        }
+        Err(SandboxError::RuntimeMissing {
+            runtime: runtime.to_string(),
+            known: known.join(", "),
+        })
     }
 
     /// Whether the engine has the runtime of `kind`.

@@ -4,25 +4,45 @@
 //!
 //! [`plan`] turns an agent's recorded spec into the exact container configuration the engine will
 //! be given, with every hardening default of DESIGN.md ("Sandbox") switched on and nothing an
-//! agent or an image can widen. [`Engine`] talks to the engine; so far it connects, knows its
-//! runtimes and builds the base image without any registry.
+//! agent or an image can widen. [`Engine`] talks to the engine: it builds the base image without
+//! any registry, keeps each agent's home volume, creates containers only after the [`policy`]
+//! checks pass, and reports deaths (OOM kills included) from the engine's event stream.
 //!
 //! # Layout
 //! - [`plan`]: `ContainerPlan` — names, labels, mounts, limits and flags of one agent's container.
-//! - [`engine`]: [`Engine`] — connection, namespace, runtimes (`runc`, `runsc`).
+//! - [`policy`]: `check_config` (exactly a plan's mounts and flags) and `check_image` (no
+//!   `VOLUME`, no `roster.*` labels) — the refusals before anything is created.
+//! - [`engine`]: [`Engine`] — connection, namespace, runtimes (`runc`, `runsc`); re-exports the
+//!   types of its answers.
 //! - `error.rs`: [`SandboxError`] — one sentence per cause an operator can act on.
 //! - [`image`]: the base image from an in-memory tar context (`FROM scratch`, static busybox,
 //!   `roster-agent`), rebuilt only when its inputs change; the static-ELF check.
+//! - `home.rs`: home volumes — create, prepare ownership for images other than the base, remove.
+//! - `lifecycle.rs`: create (after every check), start, stop, remove, inspect, list.
+//! - [`state`]: `ContainerState`, `Found` — the engine's answers in roster's types.
+//! - [`events`]: `EngineEvent` (started; died, with its exit code and whether the OOM killer
+//!   acted) from the engine's event stream, and the pure [`events::stop_reason`].
+//! - `exec.rs`: exec with bounded capture, and logs.
 //! - [`sweep`]: `Sweep`, a guard removing every container and volume with a label (and scratch
 //!   directories and image tags), also on error or when dropped.
 #![forbid(unsafe_code)]
 
 pub mod engine;
 mod error;
+pub mod events;
+mod exec;
+mod home;
 pub mod image;
+mod lifecycle;
 pub mod plan;
+pub mod policy;
+pub mod state;
 pub mod sweep;
 
 pub use engine::Engine;
 pub use error::SandboxError;
+pub use events::{stop_reason, EngineEvent};
+pub use exec::{ExecOutput, LogChunk, OutputStream, EXEC_CAPTURE};
+pub use home::PREP_LABEL;
 pub use image::{not_static, BaseImage, DIGEST_LABEL};
+pub use state::{BadAgentLabel, ContainerState, ContainerStatus, Found};

@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use bollard::container::Config;
-use bollard::models::{HostConfig, Mount, MountTypeEnum};
+use bollard::models::{HostConfig, Mount, MountTypeEnum, MountVolumeOptions};
 use roster_core::event::{AgentSpec, NetworkPolicy, RuntimeKind};
 use roster_core::id::AgentId;
-use roster_core::name::Name;
+use roster_core::name::{ImageRef, Name};
 
 /// The uid:gid every agent process runs as (never root).
 pub const AGENT_USER: &str = "1000:1000";
@@ -83,9 +83,20 @@ pub fn volume_name(ns: &Name, agent: AgentId) -> String {
     format!("roster-{ns}-{agent}-home")
 }
 
+/// Whether a new home volume takes its owner and content from the image's `/home/agent`.
+///
+/// The engine copies an image's directory into an empty named volume at the first mount, owner
+/// included. Only the base image is known to have `/home/agent` owned by the agent user; for any
+/// other image the copy is switched off (it could make the home root-owned, and would copy again
+/// into a home that is still empty) and the runtime prepares the new volume's owner itself
+/// (`Engine::ensure_home`).
+pub fn copies_home(image: &ImageRef) -> bool {
+    *image == ImageRef::base()
+}
+
 /// A host path the plan may bind: absolute, already normal (no `.`, `..`), not the root, and
 /// nowhere near the engine's socket.
-fn check_host_path(path: &Path) -> Result<(), PlanError> {
+pub(crate) fn check_host_path(path: &Path) -> Result<(), PlanError> {
     let refuse = |why| {
         Err(PlanError::HostPath {
             path: path.to_owned(),
@@ -137,6 +148,10 @@ pub fn plan(
             source: Some(home_volume.clone()),
             typ: Some(MountTypeEnum::VOLUME),
             read_only: Some(false),
+            volume_options: Some(MountVolumeOptions {
+                no_copy: Some(!copies_home(&spec.image)),
+                ..Default::default()
+            }),
             ..Default::default()
         },
         Mount {
@@ -203,6 +218,8 @@ pub fn plan(
         ]),
         labels: Some(labels),
         network_disabled: Some(true),
+        // SIGTERM whatever the image says, then SIGKILL after the grace period.
+        stop_signal: Some("SIGTERM".into()),
         stop_timeout: Some(STOP_GRACE_SECS),
         host_config: Some(host_config),
         ..Default::default()
@@ -322,6 +339,44 @@ mod tests {
             p.config.labels.unwrap().get(labels::AGENT),
             Some(&agent.to_string())
         );
+    }
+
+    #[test]
+    fn only_the_base_image_fills_a_new_home() {
+        let no_copy = |p: &ContainerPlan| {
+            p.config
+                .host_config
+                .as_ref()
+                .unwrap()
+                .mounts
+                .as_ref()
+                .unwrap()[0]
+                .volume_options
+                .as_ref()
+                .unwrap()
+                .no_copy
+        };
+        let (p, _) = fixture(RuntimeKind::Runc);
+        assert_eq!(no_copy(&p), Some(false));
+        let mut spec = AgentSpec::base();
+        spec.image = ImageRef::parse("example/tool:2").unwrap();
+        let mut e = CountingEntropy::new(9);
+        let t = Timestamp::from_millis(1);
+        let paths = HostPaths {
+            gateway_dir: PathBuf::from("/srv/gw"),
+            agent_binary: PathBuf::from("/srv/roster-agent"),
+        };
+        let ns = Name::parse("roster").unwrap();
+        let other = plan(
+            &ns,
+            &TeamId::mint(t, &mut e),
+            AgentId::mint(t, &mut e),
+            &spec,
+            &paths,
+        )
+        .unwrap();
+        assert_eq!(no_copy(&other), Some(true));
+        assert_eq!(p.config.stop_signal.as_deref(), Some("SIGTERM"));
     }
 
     #[test]

@@ -1,0 +1,242 @@
+//! The engine's event stream, narrowed to this namespace's agents: how the runtime learns that an
+//! agent's process died (and whether the kernel killed it for memory) without polling.
+//!
+//! The engine reports an OOM kill as an `oom` event followed by `die`; the `die` event alone does
+//! not say it, so on `die` the container is inspected, and an `oom` seen earlier for the same
+//! container counts too (the container may be gone by the time it is inspected). What the exit
+//! means for the log is decided by the pure [`stop_reason`].
+
+use std::collections::{HashMap, HashSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bollard::models::EventMessage;
+use bollard::system::EventsOptions;
+use futures_util::{stream, Stream, StreamExt};
+use roster_core::event::StopReason;
+use roster_core::id::AgentId;
+use roster_core::time::Timestamp;
+
+use crate::engine::Engine;
+use crate::error::SandboxError;
+use crate::plan::labels;
+use crate::state::agent_of;
+
+/// Something that happened to one of this namespace's agent containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineEvent {
+    /// The agent's container started.
+    Started {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// The agent's container process ended.
+    Died {
+        /// The agent.
+        agent: AgentId,
+        /// Its exit code (128 + the signal when a signal ended it).
+        exit_code: i64,
+        /// Whether the kernel's OOM killer acted in the container.
+        oom_killed: bool,
+    },
+}
+
+/// Why an agent's container stopped, for its `AgentStopped` event.
+///
+/// The runtime's own reasons come first: when it stopped the container (`requested`) or stopped
+/// it for running past its timeout (`timed_out`), the exit code is only the signal it sent. Then
+/// an OOM kill with a failing exit is [`StopReason::OomKilled`]; a process that ended by a signal
+/// (128 + 1..=64) or with a negative code crashed; any other code is the process's own exit.
+pub fn stop_reason(
+    exit_code: i64,
+    oom_killed: bool,
+    requested: bool,
+    timed_out: bool,
+) -> StopReason {
+    if timed_out {
+        StopReason::TimedOut
+    } else if requested {
+        StopReason::Requested
+    } else if oom_killed && exit_code != 0 {
+        StopReason::OomKilled
+    } else if exit_code < 0 || (129..=192).contains(&exit_code) {
+        StopReason::Crashed { code: exit_code }
+    } else {
+        StopReason::Exited { code: exit_code }
+    }
+}
+
+/// A Unix time as the engine's `since` parameter wants it.
+fn engine_time(micros: i64) -> String {
+    format!(
+        "{}.{:09}",
+        micros.div_euclid(1_000_000),
+        micros.rem_euclid(1_000_000) * 1000
+    )
+}
+
+/// The state carried between two events of the stream.
+struct Feed {
+    raw: std::pin::Pin<Box<dyn Stream<Item = Result<EventMessage, bollard::errors::Error>> + Send>>,
+    engine: Engine,
+    oom: HashSet<String>,
+}
+
+impl Engine {
+    /// This namespace's container starts and deaths from now on. Events are asked for from the
+    /// moment of this call, so nothing is missed between the call and the first poll. The stream
+    /// ends after an error (the engine went away); call again to resume.
+    pub fn events(&self) -> impl Stream<Item = Result<EngineEvent, SandboxError>> + Send + 'static {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        self.events_since(Timestamp::from_micros(now))
+    }
+
+    /// Like [`Engine::events`], replaying from `since`, so that a runtime that lost its stream
+    /// resumes without missing a death.
+    pub fn events_since(
+        &self,
+        since: Timestamp,
+    ) -> impl Stream<Item = Result<EngineEvent, SandboxError>> + Send + 'static {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{}={}", labels::NS, self.ns)],
+            ),
+            (
+                "event".to_string(),
+                vec!["start".to_string(), "die".to_string(), "oom".to_string()],
+            ),
+        ]);
+        let options = EventsOptions {
+            since: Some(engine_time(since.as_micros())),
+            until: None,
+            filters,
+        };
+        let feed = Feed {
+            raw: Box::pin(self.docker.events(Some(options))),
+            engine: self.clone(),
+            oom: HashSet::new(),
+        };
+        stream::unfold(Some(feed), |feed| async move {
+            let mut feed = feed?;
+            loop {
+                match feed.raw.next().await? {
+                    Err(e) => {
+                        let e = SandboxError::engine("reading the engine's events", e);
+                        return Some((Err(e), None));
+                    }
+                    Ok(m) => {
+                        if let Some(ev) = feed.interpret(m).await {
+                            return Some((Ok(ev), Some(feed)));
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl Feed {
+    /// The agent event an engine message means, if any.
+    async fn interpret(&mut self, m: EventMessage) -> Option<EngineEvent> {
+        let actor = m.actor.unwrap_or_default();
+        let id = actor.id.unwrap_or_default();
+        let attrs = actor.attributes.unwrap_or_default();
+        let action = m.action.unwrap_or_default();
+        if action == "oom" {
+            self.oom.insert(id);
+            return None;
+        }
+        let agent = match agent_of(Some(&attrs)) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(container = %id, "ignoring {action} of a container: {e}");
+                return None;
+            }
+        };
+        match action.as_str() {
+            "start" => {
+                self.oom.remove(&id);
+                Some(EngineEvent::Started { agent })
+            }
+            "die" => {
+                let seen = self.oom.remove(&id);
+                let inspected = self.engine.docker.inspect_container(&id, None).await.ok();
+                let state = inspected.and_then(|c| c.state).unwrap_or_default();
+                let exit_code = attrs
+                    .get("exitCode")
+                    .and_then(|c| c.parse().ok())
+                    .or(state.exit_code)
+                    .unwrap_or(-1);
+                Some(EngineEvent::Died {
+                    agent,
+                    exit_code,
+                    oom_killed: seen || state.oom_killed.unwrap_or(false),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_reasons_come_first() {
+        assert_eq!(stop_reason(137, true, false, true), StopReason::TimedOut);
+        assert_eq!(stop_reason(143, false, true, false), StopReason::Requested);
+        assert_eq!(stop_reason(137, false, true, false), StopReason::Requested);
+        assert_eq!(stop_reason(137, true, true, false), StopReason::Requested);
+    }
+
+    #[test]
+    fn oom_kills_crashes_and_exits_are_told_apart() {
+        assert_eq!(stop_reason(137, true, false, false), StopReason::OomKilled);
+        assert_eq!(stop_reason(1, true, false, false), StopReason::OomKilled);
+        assert_eq!(
+            stop_reason(0, true, false, false),
+            StopReason::Exited { code: 0 },
+            "a child was killed but the agent exited cleanly"
+        );
+        assert_eq!(
+            stop_reason(137, false, false, false),
+            StopReason::Crashed { code: 137 }
+        );
+        assert_eq!(
+            stop_reason(139, false, false, false),
+            StopReason::Crashed { code: 139 }
+        );
+        assert_eq!(
+            stop_reason(-1, false, false, false),
+            StopReason::Crashed { code: -1 }
+        );
+        assert_eq!(
+            stop_reason(0, false, false, false),
+            StopReason::Exited { code: 0 }
+        );
+        assert_eq!(
+            stop_reason(3, false, false, false),
+            StopReason::Exited { code: 3 }
+        );
+        assert_eq!(
+            stop_reason(128, false, false, false),
+            StopReason::Exited { code: 128 }
+        );
+        assert_eq!(
+            stop_reason(255, false, false, false),
+            StopReason::Exited { code: 255 }
+        );
+    }
+
+    #[test]
+    fn since_is_seconds_and_nanoseconds() {
+        assert_eq!(engine_time(1_700_000_000_123_456), "1700000000.123456000");
+        assert_eq!(engine_time(0), "0.000000000");
+    }
+}
