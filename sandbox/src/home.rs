@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bollard::container::{Config, CreateContainerOptions, WaitContainerOptions};
 use bollard::models::{HostConfig, Mount, MountTypeEnum, MountVolumeOptions};
-use bollard::volume::CreateVolumeOptions;
+use bollard::volume::{CreateVolumeOptions, ListVolumesOptions};
 use futures_util::StreamExt;
 use roster_core::id::AgentId;
 use roster_core::name::ImageRef;
@@ -176,6 +176,23 @@ impl Engine {
     pub async fn remove_home(&self, agent: AgentId) -> Result<(), SandboxError> {
         let volume = self.volume_name(agent);
         self.remove_volume(&volume).await
+    }
+
+    /// The names of the volumes carrying `label` (`key=value`).
+    pub(crate) async fn volumes_labelled(&self, label: &str) -> Result<Vec<String>, SandboxError> {
+        let options = ListVolumesOptions {
+            filters: HashMap::from([("label".to_string(), vec![label.to_string()])]),
+        };
+        let list =
+            self.docker.list_volumes(Some(options)).await.map_err(|e| {
+                SandboxError::engine(format!("listing volumes labelled {label}"), e)
+            })?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
     }
 
     /// Removes a volume by name; a missing one is already removed.

@@ -6,7 +6,8 @@
 //! be given, with every hardening default of DESIGN.md ("Sandbox") switched on and nothing an
 //! agent or an image can widen. [`Engine`] talks to the engine: it builds the base image without
 //! any registry, keeps each agent's home volume, creates containers only after the [`policy`]
-//! checks pass, and reports deaths (OOM kills included) from the engine's event stream.
+//! checks pass, and reports deaths (OOM kills included) from the engine's event stream. [`verify`]
+//! is the escape suite: checks run inside a real agent container, each asserting a denial.
 //!
 //! # Layout
 //! - [`plan`]: `ContainerPlan` — names, labels, mounts, limits and flags of one agent's container.
@@ -25,6 +26,8 @@
 //! - `exec.rs`: exec with bounded capture, and logs.
 //! - [`sweep`]: `Sweep`, a guard removing every container and volume with a label (and scratch
 //!   directories and image tags), also on error or when dropped.
+//! - [`verify`]: the escape suite, `run_suite` → one [`verify::Check`] per boundary
+//!   (`verify/checks.rs`: the scripts run inside the container and how they are judged).
 #![forbid(unsafe_code)]
 
 pub mod engine;
@@ -38,6 +41,7 @@ pub mod plan;
 pub mod policy;
 pub mod state;
 pub mod sweep;
+pub mod verify;
 
 pub use engine::Engine;
 pub use error::SandboxError;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use bollard::container::Config;
-use bollard::models::{HostConfig, Mount, MountTypeEnum, MountVolumeOptions};
+use bollard::models::{HostConfig, Mount, MountTypeEnum, MountVolumeOptions, ResourcesUlimits};
 use roster_core::event::{AgentSpec, NetworkPolicy, RuntimeKind};
 use roster_core::id::AgentId;
 use roster_core::name::{ImageRef, Name};
@@ -176,6 +176,18 @@ pub fn plan(
         RuntimeKind::Runc => "runc",
         RuntimeKind::Runsc => "runsc",
     };
+    // The engine runs gVisor with `--ignore-cgroups` (it cannot boot under a small pids cgroup
+    // here: its own threads count), so the pids limit is also given as RLIMIT_NPROC, which
+    // gVisor's kernel enforces per sandbox. Never under runc: there RLIMIT_NPROC counts every
+    // process of uid 1000 on the host, other agents' included.
+    let ulimits = match spec.runtime {
+        RuntimeKind::Runc => None,
+        RuntimeKind::Runsc => Some(vec![ResourcesUlimits {
+            name: Some("nproc".into()),
+            soft: Some(i64::from(r.pids)),
+            hard: Some(i64::from(r.pids)),
+        }]),
+    };
     let host_config = HostConfig {
         readonly_rootfs: Some(true),
         cap_drop: Some(vec!["ALL".into()]),
@@ -185,6 +197,7 @@ pub fn plan(
         privileged: Some(false),
         devices: Some(Vec::new()),
         pids_limit: Some(i64::from(r.pids)),
+        ulimits,
         memory: Some(memory),
         memory_swap: Some(memory),
         nano_cpus: Some(i64::from(r.cpu_millis) * 1_000_000),
@@ -382,9 +395,16 @@ mod tests {
     #[test]
     fn gvisor_is_chosen_per_agent() {
         let (p, _) = fixture(RuntimeKind::Runsc);
+        let h = p.config.host_config.unwrap();
+        assert_eq!(h.runtime.as_deref(), Some("runsc"));
+        let nproc = &h.ulimits.as_ref().unwrap()[0];
+        assert_eq!(nproc.name.as_deref(), Some("nproc"));
+        assert_eq!((nproc.soft, nproc.hard), (Some(128), Some(128)));
+        let (runc, _) = fixture(RuntimeKind::Runc);
         assert_eq!(
-            p.config.host_config.unwrap().runtime.as_deref(),
-            Some("runsc")
+            runc.config.host_config.unwrap().ulimits,
+            None,
+            "RLIMIT_NPROC is per host uid under runc"
         );
     }
 

@@ -146,6 +146,16 @@ pub fn check_config(plan: &ContainerPlan) -> Result<(), SandboxError> {
             "it sets kernel parameters",
         ),
         (
+            h.ulimits.as_ref().is_some_and(|u| {
+                u.iter().any(|l| {
+                    l.name.as_deref() != Some("nproc")
+                        || l.hard.is_none_or(|n| n <= 0 || Some(n) > h.pids_limit)
+                        || l.soft > l.hard
+                })
+            }),
+            "its resource limits are not just the process limit",
+        ),
+        (
             !matches!(h.runtime.as_deref(), Some("runc") | Some("runsc")),
             "its runtime is neither runc nor runsc",
         ),
@@ -314,6 +324,16 @@ mod tests {
             (|p| host(p).init = Some(false), "init"),
             (|p| host(p).publish_all_ports = Some(true), "ports"),
             (|p| host(p).runtime = Some("kata".into()), "runtime"),
+            (
+                |p| {
+                    host(p).ulimits = Some(vec![bollard::models::ResourcesUlimits {
+                        name: Some("nofile".into()),
+                        soft: Some(1 << 20),
+                        hard: Some(1 << 20),
+                    }]);
+                },
+                "resource limits",
+            ),
             (|p| p.config.user = Some("0:0".into()), "root"),
             (|p| p.config.user = None, "root"),
             (
