@@ -13,6 +13,33 @@ pub fn agent(world: &World, id: AgentId) -> String {
     }
 }
 
+/// Whether a grant is in force, or why not: its own revocation, expiry or holder's retirement,
+/// or an ancestor's ("void (via grt_…)").
+pub fn grant_status(world: &World, id: GrantId, now: roster_core::time::Timestamp) -> String {
+    use roster_core::authz::DenyReason;
+    match world.inactive_reason(id, now) {
+        None => "active".into(),
+        Some(DenyReason::Revoked(g)) if g == id => "revoked".into(),
+        Some(DenyReason::Expired(g)) if g == id => "expired".into(),
+        Some(DenyReason::HolderRetired(g)) if g == id => "holder retired".into(),
+        Some(DenyReason::Revoked(g) | DenyReason::Expired(g) | DenyReason::HolderRetired(g)) => {
+            format!("void (via {})", g.short())
+        }
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Why a container stopped, in a few words.
+pub fn stop_reason(reason: &StopReason) -> String {
+    match reason {
+        StopReason::Requested => "on request".to_string(),
+        StopReason::Exited { code } => format!("exited with {code}"),
+        StopReason::Crashed { code } => format!("crashed with {code}"),
+        StopReason::OomKilled => "killed: out of memory".to_string(),
+        StopReason::TimedOut => "timed out".to_string(),
+    }
+}
+
 /// A team's name, or its id if unknown.
 pub fn team(world: &World, id: TeamId) -> String {
     world
@@ -64,14 +91,7 @@ pub fn event(world: &World, e: &Event) -> String {
         }
         Event::AgentStarted { agent: id, .. } => format!("{} started", agent(world, *id)),
         Event::AgentStopped { agent: id, reason } => {
-            let why = match reason {
-                StopReason::Requested => "on request".to_string(),
-                StopReason::Exited { code } => format!("exited with {code}"),
-                StopReason::Crashed { code } => format!("crashed with {code}"),
-                StopReason::OomKilled => "killed: out of memory".to_string(),
-                StopReason::TimedOut => "timed out".to_string(),
-            };
-            format!("{} stopped: {why}", agent(world, *id))
+            format!("{} stopped: {}", agent(world, *id), stop_reason(reason))
         }
         Event::AgentRetired { agent: id } => format!("{} retired", agent(world, *id)),
         Event::GrantIssued {

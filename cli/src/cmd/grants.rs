@@ -1,11 +1,10 @@
 //! `grant`, `revoke`, `grants`, `check`, `act`, `approvals`, `approve`, `deny`.
 
 use roster_core::actor::Actor;
-use roster_core::authz::{Authorization, DenyReason};
+use roster_core::authz::Authorization;
 use roster_core::capability::{Action, Amount, Capability, Resource, ONE};
 use roster_core::command::Command;
 use roster_core::id::{ApprovalId, GrantId};
-use roster_core::world::World;
 use serde_json::json;
 
 use super::{actor_for, print_committed, Env};
@@ -33,7 +32,7 @@ pub(super) fn grant(
         },
         &actor,
     )?;
-    print_committed(&app, &committed, env.out)
+    print_committed(&app, &committed, &env.out)
 }
 
 pub(super) fn revoke(grant: GrantId, by: Option<AgentRef>, env: &Env<'_>) -> anyhow::Result<()> {
@@ -45,26 +44,13 @@ pub(super) fn revoke(grant: GrantId, by: Option<AgentRef>, env: &Env<'_>) -> any
         .grants()
         .filter(|g| g.id != grant && app.world.chain_of(g.id).contains(&grant))
         .count();
-    print_committed(&app, &committed, env.out)?;
+    print_committed(&app, &committed, &env.out)?;
     if !env.out.json && cascaded > 0 {
         env.out.line(format!(
             "       {cascaded} grant(s) derived from it stop working too"
         ))?;
     }
     Ok(())
-}
-
-fn status(world: &World, id: GrantId, now: roster_core::time::Timestamp) -> String {
-    match world.inactive_reason(id, now) {
-        None => "active".into(),
-        Some(DenyReason::Revoked(g)) if g == id => "revoked".into(),
-        Some(DenyReason::Expired(g)) if g == id => "expired".into(),
-        Some(DenyReason::HolderRetired(g)) if g == id => "holder retired".into(),
-        Some(DenyReason::Revoked(g) | DenyReason::Expired(g) | DenyReason::HolderRetired(g)) => {
-            format!("void (via {})", g.short())
-        }
-        Some(other) => other.to_string(),
-    }
 }
 
 pub(super) fn list(agent: Option<AgentRef>, env: &Env<'_>) -> anyhow::Result<()> {
@@ -87,7 +73,7 @@ pub(super) fn list(agent: Option<AgentRef>, env: &Env<'_>) -> anyhow::Result<()>
         if holder.is_some_and(|h| h != g.holder) {
             continue;
         }
-        let st = status(&app.world, g.id, now);
+        let st = describe::grant_status(&app.world, g.id, now);
         let budget = g.capability.constraints().budget;
         if env.out.json {
             env.out.json_line(&json!({
@@ -201,7 +187,7 @@ pub(super) fn act(
         approval,
     };
     let committed = app.execute(cmd, &Actor::Agent(id))?;
-    print_committed(&app, &committed, env.out)
+    print_committed(&app, &committed, &env.out)
 }
 
 pub(super) fn approvals(all: bool, env: &Env<'_>) -> anyhow::Result<()> {
@@ -256,5 +242,5 @@ pub(super) fn decide_approval(a: DecideArgs, approved: bool, env: &Env<'_>) -> a
         note: a.note,
     };
     let committed = app.execute(cmd, &actor)?;
-    print_committed(&app, &committed, env.out)
+    print_committed(&app, &committed, &env.out)
 }

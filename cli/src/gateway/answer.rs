@@ -9,10 +9,9 @@
 //! The shapes follow the operator's `--json` output: a grant is the object `roster grants --json`
 //! prints, an event is the envelope `roster log --json` prints.
 
-use roster_core::authz::DenyReason;
 use roster_core::envelope::Envelope;
 use roster_core::gateway::{Call, ErrorCode, GatewayError, HistoryParams};
-use roster_core::id::{AgentId, GrantId};
+use roster_core::id::AgentId;
 use roster_core::port::EventLog;
 use roster_core::time::Timestamp;
 use roster_core::world::{Agent, AgentStatus, Grant, World};
@@ -97,26 +96,11 @@ pub(crate) fn grant_json(world: &World, g: &Grant, now: Timestamp) -> Value {
     let budget = g.capability.constraints().budget;
     json!({
         "id": g.id, "holder": g.holder, "holder_name": describe::agent(world, g.holder),
-        "capability": g.capability, "status": grant_status(world, g.id, now),
+        "capability": g.capability, "status": describe::grant_status(world, g.id, now),
         "active": world.is_active(g.id, now), "spent": g.spent, "budget": budget,
         "left": budget.map(|b| b.saturating_sub(g.spent)), "parent": g.parent,
         "issued_at": g.issued_at,
     })
-}
-
-/// "active", or why not. The same words as `roster grants`; `cmd::grants::status` should move
-/// next to this (into `describe`) so that both read one function.
-fn grant_status(world: &World, id: GrantId, now: Timestamp) -> String {
-    match world.inactive_reason(id, now) {
-        None => "active".into(),
-        Some(DenyReason::Revoked(g)) if g == id => "revoked".into(),
-        Some(DenyReason::Expired(g)) if g == id => "expired".into(),
-        Some(DenyReason::HolderRetired(g)) if g == id => "holder retired".into(),
-        Some(DenyReason::Revoked(g) | DenyReason::Expired(g) | DenyReason::HolderRetired(g)) => {
-            format!("void (via {})", g.short())
-        }
-        Some(other) => other.to_string(),
-    }
 }
 
 /// `history`: the agent's own team's events from team version `from` (default 1), at most
