@@ -34,6 +34,9 @@ pub enum CliError {
     /// An import file that does not verify, or a target that is not empty.
     #[error(transparent)]
     Import(#[from] ImportError),
+    /// The command acts on containers, which only `roster serve` does.
+    #[error("no `roster serve` runs on {0}: start it to act on containers (it owns them)")]
+    NoDaemon(PathBuf),
     /// There is no data directory yet.
     #[error("no roster data directory at {0}: run `roster init` first (or pass --data-dir)")]
     NotInitialized(PathBuf),
@@ -44,7 +47,7 @@ impl CliError {
     /// import that does not verify, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Input(_) | CliError::NotInitialized(_) => 2,
+            CliError::Input(_) | CliError::NotInitialized(_) | CliError::NoDaemon(_) => 2,
             CliError::Refused(r) if matches!(*r.rejection, Rejection::NotFound { .. }) => 2,
             CliError::Refused(_) => 3,
             CliError::Import(ImportError::NotEmpty { .. }) => 2,
@@ -91,15 +94,23 @@ impl App {
             return Err(CliError::NotInitialized(data_dir.to_owned()));
         }
         let log = SledLog::open(&dir)?;
+        let mut app = App {
+            log,
+            world: World::new(),
+            operator,
+        };
+        app.refold()?;
+        Ok(app)
+    }
+
+    /// Folds the whole log again (after an import into an empty log).
+    pub fn refold(&mut self) -> Result<(), CliError> {
         let mut world = World::new();
-        for_each(&log, 0, u64::MAX, |e| {
+        for_each(&self.log, 0, u64::MAX, |e| {
             world.apply(&e).map_err(CliError::from)
         })?;
-        Ok(App {
-            log,
-            world,
-            operator,
-        })
+        self.world = world;
+        Ok(())
     }
 
     /// The operator as an actor.
@@ -143,6 +154,35 @@ impl App {
             self.world.apply(e)?;
         }
         Ok(envelopes)
+    }
+}
+
+/// The opened data directory a command works on: its own (no daemon runs), or the daemon's,
+/// held for the command's duration — one decision at a time, whoever asks.
+#[derive(Debug)]
+pub enum AppRef<'a> {
+    /// Opened by this process.
+    Owned(Box<App>),
+    /// The daemon's, locked.
+    Shared(std::sync::MutexGuard<'a, App>),
+}
+
+impl std::ops::Deref for AppRef<'_> {
+    type Target = App;
+    fn deref(&self) -> &App {
+        match self {
+            AppRef::Owned(a) => a,
+            AppRef::Shared(g) => g,
+        }
+    }
+}
+
+impl std::ops::DerefMut for AppRef<'_> {
+    fn deref_mut(&mut self) -> &mut App {
+        match self {
+            AppRef::Owned(a) => a,
+            AppRef::Shared(g) => g,
+        }
     }
 }
 

@@ -166,6 +166,52 @@ pub enum Cmd {
     Approve(DecideArgs),
     /// Refuse a waiting request.
     Deny(DecideArgs),
+    /// Run the daemon: the store, the agents' containers and their gateway sockets. Other
+    /// commands reach it through the admin socket in the data directory while it runs.
+    Serve(ServeArgs),
+    /// Stop an agent's container (SIGTERM, a grace period, then SIGKILL); it stays stopped
+    /// until `roster start`.
+    Stop {
+        /// The agent (id or team/name).
+        #[arg(value_parser = parse_agent)]
+        agent: AgentRef,
+    },
+    /// Start a stopped agent's container again.
+    Start {
+        /// The agent (id or team/name).
+        #[arg(value_parser = parse_agent)]
+        agent: AgentRef,
+    },
+    /// Show what an agent's container printed.
+    Logs {
+        /// The agent (id or team/name).
+        #[arg(value_parser = parse_agent)]
+        agent: AgentRef,
+        /// Keep printing as it prints.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
+    },
+    /// Delete a retired agent's container and home volume (its history stays in the log).
+    Purge {
+        /// The agent (id or team/name).
+        #[arg(value_parser = parse_agent)]
+        agent: AgentRef,
+    },
+    /// Run a command inside an agent's container, for an operator's debugging.
+    Exec {
+        /// The agent (id or team/name).
+        #[arg(value_parser = parse_agent)]
+        agent: AgentRef,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// The sandbox: `roster sandbox verify` runs the escape suite in a real agent container.
+    #[command(subcommand)]
+    Sandbox(SandboxCmd),
     /// Measure the log and the authorizer against raw baselines from the same run.
     Bench(BenchArgs),
     /// A short guided tour of these commands in a temporary data directory.
@@ -183,6 +229,49 @@ pub enum TeamCmd {
     },
     /// List teams.
     List,
+}
+
+/// `serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The static `roster-agent` binary mounted into every agent container [default: next to
+    /// this executable, or where scripts/build-agent puts it].
+    #[arg(long, env = "ROSTER_AGENT_BINARY", value_name = "FILE")]
+    pub agent_binary: Option<PathBuf>,
+    /// The static busybox the base image is built with.
+    #[arg(
+        long,
+        env = "ROSTER_BUSYBOX",
+        default_value = "/bin/busybox",
+        value_name = "FILE"
+    )]
+    pub busybox: PathBuf,
+    /// The namespace of this runtime's containers and volumes (`roster-NS-AGENT`).
+    #[arg(long, env = "ROSTER_NS", default_value = "roster", value_parser = parse_name)]
+    pub ns: Name,
+}
+
+/// `sandbox …`
+#[derive(Debug, Subcommand)]
+pub enum SandboxCmd {
+    /// Start a real agent container and try, from inside it, every escape the sandbox must
+    /// stop; one line per check, exit 1 if any escape worked.
+    Verify {
+        /// The container runtime to verify.
+        #[arg(long, value_enum, default_value_t = RuntimeArg::Runc)]
+        runtime: RuntimeArg,
+        /// The static `roster-agent` binary [default: as for `serve`].
+        #[arg(long, env = "ROSTER_AGENT_BINARY", value_name = "FILE")]
+        agent_binary: Option<PathBuf>,
+        /// The static busybox the base image is built with.
+        #[arg(
+            long,
+            env = "ROSTER_BUSYBOX",
+            default_value = "/bin/busybox",
+            value_name = "FILE"
+        )]
+        busybox: PathBuf,
+    },
 }
 
 /// `hire …`
@@ -203,6 +292,21 @@ pub struct HireArgs {
     /// The container runtime.
     #[arg(long, value_enum, default_value_t = RuntimeArg::Runc)]
     pub runtime: RuntimeArg,
+    /// CPU quota in cores (like 0.5) [default: 1].
+    #[arg(long, value_parser = parse_cpus, value_name = "CORES")]
+    pub cpus: Option<u32>,
+    /// Memory limit in MiB, swap included [default: 256].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(16..=1_048_576), value_name = "MIB")]
+    pub memory: Option<u32>,
+    /// Most processes at once [default: 128].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=1_000_000), value_name = "N")]
+    pub pids: Option<u32>,
+    /// Size of its /tmp in MiB [default: 64].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_048_576), value_name = "MIB")]
+    pub tmpfs: Option<u32>,
+    /// Stop it after this many seconds of running (until `roster start`) [default: never].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "SECS")]
+    pub timeout: Option<u32>,
     /// Hire as this agent (its `agent.hire` grant and attenuation are checked).
     #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
     pub by: Option<AgentRef>,
@@ -258,6 +362,23 @@ pub struct BenchArgs {
     /// Grants in the world (authorize).
     #[arg(long, default_value_t = 10_000)]
     pub grants: usize,
+    /// Hires to time (hire).
+    #[arg(long, default_value_t = 20)]
+    pub hires: usize,
+    /// Agents running at once for the memory figure (hire).
+    #[arg(long, default_value_t = 100)]
+    pub agents: usize,
+    /// The static `roster-agent` (hire) [default: as for `serve`].
+    #[arg(long, env = "ROSTER_AGENT_BINARY", value_name = "FILE")]
+    pub agent_binary: Option<PathBuf>,
+    /// The static busybox the base image is built with (hire).
+    #[arg(
+        long,
+        env = "ROSTER_BUSYBOX",
+        default_value = "/bin/busybox",
+        value_name = "FILE"
+    )]
+    pub busybox: PathBuf,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -272,6 +393,9 @@ pub enum BenchWhich {
     Replay,
     /// authorize() latency with many grants vs a bare pattern scan.
     Authorize,
+    /// hire → first gateway call of the agent, vs docker create + start of the same container;
+    /// and the daemon's memory per running agent (needs Docker).
+    Hire,
     /// All of them.
     All,
 }
@@ -308,6 +432,33 @@ fn parse_agent(s: &str) -> Result<AgentRef, String> {
 fn parse_team(s: &str) -> Result<TeamRef, String> {
     TeamRef::parse(s)
 }
+/// Cores as a decimal (`0.5`, `2`) into thousandths, between 0.01 and 1024.
+fn parse_cpus(s: &str) -> Result<u32, String> {
+    let bad = || format!("`{s}` is not a number of cores like 0.5 or 2");
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() && frac.is_empty() || frac.len() > 3 {
+        return Err(bad());
+    }
+    let digits = |t: &str| t.chars().all(|c| c.is_ascii_digit());
+    if !digits(whole) || !digits(frac) {
+        return Err(bad());
+    }
+    let w: u32 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let f: u32 = format!("{frac:0<3}").parse().map_err(|_| bad())?;
+    let millis = w
+        .checked_mul(1000)
+        .and_then(|m| m.checked_add(f))
+        .ok_or_else(bad)?;
+    if !(10..=1_024_000).contains(&millis) {
+        return Err(format!("{s} cores is outside 0.01 to 1024"));
+    }
+    Ok(millis)
+}
+
 fn parse_amount(s: &str) -> Result<Amount, String> {
     match s.parse::<u64>() {
         Ok(n) => Amount::new(n).ok_or_else(|| "an amount must be at least 1".to_string()),

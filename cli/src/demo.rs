@@ -116,7 +116,7 @@ pub fn run(out: Out) -> anyhow::Result<()> {
     let dir = tmp.path().join("data");
     let mut t = Tour {
         data_dir: &dir,
-        out,
+        out: out.clone(),
         step: 0,
     };
     println!(

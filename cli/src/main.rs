@@ -16,9 +16,9 @@ mod app;
 mod args;
 mod bench;
 mod cmd;
+mod daemon;
 mod demo;
 mod describe;
-#[allow(dead_code)] // wired into the daemon later in this issue
 mod gateway;
 mod output;
 mod refs;
@@ -36,7 +36,7 @@ use crate::app::CliError;
 /// swing by a third depending on the heap's history (`roster bench replay`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use crate::args::Cli;
+use crate::args::{Cli, Cmd};
 use crate::output::Out;
 
 /// `$XDG_DATA_HOME/roster`, else `~/.local/share/roster`, else `./.roster`.
@@ -91,13 +91,58 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
+    let operator = operator_name(cli.operator);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    // While `roster serve` runs on the data directory, it owns the store: commands go to it.
+    if forwarded(&cli.command) {
+        if let Some(stream) = daemon::admin::connect(&data_dir) {
+            let argv: Option<Vec<String>> = std::env::args_os()
+                .skip(1)
+                .map(|a| a.into_string().ok())
+                .collect();
+            let Some(argv) = argv else {
+                eprintln!("roster: an argument is not UTF-8; `roster serve` takes text only");
+                return ExitCode::from(2);
+            };
+            let request = daemon::admin::AdminRequest {
+                argv,
+                operator,
+                json: cli.json,
+                cwd,
+            };
+            return match daemon::admin::forward(stream, &request) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("roster: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+    }
     let env = cmd::Env {
         data_dir: &data_dir,
-        operator: operator_name(cli.operator),
-        out: Out { json: cli.json },
+        operator,
+        out: Out::local(cli.json),
+        cwd,
+        daemon: None,
     };
-    match cmd::run(cli.command, &env) {
-        Ok(()) => ExitCode::SUCCESS,
+    ExitCode::from(execute(cli.command, &env))
+}
+
+/// Commands that a running daemon answers; the rest run here (they make their own data
+/// directories, or talk to the engine themselves, or are the daemon).
+fn forwarded(cmd: &Cmd) -> bool {
+    !matches!(
+        cmd,
+        Cmd::Serve(_) | Cmd::Demo | Cmd::Bench(_) | Cmd::Sandbox(_)
+    )
+}
+
+/// Runs one command and returns its exit code, saying what went wrong on `env.out`'s error
+/// stream.
+fn execute(cmd: Cmd, env: &cmd::Env<'_>) -> u8 {
+    match cmd::run(cmd, env) {
+        Ok(()) => 0,
         Err(err) => {
             // `roster log | head`: the reader left; that is not an error worth a message.
             let broken_pipe = err.chain().any(|c| {
@@ -105,17 +150,36 @@ fn main() -> ExitCode {
                     .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
             });
             if broken_pipe {
-                return ExitCode::SUCCESS;
+                return 0;
             }
             let code = match err.downcast_ref::<CliError>() {
-                Some(CliError::Reported(code)) => {
-                    return ExitCode::from(u8::try_from(*code).unwrap_or(1))
-                }
+                Some(CliError::Reported(code)) => return u8::try_from(*code).unwrap_or(1),
                 Some(e) => e.exit_code(),
                 None => 1,
             };
-            eprintln!("roster: {}", message(&err));
-            ExitCode::from(u8::try_from(code).unwrap_or(1))
+            // If even the error cannot be written, the exit code still says it.
+            let _ = env.out.note(message(&err));
+            u8::try_from(code).unwrap_or(1)
         }
     }
+}
+
+/// Runs a command a client of the admin socket sent, inside the daemon.
+fn run_for_client(d: &daemon::Daemon, req: daemon::admin::AdminRequest, out: Out) -> u8 {
+    let argv = std::iter::once("roster".to_string()).chain(req.argv);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = out.write(output::Stream::Err, &e.render().to_string());
+            return 2;
+        }
+    };
+    let env = cmd::Env {
+        data_dir: d.data_dir(),
+        operator: req.operator,
+        out,
+        cwd: req.cwd,
+        daemon: Some(d),
+    };
+    execute(cli.command, &env)
 }

@@ -119,6 +119,13 @@ impl Name {
 #[serde(try_from = "String", into = "String")]
 pub struct Label(String);
 
+impl Default for Label {
+    /// The empty label (an agent hired without a role).
+    fn default() -> Self {
+        Self(String::new())
+    }
+}
+
 impl Label {
     /// The longest label allowed, in characters.
     pub const MAX_CHARS: usize = 200;

@@ -18,6 +18,20 @@ use crate::output::{relative, Table};
 use crate::refs::TeamRef;
 
 pub(super) fn init(env: &Env<'_>) -> anyhow::Result<()> {
+    if env.daemon.is_some() {
+        let app = env.open()?;
+        let n = app.log.len();
+        if env.out.json {
+            env.out
+                .json_line(&json!({"data_dir": env.data_dir, "events": n, "created": false}))?;
+        } else {
+            env.out.line(format!(
+                "{} is already a roster data directory ({n} events; `roster serve` runs on it)",
+                env.data_dir.display()
+            ))?;
+        }
+        return Ok(());
+    }
     let dir = log_dir(env.data_dir);
     let existed = dir.exists();
     create_data_dir(env.data_dir)?;
@@ -43,7 +57,7 @@ pub(super) fn init(env: &Env<'_>) -> anyhow::Result<()> {
 /// Creates the data directory, readable by its owner only: it holds the whole history. A
 /// directory that already exists keeps its permissions (it may be shared, or `$HOME`); if others
 /// can read it, say so.
-fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if dir.exists() {
         let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
@@ -66,7 +80,7 @@ fn print_event(
     world: &World,
     e: &Envelope,
     json: bool,
-    out: crate::output::Out,
+    out: &crate::output::Out,
     now: roster_core::time::Timestamp,
 ) -> anyhow::Result<()> {
     if json {
@@ -92,8 +106,8 @@ pub(super) fn log(
 ) -> anyhow::Result<()> {
     let mut next = from;
     loop {
-        // Opened per round so that other commands can use the store between polls of --follow
-        // (sled allows one process at a time; `roster serve` will stream instead).
+        // Opened (or, under `roster serve`, locked) per round so that other commands can use the
+        // store between polls of --follow.
         let app = env.open()?;
         let team = team
             .as_ref()
@@ -103,12 +117,12 @@ pub(super) fn log(
         let now = crate::app::now();
         next = for_each(&app.log, next, u64::MAX, |e| {
             if team.is_none_or(|t| t == e.team) {
-                print_event(&app.world, &e, env.out.json, env.out, now)
+                print_event(&app.world, &e, env.out.json, &env.out, now)
                     .map_err(|err| CliError::Input(err.to_string()))?;
             }
             Ok(())
         })?;
-        if !follow {
+        if !follow || env.out.gone() {
             return Ok(());
         }
         drop(app);
@@ -117,7 +131,18 @@ pub(super) fn log(
 }
 
 pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::Result<()> {
-    let log = App::open_log(env.data_dir)?;
+    let shared;
+    let own;
+    let log: &SledLog = match env.daemon {
+        Some(_) => {
+            shared = env.open()?;
+            &shared.log
+        }
+        None => {
+            own = App::open_log(env.data_dir)?;
+            &own
+        }
+    };
     if at >= log.len() {
         let held = match log.len() {
             0 => "the log is empty".to_string(),
@@ -128,7 +153,7 @@ pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::R
     // Only the prefix is read: the world as it stood after `at`.
     let mut world = World::new();
     let mut when = roster_core::time::Timestamp::EPOCH;
-    for_each(&log, 0, at + 1, |e| {
+    for_each(log, 0, at + 1, |e| {
         world.apply(&e)?;
         when = e.at;
         Ok(())
@@ -216,7 +241,7 @@ pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
     if !dir.exists() {
         return Err(CliError::NotInitialized(env.data_dir.to_owned()).into());
     }
-    let result = SledLog::open(&dir).and_then(|log| {
+    let check = |log: &SledLog| {
         let n = log.verify()?;
         let head = if n == 0 {
             None
@@ -228,7 +253,11 @@ pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
             head.map(|e| e.hash().to_hex())
                 .unwrap_or_else(|| "-".into()),
         ))
-    });
+    };
+    let result = match env.daemon {
+        Some(_) => check(&env.open()?.log),
+        None => SledLog::open(&dir).and_then(|log| check(&log)),
+    };
     match result {
         Ok((n, hash)) => {
             if env.out.json {
@@ -257,45 +286,56 @@ pub(super) fn export(file: Option<PathBuf>, env: &Env<'_>) -> anyhow::Result<()>
     let app = env.open()?;
     let n = match &file {
         Some(path) => {
-            let mut w = BufWriter::new(File::create(path)?);
+            let mut w = BufWriter::new(File::create(env.path(path))?);
             let n = roster_store::export_jsonl(&app.log, &mut w)?;
             w.flush()?;
             n
         }
         None => {
-            let stdout = std::io::stdout();
-            let mut w = BufWriter::new(stdout.lock());
+            let mut w = env.out.writer();
             let n = roster_store::export_jsonl(&app.log, &mut w)?;
             w.flush()?;
             n
         }
     };
     if let Some(path) = file {
-        eprintln!("exported {n} events to {}", path.display());
+        env.out
+            .note(format!("exported {n} events to {}", path.display()))?;
     }
     Ok(())
 }
 
 pub(super) fn import(file: &Path, env: &Env<'_>) -> anyhow::Result<()> {
     // Read access to the file is checked before anything is created.
-    let input = File::open(file)
+    let file = env.path(file);
+    let input = File::open(&file)
         .map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
-    let dir = log_dir(env.data_dir);
-    create_data_dir(env.data_dir)?;
-    let log = SledLog::open(&dir)?;
-    if !log.is_empty() {
-        return Err(CliError::Input(format!(
-            "{} already holds {} events: import only into an empty data directory",
-            env.data_dir.display(),
-            log.len()
-        ))
-        .into());
-    }
-    let n = roster_store::import_jsonl(&log, &mut BufReader::new(input)).map_err(CliError::from)?;
-    let head = if n == 0 {
-        None
+    let into = |log: &SledLog| -> anyhow::Result<(u64, Option<Envelope>)> {
+        if !log.is_empty() {
+            return Err(CliError::Input(format!(
+                "{} already holds {} events: import only into an empty data directory",
+                env.data_dir.display(),
+                log.len()
+            ))
+            .into());
+        }
+        let n =
+            roster_store::import_jsonl(log, &mut BufReader::new(input)).map_err(CliError::from)?;
+        let head = if n == 0 {
+            None
+        } else {
+            log.read(n - 1, 1)?.pop()
+        };
+        Ok((n, head))
+    };
+    let (n, head) = if env.daemon.is_some() {
+        let mut app = env.open()?;
+        let imported = into(&app.log)?;
+        app.refold()?;
+        imported
     } else {
-        log.read(n - 1, 1)?.pop()
+        create_data_dir(env.data_dir)?;
+        into(&SledLog::open(&log_dir(env.data_dir))?)?
     };
     let hash = head
         .map(|e| e.hash().to_hex())

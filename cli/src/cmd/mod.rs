@@ -1,17 +1,19 @@
 //! One module per group of commands; [`run`] dispatches.
 
+mod containers;
 mod grants;
 mod history;
 mod people;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use roster_core::actor::Actor;
 use roster_core::envelope::Envelope;
 use roster_core::name::Name;
 
-use crate::app::{App, CliError};
+use crate::app::{App, AppRef, CliError};
 use crate::args::Cmd;
+use crate::daemon::Daemon;
 use crate::describe;
 use crate::output::Out;
 use crate::refs::AgentRef;
@@ -25,12 +27,45 @@ pub struct Env<'a> {
     pub operator: Name,
     /// The output mode.
     pub out: Out,
+    /// The directory relative file arguments are relative to (the client's, under the daemon).
+    pub cwd: PathBuf,
+    /// The daemon, when the command runs inside `roster serve`.
+    pub daemon: Option<&'a Daemon>,
 }
 
 impl Env<'_> {
-    fn open(&self) -> Result<App, CliError> {
-        App::open(self.data_dir, self.operator.clone())
+    /// The data directory to work on: the daemon's, or opened here.
+    fn open(&self) -> Result<AppRef<'_>, CliError> {
+        match self.daemon {
+            Some(d) => {
+                let mut app = d.app()?;
+                app.operator = self.operator.clone();
+                Ok(AppRef::Shared(app))
+            }
+            None => Ok(AppRef::Owned(Box::new(App::open(
+                self.data_dir,
+                self.operator.clone(),
+            )?))),
+        }
     }
+
+    /// The daemon, for commands that act on containers.
+    fn daemon(&self) -> Result<&Daemon, CliError> {
+        self.daemon
+            .ok_or_else(|| CliError::NoDaemon(self.data_dir.to_owned()))
+    }
+
+    /// `path` made absolute against the caller's directory.
+    fn path(&self, path: &Path) -> PathBuf {
+        self.cwd.join(path)
+    }
+}
+
+/// Creates a data directory with an empty log (what `roster init` does), for the benches.
+pub fn init_data_dir(dir: &Path) -> anyhow::Result<()> {
+    history::create_data_dir(dir)?;
+    roster_store::SledLog::open(&crate::app::log_dir(dir))?;
+    Ok(())
 }
 
 /// Runs one command.
@@ -70,8 +105,33 @@ pub fn run(cmd: Cmd, env: &Env<'_>) -> anyhow::Result<()> {
         Cmd::Verify => history::verify(env),
         Cmd::Export { file } => history::export(file, env),
         Cmd::Import { file } => history::import(&file, env),
-        Cmd::Bench(a) => crate::bench::run(a, env.out),
-        Cmd::Demo => crate::demo::run(env.out),
+        Cmd::Serve(a) => {
+            crate::daemon::serve(env.data_dir, env.operator.clone(), a, crate::run_for_client)
+        }
+        Cmd::Stop { agent } => containers::stop(agent, env),
+        Cmd::Start { agent } => containers::start(agent, env),
+        Cmd::Logs {
+            agent,
+            follow,
+            tail,
+        } => containers::logs(agent, follow, tail, env),
+        Cmd::Purge { agent } => containers::purge(agent, env),
+        Cmd::Exec { agent, command } => containers::exec(agent, command, env),
+        Cmd::Sandbox(crate::args::SandboxCmd::Verify {
+            runtime,
+            agent_binary,
+            busybox,
+        }) => containers::verify(runtime.into(), agent_binary, busybox, env),
+        Cmd::Bench(a) => crate::bench::run(a, env.out.clone()),
+        Cmd::Demo => crate::demo::run(env.out.clone()),
+    }
+}
+
+/// Tells the daemon, if this runs in one, that the log moved: it starts, stops or removes
+/// containers to match. (It also looks by itself every second.)
+fn poke(env: &Env<'_>) {
+    if let Some(d) = env.daemon {
+        d.poke();
     }
 }
 
@@ -86,7 +146,7 @@ fn actor_for(app: &App, by: Option<AgentRef>) -> Result<Actor, CliError> {
 }
 
 /// Prints what a mutating command committed: envelopes as JSON lines, or one line each.
-fn print_committed(app: &App, envelopes: &[Envelope], out: Out) -> anyhow::Result<()> {
+fn print_committed(app: &App, envelopes: &[Envelope], out: &Out) -> anyhow::Result<()> {
     for e in envelopes {
         if out.json {
             out.json_line(e)?;

@@ -1,12 +1,12 @@
 //! `team create|list`, `hire`, `agents`, `retire`.
 
 use roster_core::command::Command;
-use roster_core::event::{AgentSpec, Event};
+use roster_core::event::{AgentSpec, Event, RuntimeKind};
 use roster_core::name::ImageRef;
 use roster_core::world::AgentStatus;
 use serde_json::json;
 
-use super::{actor_for, print_committed, Env};
+use super::{actor_for, poke, print_committed, Env};
 use crate::app::{now, CliError};
 use crate::args::{HireArgs, TeamCmd};
 use crate::describe;
@@ -19,7 +19,7 @@ pub(super) fn team(cmd: TeamCmd, env: &Env<'_>) -> anyhow::Result<()> {
         TeamCmd::Create { name } => {
             let actor = app.operator_actor();
             let committed = app.execute(Command::CreateTeam { name }, &actor)?;
-            print_committed(&app, &committed, env.out)
+            print_committed(&app, &committed, &env.out)
         }
         TeamCmd::List => {
             let now = now();
@@ -63,6 +63,12 @@ pub(super) fn hire(a: HireArgs, env: &Env<'_>) -> anyhow::Result<()> {
     let mut spec = AgentSpec::base();
     spec.image = a.image.unwrap_or_else(ImageRef::base);
     spec.runtime = a.runtime.into();
+    let r = &mut spec.resources;
+    r.cpu_millis = a.cpus.unwrap_or(r.cpu_millis);
+    r.memory_mib = a.memory.unwrap_or(r.memory_mib);
+    r.pids = a.pids.unwrap_or(r.pids);
+    r.tmpfs_mib = a.tmpfs.unwrap_or(r.tmpfs_mib);
+    r.timeout_secs = a.timeout.or(r.timeout_secs);
     let cmd = Command::Hire {
         team,
         name: a.name,
@@ -71,6 +77,7 @@ pub(super) fn hire(a: HireArgs, env: &Env<'_>) -> anyhow::Result<()> {
         grants: a.grants,
     };
     let committed = app.execute(cmd, &actor)?;
+    poke(env);
     if !env.out.json {
         if let Some(id) = committed.iter().find_map(|e| match &e.event {
             Event::AgentHired { agent, .. } => Some(*agent),
@@ -80,7 +87,12 @@ pub(super) fn hire(a: HireArgs, env: &Env<'_>) -> anyhow::Result<()> {
                 .line(format!("hired {} as {id}", describe::agent(&app.world, id)))?;
         }
     }
-    print_committed(&app, &committed, env.out)
+    print_committed(&app, &committed, &env.out)
+}
+
+/// "5m" for a start five minutes before `now`.
+fn since(t: roster_core::time::Timestamp, now: roster_core::time::Timestamp) -> String {
+    relative(t, now).trim_end_matches(" ago").to_string()
 }
 
 pub(super) fn agents(team: Option<TeamRef>, all: bool, env: &Env<'_>) -> anyhow::Result<()> {
@@ -90,34 +102,83 @@ pub(super) fn agents(team: Option<TeamRef>, all: bool, env: &Env<'_>) -> anyhow:
         .transpose()
         .map_err(CliError::Input)?;
     let now = now();
-    let mut table = Table::new(&["agent", "role", "status", "grants", "hired", "by", "id"]);
+    let mut table = Table::new(&[
+        "agent",
+        "role",
+        "status",
+        "container",
+        "runtime",
+        "grants",
+        "hired",
+        "by",
+        "id",
+    ]);
+    let mut rows = Vec::new();
     for ag in app.world.agents() {
         if team.is_some_and(|t| t != ag.team) || (!all && ag.is_retired()) {
             continue;
         }
         let active = app.world.active_grants_of(ag.id, now).len();
-        let status = match &ag.status {
-            AgentStatus::Hired => "hired".to_string(),
-            AgentStatus::Running { .. } => "running".to_string(),
-            AgentStatus::Stopped { reason } => format!("stopped ({reason:?})"),
-            AgentStatus::Retired => "retired".to_string(),
-        };
         let by = ag.parent.map_or_else(
             || "operator".to_string(),
             |p| describe::agent(&app.world, p),
         );
+        let name = describe::agent(&app.world, ag.id);
+        let team = describe::team(&app.world, ag.team);
+        rows.push((ag.clone(), active, by, name, team));
+    }
+    // The engine is asked without holding the store: agents' gateway calls go on meanwhile.
+    drop(app);
+    for (ag, active, by, name, team) in rows {
+        let status = match &ag.status {
+            AgentStatus::Hired => "hired".to_string(),
+            AgentStatus::Running { .. } => "running".to_string(),
+            AgentStatus::Stopped { reason } => {
+                format!("stopped ({})", describe::stop_reason(reason))
+            }
+            AgentStatus::Retired => "retired".to_string(),
+        };
+        let (container, uptime) = match env.daemon {
+            None => ("(no daemon)".to_string(), None),
+            Some(_) if ag.is_retired() => ("-".to_string(), None),
+            Some(d) => match d.container(ag.id)? {
+                None => ("none".to_string(), None),
+                Some(c) if c.running => (
+                    format!(
+                        "up {}",
+                        c.started_at.map_or_else(|| "?".into(), |t| since(t, now))
+                    ),
+                    c.started_at,
+                ),
+                Some(c) => (
+                    match c.exit_code {
+                        Some(code) if c.oom_killed => format!("{} (oom, {code})", c.status),
+                        Some(code) => format!("{} ({code})", c.status),
+                        None => c.status.to_string(),
+                    },
+                    None,
+                ),
+            },
+        };
+        let runtime = match ag.spec.runtime {
+            RuntimeKind::Runc => "runc",
+            RuntimeKind::Runsc => "runsc",
+        };
         if env.out.json {
             env.out.json_line(&json!({
-                "id": ag.id, "team": describe::team(&app.world, ag.team), "name": ag.name,
-                "role": ag.role, "status": status, "active_grants": active,
+                "id": ag.id, "team": team, "name": ag.name,
+                "role": ag.role, "status": status, "container": container,
+                "running_since": uptime, "active_grants": active,
                 "parent": ag.parent, "image": ag.spec.image, "runtime": ag.spec.runtime,
                 "hired_at": ag.hired_at,
             }))?;
         }
         table.row(vec![
-            describe::agent(&app.world, ag.id),
+            name,
             ag.role.to_string(),
             status,
+            container,
+            runtime.to_string(),
             active.to_string(),
             relative(ag.hired_at, now),
             by,
@@ -139,5 +200,6 @@ pub(super) fn retire(agent: AgentRef, by: Option<AgentRef>, env: &Env<'_>) -> an
     let id = agent.resolve(&app.world).map_err(CliError::Input)?.id;
     let actor = actor_for(&app, by)?;
     let committed = app.execute(Command::Retire { agent: id }, &actor)?;
-    print_committed(&app, &committed, env.out)
+    poke(env);
+    print_committed(&app, &committed, &env.out)
 }

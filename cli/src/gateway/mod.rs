@@ -41,9 +41,7 @@ mod tests;
 use roster_core::gateway::{Call, GatewayError};
 use roster_core::id::AgentId;
 
-// Used by the daemon (`cli/src/daemon`), which lands next; drop the allow then.
-#[allow(unused_imports)]
-pub use server::{serve_agent, AgentGateway, Limits, SOCKET_NAME};
+pub use server::{serve_agent, AgentGateway, Limits};
 
 /// What the gateway asks the runtime for each call an agent makes.
 ///

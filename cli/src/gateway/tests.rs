@@ -14,8 +14,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::time::timeout;
 
+use super::server::SOCKET_NAME;
 use super::testing::{Team, TeamBackend};
-use super::{serve_agent, AgentGateway, Limits, SOCKET_NAME};
+use super::{serve_agent, AgentGateway, Limits};
 
 /// Generous: these bound a hang, they do not measure speed.
 const DEADLINE: Duration = Duration::from_secs(20);

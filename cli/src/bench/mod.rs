@@ -9,6 +9,11 @@
 //!   postcard decode of the same records (opening, with its integrity checks, is timed apart).
 //! - `authorize`: `World::authorize` latency in a world with many grants, vs a bare scan of the
 //!   agent's grants for a matching pattern (no chain, expiry or budget checks).
+//! - `hire` (module `hire`): from `hire` to the agent's first answered gateway call, through a
+//!   real daemon and engine, vs creating + starting the same container directly; and the
+//!   daemon's own memory per running agent.
+
+mod hire;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +50,9 @@ pub fn run(args: BenchArgs, out: Out) -> anyhow::Result<()> {
     }
     if all || args.which == BenchWhich::Authorize {
         results.push(authorize(&args)?);
+    }
+    if all || args.which == BenchWhich::Hire {
+        results.push(hire::run(&args)?);
     }
     if out.json {
         for r in &results {
@@ -426,7 +434,7 @@ fn authz_world(grants: usize) -> anyhow::Result<(World, Vec<AgentId>)> {
     Ok((world, agents))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).copied().unwrap_or_default()
 }

@@ -1,0 +1,220 @@
+//! `roster bench hire`: what the runtime adds to starting an agent, and what it costs to keep
+//! one running.
+//!
+//! A daemon runs in this process on a fresh data directory and namespace. Each timed hire goes
+//! the whole way — `decide`, append (durable), the supervisor's start (home volume, hardened
+//! container, gateway socket), the container's start, and the agent's own first call through its
+//! socket (the base image's `roster-agent idle` makes one as it starts) — and is timed until the
+//! daemon has answered that call. The raw baseline, alternated with it, creates and starts a
+//! container of the same image with the same plan directly through the engine. Then `--agents`
+//! agents run at once and the daemon's resident memory is compared with before they were hired.
+
+use std::time::{Duration, Instant};
+
+use roster_core::actor::Actor;
+use roster_core::command::Command;
+use roster_core::event::{AgentSpec, Event};
+use roster_core::id::{AgentId, TeamId};
+use roster_core::name::{Label, Name};
+use roster_sandbox::plan::{plan, HostPaths};
+use roster_sandbox::Engine;
+use serde_json::{json, Value};
+
+use super::percentile;
+use crate::args::{BenchArgs, ServeArgs};
+use crate::daemon::{self, Daemon};
+
+/// How long one agent may take to make its first call before the bench gives up.
+const FIRST_CALL_LIMIT: Duration = Duration::from_secs(60);
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<Value> {
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    crate::cmd::init_data_dir(&data)?;
+    let ns = Name::parse(&format!("bench{:x}", std::process::id()))?;
+    let serve = ServeArgs {
+        agent_binary: args.agent_binary.clone(),
+        busybox: args.busybox.clone(),
+        ns: ns.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let operator = Name::parse("bench")?;
+    let running = rt.block_on(daemon::start(
+        &data,
+        operator.clone(),
+        &serve,
+        crate::run_for_client,
+    ))?;
+    let d = running.daemon.clone();
+    let raw_engine = rt.block_on(Engine::connect(Name::parse(&format!("{ns}-raw"))?))?;
+    let result = measure(args, &rt, &d, &raw_engine, &data);
+    // Clean up whatever happened: every container and home of both namespaces.
+    let cleanup = rt.block_on(async {
+        for engine in [&d.supervisor().engine, &raw_engine] {
+            for f in engine.list().await? {
+                if let Ok(agent) = f.agent {
+                    engine.remove(agent).await?;
+                    engine.remove_home(agent).await?;
+                }
+            }
+        }
+        anyhow::Ok(())
+    });
+    rt.block_on(running.shutdown());
+    let value = result?;
+    cleanup?;
+    Ok(value)
+}
+
+fn measure(
+    args: &BenchArgs,
+    rt: &tokio::runtime::Runtime,
+    d: &Daemon,
+    raw_engine: &Engine,
+    data: &std::path::Path,
+) -> anyhow::Result<Value> {
+    let team = execute_team(d)?;
+    let hires = args.hires.max(1);
+    let mut ours = Vec::with_capacity(hires);
+    let mut raw = Vec::with_capacity(hires);
+    let raw_paths = HostPaths {
+        gateway_dir: data.join("raw-gateway"),
+        agent_binary: d.supervisor().agent_binary.clone(),
+    };
+    std::fs::create_dir_all(&raw_paths.gateway_dir)?;
+    let mut hired = 0usize;
+    for i in 0..hires {
+        // Alternate, so that drift on a shared machine hits both alike.
+        let started = Instant::now();
+        let agent = hire(d, team, &format!("timed-{i}"))?;
+        ours.push(wait_first_call(d, agent, started)? - started);
+        hired += 1;
+
+        let raw_agent = AgentId::mint(crate::app::now(), &mut roster_store::OsEntropy::new());
+        let p = plan(
+            raw_engine.ns(),
+            &team,
+            raw_agent,
+            &AgentSpec::base(),
+            &raw_paths,
+        )?;
+        let started = Instant::now();
+        rt.block_on(async {
+            raw_engine.create(&p).await?;
+            raw_engine.start(raw_agent).await
+        })?;
+        raw.push(started.elapsed());
+    }
+    ours.sort();
+    raw.sort();
+    let (p50, p95) = (percentile(&ours, 0.5), percentile(&ours, 0.95));
+    let (r50, r95) = (percentile(&raw, 0.5), percentile(&raw, 0.95));
+    let ratio = p50.as_secs_f64() / r50.as_secs_f64().max(1e-9);
+    println!("\nhire: {hires} hires through the daemon, each alternated with a raw create + start");
+    println!(
+        "  hire → first gateway call   p50 {:>7.0} ms   p95 {:>7.0} ms",
+        ms(p50),
+        ms(p95)
+    );
+    println!(
+        "  raw create + start          p50 {:>7.0} ms   p95 {:>7.0} ms",
+        ms(r50),
+        ms(r95)
+    );
+    println!("  ratio (p50)                 {ratio:>7.2}×   (target ≤ 1.3×)");
+
+    // Memory: the daemon's resident set with `agents` running, against before.
+    let target = args.agents.max(hired);
+    let before = rss_kib()?;
+    let more = target - hired;
+    let started = Instant::now();
+    let mut batch = Vec::with_capacity(more);
+    for i in 0..more {
+        batch.push(hire(d, team, &format!("idle-{i}"))?);
+    }
+    for agent in &batch {
+        wait_first_call(d, *agent, started)?;
+    }
+    // Let allocations settle (gateway tasks, engine event bookkeeping).
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rss_kib()?;
+    let per_agent = (after.saturating_sub(before)) as f64 / more.max(1) as f64 / 1024.0;
+    println!(
+        "\n  {target} agents running: daemon RSS {:.1} MiB (was {:.1} MiB with {hired}): {per_agent:.3} MiB per agent   (target ≤ 2 MiB)",
+        after as f64 / 1024.0,
+        before as f64 / 1024.0
+    );
+    Ok(
+        json!({"bench": "hire", "hires": hires, "p50_ms": ms(p50), "p95_ms": ms(p95),
+        "raw_p50_ms": ms(r50), "raw_p95_ms": ms(r95), "ratio": ratio,
+        "agents_running": target, "rss_mib": after as f64 / 1024.0, "mib_per_agent": per_agent}),
+    )
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// This process's resident set size, in KiB.
+fn rss_kib() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))
+}
+
+fn execute_team(d: &Daemon) -> anyhow::Result<TeamId> {
+    let mut app = d.app()?;
+    let actor = app.operator_actor();
+    let envs = app.execute(
+        Command::CreateTeam {
+            name: Name::parse("bench")?,
+        },
+        &actor,
+    )?;
+    envs.first()
+        .map(|e| e.team)
+        .ok_or_else(|| anyhow::anyhow!("no team created"))
+}
+
+fn hire(d: &Daemon, team: TeamId, name: &str) -> anyhow::Result<AgentId> {
+    let envs = {
+        let mut app = d.app()?;
+        let actor: Actor = app.operator_actor();
+        app.execute(
+            Command::Hire {
+                team,
+                name: Name::parse(name)?,
+                role: Label::default(),
+                spec: AgentSpec::base(),
+                grants: Vec::new(),
+            },
+            &actor,
+        )?
+    };
+    d.poke();
+    envs.iter()
+        .find_map(|e| match &e.event {
+            Event::AgentHired { agent, .. } => Some(*agent),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow::anyhow!("the hire recorded no agent"))
+}
+
+/// Waits for `agent`'s first answered gateway call; returns when the daemon answered it.
+fn wait_first_call(d: &Daemon, agent: AgentId, since: Instant) -> anyhow::Result<Instant> {
+    loop {
+        if let Some(at) = d.first_call(agent) {
+            return Ok(at);
+        }
+        if since.elapsed() > FIRST_CALL_LIMIT {
+            anyhow::bail!("{agent} made no gateway call within {FIRST_CALL_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

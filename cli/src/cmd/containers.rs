@@ -1,0 +1,131 @@
+//! `stop`, `start`, `logs`, `exec`, `purge` (through the daemon, which owns the containers) and
+//! `sandbox verify` (straight to the engine, in a namespace of its own).
+
+use std::path::PathBuf;
+
+use roster_core::event::RuntimeKind;
+use roster_core::id::AgentId;
+use serde_json::json;
+
+use super::Env;
+use crate::app::CliError;
+use crate::refs::AgentRef;
+
+/// Resolves `agent` and lets go of the store before the daemon acts.
+fn resolve(agent: &AgentRef, env: &Env<'_>) -> Result<AgentId, CliError> {
+    let app = env.open()?;
+    Ok(agent.resolve(&app.world).map_err(CliError::Input)?.id)
+}
+
+pub(super) fn stop(agent: AgentRef, env: &Env<'_>) -> anyhow::Result<()> {
+    let d = env.daemon()?;
+    let id = resolve(&agent, env)?;
+    d.stop_agent(id)?;
+    say(env, "stopped", id)
+}
+
+pub(super) fn start(agent: AgentRef, env: &Env<'_>) -> anyhow::Result<()> {
+    let d = env.daemon()?;
+    let id = resolve(&agent, env)?;
+    d.start_agent(id)?;
+    say(env, "started", id)
+}
+
+pub(super) fn purge(agent: AgentRef, env: &Env<'_>) -> anyhow::Result<()> {
+    let d = env.daemon()?;
+    let id = resolve(&agent, env)?;
+    d.purge(id)?;
+    say(env, "purged", id)
+}
+
+fn say(env: &Env<'_>, what: &str, id: AgentId) -> anyhow::Result<()> {
+    if env.out.json {
+        env.out.json_line(&json!({ "agent": id, what: true }))
+    } else {
+        env.out.line(format!("{what} {id}"))
+    }
+}
+
+pub(super) fn logs(
+    agent: AgentRef,
+    follow: bool,
+    tail: Option<u32>,
+    env: &Env<'_>,
+) -> anyhow::Result<()> {
+    let d = env.daemon()?;
+    let id = resolve(&agent, env)?;
+    d.logs(id, follow, tail, &env.out)
+}
+
+pub(super) fn exec(agent: AgentRef, command: Vec<String>, env: &Env<'_>) -> anyhow::Result<()> {
+    let d = env.daemon()?;
+    let id = resolve(&agent, env)?;
+    let code = d.exec(id, command, &env.out)?;
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(CliError::Reported(i32::try_from(code).unwrap_or(1).clamp(1, 255)).into())
+    }
+}
+
+pub(super) fn verify(
+    runtime: RuntimeKind,
+    agent_binary: Option<PathBuf>,
+    busybox: PathBuf,
+    env: &Env<'_>,
+) -> anyhow::Result<()> {
+    let agent_binary = match agent_binary {
+        Some(p) => p,
+        None => crate::daemon::find_agent_binary().ok_or_else(|| {
+            CliError::Input(
+                "no static roster-agent found: build it with scripts/build-agent and pass \
+                 --agent-binary (or set ROSTER_AGENT_BINARY)"
+                    .into(),
+            )
+        })?,
+    };
+    let scratch = tempfile::tempdir()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let checks = rt.block_on(async {
+        let ns = roster_core::name::Name::parse("roster-verify")?;
+        let engine = roster_sandbox::Engine::connect(ns).await?;
+        anyhow::Ok(
+            roster_sandbox::verify::run_suite(
+                &engine,
+                runtime,
+                &agent_binary,
+                &busybox,
+                scratch.path(),
+            )
+            .await?,
+        )
+    })?;
+    let failed = checks.iter().filter(|c| !c.passed).count();
+    for c in &checks {
+        if env.out.json {
+            env.out
+                .json_line(&json!({"check": c.name, "passed": c.passed, "seen": c.seen}))?;
+        } else {
+            let mark = if c.passed { "✓" } else { "✗" };
+            env.out.line(format!("{mark} {:<32} {}", c.name, c.seen))?;
+        }
+    }
+    if !env.out.json {
+        let rt = match runtime {
+            RuntimeKind::Runc => "runc",
+            RuntimeKind::Runsc => "runsc",
+        };
+        env.out.line(format!(
+            "{} of {} checks held under {rt}",
+            checks.len() - failed,
+            checks.len()
+        ))?;
+    }
+    if failed > 0 {
+        return Err(CliError::Reported(1).into());
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! The gateway backend: each call an agent makes through its socket, answered over the
+//! daemon's world and log. Reads are answered from the world; changes go through `decide` with
+//! the agent as the actor, exactly like an operator's command, so every refusal is recorded.
+
+use std::sync::Weak;
+
+use roster_core::actor::Actor;
+use roster_core::command::Command;
+use roster_core::envelope::Envelope;
+use roster_core::event::AgentSpec;
+use roster_core::gateway::{Call, ErrorCode, GatewayError};
+use roster_core::id::AgentId;
+use serde_json::{json, Value};
+
+use super::Daemon;
+use crate::app::CliError;
+use crate::gateway::answer::read_only;
+use crate::gateway::Backend;
+
+/// The daemon's backend.
+#[derive(Debug)]
+pub struct DaemonBackend(pub Weak<Daemon>);
+
+impl Backend for DaemonBackend {
+    fn call(&self, agent: AgentId, call: Call) -> Result<Value, GatewayError> {
+        let d = self.0.upgrade().ok_or_else(|| {
+            GatewayError::new(ErrorCode::Internal, "the runtime is shutting down")
+        })?;
+        let result = answer(&d, agent, call);
+        if result.is_ok() {
+            if let Ok(mut m) = d.first_calls.lock() {
+                m.entry(agent).or_insert_with(std::time::Instant::now);
+            }
+        }
+        result
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::new(ErrorCode::Internal, e.to_string())
+}
+
+fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError> {
+    let mut app = d.app().map_err(internal)?;
+    if let Some(read) = read_only(&app.log, &app.world, agent, &call, crate::app::now()) {
+        return read;
+    }
+    let command = match call {
+        Call::Hire(p) => {
+            let team = app
+                .world
+                .agent(agent)
+                .map(|a| a.team)
+                .ok_or_else(|| GatewayError::new(ErrorCode::Denied, "unknown agent"))?;
+            let mut spec = AgentSpec::base();
+            if let Some(image) = p.image {
+                spec.image = image;
+            }
+            if let Some(runtime) = p.runtime {
+                spec.runtime = runtime;
+            }
+            Command::Hire {
+                team,
+                name: p.name,
+                role: p.role.unwrap_or_default(),
+                spec,
+                grants: p.grants,
+            }
+        }
+        Call::Retire(p) => Command::Retire { agent: p.agent },
+        Call::Delegate(p) => Command::Grant {
+            to: p.to,
+            capability: p.capability,
+            from: p.from,
+        },
+        other => {
+            let method = match other {
+                Call::Act(_) => "act",
+                Call::Publish(_) => "publish",
+                Call::Subscribe(_) => "subscribe",
+                _ => "this method",
+            };
+            return Err(GatewayError::new(
+                ErrorCode::UnknownMethod,
+                format!("`{method}` is not served by this runtime yet (it comes with the tool and bus work)"),
+            ));
+        }
+    };
+    let committed = app.execute(command, &Actor::Agent(agent));
+    drop(app);
+    d.poke();
+    match committed {
+        Ok(envelopes) => {
+            Ok(json!({ "events": envelopes.iter().map(event_json).collect::<Vec<_>>() }))
+        }
+        Err(CliError::Refused(r)) => Err(GatewayError::new(ErrorCode::Denied, r.to_string())),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+fn event_json(e: &Envelope) -> Value {
+    serde_json::to_value(e).unwrap_or(Value::Null)
+}

@@ -1,0 +1,125 @@
+//! What operator commands ask of the containers, run by the daemon that owns them. Commands call
+//! these from a blocking thread; each runs its async part on the daemon's runtime.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use roster_core::actor::Actor;
+use roster_core::event::StopReason;
+use roster_core::id::AgentId;
+use roster_core::world::Agent;
+use roster_sandbox::{ContainerState, OutputStream};
+
+use super::{supervisor, Daemon};
+use crate::app::CliError;
+use crate::output::{Out, Stream};
+
+impl Daemon {
+    /// The agent, if it is known and not retired.
+    fn live(&self, agent: AgentId) -> Result<Agent, CliError> {
+        let app = self.app()?;
+        match app.world.agent(agent) {
+            Some(a) if !a.is_retired() => Ok(a.clone()),
+            Some(_) => Err(CliError::Input(format!("{agent} is retired"))),
+            None => Err(CliError::Input(format!("no agent {agent}"))),
+        }
+    }
+
+    /// Stops `agent` on an operator's request; it stays stopped until `start`.
+    pub fn stop_agent(&self, agent: AgentId) -> anyhow::Result<()> {
+        self.live(agent)?;
+        let d = self.arc()?;
+        let operator = Actor::Operator(self.app()?.operator.clone());
+        let sup = self.sup.clone();
+        self.rt.block_on(async move {
+            supervisor::stop(&d, &sup, agent, StopReason::Requested, operator).await
+        })
+    }
+
+    /// Starts `agent` (again) now.
+    pub fn start_agent(&self, agent: AgentId) -> anyhow::Result<()> {
+        self.live(agent)?;
+        if self.sup.slots().get(&agent).is_some_and(|s| s.running) {
+            return Err(CliError::Input(format!("{agent} is running already")).into());
+        }
+        let d = self.arc()?;
+        let sup = self.sup.clone();
+        self.rt
+            .block_on(async move { supervisor::start_now(&d, &sup, agent).await })
+    }
+
+    /// What the engine says of `agent`'s container.
+    pub fn container(&self, agent: AgentId) -> anyhow::Result<Option<ContainerState>> {
+        let sup = self.sup.clone();
+        Ok(self
+            .rt
+            .block_on(async move { sup.engine.inspect(agent).await })?)
+    }
+
+    /// Prints `agent`'s container output; with `follow`, until the container stops or the
+    /// reader leaves.
+    pub fn logs(
+        &self,
+        agent: AgentId,
+        follow: bool,
+        tail: Option<u32>,
+        out: &Out,
+    ) -> anyhow::Result<()> {
+        let sup = self.sup.clone();
+        self.rt.block_on(async move {
+            let mut logs = Box::pin(sup.engine.logs(agent, follow, tail));
+            while let Some(chunk) = logs.next().await {
+                let chunk = chunk?;
+                let stream = match chunk.stream {
+                    OutputStream::Stderr => Stream::Err,
+                    _ => Stream::Out,
+                };
+                let text = String::from_utf8_lossy(&chunk.bytes).into_owned();
+                // Written from the async side; `Out::write` for a remote client blocks on a
+                // bounded channel, so hop to a blocking thread for it.
+                let out = out.clone();
+                tokio::task::spawn_blocking(move || out.write(stream, &text)).await??;
+            }
+            anyhow::Ok(())
+        })
+    }
+
+    /// Runs `command` in `agent`'s container as the agent's user; returns its exit code.
+    pub fn exec(&self, agent: AgentId, command: Vec<String>, out: &Out) -> anyhow::Result<i64> {
+        self.live(agent)?;
+        let sup = self.sup.clone();
+        let result = self
+            .rt
+            .block_on(async move { sup.engine.exec(agent, command, None).await })?;
+        out.write(Stream::Out, &result.stdout_text())?;
+        out.write(Stream::Err, &result.stderr_text())?;
+        if result.truncated {
+            out.note("(output cut at 1 MiB per stream)")?;
+        }
+        // No exit code from the engine: say so rather than guess success.
+        result
+            .exit_code
+            .ok_or_else(|| anyhow::anyhow!("the engine did not report how the command ended"))
+    }
+
+    /// Deletes a retired agent's container, home volume and gateway directory.
+    pub fn purge(&self, agent: AgentId) -> anyhow::Result<()> {
+        match self.app()?.world.agent(agent) {
+            Some(a) if a.is_retired() => {}
+            Some(_) => {
+                return Err(CliError::Input(format!(
+                    "{agent} is not retired: retire it first (purging deletes its home)"
+                ))
+                .into())
+            }
+            None => return Err(CliError::Input(format!("no agent {agent}")).into()),
+        }
+        let sup: Arc<supervisor::Supervisor> = self.sup.clone();
+        self.rt.block_on(async move {
+            sup.engine.remove(agent).await?;
+            sup.engine.remove_home(agent).await?;
+            let _ = std::fs::remove_dir_all(sup.gateway_dir(agent));
+            anyhow::Ok(())
+        })
+    }
+}

@@ -1,0 +1,296 @@
+//! `roster serve`: the daemon. It owns the data directory while it runs — the store, the world
+//! folded from it, the agents' containers and their gateway sockets — and answers every other
+//! command through the admin socket.
+//!
+//! # Layout
+//! - `admin`: the admin socket (server and client) and its JSON-lines protocol.
+//! - `supervisor`: makes the containers match what the log wants (start, restart with backoff,
+//!   timeouts, removal at retirement, reconcile at start and after an engine outage).
+//! - `backend`: the gateway [`Backend`](crate::gateway::Backend) over the daemon's world and log.
+//! - `control`: what operator commands ask of the containers (stop, start, logs, exec, purge).
+//!
+//! One decision lane: the store and world sit behind one mutex ([`Daemon::app`]); commands from
+//! the admin socket and calls from agents' gateways take it for the length of one decision.
+
+pub mod admin;
+mod backend;
+pub mod control;
+pub mod supervisor;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+
+use roster_core::id::AgentId;
+use roster_sandbox::Engine;
+
+use crate::app::{App, CliError};
+use crate::args::ServeArgs;
+
+/// The running daemon, as commands see it.
+#[derive(Debug)]
+pub struct Daemon {
+    app: Mutex<App>,
+    data_dir: PathBuf,
+    /// The containers' supervisor.
+    sup: Arc<supervisor::Supervisor>,
+    /// The async runtime, for commands (on blocking threads) that talk to the engine.
+    rt: tokio::runtime::Handle,
+    /// Itself, for tasks started from a command (which only has `&Daemon`).
+    me: std::sync::Weak<Daemon>,
+    /// When each agent's gateway first answered it (for `roster bench hire`).
+    first_calls: Mutex<std::collections::HashMap<AgentId, std::time::Instant>>,
+}
+
+impl Daemon {
+    /// The store and world, locked for one decision (or one read).
+    pub fn app(&self) -> Result<MutexGuard<'_, App>, CliError> {
+        self.app.lock().map_err(|_| {
+            CliError::Input(
+                "the daemon's state was left half-changed by a failure: restart `roster serve`"
+                    .into(),
+            )
+        })
+    }
+
+    /// Its data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The containers' supervisor.
+    pub fn supervisor(&self) -> &supervisor::Supervisor {
+        &self.sup
+    }
+
+    /// Tells the supervisor the log moved.
+    pub fn poke(&self) {
+        self.sup.wake.notify_one();
+    }
+
+    /// The gateway backend every agent's socket answers with.
+    fn backend(&self) -> Arc<dyn crate::gateway::Backend> {
+        Arc::new(backend::DaemonBackend(self.me.clone()))
+    }
+
+    /// An owning handle on itself.
+    fn arc(&self) -> Result<Arc<Daemon>, CliError> {
+        self.me
+            .upgrade()
+            .ok_or_else(|| CliError::Input("`roster serve` is shutting down".into()))
+    }
+
+    /// When `agent` first got an answer from its gateway, if it did.
+    pub fn first_call(&self, agent: AgentId) -> Option<std::time::Instant> {
+        self.first_calls
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&agent).copied())
+    }
+}
+
+/// Where roster keeps what it mounts into containers, inside the data directory.
+fn gateways_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("gateways")
+}
+
+/// A daemon started in this process (by `roster serve`, or by `roster bench hire`).
+#[derive(Debug)]
+pub struct Running {
+    /// The daemon.
+    pub daemon: Arc<Daemon>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    socket: PathBuf,
+}
+
+impl Running {
+    /// Stops accepting clients and supervising; containers keep running (a next `roster serve`
+    /// adopts them).
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.daemon.sup.close_gateways().await;
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// Runs `roster serve` on `data_dir` until SIGINT or SIGTERM.
+pub fn serve(
+    data_dir: &Path,
+    operator: roster_core::name::Name,
+    args: ServeArgs,
+    runner: Runner,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let running = start(data_dir, operator, &args, runner).await?;
+        eprintln!(
+            "roster serve: running on {} (admin socket {}; namespace {})",
+            data_dir.display(),
+            running.socket.display(),
+            args.ns
+        );
+        wait_for_signal().await;
+        running.shutdown().await;
+        eprintln!("roster serve: stopped; agents' containers keep running until the next start");
+        anyhow::Ok(())
+    })
+}
+
+/// Runs one admin client's command; `main` passes the same code a local run uses.
+pub type Runner = fn(&Daemon, admin::AdminRequest, crate::output::Out) -> u8;
+
+/// Starts the daemon inside the current tokio runtime: opens the store, connects to the engine,
+/// builds the base image if needed, reconciles, then supervises and serves the admin socket.
+pub async fn start(
+    data_dir: &Path,
+    operator: roster_core::name::Name,
+    args: &ServeArgs,
+    runner: Runner,
+) -> anyhow::Result<Running> {
+    let app = App::open(data_dir, operator)?;
+    let engine = Engine::connect(args.ns.clone()).await?;
+    let agent_binary = install_agent_binary(data_dir, args.agent_binary.as_deref())?;
+    engine
+        .ensure_base_image(&args.busybox, &agent_binary)
+        .await
+        .context("cannot build the base agent image")?;
+    let gateways = gateways_dir(data_dir);
+    make_private_dir(&gateways)?;
+    let sup = Arc::new(supervisor::Supervisor::new(
+        engine,
+        args.ns.clone(),
+        gateways,
+        agent_binary,
+    ));
+    let daemon = Arc::new_cyclic(|me| Daemon {
+        app: Mutex::new(app),
+        data_dir: data_dir.to_owned(),
+        sup: sup.clone(),
+        rt: tokio::runtime::Handle::current(),
+        me: me.clone(),
+        first_calls: Mutex::new(std::collections::HashMap::new()),
+    });
+    supervisor::reconcile(&daemon, &sup)
+        .await
+        .context("cannot reconcile the containers with the log")?;
+    let socket = admin::socket_path(data_dir);
+    // The store's lock (sled's) already proved that no other daemon or command holds this data
+    // directory, so a socket file left here is stale.
+    if socket.exists() {
+        std::fs::remove_file(&socket)
+            .with_context(|| format!("cannot remove the stale {}", socket.display()))?;
+    }
+    let listener = bind_owner_only(&socket)?;
+    let d = daemon.clone();
+    let tasks = vec![
+        tokio::spawn(admin::serve(
+            listener,
+            Arc::new(move |req, out| runner(&d, req, out)),
+        )),
+        tokio::spawn(supervisor::converge_loop(daemon.clone(), sup.clone())),
+        tokio::spawn(supervisor::watch_engine(daemon.clone(), sup.clone())),
+    ];
+    Ok(Running {
+        daemon,
+        tasks,
+        socket,
+    })
+}
+
+/// Copies the static `roster-agent` into `DATA/bin` (so rebuilding it never changes what
+/// running agents have mounted) after checking it is static: it runs in images with no libc.
+fn install_agent_binary(data_dir: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let source = match given {
+        Some(p) => p.to_owned(),
+        None => find_agent_binary().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no static roster-agent found: build it with scripts/build-agent and pass \
+                 --agent-binary (or set ROSTER_AGENT_BINARY)"
+            )
+        })?,
+    };
+    let bytes = std::fs::read(&source)
+        .with_context(|| format!("cannot read the agent binary {}", source.display()))?;
+    if let Some(why) = roster_sandbox::not_static(&bytes) {
+        anyhow::bail!(
+            "{} cannot run in an agent image ({why}): build it with scripts/build-agent",
+            source.display()
+        );
+    }
+    let dir = data_dir.join("bin");
+    make_private_dir(&dir)?;
+    let target = dir.join("roster-agent");
+    let tmp = dir.join("roster-agent.new");
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, &target)?;
+    Ok(target)
+}
+
+/// `roster-agent` next to this executable, or where scripts/build-agent puts it relative to a
+/// cargo target directory; the first that is static.
+pub fn find_agent_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let mut candidates = vec![dir.join("roster-agent")];
+    // target/{debug,release}/roster → target/<host>/release/roster-agent
+    if let Some(target) = dir.parent() {
+        if let Ok(entries) = std::fs::read_dir(target) {
+            for e in entries.flatten() {
+                candidates.push(e.path().join("release/roster-agent"));
+                candidates.push(e.path().join("debug/roster-agent"));
+            }
+        }
+    }
+    candidates.into_iter().find(|p| {
+        std::fs::read(p)
+            .ok()
+            .is_some_and(|b| roster_sandbox::not_static(&b).is_none())
+    })
+}
+
+/// Creates `dir` readable by its owner only (or tightens it).
+fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+/// Binds a Unix socket that only its owner can connect to (0600). It is made inside the data
+/// directory, which is the owner's alone (0700), so there is no moment at which another user
+/// could connect.
+fn bind_owner_only(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))?;
+    Ok(listener)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
