@@ -22,6 +22,9 @@ pub use crate::state::{ContainerState, ContainerStatus, Found};
 
 use crate::plan;
 
+/// A runtime the engine knows: its name and the arguments the engine passes it.
+type Registered = (String, Vec<String>);
+
 /// A connected engine, managing the containers and volumes of one namespace.
 ///
 /// Cloning is cheap and shares the connection.
@@ -29,7 +32,8 @@ use crate::plan;
 pub struct Engine {
     pub(crate) docker: Docker,
     pub(crate) ns: Name,
-    runtimes: Arc<OnceCell<Vec<String>>>,
+    /// The engine's runtimes and the arguments each is registered with.
+    runtimes: Arc<OnceCell<Vec<Registered>>>,
 }
 
 /// The name of a runtime as the engine knows it.
@@ -81,31 +85,56 @@ impl Engine {
     /// The OCI runtimes the engine has (`runc`, and `runsc` where gVisor is registered), so that
     /// callers can offer gVisor only where it exists. Asked once per `Engine`.
     pub async fn runtimes(&self) -> Result<Vec<String>, SandboxError> {
+        Ok(self
+            .registered()
+            .await?
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect())
+    }
+
+    /// The runtimes with the arguments the engine passes each, asked once per `Engine`.
+    async fn registered(&self) -> Result<&[Registered], SandboxError> {
         let known =
             self.runtimes
                 .get_or_try_init(|| async {
                     let info = self.docker.info().await.map_err(|e| {
                         SandboxError::engine("asking the engine for its runtimes", e)
                     })?;
-                    let mut names: Vec<String> =
-                        info.runtimes.unwrap_or_default().into_keys().collect();
-                    names.sort();
-                    Ok::<_, SandboxError>(names)
+                    let mut known: Vec<Registered> = info
+                        .runtimes
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(name, r)| (name, r.runtime_args.unwrap_or_default()))
+                        .collect();
+                    known.sort();
+                    Ok::<_, SandboxError>(known)
                 })
                 .await?;
-        Ok(known.clone())
+        Ok(known)
     }
 
-    /// Fails unless the engine has `runtime`, before anything is created for an agent.
+    /// Fails unless the engine has `runtime`, registered so that the agent's limits hold,
+    /// before anything is created for an agent. gVisor registered with `--ignore-cgroups` runs
+    /// outside the container's cgroup: memory and CPU limits would not apply to it.
     pub(crate) async fn require_runtime(&self, runtime: &str) -> Result<(), SandboxError> {
-        let known = self.runtimes().await?;
-        if known.iter().any(|k| k == runtime) {
-            return Ok(());
+        let known = self.registered().await?;
+        match known.iter().find(|(name, _)| name == runtime) {
+            Some((_, args)) if args.iter().any(|a| a == "--ignore-cgroups") => {
+                Err(SandboxError::RuntimeUnconfined {
+                    runtime: runtime.to_string(),
+                })
+            }
+            Some(_) => Ok(()),
+            None => Err(SandboxError::RuntimeMissing {
+                runtime: runtime.to_string(),
+                known: known
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
         }
-        Err(SandboxError::RuntimeMissing {
-            runtime: runtime.to_string(),
-            known: known.join(", "),
-        })
     }
 
     /// Whether the engine has the runtime of `kind`.

@@ -38,6 +38,16 @@ pub enum SandboxError {
         /// The runtimes the engine has, comma-separated.
         known: String,
     },
+    /// The runtime is registered so that the container's cgroup does not hold it.
+    #[error(
+        "the engine runs {runtime} with --ignore-cgroups, so an agent's memory and CPU limits \
+         would not apply: register it without that flag in /etc/docker/daemon.json (scripts/setup \
+         does it where gVisor can use cgroups)"
+    )]
+    RuntimeUnconfined {
+        /// The runtime.
+        runtime: String,
+    },
     /// A binary that goes into images with no libc is dynamically linked (or not ELF at all).
     #[error(
         "{path} is not a static executable ({why}): images may have no libc, so it must be \

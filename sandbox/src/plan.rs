@@ -26,6 +26,39 @@ pub const HOME: &str = "/home/agent";
 pub const GATEWAY_DIR: &str = "/run/roster";
 /// Where the `roster-agent` client is mounted, read-only, in any image.
 pub const AGENT_BINARY: &str = "/usr/local/bin/roster-agent";
+/// The host limits of one agent's container: under runc, the agent's own; under gVisor, the
+/// agent's plus room for the sandbox's user-space kernel, which lives in the same cgroup.
+///
+/// Measured here (gVisor 2022-12, cgroup v1): an idle sandbox holds 53 host threads and 12 MiB;
+/// with 60 sleeping processes inside, 550 threads and 65 MiB. So the room is 64 threads plus 16
+/// per allowed process, and 64 MiB plus 1 MiB per allowed process: a fork bomb then meets the
+/// agent's own process limit (RLIMIT_NPROC, enforced inside) before the host's, and the memory
+/// the agent can use stays bounded on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLimits {
+    /// Memory (and memory+swap) in MiB.
+    pub memory_mib: i64,
+    /// Processes and threads.
+    pub pids: i64,
+}
+
+impl HostLimits {
+    /// The host limits for `spec`.
+    pub fn of(spec: &AgentSpec) -> Self {
+        let r = &spec.resources;
+        let (memory, pids) = (i64::from(r.memory_mib), i64::from(r.pids));
+        match spec.runtime {
+            RuntimeKind::Runc => Self {
+                memory_mib: memory,
+                pids,
+            },
+            RuntimeKind::Runsc => Self {
+                memory_mib: memory + 64 + pids,
+                pids: 64 + 16 * pids,
+            },
+        }
+    }
+}
 /// Seconds between SIGTERM and SIGKILL when a container is stopped.
 pub const STOP_GRACE_SECS: i64 = 10;
 
@@ -141,7 +174,8 @@ pub fn plan(
     let name = container_name(ns, agent);
     let home_volume = volume_name(ns, agent);
     let r = &spec.resources;
-    let memory = i64::from(r.memory_mib) * 1024 * 1024;
+    let host = HostLimits::of(spec);
+    let memory = host.memory_mib * 1024 * 1024;
     let mounts = vec![
         Mount {
             target: Some(HOME.into()),
@@ -176,10 +210,10 @@ pub fn plan(
         RuntimeKind::Runc => "runc",
         RuntimeKind::Runsc => "runsc",
     };
-    // The engine runs gVisor with `--ignore-cgroups` (it cannot boot under a small pids cgroup
-    // here: its own threads count), so the pids limit is also given as RLIMIT_NPROC, which
-    // gVisor's kernel enforces per sandbox. Never under runc: there RLIMIT_NPROC counts every
-    // process of uid 1000 on the host, other agents' included.
+    // Under gVisor the container's cgroup holds the whole sandbox, its user-space kernel
+    // included (see `HostLimits`), so the agent's own process limit is given to gVisor's kernel
+    // as RLIMIT_NPROC: a fork bomb fails to fork inside, as under runc. Never RLIMIT_NPROC under
+    // runc: there it counts every process of uid 1000 on the host, other agents' included.
     let ulimits = match spec.runtime {
         RuntimeKind::Runc => None,
         RuntimeKind::Runsc => Some(vec![ResourcesUlimits {
@@ -196,7 +230,7 @@ pub fn plan(
         security_opt: Some(vec!["no-new-privileges:true".into()]),
         privileged: Some(false),
         devices: Some(Vec::new()),
-        pids_limit: Some(i64::from(r.pids)),
+        pids_limit: Some(host.pids),
         ulimits,
         memory: Some(memory),
         memory_swap: Some(memory),
@@ -400,6 +434,13 @@ mod tests {
         let nproc = &h.ulimits.as_ref().unwrap()[0];
         assert_eq!(nproc.name.as_deref(), Some("nproc"));
         assert_eq!((nproc.soft, nproc.hard), (Some(128), Some(128)));
+        assert_eq!(
+            h.pids_limit,
+            Some(64 + 16 * 128),
+            "the host bounds the sandbox, with room for gVisor's own threads"
+        );
+        assert_eq!(h.memory, Some((256 + 64 + 128) * 1024 * 1024));
+        assert_eq!(h.memory_swap, h.memory);
         let (runc, _) = fixture(RuntimeKind::Runc);
         assert_eq!(
             runc.config.host_config.unwrap().ulimits,

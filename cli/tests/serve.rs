@@ -1,0 +1,453 @@
+//! `roster serve` end to end, on a real Docker engine: an agent hired through the CLI runs
+//! hardened in its container, talks to the runtime only through its socket, keeps its home
+//! across every kind of restart, and its crashes and timeouts are recorded.
+//!
+//! Needs a Docker engine and the static `roster-agent` (`ROSTER_AGENT_BINARY`); `scripts/test`
+//! provides both. Without them these tests fail, loudly: they never pass by skipping.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The static roster-agent, or a loud failure saying how to get one.
+fn agent_binary() -> PathBuf {
+    let p = std::env::var_os("ROSTER_AGENT_BINARY").unwrap_or_else(|| {
+        panic!(
+            "ROSTER_AGENT_BINARY is not set: run scripts/test (it builds the static roster-agent)"
+        )
+    });
+    PathBuf::from(p)
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("Docker engine required (docker {args:?}: {e}): run scripts/setup")
+        })
+}
+
+/// A `roster serve` in a data directory and namespace of its own; stopped, and everything it
+/// made in the engine removed, on drop.
+struct Served {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    ns: String,
+    child: Option<Child>,
+}
+
+impl Served {
+    fn new() -> Self {
+        let info = docker(&["info", "--format", "{{.ServerVersion}}"]);
+        assert!(
+            info.status.success(),
+            "Docker engine required: run scripts/setup ({})",
+            String::from_utf8_lossy(&info.stderr)
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let ns = format!("t{:x}", rand_u32());
+        let mut s = Served {
+            _tmp: tmp,
+            dir,
+            ns,
+            child: None,
+        };
+        s.ok(&["init"]);
+        s.start();
+        s
+    }
+
+    fn start(&mut self) {
+        assert!(self.child.is_none());
+        let child = Command::new(env!("CARGO_BIN_EXE_roster"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["serve", "--ns", &self.ns])
+            .arg("--agent-binary")
+            .arg(agent_binary())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start roster serve");
+        self.child = Some(child);
+        let sock = self.dir.join("admin.sock");
+        wait_for("the admin socket", Duration::from_secs(60), || {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("roster serve exited: {status}");
+            }
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
+    }
+
+    /// SIGTERM, as an operator would stop it; waits for it to exit.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("roster serve did not stop within 30 s of SIGTERM");
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_roster"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--as")
+            .arg("tester")
+            .args(args)
+            .env_remove("ROSTER_JSON")
+            .output()
+            .expect("run roster")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "roster {args:?} failed ({:?}): {}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `roster exec AGENT -- CMD…`: its stdout.
+    fn exec(&self, agent: &str, cmd: &[&str]) -> String {
+        let mut args = vec!["exec", agent, "--"];
+        args.extend_from_slice(cmd);
+        self.ok(&args)
+    }
+
+    fn agent(&self, name: &str) -> Value {
+        self.ok(&["--json", "agents", "--all"])
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("no agent {name}"))
+    }
+
+    fn wait_up(&self, name: &str) {
+        wait_for(
+            &format!("{name}'s container to run"),
+            Duration::from_secs(60),
+            || {
+                self.agent(name)["container"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("up"))
+            },
+        );
+    }
+
+    fn events(&self) -> Vec<Value> {
+        self.ok(&["--json", "log"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// How many events of `kind` the log holds.
+    fn count(&self, kind: &str) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| e["event"].get(kind).is_some())
+            .count()
+    }
+
+    fn hire(&self, name: &str, extra: &[&str]) {
+        let mut args = vec!["hire", "--team", "lab", "--name", name];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+        self.wait_up(name);
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let label = format!("label=roster.ns={}", self.ns);
+        let ids = docker(&["ps", "-aq", "--filter", &label]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+        let vols = docker(&["volume", "ls", "-q", "--filter", &label]);
+        for v in String::from_utf8_lossy(&vols.stdout).split_whitespace() {
+            docker(&["volume", "rm", "-f", v]);
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .unwrap();
+    u32::from_le_bytes(b)
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("waited {limit:?} for {what}");
+}
+
+fn lab() -> Served {
+    let s = Served::new();
+    s.ok(&["team", "create", "lab"]);
+    s
+}
+
+#[test]
+fn a_hired_agent_runs_hardened_and_reaches_the_runtime_only_through_its_socket() {
+    let s = lab();
+    s.hire(
+        "scout",
+        &["--role", "reads the news", "--grant", "news.read@feed:*"],
+    );
+    let me: Value =
+        serde_json::from_str(&s.exec("lab/scout", &["roster-agent", "whoami"])).unwrap();
+    assert_eq!(me["name"], "scout", "{me}");
+    let grants = s.exec("lab/scout", &["roster-agent", "grants"]);
+    assert!(grants.contains("news.read@feed:*"), "{grants}");
+    // Hardened: not root, no capabilities, read-only root, no network, no credentials.
+    assert_eq!(s.exec("lab/scout", &["id", "-u"]).trim(), "1000");
+    let status = s.exec("lab/scout", &["cat", "/proc/self/status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("CapEff:") && l.ends_with("0000000000000000")),
+        "{status}"
+    );
+    let out = s.run(&["exec", "lab/scout", "--", "touch", "/etc/x"]);
+    assert!(!out.status.success(), "the root filesystem is writable");
+    let nets = s.exec("lab/scout", &["ls", "/sys/class/net"]);
+    assert_eq!(
+        nets.split_whitespace().collect::<Vec<_>>(),
+        ["lo"],
+        "{nets}"
+    );
+    let env = s.exec("lab/scout", &["env"]);
+    assert!(
+        !env.to_lowercase().contains("token") && !env.contains("DOCKER"),
+        "{env}"
+    );
+    // The agent's mounts: its home, its gateway directory, the client; nothing else of the host.
+    let mounts = s.exec("lab/scout", &["cat", "/proc/mounts"]);
+    assert!(!mounts.contains("docker.sock"), "{mounts}");
+    // A bad call is a typed error with a useful exit code, and the gateway goes on answering.
+    let bad = s.run(&[
+        "exec",
+        "lab/scout",
+        "--",
+        "roster-agent",
+        "call",
+        "frobnicate",
+    ]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    s.exec("lab/scout", &["roster-agent", "whoami"]);
+    // The log tells the story.
+    assert_eq!(s.count("AgentStarted"), 1);
+    let agent = s.agent("scout");
+    assert_eq!(agent["runtime"], "runc");
+    assert_eq!(agent["status"], "running");
+}
+
+#[test]
+fn the_home_survives_container_daemon_and_engine_restarts_and_only_purge_deletes_it() {
+    let mut s = lab();
+    s.hire("keeper", &[]);
+    s.exec(
+        "lab/keeper",
+        &["sh", "-c", "echo remembered > /home/agent/note"],
+    );
+    let note = |s: &Served| s.exec("lab/keeper", &["cat", "/home/agent/note"]);
+
+    // Stop and start: a new container, the same home.
+    s.ok(&["stop", "lab/keeper"]);
+    assert_eq!(s.agent("keeper")["status"], "stopped (on request)");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        s.agent("keeper")["status"],
+        "stopped (on request)",
+        "a requested stop is not undone"
+    );
+    s.ok(&["start", "lab/keeper"]);
+    s.wait_up("keeper");
+    assert_eq!(note(&s).trim(), "remembered");
+
+    // The daemon stops and starts again: it adopts the running container and reopens its socket.
+    s.stop();
+    let out = s.run(&["stop", "lab/keeper"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "container commands need the daemon"
+    );
+    s.start();
+    s.wait_up("keeper");
+    assert_eq!(note(&s).trim(), "remembered");
+    s.exec("lab/keeper", &["roster-agent", "whoami"]);
+
+    // The engine restarts: the container dies with it; the daemon notices, records it and
+    // starts the agent again.
+    let started = s.count("AgentStarted");
+    restart_engine();
+    wait_for(
+        "the agent to be restarted after the engine came back",
+        Duration::from_secs(90),
+        || s.count("AgentStarted") > started,
+    );
+    s.wait_up("keeper");
+    assert_eq!(note(&s).trim(), "remembered");
+
+    // Retiring removes the container but keeps the home; purge deletes it.
+    s.ok(&["retire", "lab/keeper"]);
+    let id = s.agent("keeper")["id"].as_str().unwrap().to_string();
+    let volume = format!("roster-{}-{id}-home", s.ns);
+    let container = format!("roster-{}-{id}", s.ns);
+    wait_for(
+        "the retired agent's container to go",
+        Duration::from_secs(30),
+        || !docker(&["inspect", &container]).status.success(),
+    );
+    assert!(
+        docker(&["volume", "inspect", &volume]).status.success(),
+        "the home went with retirement"
+    );
+    s.ok(&["purge", "lab/keeper"]);
+    assert!(
+        !docker(&["volume", "inspect", &volume]).status.success(),
+        "purge left the home"
+    );
+}
+
+/// Restarts dockerd the way this project's scripts start it (or through systemd where it runs
+/// it), and waits until it answers again.
+fn restart_engine() {
+    let systemd = Command::new("systemctl")
+        .args(["is-active", "--quiet", "docker"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if systemd {
+        assert!(Command::new("systemctl")
+            .args(["restart", "docker"])
+            .status()
+            .unwrap()
+            .success());
+    } else {
+        let pid = String::from_utf8(
+            Command::new("pgrep")
+                .args(["-x", "dockerd"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let pid = pid
+            .split_whitespace()
+            .next()
+            .expect("dockerd runs")
+            .to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        wait_for("dockerd to exit", Duration::from_secs(60), || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        });
+        let log = std::fs::File::create("/var/log/roster-dockerd.log").unwrap();
+        // Left running on purpose, like scripts/setup leaves it: the engine outlives the test,
+        // in a session of its own so that nothing that ends the test's process group ends it.
+        Command::new("setsid")
+            .args(["-f", "dockerd"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .status()
+            .expect("start dockerd");
+    }
+    wait_for("dockerd to answer again", Duration::from_secs(60), || {
+        docker(&["info"]).status.success()
+    });
+}
+
+#[test]
+fn a_crash_is_recorded_and_the_agent_restarted_a_timeout_is_not() {
+    let s = lab();
+    s.hire("fragile", &[]);
+    // Kill every process of the agent's user, its main process included.
+    let _ = s.run(&["exec", "lab/fragile", "--", "kill", "-KILL", "-1"]);
+    wait_for("the crash to be recorded", Duration::from_secs(30), || {
+        s.events().iter().any(|e| {
+            e["event"]["AgentStopped"]["reason"]
+                .get("crashed")
+                .is_some()
+                || e["event"]["AgentStopped"]["reason"].get("exited").is_some()
+        })
+    });
+    wait_for("the restart", Duration::from_secs(30), || {
+        s.count("AgentStarted") >= 2
+    });
+    s.wait_up("fragile");
+
+    s.hire("brief", &["--timeout", "2"]);
+    wait_for("the timeout", Duration::from_secs(30), || {
+        s.agent("brief")["status"] == "stopped (timed out)"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        s.agent("brief")["status"],
+        "stopped (timed out)",
+        "a timed-out agent was restarted"
+    );
+}
+
+#[test]
+fn the_admin_socket_is_the_owners_alone_and_commands_go_through_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = lab();
+    let mode = std::fs::metadata(s.dir.join("admin.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let dir_mode = std::fs::metadata(&s.dir).unwrap().permissions().mode();
+    assert_eq!(dir_mode & 0o077, 0, "the data directory is open to others");
+    // The store is the daemon's (sled allows one process); these only work through it.
+    let teams = s.ok(&["team", "list"]);
+    assert!(teams.contains("lab"), "{teams}");
+    s.ok(&["verify"]);
+    let out = s.run(&["hire", "--team", "nope", "--name", "x"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad reference is still exit 2 through the daemon"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}
