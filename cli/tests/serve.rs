@@ -451,3 +451,61 @@ fn the_admin_socket_is_the_owners_alone_and_commands_go_through_it() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
+
+#[test]
+fn an_agent_hired_with_runsc_runs_under_gvisor_where_it_is_installed() {
+    let s = lab();
+    if !Path::new("/usr/bin/runsc").exists() {
+        // Without gVisor, the hire is refused before it is recorded.
+        let out = s.run(&[
+            "hire",
+            "--team",
+            "lab",
+            "--name",
+            "boxed",
+            "--runtime",
+            "runsc",
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("runsc"));
+        assert_eq!(s.count("AgentHired"), 0);
+        return;
+    }
+    s.hire("boxed", &["--runtime", "runsc"]);
+    let agent = s.agent("boxed");
+    assert_eq!(agent["runtime"], "runsc");
+    let id = agent["id"].as_str().unwrap();
+    let inspect = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Runtime}}",
+        &format!("roster-{}-{id}", s.ns),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), "runsc");
+    // Its gateway socket works through gVisor (host-uds), and it is the agent's own.
+    let me: Value =
+        serde_json::from_str(&s.exec("lab/boxed", &["roster-agent", "whoami"])).unwrap();
+    assert_eq!(me["name"], "boxed");
+    // gVisor's kernel answers, not the host's.
+    let inside = s.exec("lab/boxed", &["cat", "/proc/version"]);
+    let host = std::fs::read_to_string("/proc/version").unwrap();
+    assert_ne!(inside.trim(), host.trim(), "the host kernel answered inside runsc");
+}
+
+#[test]
+fn a_hire_that_could_never_start_is_refused_before_it_is_recorded() {
+    let s = lab();
+    let out = s.run(&[
+        "hire",
+        "--team",
+        "lab",
+        "--name",
+        "ghost",
+        "--image",
+        "nowhere/none:1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("never pulls"), "{err}");
+    assert_eq!(s.count("AgentHired"), 0, "the refused hire was recorded");
+}

@@ -14,6 +14,7 @@ use bollard::container::{
     CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, StartContainerOptions,
     StopContainerOptions,
 };
+use roster_core::event::AgentSpec;
 use roster_core::id::AgentId;
 use roster_core::name::ImageRef;
 
@@ -58,6 +59,15 @@ impl Engine {
             }),
             Err(e) => Err(SandboxError::engine(format!("creating {}", plan.name), e)),
         }
+    }
+
+    /// Fails unless an agent of `spec` could be created here: its runtime registered so that
+    /// its limits hold, its image present and declaring nothing that widens a sandbox. Lets a
+    /// hire be refused before it is recorded, rather than recorded and never started.
+    pub async fn admit(&self, spec: &AgentSpec) -> Result<(), SandboxError> {
+        self.require_runtime(crate::engine::runtime_name(spec.runtime))
+            .await?;
+        self.admit_image(&spec.image).await
     }
 
     /// Fails unless `image` is on the engine and declares nothing that widens a sandbox.

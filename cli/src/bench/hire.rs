@@ -51,9 +51,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Value> {
     let d = running.daemon.clone();
     let raw_engine = rt.block_on(Engine::connect(Name::parse(&format!("{ns}-raw"))?))?;
     let result = measure(args, &rt, &d, &raw_engine, &data);
-    // Clean up whatever happened: every container and home of both namespaces.
+    // Stop the daemon first (its supervisor would restart what is removed), then clean up
+    // whatever happened: every container and home of both namespaces.
+    let bench_engine = rt.block_on(Engine::connect(ns))?;
+    rt.block_on(running.shutdown());
     let cleanup = rt.block_on(async {
-        for engine in [&d.supervisor().engine, &raw_engine] {
+        for engine in [&bench_engine, &raw_engine] {
             for f in engine.list().await? {
                 if let Ok(agent) = f.agent {
                     engine.remove(agent).await?;
@@ -63,7 +66,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Value> {
         }
         anyhow::Ok(())
     });
-    rt.block_on(running.shutdown());
     let value = result?;
     cleanup?;
     Ok(value)

@@ -69,6 +69,11 @@ pub(super) fn hire(a: HireArgs, env: &Env<'_>) -> anyhow::Result<()> {
     r.pids = a.pids.unwrap_or(r.pids);
     r.tmpfs_mib = a.tmpfs.unwrap_or(r.tmpfs_mib);
     r.timeout_secs = a.timeout.or(r.timeout_secs);
+    // Under the daemon, a spec no container can be made from is refused before it is recorded
+    // (without one, the daemon refuses to start it at its next start, and says why).
+    if let Some(d) = env.daemon {
+        d.admit(&spec)?;
+    }
     let cmd = Command::Hire {
         team,
         name: a.name,

@@ -59,6 +59,9 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
             if let Some(runtime) = p.runtime {
                 spec.runtime = runtime;
             }
+            // A hire no container could be made for is refused before it is recorded.
+            d.admit(&spec)
+                .map_err(|e| GatewayError::new(ErrorCode::BadParams, e.to_string()))?;
             Command::Hire {
                 team,
                 name: p.name,

@@ -48,6 +48,17 @@ impl Daemon {
             .block_on(async move { supervisor::start_now(&d, &sup, agent).await })
     }
 
+    /// Refuses a spec no container could be made from here (a runtime the engine lacks or runs
+    /// without limits, a missing or widening image), so that a hire that could never start is
+    /// refused before it is recorded.
+    pub fn admit(&self, spec: &roster_core::event::AgentSpec) -> Result<(), CliError> {
+        let sup = self.sup.clone();
+        let spec = spec.clone();
+        self.rt
+            .block_on(async move { sup.engine.admit(&spec).await })
+            .map_err(|e| CliError::Input(e.to_string()))
+    }
+
     /// What the engine says of `agent`'s container.
     pub fn container(&self, agent: AgentId) -> anyhow::Result<Option<ContainerState>> {
         let sup = self.sup.clone();

@@ -11,6 +11,8 @@ use anyhow::{bail, Context};
 
 use crate::output::Out;
 
+mod sandbox;
+
 /// What a step must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -83,6 +85,8 @@ fn quote(a: &str) -> String {
         .all(|c| c.is_ascii_alphanumeric() || "-_./:@=".contains(c))
     {
         a.to_string()
+    } else if a.contains('\'') {
+        format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
         format!("'{a}'")
     }
@@ -120,7 +124,7 @@ pub fn run(out: Out) -> anyhow::Result<()> {
         step: 0,
     };
     println!(
-        "roster demo: a tour of the event log and the permission core in {}",
+        "roster demo: a tour of the event log, the permission core and the sandbox in {}",
         dir.display()
     );
 
@@ -342,6 +346,8 @@ pub fn run(out: Out) -> anyhow::Result<()> {
         Expect::Ok,
     )?;
     t2.run("", &["verify"], Expect::Ok)?;
-    println!("\nroster demo: all {} steps behaved as expected.", t2.step);
+    t.step = t2.step;
+    sandbox::tour(&mut t)?;
+    println!("\nroster demo: all {} steps behaved as expected.", t.step);
     Ok(())
 }

@@ -1,0 +1,218 @@
+//! The second half of `roster demo`: the same data directory under `roster serve`, with every
+//! agent in its own hardened container, talking to the runtime through its socket only.
+//!
+//! The daemon runs in a namespace of its own (`demo-PID`); whatever happens, its containers and
+//! volumes are removed when the tour ends.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use roster_core::name::Name;
+
+use super::{Expect, Tour};
+
+/// The daemon of the tour; stopped, and its namespace emptied, on drop.
+struct Serve {
+    child: Child,
+    ns: Name,
+}
+
+impl Serve {
+    fn start(data_dir: &Path) -> anyhow::Result<Self> {
+        let agent_binary = agent_binary()?;
+        let ns = Name::parse(&format!("demo-{}", std::process::id()))?;
+        let exe = std::env::current_exe().context("cannot find the roster binary itself")?;
+        let child = Command::new(exe)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--ns", ns.as_str()])
+            .arg("--agent-binary")
+            .arg(&agent_binary)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start roster serve")?;
+        let mut serve = Serve { child, ns };
+        let socket = data_dir.join("admin.sock");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if let Some(status) = serve.child.try_wait()? {
+                bail!("roster serve exited ({status}); run it by hand to see why");
+            }
+            if Instant::now() > deadline {
+                bail!("roster serve did not open its admin socket within 2 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(serve)
+    }
+
+    /// SIGTERM, as an operator would stop it.
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.stop();
+        // Containers outlive a stopped daemon on purpose; the tour's must not outlive the tour.
+        let ns = self.ns.clone();
+        let cleaned = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(async {
+                    let engine = roster_sandbox::Engine::connect(ns).await?;
+                    for f in engine.list().await? {
+                        if let Ok(agent) = f.agent {
+                            engine.remove(agent).await?;
+                            engine.remove_home(agent).await?;
+                        }
+                    }
+                    anyhow::Ok(())
+                })
+            });
+        if let Err(e) = cleaned {
+            eprintln!("roster demo: could not remove the tour's containers: {e:#}");
+        }
+    }
+}
+
+/// The static `roster-agent`: `$ROSTER_AGENT_BINARY` (scripts/demo sets it), or one found next
+/// to this executable.
+fn agent_binary() -> anyhow::Result<PathBuf> {
+    std::env::var_os("ROSTER_AGENT_BINARY")
+        .map(PathBuf::from)
+        .or_else(crate::daemon::find_agent_binary)
+        .context("no static roster-agent: run scripts/demo, or build it with scripts/build-agent and set ROSTER_AGENT_BINARY")
+}
+
+/// Waits until every agent that should run has a running container.
+fn wait_running(t: &mut Tour<'_>, names: &[&str]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = t.look_up(&["--json", "agents"])?;
+        let up = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|a| a["container"].as_str().is_some_and(|c| c.starts_with("up")))
+            .filter_map(|a| a["name"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>();
+        if names.iter().all(|n| up.iter().any(|u| u == n)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the agents' containers did not start within a minute: {text}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub(super) fn tour(t: &mut Tour<'_>) -> anyhow::Result<()> {
+    println!("\n— The sandbox: the same log, now run by `roster serve` —");
+    let mut serve = Serve::start(t.data_dir)?;
+    println!(
+        "\n   $ roster serve --ns {} &    (the daemon: it owns the store, the containers and their sockets)",
+        serve.ns
+    );
+    wait_running(t, &["lead", "scout"])?;
+    t.run(
+        "Every agent the log wants running now has a hardened container of its own (no network, read-only root, no capabilities, not root).",
+        &["agents"],
+        Expect::Ok,
+    )?;
+    t.run(
+        "Inside its container, the scout asks the runtime who it is — through its own socket; it holds no token or key.",
+        &["exec", "research/scout", "--", "roster-agent", "whoami"],
+        Expect::Ok,
+    )?;
+    t.run(
+        "It tries to hire a helper with more than it holds: refused (exit 3) and recorded.",
+        &[
+            "exec",
+            "research/scout",
+            "--",
+            "roster-agent",
+            "call",
+            "hire",
+            r#"{"name":"helper","grants":["email.*@**"]}"#,
+        ],
+        Expect::Refused,
+    )?;
+    t.run(
+        "It tries to reach the cloud metadata service: there is no network at all.",
+        &[
+            "exec",
+            "research/scout",
+            "--",
+            "nc",
+            "-w",
+            "2",
+            "169.254.169.254",
+            "80",
+        ],
+        Expect::Refused,
+    )?;
+    t.run(
+        "It writes a note in its home, its persistent memory…",
+        &[
+            "exec",
+            "research/scout",
+            "--",
+            "sh",
+            "-c",
+            "echo 'alice prefers mornings' > /home/agent/notes",
+        ],
+        Expect::Ok,
+    )?;
+    t.run(
+        "…is stopped (SIGTERM, grace, SIGKILL) and started again in a new container…",
+        &["stop", "research/scout"],
+        Expect::Ok,
+    )?;
+    t.run("", &["start", "research/scout"], Expect::Ok)?;
+    t.run(
+        "…and the note is still there.",
+        &["exec", "research/scout", "--", "cat", "/home/agent/notes"],
+        Expect::Ok,
+    )?;
+    t.run(
+        "The escape suite, from inside a real agent container: every check must hold.",
+        &["sandbox", "verify"],
+        Expect::Ok,
+    )?;
+    t.run(
+        "Retiring the scout removes its container (its home is kept until a purge).",
+        &["retire", "research/scout"],
+        Expect::Ok,
+    )?;
+    t.run("", &["purge", "research/scout"], Expect::Ok)?;
+    t.run(
+        "The log recorded every start and stop, by whom and why.",
+        &["log", "--from", "20"],
+        Expect::Ok,
+    )?;
+    serve.stop();
+    println!("\n   (roster serve stopped; the tour's containers are removed)");
+    Ok(())
+}
