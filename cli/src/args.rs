@@ -231,24 +231,20 @@ pub enum TeamCmd {
     List,
 }
 
-/// `serve`
+/// `serve` (each also settable in `[serve]` of DATA/roster.toml)
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The static `roster-agent` binary mounted into every agent container [default: next to
     /// this executable, or where scripts/build-agent puts it].
     #[arg(long, env = "ROSTER_AGENT_BINARY", value_name = "FILE")]
     pub agent_binary: Option<PathBuf>,
-    /// The static busybox the base image is built with.
-    #[arg(
-        long,
-        env = "ROSTER_BUSYBOX",
-        default_value = "/bin/busybox",
-        value_name = "FILE"
-    )]
-    pub busybox: PathBuf,
-    /// The namespace of this runtime's containers and volumes (`roster-NS-AGENT`).
-    #[arg(long, env = "ROSTER_NS", default_value = "roster", value_parser = parse_name)]
-    pub ns: Name,
+    /// The static busybox the base image is built with [default: /bin/busybox].
+    #[arg(long, env = "ROSTER_BUSYBOX", value_name = "FILE")]
+    pub busybox: Option<PathBuf>,
+    /// The namespace of this runtime's containers and volumes (`roster-NS-AGENT`) [default:
+    /// roster].
+    #[arg(long, env = "ROSTER_NS", value_parser = parse_name)]
+    pub ns: Option<Name>,
 }
 
 /// `sandbox …`
@@ -274,7 +270,7 @@ pub enum SandboxCmd {
     },
 }
 
-/// `hire …`
+/// `hire …` (the limits' defaults can be set in `[agent]` of DATA/roster.toml)
 #[derive(Debug, Args)]
 pub struct HireArgs {
     /// The team to hire into.
@@ -289,9 +285,9 @@ pub struct HireArgs {
     /// The image its container runs [default: the runtime's base image].
     #[arg(long, value_parser = parse_image)]
     pub image: Option<ImageRef>,
-    /// The container runtime.
-    #[arg(long, value_enum, default_value_t = RuntimeArg::Runc)]
-    pub runtime: RuntimeArg,
+    /// The container runtime [default: runc, or `[agent] runtime` of DATA/roster.toml].
+    #[arg(long, value_enum)]
+    pub runtime: Option<RuntimeArg>,
     /// CPU quota in cores (like 0.5) [default: 1].
     #[arg(long, value_parser = parse_cpus, value_name = "CORES")]
     pub cpus: Option<u32>,

@@ -16,6 +16,7 @@ mod app;
 mod args;
 mod bench;
 mod cmd;
+mod config;
 mod daemon;
 mod demo;
 mod describe;

@@ -432,3 +432,45 @@ fn a_damaged_store_file_is_reported_as_damage_not_as_a_busy_store() {
     assert!(err.contains("damaged"), "{err}");
     assert!(!err.contains("another process"), "{err}");
 }
+
+#[test]
+fn roster_toml_sets_hire_defaults_that_flags_override_and_a_bad_file_changes_nothing() {
+    let (_tmp, dir) = setup();
+    std::fs::write(
+        dir.join("roster.toml"),
+        "[agent]\nmemory_mib = 512\ncpus = 0.25\ntimeout_secs = 60\n",
+    )
+    .unwrap();
+    ok(&dir, &["hire", "--team", "research", "--name", "a"]);
+    ok(
+        &dir,
+        &[
+            "hire", "--team", "research", "--name", "b", "--memory", "300",
+        ],
+    );
+    let specs: Vec<Value> = json_lines(&ok(&dir, &["--json", "log"]))
+        .into_iter()
+        .filter_map(|e| {
+            e["event"]["AgentHired"]["spec"]["resources"]
+                .as_object()
+                .cloned()
+                .map(Value::Object)
+        })
+        .collect();
+    let last_two = &specs[specs.len() - 2..];
+    assert_eq!(last_two[0]["memory_mib"], 512);
+    assert_eq!(last_two[0]["cpu_millis"], 250);
+    assert_eq!(last_two[0]["timeout_secs"], 60);
+    assert_eq!(
+        last_two[1]["memory_mib"], 300,
+        "the flag wins over the file"
+    );
+    std::fs::write(dir.join("roster.toml"), "[agent]\nmemory_mb = 512\n").unwrap();
+    let before = event_count(&dir);
+    let err = fails(&dir, &["hire", "--team", "research", "--name", "c"], 2);
+    assert!(
+        err.contains("roster.toml") && err.contains("memory_mb"),
+        "{err}"
+    );
+    assert_eq!(event_count(&dir), before);
+}

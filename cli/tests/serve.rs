@@ -489,7 +489,11 @@ fn an_agent_hired_with_runsc_runs_under_gvisor_where_it_is_installed() {
     // gVisor's kernel answers, not the host's.
     let inside = s.exec("lab/boxed", &["cat", "/proc/version"]);
     let host = std::fs::read_to_string("/proc/version").unwrap();
-    assert_ne!(inside.trim(), host.trim(), "the host kernel answered inside runsc");
+    assert_ne!(
+        inside.trim(),
+        host.trim(),
+        "the host kernel answered inside runsc"
+    );
 }
 
 #[test]

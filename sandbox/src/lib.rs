@@ -24,12 +24,14 @@
 //! - [`events`]: `EngineEvent` (started; died, with its exit code and whether the OOM killer
 //!   acted) from the engine's event stream, and the pure [`events::stop_reason`].
 //! - `exec.rs`: exec with bounded capture, and logs.
+//! - `baseline.rs`: `Engine::raw_create_and_start`, the raw baseline of `roster bench hire`.
 //! - [`sweep`]: `Sweep`, a guard removing every container and volume with a label (and scratch
 //!   directories and image tags), also on error or when dropped.
 //! - [`verify`]: the escape suite, `run_suite` → one [`verify::Check`] per boundary
 //!   (`verify/checks.rs`: the scripts run inside the container and how they are judged).
 #![forbid(unsafe_code)]
 
+mod baseline;
 pub mod engine;
 mod error;
 pub mod events;

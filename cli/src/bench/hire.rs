@@ -6,7 +6,8 @@
 //! container, gateway socket), the container's start, and the agent's own first call through its
 //! socket (the base image's `roster-agent idle` makes one as it starts) — and is timed until the
 //! daemon has answered that call. The raw baseline, alternated with it, creates and starts a
-//! container of the same image with the same plan directly through the engine. Then `--agents`
+//! container of the same image with the same plan straight through the engine's API (no checks,
+//! no home preparation: `Engine::raw_create_and_start`). Then `--agents`
 //! agents run at once and the daemon's resident memory is compared with before they were hired.
 
 use std::time::{Duration, Instant};
@@ -34,8 +35,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Value> {
     let ns = Name::parse(&format!("bench{:x}", std::process::id()))?;
     let serve = ServeArgs {
         agent_binary: args.agent_binary.clone(),
-        busybox: args.busybox.clone(),
-        ns: ns.clone(),
+        busybox: Some(args.busybox.clone()),
+        ns: Some(ns.clone()),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -104,10 +105,7 @@ fn measure(
             &raw_paths,
         )?;
         let started = Instant::now();
-        rt.block_on(async {
-            raw_engine.create(&p).await?;
-            raw_engine.start(raw_agent).await
-        })?;
+        rt.block_on(raw_engine.raw_create_and_start(&p))?;
         raw.push(started.elapsed());
     }
     ours.sort();

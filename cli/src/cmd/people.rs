@@ -62,13 +62,19 @@ pub(super) fn hire(a: HireArgs, env: &Env<'_>) -> anyhow::Result<()> {
     let actor = actor_for(&app, a.by)?;
     let mut spec = AgentSpec::base();
     spec.image = a.image.unwrap_or_else(ImageRef::base);
-    spec.runtime = a.runtime.into();
+    let defaults = crate::config::Config::load(env.data_dir)?.agent;
+    spec.runtime = a
+        .runtime
+        .map(RuntimeKind::from)
+        .or(defaults.runtime)
+        .unwrap_or(spec.runtime);
     let r = &mut spec.resources;
-    r.cpu_millis = a.cpus.unwrap_or(r.cpu_millis);
-    r.memory_mib = a.memory.unwrap_or(r.memory_mib);
-    r.pids = a.pids.unwrap_or(r.pids);
-    r.tmpfs_mib = a.tmpfs.unwrap_or(r.tmpfs_mib);
-    r.timeout_secs = a.timeout.or(r.timeout_secs);
+    let cpus = defaults.cpu_millis().map_err(CliError::Input)?;
+    r.cpu_millis = a.cpus.or(cpus).unwrap_or(r.cpu_millis);
+    r.memory_mib = a.memory.or(defaults.memory_mib).unwrap_or(r.memory_mib);
+    r.pids = a.pids.or(defaults.pids).unwrap_or(r.pids);
+    r.tmpfs_mib = a.tmpfs.or(defaults.tmpfs_mib).unwrap_or(r.tmpfs_mib);
+    r.timeout_secs = a.timeout.or(defaults.timeout_secs).or(r.timeout_secs);
     // Under the daemon, a spec no container can be made from is refused before it is recorded
     // (without one, the daemon refuses to start it at its next start, and says why).
     if let Some(d) = env.daemon {

@@ -102,6 +102,8 @@ pub struct Running {
     pub daemon: Arc<Daemon>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     socket: PathBuf,
+    /// The namespace of its containers.
+    pub ns: roster_core::name::Name,
 }
 
 impl Running {
@@ -134,7 +136,7 @@ pub fn serve(
             "roster serve: running on {} (admin socket {}; namespace {})",
             data_dir.display(),
             running.socket.display(),
-            args.ns
+            running.ns
         );
         wait_for_signal().await;
         running.shutdown().await;
@@ -155,17 +157,29 @@ pub async fn start(
     runner: Runner,
 ) -> anyhow::Result<Running> {
     let app = App::open(data_dir, operator)?;
-    let engine = Engine::connect(args.ns.clone()).await?;
-    let agent_binary = install_agent_binary(data_dir, args.agent_binary.as_deref())?;
+    // A flag (or its ROSTER_* variable), then DATA/roster.toml, then the default.
+    let config = crate::config::Config::load(data_dir)?.serve;
+    let ns = match args.ns.clone().or(config.namespace) {
+        Some(ns) => ns,
+        None => roster_core::name::Name::parse("roster")?,
+    };
+    let busybox = args
+        .busybox
+        .clone()
+        .or(config.busybox)
+        .unwrap_or_else(|| PathBuf::from("/bin/busybox"));
+    let engine = Engine::connect(ns.clone()).await?;
+    let given = args.agent_binary.clone().or(config.agent_binary);
+    let agent_binary = install_agent_binary(data_dir, given.as_deref())?;
     engine
-        .ensure_base_image(&args.busybox, &agent_binary)
+        .ensure_base_image(&busybox, &agent_binary)
         .await
         .context("cannot build the base agent image")?;
     let gateways = gateways_dir(data_dir);
     make_private_dir(&gateways)?;
     let sup = Arc::new(supervisor::Supervisor::new(
         engine,
-        args.ns.clone(),
+        ns.clone(),
         gateways,
         agent_binary,
     ));
@@ -201,6 +215,7 @@ pub async fn start(
         daemon,
         tasks,
         socket,
+        ns,
     })
 }
 

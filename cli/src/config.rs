@@ -1,0 +1,167 @@
+//! `DATA/roster.toml`: defaults an operator sets once for a data directory.
+//!
+//! ```toml
+//! [agent]            # what `roster hire` uses when a flag is not given
+//! runtime = "runsc"  # or "runc"
+//! cpus = 0.5
+//! memory_mib = 512
+//! pids = 64
+//! tmpfs_mib = 32
+//! timeout_secs = 3600
+//!
+//! [serve]            # what `roster serve` uses when neither a flag nor its ROSTER_* variable is set
+//! namespace = "roster"
+//! agent_binary = "/usr/local/lib/roster/roster-agent"
+//! busybox = "/bin/busybox"
+//! ```
+//!
+//! Precedence: a flag, then its `ROSTER_*` variable where it has one, then this file, then the
+//! built-in default. The values a hire ends up with are recorded in its `AgentHired` event, so
+//! changing this file never changes an agent already hired. An unknown key or a value out of
+//! range is an error naming the file, and nothing runs.
+
+use std::path::{Path, PathBuf};
+
+use roster_core::event::RuntimeKind;
+use roster_core::name::Name;
+use serde::Deserialize;
+
+use crate::app::CliError;
+
+/// The file's name inside a data directory.
+pub const FILE: &str = "roster.toml";
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Defaults of `roster hire`.
+    #[serde(default)]
+    pub agent: AgentDefaults,
+    /// Defaults of `roster serve`.
+    #[serde(default)]
+    pub serve: ServeDefaults,
+}
+
+/// `[agent]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentDefaults {
+    /// The container runtime.
+    pub runtime: Option<RuntimeKind>,
+    /// CPU quota in cores.
+    pub cpus: Option<f64>,
+    /// Memory (and memory+swap) in MiB.
+    pub memory_mib: Option<u32>,
+    /// Most processes at once.
+    pub pids: Option<u32>,
+    /// Size of `/tmp` in MiB.
+    pub tmpfs_mib: Option<u32>,
+    /// Seconds a run may last.
+    pub timeout_secs: Option<u32>,
+}
+
+/// `[serve]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeDefaults {
+    /// The namespace of containers and volumes.
+    pub namespace: Option<Name>,
+    /// The static `roster-agent`.
+    pub agent_binary: Option<PathBuf>,
+    /// The static busybox for the base image.
+    pub busybox: Option<PathBuf>,
+}
+
+impl AgentDefaults {
+    /// The CPU quota in thousandths of a core, checked like `--cpus`.
+    pub fn cpu_millis(&self) -> Result<Option<u32>, String> {
+        match self.cpus {
+            None => Ok(None),
+            Some(c) if c.is_finite() && (0.01..=1024.0).contains(&c) => {
+                // In range, so the rounded product fits a u32.
+                Ok(Some((c * 1000.0).round() as u32))
+            }
+            Some(c) => Err(format!("cpus = {c} is outside 0.01 to 1024")),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.cpu_millis()?;
+        let range = |name: &str, v: Option<u32>, lo: u32, hi: u32| match v {
+            Some(v) if !(lo..=hi).contains(&v) => {
+                Err(format!("{name} = {v} is outside {lo} to {hi}"))
+            }
+            _ => Ok(()),
+        };
+        // The same bounds as the flags of `roster hire`.
+        range("memory_mib", self.memory_mib, 16, 1_048_576)?;
+        range("pids", self.pids, 8, 1_000_000)?;
+        range("tmpfs_mib", self.tmpfs_mib, 1, 1_048_576)?;
+        range("timeout_secs", self.timeout_secs, 1, u32::MAX)
+    }
+}
+
+impl Config {
+    /// Reads `DATA/roster.toml`; a missing file is all defaults.
+    pub fn load(data_dir: &Path) -> Result<Config, CliError> {
+        let path = data_dir.join(FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => {
+                return Err(CliError::Input(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        Self::parse(&text).map_err(|why| CliError::Input(format!("{}: {why}", path.display())))
+    }
+
+    /// Parses and checks the file's text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+        config.agent.check()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_parses() {
+        let c = Config::parse(
+            "[agent]\nruntime = \"runsc\"\ncpus = 0.5\nmemory_mib = 512\npids = 64\n\
+             tmpfs_mib = 32\ntimeout_secs = 60\n[serve]\nnamespace = \"prod\"\n\
+             agent_binary = \"/opt/roster-agent\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.agent.runtime, Some(RuntimeKind::Runsc));
+        assert_eq!(c.agent.cpu_millis().unwrap(), Some(500));
+        assert_eq!(c.agent.memory_mib, Some(512));
+        assert_eq!(c.serve.namespace.unwrap().as_str(), "prod");
+        assert!(Config::parse("").unwrap().agent.runtime.is_none());
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        for (text, says) in [
+            ("[agent]\nmemroy_mib = 5\n", "memroy_mib"),
+            ("[agent]\nmemory_mib = 4\n", "memory_mib = 4 is outside"),
+            ("[agent]\ncpus = 0\n", "cpus = 0 is outside"),
+            ("[agent]\ncpus = nan\n", "outside"),
+            ("[agent]\nruntime = \"kata\"\n", "kata"),
+            ("[serve]\nnamespace = \"Bad.Name\"\n", "Bad.Name"),
+            ("[surprise]\n", "surprise"),
+            ("not toml", ""),
+        ] {
+            match Config::parse(text) {
+                Ok(c) => panic!("{text:?} was accepted: {c:?}"),
+                Err(e) => assert!(e.contains(says), "{text:?}: `{e}` does not say `{says}`"),
+            }
+        }
+    }
+}
