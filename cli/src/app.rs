@@ -34,6 +34,9 @@ pub enum CliError {
     /// An import file that does not verify, or a target that is not empty.
     #[error(transparent)]
     Import(#[from] ImportError),
+    /// The container engine failed (not the request's fault).
+    #[error("{0}")]
+    Engine(String),
     /// The command acts on containers, which only `roster serve` does.
     #[error("no `roster serve` runs on {0}: start it to act on containers (it owns them)")]
     NoDaemon(PathBuf),
@@ -54,7 +57,7 @@ impl CliError {
             CliError::Import(ImportError::Io(_)) => 1,
             CliError::Import(_) => 4,
             CliError::Log(LogError::Corrupt(_) | LogError::Damaged { .. }) | CliError::Fold(_) => 4,
-            CliError::Log(_) => 1,
+            CliError::Log(_) | CliError::Engine(_) => 1,
             CliError::Reported(code) => *code,
         }
     }
@@ -69,7 +72,7 @@ pub fn log_dir(data_dir: &Path) -> PathBuf {
 #[derive(Debug)]
 pub struct App {
     /// The log.
-    pub log: SledLog,
+    pub log: std::sync::Arc<SledLog>,
     /// The world as of the log's head.
     pub world: World,
     /// The operator at the keyboard.
@@ -93,7 +96,7 @@ impl App {
         if !dir.exists() {
             return Err(CliError::NotInitialized(data_dir.to_owned()));
         }
-        let log = SledLog::open(&dir)?;
+        let log = std::sync::Arc::new(SledLog::open(&dir)?);
         let mut app = App {
             log,
             world: World::new(),
@@ -106,7 +109,7 @@ impl App {
     /// Folds the whole log again (after an import into an empty log).
     pub fn refold(&mut self) -> Result<(), CliError> {
         let mut world = World::new();
-        for_each(&self.log, 0, u64::MAX, |e| {
+        for_each(&*self.log, 0, u64::MAX, |e| {
             world.apply(&e).map_err(CliError::from)
         })?;
         self.world = world;
@@ -116,6 +119,21 @@ impl App {
     /// The operator as an actor.
     pub fn operator_actor(&self) -> Actor {
         Actor::Operator(self.operator.clone())
+    }
+
+    /// Whether `command` by `actor` would be accepted now (nothing is recorded): lets a caller
+    /// make a slow outside check (the engine's) only for what the rules allow, and without
+    /// holding the daemon's lock meanwhile.
+    pub fn would_accept(&self, command: &Command, actor: &Actor) -> bool {
+        let at = now().max(self.world.last_at());
+        decide(
+            &self.world,
+            command.clone(),
+            actor,
+            at,
+            &mut OsEntropy::new(),
+        )
+        .is_ok()
     }
 
     /// Decides `command` as `actor`, appends the events and folds them. A refusal of an agent

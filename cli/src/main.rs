@@ -91,7 +91,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Absolute, so that the daemon, its clients and the paths it mounts agree whatever the
+    // working directory.
     let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
+    let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
     let operator = operator_name(cli.operator);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     // While `roster serve` runs on the data directory, it owns the store: commands go to it.

@@ -513,3 +513,23 @@ fn a_hire_that_could_never_start_is_refused_before_it_is_recorded() {
     assert!(err.contains("never pulls"), "{err}");
     assert_eq!(s.count("AgentHired"), 0, "the refused hire was recorded");
 }
+
+#[test]
+fn a_stop_right_after_a_hire_wins_over_the_start_under_way() {
+    let s = lab();
+    for i in 0..3 {
+        let name = format!("quick-{i}");
+        s.ok(&["hire", "--team", "lab", "--name", &name]);
+        s.ok(&["stop", &format!("lab/{name}")]);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    for i in 0..3 {
+        let a = s.agent(&format!("quick-{i}"));
+        assert_eq!(a["status"], "stopped (on request)", "{a}");
+        let c = a["container"].as_str().unwrap();
+        assert!(
+            !c.starts_with("up"),
+            "quick-{i} runs although it was stopped: {c}"
+        );
+    }
+}

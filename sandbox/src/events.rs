@@ -29,11 +29,16 @@ pub enum EngineEvent {
     Started {
         /// The agent.
         agent: AgentId,
+        /// The engine's id of the container.
+        container: String,
     },
     /// The agent's container process ended.
     Died {
         /// The agent.
         agent: AgentId,
+        /// The engine's id of the container (an agent's containers come and go: a late death
+        /// of an old one must not be taken for its successor's).
+        container: String,
         /// Its exit code (128 + the signal when a signal ended it).
         exit_code: i64,
         /// Whether the kernel's OOM killer acted in the container.
@@ -161,7 +166,10 @@ impl Feed {
         match action.as_str() {
             "start" => {
                 self.oom.remove(&id);
-                Some(EngineEvent::Started { agent })
+                Some(EngineEvent::Started {
+                    agent,
+                    container: id,
+                })
             }
             "die" => {
                 let seen = self.oom.remove(&id);
@@ -174,6 +182,7 @@ impl Feed {
                     .unwrap_or(-1);
                 Some(EngineEvent::Died {
                     agent,
+                    container: id,
                     exit_code,
                     oom_killed: seen || state.oom_killed.unwrap_or(false),
                 })

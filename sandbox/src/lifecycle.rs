@@ -138,7 +138,7 @@ impl Engine {
     }
 
     /// Removes a container of this engine by name (force, volumes kept).
-    pub async fn remove_named(&self, name: &str) -> Result<(), SandboxError> {
+    pub(crate) async fn remove_named(&self, name: &str) -> Result<(), SandboxError> {
         let options = RemoveContainerOptions {
             force: true,
             v: false,

@@ -188,11 +188,13 @@ pub fn plan(
             }),
             ..Default::default()
         },
+        // Read-only: connecting to a socket needs no write access to its file system, and an
+        // agent must not be able to replace its socket (or fill the host's disk) through it.
         Mount {
             target: Some(GATEWAY_DIR.into()),
             source: Some(paths.gateway_dir.to_string_lossy().into_owned()),
             typ: Some(MountTypeEnum::BIND),
-            read_only: Some(false),
+            read_only: Some(true),
             ..Default::default()
         },
         Mount {
@@ -368,7 +370,7 @@ mod tests {
                 (
                     GATEWAY_DIR.into(),
                     "/var/lib/roster/gateways/a1".into(),
-                    false
+                    true
                 ),
                 (
                     AGENT_BINARY.into(),

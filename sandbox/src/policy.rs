@@ -33,7 +33,7 @@ pub fn check_config(plan: &ContainerPlan) -> Result<(), SandboxError> {
     let mounts = h.mounts.as_deref().unwrap_or_default();
     let want = [
         (HOME, MountTypeEnum::VOLUME, false),
-        (GATEWAY_DIR, MountTypeEnum::BIND, false),
+        (GATEWAY_DIR, MountTypeEnum::BIND, true),
         (AGENT_BINARY, MountTypeEnum::BIND, true),
     ];
     if mounts.len() != want.len() {
@@ -285,6 +285,10 @@ mod tests {
             host(p).mounts.as_mut().unwrap()[0].source = Some("roster-x-other-home".into());
         })
         .contains("not its own home"));
+        assert!(
+            refused(|p| host(p).mounts.as_mut().unwrap()[1].read_only = Some(false))
+                .contains("read-only")
+        );
         assert!(
             refused(|p| host(p).mounts.as_mut().unwrap()[2].read_only = Some(false))
                 .contains("read-only")

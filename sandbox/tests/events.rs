@@ -45,6 +45,7 @@ async fn deaths_are_reported_with_their_code_and_oom_kills_as_oom() {
 
     let mut started = Vec::new();
     let mut died = HashMap::new();
+    let mut ids = HashMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while died.len() < 3 {
         let next = tokio::time::timeout_at(deadline, events.next()).await;
@@ -53,12 +54,21 @@ async fn deaths_are_reported_with_their_code_and_oom_kills_as_oom() {
             .expect("the stream goes on")
             .unwrap()
         {
-            EngineEvent::Started { agent } => started.push(agent),
+            EngineEvent::Started { agent, container } => {
+                started.push(agent);
+                ids.insert(agent, container);
+            }
             EngineEvent::Died {
                 agent,
+                container,
                 exit_code,
                 oom_killed,
             } => {
+                assert_eq!(
+                    ids.get(&agent),
+                    Some(&container),
+                    "a death names its container"
+                );
                 died.insert(agent, (exit_code, oom_killed));
             }
             other => panic!("unexpected {other:?}"),

@@ -20,7 +20,7 @@ fn resolve(agent: &AgentRef, env: &Env<'_>) -> Result<AgentId, CliError> {
 pub(super) fn stop(agent: AgentRef, env: &Env<'_>) -> anyhow::Result<()> {
     let d = env.daemon()?;
     let id = resolve(&agent, env)?;
-    d.stop_agent(id)?;
+    d.stop_agent(id, env.operator.clone())?;
     say(env, "stopped", id)
 }
 
@@ -84,6 +84,9 @@ pub(super) fn verify(
             )
         })?,
     };
+    // The suite mounts it: an absolute path, whatever the working directory.
+    let agent_binary = std::path::absolute(&agent_binary)?;
+    let busybox = std::path::absolute(&busybox)?;
     let scratch = tempfile::tempdir()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -76,17 +76,17 @@ pub(crate) fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_event(
+/// One event as a line (with its newline): JSON, or a line for people.
+fn render_event(
     world: &World,
     e: &Envelope,
     json: bool,
-    out: &crate::output::Out,
     now: roster_core::time::Timestamp,
-) -> anyhow::Result<()> {
-    if json {
-        out.json_line(e)
+) -> Result<String, CliError> {
+    let mut line = if json {
+        serde_json::to_string(e).map_err(|err| CliError::Input(err.to_string()))?
     } else {
-        out.line(format!(
+        format!(
             "#{:<5} {:>9}  {:<12} v{:<4} {:<22} {}",
             e.seq,
             relative(e.at, now),
@@ -94,9 +94,15 @@ fn print_event(
             e.version,
             describe::actor(world, &e.actor),
             describe::event(world, &e.event)
-        ))
-    }
+        )
+    };
+    line.push('\n');
+    Ok(line)
 }
+
+/// Events rendered per round of `log`: the store (the daemon's lock) is held only to render
+/// them, never while they are written to a reader who may be slow.
+const LOG_CHUNK: u64 = 1024;
 
 pub(super) fn log(
     team: Option<TeamRef>,
@@ -106,42 +112,43 @@ pub(super) fn log(
 ) -> anyhow::Result<()> {
     let mut next = from;
     loop {
-        // Opened (or, under `roster serve`, locked) per round so that other commands can use the
-        // store between polls of --follow.
-        let app = env.open()?;
-        let team = team
-            .as_ref()
-            .map(|t| t.resolve(&app.world).map(|t| t.id))
-            .transpose()
-            .map_err(CliError::Input)?;
-        let now = crate::app::now();
-        next = for_each(&app.log, next, u64::MAX, |e| {
-            if team.is_none_or(|t| t == e.team) {
-                print_event(&app.world, &e, env.out.json, &env.out, now)
-                    .map_err(|err| CliError::Input(err.to_string()))?;
-            }
-            Ok(())
-        })?;
+        let (lines, after) = {
+            let app = env.open()?;
+            let team = team
+                .as_ref()
+                .map(|t| t.resolve(&app.world).map(|t| t.id))
+                .transpose()
+                .map_err(CliError::Input)?;
+            let now = crate::app::now();
+            let mut lines = Vec::new();
+            let after = for_each(&*app.log, next, next.saturating_add(LOG_CHUNK), |e| {
+                if team.is_none_or(|t| t == e.team) {
+                    lines.push(render_event(&app.world, &e, env.out.json, now)?);
+                }
+                Ok(())
+            })?;
+            (lines, after)
+        };
+        for line in &lines {
+            env.out.write(crate::output::Stream::Out, line)?;
+        }
+        let more = after == next.saturating_add(LOG_CHUNK);
+        next = after;
+        if more {
+            continue;
+        }
         if !follow || env.out.gone() {
             return Ok(());
         }
-        drop(app);
         std::thread::sleep(Duration::from_millis(300));
     }
 }
 
 pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::Result<()> {
-    let shared;
-    let own;
-    let log: &SledLog = match env.daemon {
-        Some(_) => {
-            shared = env.open()?;
-            &shared.log
-        }
-        None => {
-            own = App::open_log(env.data_dir)?;
-            &own
-        }
+    // Under the daemon, the log is read without its lock (agents and commands go on).
+    let log: std::sync::Arc<SledLog> = match env.daemon {
+        Some(_) => std::sync::Arc::clone(&env.open()?.log),
+        None => std::sync::Arc::new(App::open_log(env.data_dir)?),
     };
     if at >= log.len() {
         let held = match log.len() {
@@ -153,7 +160,7 @@ pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::R
     // Only the prefix is read: the world as it stood after `at`.
     let mut world = World::new();
     let mut when = roster_core::time::Timestamp::EPOCH;
-    for_each(log, 0, at + 1, |e| {
+    for_each(&*log, 0, at + 1, |e| {
         world.apply(&e)?;
         when = e.at;
         Ok(())
@@ -255,7 +262,10 @@ pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
         ))
     };
     let result = match env.daemon {
-        Some(_) => check(&env.open()?.log),
+        Some(_) => {
+            let log = std::sync::Arc::clone(&env.open()?.log);
+            check(&log)
+        }
         None => SledLog::open(&dir).and_then(|log| check(&log)),
     };
     match result {
@@ -283,17 +293,18 @@ pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
 }
 
 pub(super) fn export(file: Option<PathBuf>, env: &Env<'_>) -> anyhow::Result<()> {
-    let app = env.open()?;
+    // The log reads without the daemon's lock: agents and other commands go on meanwhile.
+    let log = std::sync::Arc::clone(&env.open()?.log);
     let n = match &file {
         Some(path) => {
             let mut w = BufWriter::new(File::create(env.path(path))?);
-            let n = roster_store::export_jsonl(&app.log, &mut w)?;
+            let n = roster_store::export_jsonl(&*log, &mut w)?;
             w.flush()?;
             n
         }
         None => {
             let mut w = env.out.writer();
-            let n = roster_store::export_jsonl(&app.log, &mut w)?;
+            let n = roster_store::export_jsonl(&*log, &mut w)?;
             w.flush()?;
             n
         }

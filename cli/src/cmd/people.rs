@@ -57,9 +57,11 @@ pub(super) fn team(cmd: TeamCmd, env: &Env<'_>) -> anyhow::Result<()> {
 }
 
 pub(super) fn hire(a: HireArgs, env: &Env<'_>) -> anyhow::Result<()> {
-    let mut app = env.open()?;
-    let team = a.team.resolve(&app.world).map_err(CliError::Input)?.id;
-    let actor = actor_for(&app, a.by)?;
+    let (team, actor) = {
+        let app = env.open()?;
+        let team = a.team.resolve(&app.world).map_err(CliError::Input)?.id;
+        (team, actor_for(&app, a.by)?)
+    };
     let mut spec = AgentSpec::base();
     spec.image = a.image.unwrap_or_else(ImageRef::base);
     let defaults = crate::config::Config::load(env.data_dir)?.agent;
@@ -75,18 +77,22 @@ pub(super) fn hire(a: HireArgs, env: &Env<'_>) -> anyhow::Result<()> {
     r.pids = a.pids.or(defaults.pids).unwrap_or(r.pids);
     r.tmpfs_mib = a.tmpfs.or(defaults.tmpfs_mib).unwrap_or(r.tmpfs_mib);
     r.timeout_secs = a.timeout.or(defaults.timeout_secs).or(r.timeout_secs);
-    // Under the daemon, a spec no container can be made from is refused before it is recorded
-    // (without one, the daemon refuses to start it at its next start, and says why).
-    if let Some(d) = env.daemon {
-        d.admit(&spec)?;
-    }
     let cmd = Command::Hire {
         team,
         name: a.name,
         role: a.role,
-        spec,
+        spec: spec.clone(),
         grants: a.grants,
     };
+    // Under the daemon, a hire the rules allow but no container could be made for is refused
+    // before it is recorded; the engine is asked without holding the daemon's lock. (Without a
+    // daemon, the daemon refuses to start it at its next start, and says why.)
+    if let Some(d) = env.daemon {
+        if env.open()?.would_accept(&cmd, &actor) {
+            d.admit(&spec)?;
+        }
+    }
+    let mut app = env.open()?;
     let committed = app.execute(cmd, &actor)?;
     poke(env);
     if !env.out.json {

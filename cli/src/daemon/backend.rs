@@ -42,7 +42,7 @@ fn internal(e: impl std::fmt::Display) -> GatewayError {
 
 fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError> {
     let mut app = d.app().map_err(internal)?;
-    if let Some(read) = read_only(&app.log, &app.world, agent, &call, crate::app::now()) {
+    if let Some(read) = read_only(&*app.log, &app.world, agent, &call, crate::app::now()) {
         return read;
     }
     let command = match call {
@@ -59,9 +59,6 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
             if let Some(runtime) = p.runtime {
                 spec.runtime = runtime;
             }
-            // A hire no container could be made for is refused before it is recorded.
-            d.admit(&spec)
-                .map_err(|e| GatewayError::new(ErrorCode::BadParams, e.to_string()))?;
             Command::Hire {
                 team,
                 name: p.name,
@@ -89,7 +86,20 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
             ));
         }
     };
-    let committed = app.execute(command, &Actor::Agent(agent));
+    let actor = Actor::Agent(agent);
+    // A hire the rules allow but no container could be made for is refused before it is
+    // recorded; the engine is asked after the rules (so a refused agent learns nothing of the
+    // host's images) and without holding the lock.
+    if let Command::Hire { spec, .. } = &command {
+        if app.would_accept(&command, &actor) {
+            let spec = spec.clone();
+            drop(app);
+            d.admit(&spec)
+                .map_err(|e| GatewayError::new(ErrorCode::BadParams, e.to_string()))?;
+            app = d.app().map_err(internal)?;
+        }
+    }
+    let committed = app.execute(command, &actor);
     drop(app);
     d.poke();
     match committed {

@@ -7,8 +7,9 @@ use futures_util::StreamExt;
 use roster_core::actor::Actor;
 use roster_core::event::StopReason;
 use roster_core::id::AgentId;
+use roster_core::name::Name;
 use roster_core::world::Agent;
-use roster_sandbox::{ContainerState, OutputStream};
+use roster_sandbox::{ContainerState, OutputStream, SandboxError};
 
 use super::{supervisor, Daemon};
 use crate::app::CliError;
@@ -25,11 +26,11 @@ impl Daemon {
         }
     }
 
-    /// Stops `agent` on an operator's request; it stays stopped until `start`.
-    pub fn stop_agent(&self, agent: AgentId) -> anyhow::Result<()> {
+    /// Stops `agent` on `operator`'s request; it stays stopped until `start`.
+    pub fn stop_agent(&self, agent: AgentId, operator: Name) -> anyhow::Result<()> {
         self.live(agent)?;
         let d = self.arc()?;
-        let operator = Actor::Operator(self.app()?.operator.clone());
+        let operator = Actor::Operator(operator);
         let sup = self.sup.clone();
         self.rt.block_on(async move {
             supervisor::stop(&d, &sup, agent, StopReason::Requested, operator).await
@@ -44,8 +45,15 @@ impl Daemon {
         }
         let d = self.arc()?;
         let sup = self.sup.clone();
+        {
+            // An operator's start forgets the backoff of earlier crashes.
+            let mut slots = self.sup.slots();
+            let slot = slots.entry(agent).or_default();
+            slot.failures = 0;
+            slot.not_before = None;
+        }
         self.rt
-            .block_on(async move { supervisor::start_now(&d, &sup, agent).await })
+            .block_on(async move { supervisor::start(&d, &sup, agent, true).await })
     }
 
     /// Refuses a spec no container could be made from here (a runtime the engine lacks or runs
@@ -56,7 +64,15 @@ impl Daemon {
         let spec = spec.clone();
         self.rt
             .block_on(async move { sup.engine.admit(&spec).await })
-            .map_err(|e| CliError::Input(e.to_string()))
+            .map_err(|e| match e {
+                // What the operator asked for cannot be made here: bad input.
+                SandboxError::ImageMissing { .. }
+                | SandboxError::ImageRefused { .. }
+                | SandboxError::RuntimeMissing { .. }
+                | SandboxError::RuntimeUnconfined { .. } => CliError::Input(e.to_string()),
+                // The engine failed: not the request's fault.
+                other => CliError::Engine(other.to_string()),
+            })
     }
 
     /// What the engine says of `agent`'s container.
@@ -79,15 +95,26 @@ impl Daemon {
         let sup = self.sup.clone();
         self.rt.block_on(async move {
             let mut logs = Box::pin(sup.engine.logs(agent, follow, tail));
-            while let Some(chunk) = logs.next().await {
+            loop {
+                // A quiet container sends nothing for long: look every second whether the
+                // reader is still there.
+                let chunk = tokio::select! {
+                    c = logs.next() => c,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                        if out.gone() {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                let Some(chunk) = chunk else { break };
                 let chunk = chunk?;
                 let stream = match chunk.stream {
                     OutputStream::Stderr => Stream::Err,
                     _ => Stream::Out,
                 };
                 let text = String::from_utf8_lossy(&chunk.bytes).into_owned();
-                // Written from the async side; `Out::write` for a remote client blocks on a
-                // bounded channel, so hop to a blocking thread for it.
+                // `Out::write` for a remote client blocks on a bounded channel: not on a worker.
                 let out = out.clone();
                 tokio::task::spawn_blocking(move || out.write(stream, &text)).await??;
             }

@@ -169,6 +169,7 @@ pub async fn start(
         .or(config.busybox)
         .unwrap_or_else(|| PathBuf::from("/bin/busybox"));
     let engine = Engine::connect(ns.clone()).await?;
+    claim_namespace(data_dir, &ns, &engine, &app).await?;
     let given = args.agent_binary.clone().or(config.agent_binary);
     let agent_binary = install_agent_binary(data_dir, given.as_deref())?;
     engine
@@ -191,6 +192,8 @@ pub async fn start(
         me: me.clone(),
         first_calls: Mutex::new(std::collections::HashMap::new()),
     });
+    // Engine events are followed from before the reconcile, so no death falls in between.
+    let since = crate::app::now();
     supervisor::reconcile(&daemon, &sup)
         .await
         .context("cannot reconcile the containers with the log")?;
@@ -209,7 +212,7 @@ pub async fn start(
             Arc::new(move |req, out| runner(&d, req, out)),
         )),
         tokio::spawn(supervisor::converge_loop(daemon.clone(), sup.clone())),
-        tokio::spawn(supervisor::watch_engine(daemon.clone(), sup.clone())),
+        tokio::spawn(supervisor::watch_engine(daemon.clone(), sup.clone(), since)),
     ];
     Ok(Running {
         daemon,
@@ -217,6 +220,49 @@ pub async fn start(
         socket,
         ns,
     })
+}
+
+/// Makes sure the namespace is this data directory's: a reconcile removes every container of
+/// the namespace that the log does not know, so two data directories must never share one.
+/// The first start records it in `DATA/namespace`; later starts must use the same.
+async fn claim_namespace(
+    data_dir: &Path,
+    ns: &roster_core::name::Name,
+    engine: &Engine,
+    app: &App,
+) -> anyhow::Result<()> {
+    let file = data_dir.join("namespace");
+    match std::fs::read_to_string(&file) {
+        Ok(recorded) if recorded.trim() == ns.as_str() => return Ok(()),
+        Ok(recorded) => anyhow::bail!(
+            "this data directory's agents run in namespace `{}`, not `{ns}`: pass --ns {} \
+             (or set it in roster.toml)",
+            recorded.trim(),
+            recorded.trim()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context(format!("cannot read {}", file.display())),
+    }
+    let strangers = engine
+        .list()
+        .await?
+        .into_iter()
+        .filter(|f| {
+            f.agent
+                .as_ref()
+                .ok()
+                .is_none_or(|a| app.world.agent(*a).is_none())
+        })
+        .count();
+    if strangers > 0 {
+        anyhow::bail!(
+            "namespace `{ns}` already holds {strangers} container(s) this data directory does not \
+             know (another data directory's?): start with another --ns, or remove them"
+        );
+    }
+    std::fs::write(&file, format!("{ns}\n"))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(())
 }
 
 /// Copies the static `roster-agent` into `DATA/bin` (so rebuilding it never changes what
@@ -280,15 +326,24 @@ fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds a Unix socket that only its owner can connect to (0600). It is made inside the data
-/// directory, which is the owner's alone (0700), so there is no moment at which another user
-/// could connect.
+/// Binds a Unix socket that only its owner can connect to (0600).
 fn bind_owner_only(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt;
-    let listener = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("cannot listen on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot restrict {}", path.display()))?;
+    // Bound inside a fresh 0700 directory, restricted, then moved into place: even in a data
+    // directory that others can enter, nobody can connect in between.
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let private = tempfile::Builder::new()
+        .prefix(".admin-")
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700))?;
+    let staged = private.path().join("admin.sock");
+    let listener = tokio::net::UnixListener::bind(&staged)
+        .with_context(|| format!("cannot listen on {}", staged.display()))?;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", staged.display()))?;
+    std::fs::rename(&staged, path)
+        .with_context(|| format!("cannot move the admin socket to {}", path.display()))?;
     Ok(listener)
 }
 

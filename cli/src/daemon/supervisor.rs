@@ -6,9 +6,15 @@
 //! exponential backoff), removes the containers of retired agents, stops what ran past its
 //! timeout. Everything it does to an agent is recorded through `decide` as the runtime
 //! (`Command::Lifecycle`), so the log says what happened and why.
+//!
+//! Ordering: the starts and stops of one agent are serialized by its slot's `op` lock, so an
+//! operator's stop waits for a start under way (and then stops what it started), and engine
+//! events are matched to the container they name, so a late death of an old container is never
+//! taken for its successor's. The store's lock is only ever taken on blocking threads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,16 +24,16 @@ use roster_core::command::{Command, Lifecycle};
 use roster_core::event::StopReason;
 use roster_core::id::AgentId;
 use roster_core::name::Name;
-use roster_core::world::{AgentStatus, World};
+use roster_core::time::Timestamp;
+use roster_core::world::{Agent, AgentStatus};
 use roster_sandbox::plan::{plan, HostPaths, STOP_GRACE_SECS};
 use roster_sandbox::{stop_reason, Engine, EngineEvent};
-
-/// SIGTERM, then this long, then SIGKILL.
-const GRACE: Duration = Duration::from_secs(STOP_GRACE_SECS.unsigned_abs());
 
 use super::Daemon;
 use crate::gateway::AgentGateway;
 
+/// SIGTERM, then this long, then SIGKILL.
+const GRACE: Duration = Duration::from_secs(STOP_GRACE_SECS.unsigned_abs());
 /// The first restart waits this long; each further crash in a row doubles it.
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 /// Restarts never wait longer than this.
@@ -38,8 +44,10 @@ const STABLE: Duration = Duration::from_secs(60);
 /// What the supervisor knows of one agent's container.
 #[derive(Debug, Default)]
 pub struct Slot {
-    /// Its container runs (as far as the engine told us).
+    /// Its current container runs (as far as the engine told us).
     pub running: bool,
+    /// The engine's id of its current container.
+    pub container: Option<String>,
     /// When it last started.
     pub started: Option<Instant>,
     /// We are stopping it ourselves for this reason: its death is not a crash.
@@ -48,12 +56,14 @@ pub struct Slot {
     pub failures: u32,
     /// Not before this instant may it be started again.
     pub not_before: Option<Instant>,
-    /// A start is under way.
+    /// A start is under way (or queued).
     pub starting: bool,
     /// Its gateway socket, open while it is not retired.
     pub gateway: Option<AgentGateway>,
     /// The timeout watch of the current run.
     pub timeout: Option<tokio::task::JoinHandle<()>>,
+    /// Serializes this agent's starts and stops.
+    pub op: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The supervisor's state; shared by its tasks.
@@ -70,6 +80,8 @@ pub struct Supervisor {
     slots: Mutex<HashMap<AgentId, Slot>>,
     /// Wakes the converge loop.
     pub wake: tokio::sync::Notify,
+    /// A reconcile after an engine outage is under way: no new starts meanwhile.
+    reconciling: AtomicBool,
 }
 
 impl Supervisor {
@@ -82,6 +94,7 @@ impl Supervisor {
             agent_binary,
             slots: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
+            reconciling: AtomicBool::new(false),
         }
     }
 
@@ -91,6 +104,11 @@ impl Supervisor {
         self.slots
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The lock that serializes `agent`'s starts and stops.
+    fn op(&self, agent: AgentId) -> Arc<tokio::sync::Mutex<()>> {
+        self.slots().entry(agent).or_default().op.clone()
     }
 
     /// Closes every agent's gateway and waits for their connections to end (the daemon is
@@ -123,84 +141,149 @@ pub fn backoff(failures: u32) -> Duration {
     BACKOFF_FIRST.saturating_mul(1 << shift).min(BACKOFF_MAX)
 }
 
-/// Records a lifecycle change as `actor` (the runtime, or the operator who stopped it).
-pub fn record(d: &Daemon, agent: AgentId, change: Lifecycle, actor: &Actor) {
-    let result = d
-        .app()
-        .and_then(|mut app| app.execute(Command::Lifecycle { agent, change }, actor));
-    if let Err(e) = result {
-        tracing::warn!("cannot record the lifecycle of {agent}: {e}");
+/// Records a lifecycle change as `actor` (the runtime, or the operator who stopped it), on a
+/// blocking thread (the store's lock is never taken on the async workers).
+pub async fn record(d: &Arc<Daemon>, agent: AgentId, change: Lifecycle, actor: Actor) {
+    let d = d.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        d.app()
+            .and_then(|mut app| app.execute(Command::Lifecycle { agent, change }, &actor))
+    })
+    .await;
+    match done {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("cannot record the lifecycle of {agent}: {e}"),
+        Err(e) => tracing::warn!("cannot record the lifecycle of {agent}: {e}"),
     }
 }
 
-/// Adopts what the engine has at daemon start: removes containers the log does not know or
-/// retired, adopts running ones, and records the deaths it missed while no daemon ran.
+/// Every agent the log knows, read on a blocking thread.
+async fn agents(d: &Arc<Daemon>) -> anyhow::Result<HashMap<AgentId, Agent>> {
+    let d = d.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        d.app()
+            .map(|app| app.world.agents().map(|a| (a.id, a.clone())).collect())
+    })
+    .await??)
+}
+
+/// One agent as the log knows it, read on a blocking thread.
+async fn agent(d: &Arc<Daemon>, id: AgentId) -> anyhow::Result<Option<Agent>> {
+    let d = d.clone();
+    Ok(
+        tokio::task::spawn_blocking(move || d.app().map(|app| app.world.agent(id).cloned()))
+            .await??,
+    )
+}
+
+/// Makes the supervisor's picture match the engine's: removes containers the log does not want,
+/// adopts running ones, records the deaths it missed (while no daemon ran, or while the engine
+/// was away). One agent's trouble is logged and skipped, never fatal.
 pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> anyhow::Result<()> {
     let found = sup.engine.list().await?;
-    let world = d.app()?.world.clone();
-    let mut seen = std::collections::HashSet::new();
+    let known = agents(d).await?;
+    let mut seen = HashSet::new();
     for f in found {
-        let known = f
+        let wanted = f
             .agent
             .clone()
             .ok()
-            .and_then(|a| world.agent(a).map(|ag| (a, ag)));
-        let Some((agent, ag)) = known.filter(|(_, ag)| !ag.is_retired()) else {
+            .and_then(|a| known.get(&a))
+            .filter(|ag| !ag.is_retired());
+        let Some(ag) = wanted else {
             tracing::info!("removing container {} that the log does not want", f.name);
-            sup.engine.remove_named(&f.name).await?;
+            if let Err(e) = sup.engine.remove_container(&f.name).await {
+                tracing::warn!("cannot remove {}: {e}", f.name);
+            }
             continue;
         };
-        seen.insert(agent);
-        let state = sup.engine.inspect(agent).await?;
-        match state {
-            Some(s) if s.running => {
-                open_gateway(d, sup, agent).await?;
-                {
-                    let mut slots = sup.slots();
-                    let slot = slots.entry(agent).or_default();
-                    slot.running = true;
-                    slot.started = Some(Instant::now());
-                    if let Some(secs) = ag.spec.resources.timeout_secs {
-                        // The time it ran before the daemon restarted is not known exactly:
-                        // the agent gets its full timeout again from now.
-                        slot.timeout = Some(watch_timeout(d.clone(), sup.clone(), agent, secs));
-                    }
-                }
-                if !matches!(ag.status, AgentStatus::Running { .. }) {
-                    let dd = d.clone();
-                    let id = s.id.clone();
-                    tokio::task::spawn_blocking(move || {
-                        record(&dd, agent, Lifecycle::Started(id), &Actor::Runtime)
-                    })
-                    .await?;
-                }
-            }
-            Some(s) => {
-                if matches!(ag.status, AgentStatus::Running { .. }) {
-                    let reason = stop_reason(s.exit_code.unwrap_or(-1), s.oom_killed, false, false);
-                    let dd = d.clone();
-                    tokio::task::spawn_blocking(move || {
-                        record(&dd, agent, Lifecycle::Stopped(reason), &Actor::Runtime)
-                    })
-                    .await?;
-                }
-            }
-            None => {}
+        seen.insert(ag.id);
+        if let Err(e) = adopt(d, sup, ag).await {
+            tracing::warn!("cannot adopt the container of {}: {e:#}", ag.id);
         }
     }
-    // Agents the log says run but whose container is gone altogether.
-    for ag in world.agents() {
-        if matches!(ag.status, AgentStatus::Running { .. }) && !seen.contains(&ag.id) {
-            let (dd, agent) = (d.clone(), ag.id);
-            tokio::task::spawn_blocking(move || {
-                record(
-                    &dd,
-                    agent,
-                    Lifecycle::Stopped(StopReason::Crashed { code: -1 }),
-                    &Actor::Runtime,
+    for ag in known
+        .values()
+        .filter(|a| !a.is_retired() && !seen.contains(&a.id))
+    {
+        let was_running = {
+            let mut slots = sup.slots();
+            let slot = slots.entry(ag.id).or_default();
+            std::mem::replace(&mut slot.running, false)
+        };
+        if was_running || matches!(ag.status, AgentStatus::Running { .. }) {
+            // Its container is gone altogether.
+            let reason = Lifecycle::Stopped(StopReason::Crashed { code: -1 });
+            record(d, ag.id, reason, Actor::Runtime).await;
+        }
+    }
+    // Whatever failed while the engine was away is not the agents' fault.
+    for slot in sup.slots().values_mut() {
+        slot.failures = 0;
+        slot.not_before = None;
+    }
+    Ok(())
+}
+
+/// Takes over `ag`'s existing container: running, with its gateway open and its timeout
+/// watched; or stopped, with its death recorded if the log did not know it.
+async fn adopt(d: &Arc<Daemon>, sup: &Arc<Supervisor>, ag: &Agent) -> anyhow::Result<()> {
+    let op = sup.op(ag.id);
+    let _serial = op.lock().await;
+    let Some(state) = sup.engine.inspect(ag.id).await? else {
+        return Ok(());
+    };
+    if state.running {
+        open_gateway(d, sup, ag.id).await?;
+        let ran_for = state
+            .started_at
+            .map(|t| {
+                Duration::from_micros(
+                    crate::app::now()
+                        .as_micros()
+                        .saturating_sub(t.as_micros())
+                        .unsigned_abs(),
                 )
             })
-            .await?;
+            .unwrap_or_default();
+        {
+            let mut slots = sup.slots();
+            let slot = slots.entry(ag.id).or_default();
+            let same = slot.container.as_deref() == Some(state.id.as_str()) && slot.running;
+            slot.running = true;
+            slot.container = Some(state.id.clone());
+            if !same {
+                slot.started = Some(
+                    Instant::now()
+                        .checked_sub(ran_for)
+                        .unwrap_or_else(Instant::now),
+                );
+                if let Some(secs) = ag.spec.resources.timeout_secs {
+                    let left = Duration::from_secs(u64::from(secs)).saturating_sub(ran_for);
+                    replace_timeout(
+                        slot,
+                        watch_timeout(d.clone(), sup.clone(), ag.id, state.id.clone(), left),
+                    );
+                }
+            }
+        }
+        if !matches!(&ag.status, AgentStatus::Running { container } if *container == state.id) {
+            record(d, ag.id, Lifecycle::Started(state.id), Actor::Runtime).await;
+        }
+    } else {
+        let was_running = {
+            let mut slots = sup.slots();
+            let slot = slots.entry(ag.id).or_default();
+            std::mem::replace(&mut slot.running, false)
+        };
+        if was_running || matches!(ag.status, AgentStatus::Running { .. }) {
+            let reason = stop_reason(
+                state.exit_code.unwrap_or(-1),
+                state.oom_killed,
+                false,
+                false,
+            );
+            record(d, ag.id, Lifecycle::Stopped(reason), Actor::Runtime).await;
         }
     }
     Ok(())
@@ -209,7 +292,9 @@ pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> anyhow::Result
 /// Converges forever: on every wake, and at least once a second.
 pub async fn converge_loop(d: Arc<Daemon>, sup: Arc<Supervisor>) {
     loop {
-        converge(&d, &sup);
+        if let Err(e) = converge(&d, &sup).await {
+            tracing::error!("{e:#}");
+        }
         tokio::select! {
             _ = sup.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -217,26 +302,23 @@ pub async fn converge_loop(d: Arc<Daemon>, sup: Arc<Supervisor>) {
     }
 }
 
-/// One pass: spawn a start for each agent that should run and does not, a removal for each
-/// retired agent that still has a container or a gateway.
-fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) {
-    let world: World = match d.app() {
-        Ok(app) => app.world.clone(),
-        Err(e) => {
-            tracing::error!("{e}");
-            return;
-        }
-    };
+/// One pass: a start for each agent that should run and does not, a removal for each retired
+/// agent that still has a slot (container, gateway).
+async fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> anyhow::Result<()> {
+    if sup.reconciling.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let known = agents(d).await?;
     let now = Instant::now();
     let mut slots = sup.slots();
-    for ag in world.agents() {
+    for ag in known.values() {
         if ag.is_retired() {
             if let Some(mut slot) = slots.remove(&ag.id) {
                 if let Some(t) = slot.timeout.take() {
                     t.abort();
                 }
                 slot.gateway.take();
-                tokio::spawn(remove_retired(sup.clone(), ag.id));
+                tokio::spawn(remove_retired(sup.clone(), ag.id, slot.op.clone()));
             }
             continue;
         }
@@ -248,8 +330,21 @@ fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) {
             continue;
         }
         slot.starting = true;
-        tokio::spawn(start(d.clone(), sup.clone(), ag.id));
+        let (d, sup, id) = (d.clone(), sup.clone(), ag.id);
+        tokio::spawn(async move {
+            let result = start(&d, &sup, id, false).await;
+            let mut slots = sup.slots();
+            let slot = slots.entry(id).or_default();
+            slot.starting = false;
+            if let Err(e) = result {
+                slot.failures = slot.failures.saturating_add(1);
+                let wait = backoff(slot.failures);
+                slot.not_before = Some(Instant::now() + wait);
+                tracing::warn!("cannot start {id} (retrying in {wait:?}): {e:#}");
+            }
+        });
     }
+    Ok(())
 }
 
 /// Opens `agent`'s gateway socket if it is not open.
@@ -272,87 +367,88 @@ async fn open_gateway(
     Ok(())
 }
 
-/// Starts `agent`'s container now, for an operator's `roster start`: its backoff is forgotten.
-pub async fn start_now(
+/// Starts `agent`'s container: a fresh one from its recorded spec (its home persists in its
+/// volume), its gateway open first so that it can call at once. Without `forced` (an operator's
+/// `roster start`), only an agent the log wants running is started.
+pub async fn start(
     d: &Arc<Daemon>,
     sup: &Arc<Supervisor>,
-    agent: AgentId,
+    id: AgentId,
+    forced: bool,
 ) -> anyhow::Result<()> {
-    {
-        let mut slots = sup.slots();
-        let slot = slots.entry(agent).or_default();
-        if slot.starting {
-            anyhow::bail!("{agent} is being started already");
-        }
-        slot.starting = true;
-        slot.failures = 0;
-        slot.not_before = None;
-    }
-    let result = start_inner(d, sup, agent).await;
-    sup.slots().entry(agent).or_default().starting = false;
-    result
-}
-
-/// Starts `agent`'s container: a fresh one from its recorded spec (its home persists in its
-/// volume), its gateway open first so it can call at once.
-pub async fn start(d: Arc<Daemon>, sup: Arc<Supervisor>, agent: AgentId) {
-    let result = start_inner(&d, &sup, agent).await;
-    let mut slots = sup.slots();
-    let slot = slots.entry(agent).or_default();
-    slot.starting = false;
-    if let Err(e) = result {
-        slot.failures = slot.failures.saturating_add(1);
-        let wait = backoff(slot.failures);
-        slot.not_before = Some(Instant::now() + wait);
-        tracing::warn!("cannot start {agent} (retrying in {wait:?}): {e:#}");
-    }
-}
-
-async fn start_inner(d: &Arc<Daemon>, sup: &Arc<Supervisor>, agent: AgentId) -> anyhow::Result<()> {
-    let (team, spec) = {
-        let app = d.app()?;
-        let ag = app
-            .world
-            .agent(agent)
-            .ok_or_else(|| anyhow::anyhow!("{agent} is not in the log"))?;
-        (ag.team, ag.spec.clone())
+    let op = sup.op(id);
+    let _serial = op.lock().await;
+    let Some(ag) = agent(d, id).await? else {
+        anyhow::bail!("{id} is not in the log");
     };
-    open_gateway(d, sup, agent).await?;
+    let running = sup.slots().get(&id).is_some_and(|s| s.running);
+    if ag.is_retired() || running || (!forced && !ag.wants_running()) {
+        // Retired, stopped meanwhile, or started by someone else meanwhile.
+        return Ok(());
+    }
+    open_gateway(d, sup, id).await?;
     let paths = HostPaths {
-        gateway_dir: sup.gateway_dir(agent),
+        gateway_dir: sup.gateway_dir(id),
         agent_binary: sup.agent_binary.clone(),
     };
-    let p = plan(&sup.ns, &team, agent, &spec, &paths)?;
-    sup.engine.remove(agent).await?;
-    sup.engine.ensure_home(&p).await?;
-    let id = sup.engine.create(&p).await?;
-    sup.engine.start(agent).await?;
+    let p = plan(&sup.ns, &ag.team, id, &ag.spec, &paths)?;
+    sup.engine.remove(id).await?;
+    let container = sup.engine.create(&p).await?;
     {
+        // Marked before it starts, so that even an immediate death is matched to it.
         let mut slots = sup.slots();
-        let slot = slots.entry(agent).or_default();
+        let slot = slots.entry(id).or_default();
         slot.running = true;
+        slot.container = Some(container.clone());
         slot.started = Some(Instant::now());
         slot.stopping = None;
-        if let Some(secs) = spec.resources.timeout_secs {
-            slot.timeout = Some(watch_timeout(d.clone(), sup.clone(), agent, secs));
+        if let Some(secs) = ag.spec.resources.timeout_secs {
+            let watch = watch_timeout(
+                d.clone(),
+                sup.clone(),
+                id,
+                container.clone(),
+                Duration::from_secs(u64::from(secs)),
+            );
+            replace_timeout(slot, watch);
         }
     }
-    let dd = d.clone();
-    tokio::task::spawn_blocking(move || {
-        record(&dd, agent, Lifecycle::Started(id), &Actor::Runtime)
-    })
-    .await?;
+    if let Err(e) = sup.engine.start(id).await {
+        let mut slots = sup.slots();
+        let slot = slots.entry(id).or_default();
+        slot.running = false;
+        if let Some(t) = slot.timeout.take() {
+            t.abort();
+        }
+        return Err(e.into());
+    }
+    record(d, id, Lifecycle::Started(container), Actor::Runtime).await;
     Ok(())
 }
 
+fn replace_timeout(slot: &mut Slot, watch: tokio::task::JoinHandle<()>) {
+    if let Some(old) = slot.timeout.replace(watch) {
+        old.abort();
+    }
+}
+
+/// Stops `agent` when its run of `container` has lasted `after`.
 fn watch_timeout(
     d: Arc<Daemon>,
     sup: Arc<Supervisor>,
     agent: AgentId,
-    secs: u32,
+    container: String,
+    after: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(u64::from(secs))).await;
+        tokio::time::sleep(after).await;
+        let current = sup
+            .slots()
+            .get(&agent)
+            .is_some_and(|s| s.running && s.container.as_deref() == Some(container.as_str()));
+        if !current {
+            return;
+        }
         if let Err(e) = stop(&d, &sup, agent, StopReason::TimedOut, Actor::Runtime).await {
             tracing::warn!("cannot stop {agent} at its timeout: {e:#}");
         }
@@ -367,30 +463,44 @@ pub async fn stop(
     reason: StopReason,
     actor: Actor,
 ) -> anyhow::Result<()> {
+    let op = sup.op(agent);
+    let _serial = op.lock().await;
+    let running = sup.slots().get(&agent).is_some_and(|s| s.running);
+    if !running {
+        // Not started yet, or waiting for a restart: recording the stop is what keeps it from
+        // being started (the supervisor starts only what the log wants running).
+        let wanted = self::agent(d, agent)
+            .await?
+            .is_some_and(|a| a.wants_running());
+        if !wanted {
+            anyhow::bail!("{agent} is not running");
+        }
+        record(d, agent, Lifecycle::Stopped(reason), actor).await;
+        return Ok(());
+    }
     {
         let mut slots = sup.slots();
         let slot = slots.entry(agent).or_default();
         slot.stopping = Some(reason);
-        if let Some(t) = slot.timeout.take() {
-            if reason != StopReason::TimedOut {
+        // The timeout's own stop runs inside its task: aborting it would cut this stop short.
+        if reason != StopReason::TimedOut {
+            if let Some(t) = slot.timeout.take() {
                 t.abort();
             }
         }
     }
-    sup.engine.stop(agent, GRACE).await?;
-    {
-        let mut slots = sup.slots();
-        let slot = slots.entry(agent).or_default();
-        slot.running = false;
+    if let Err(e) = sup.engine.stop(agent, GRACE).await {
+        sup.slots().entry(agent).or_default().stopping = None;
+        return Err(e.into());
     }
-    let dd = d.clone();
-    tokio::task::spawn_blocking(move || record(&dd, agent, Lifecycle::Stopped(reason), &actor))
-        .await?;
+    sup.slots().entry(agent).or_default().running = false;
+    record(d, agent, Lifecycle::Stopped(reason), actor).await;
     sup.wake.notify_one();
     Ok(())
 }
 
-async fn remove_retired(sup: Arc<Supervisor>, agent: AgentId) {
+async fn remove_retired(sup: Arc<Supervisor>, agent: AgentId, op: Arc<tokio::sync::Mutex<()>>) {
+    let _serial = op.lock().await;
     let stopped = sup.engine.stop(agent, GRACE).await;
     let removed = sup.engine.remove(agent).await;
     if let Err(e) = stopped.and(removed) {
@@ -399,18 +509,20 @@ async fn remove_retired(sup: Arc<Supervisor>, agent: AgentId) {
     let _ = std::fs::remove_dir_all(sup.gateway_dir(agent));
 }
 
-/// Follows the engine's events for this namespace, reconnecting (and reconciling again) when
-/// the engine goes away and comes back.
-pub async fn watch_engine(d: Arc<Daemon>, sup: Arc<Supervisor>) {
+/// Follows the engine's events for this namespace from `since` (taken before the reconcile
+/// that preceded it, so that no death falls between the two), reconnecting — and reconciling
+/// again — when the engine goes away and comes back.
+pub async fn watch_engine(d: Arc<Daemon>, sup: Arc<Supervisor>, mut since: Timestamp) {
     loop {
-        let mut events = Box::pin(sup.engine.events());
+        let mut events = Box::pin(sup.engine.events_since(since));
         while let Some(event) = events.next().await {
             match event {
                 Ok(EngineEvent::Died {
                     agent,
+                    container,
                     exit_code,
                     oom_killed,
-                }) => died(&d, &sup, agent, exit_code, oom_killed).await,
+                }) => died(&d, &sup, agent, &container, exit_code, oom_killed).await,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!("engine events: {e}");
@@ -418,34 +530,43 @@ pub async fn watch_engine(d: Arc<Daemon>, sup: Arc<Supervisor>) {
                 }
             }
         }
-        // The stream ended: the engine restarted or went away. Try again, then reconcile what
-        // changed meanwhile (containers stopped by an engine restart are restarted).
+        // The stream ended: the engine restarted or went away. Wait for it, then reconcile
+        // what changed meanwhile (containers an engine restart stopped are restarted).
         tokio::time::sleep(Duration::from_secs(1)).await;
-        {
-            let mut slots = sup.slots();
-            for slot in slots.values_mut() {
-                slot.running = false;
-            }
-        }
-        if let Err(e) = reconcile(&d, &sup).await {
+        since = crate::app::now();
+        sup.reconciling.store(true, Ordering::SeqCst);
+        let result = reconcile(&d, &sup).await;
+        sup.reconciling.store(false, Ordering::SeqCst);
+        if let Err(e) = result {
             tracing::warn!("reconcile after an engine outage: {e:#}");
         }
         sup.wake.notify_one();
     }
 }
 
-async fn died(d: &Arc<Daemon>, sup: &Arc<Supervisor>, agent: AgentId, code: i64, oom: bool) {
-    let retired = d
-        .app()
-        .map(|app| app.world.agent(agent).is_none_or(|a| a.is_retired()))
-        .unwrap_or(true);
+async fn died(
+    d: &Arc<Daemon>,
+    sup: &Arc<Supervisor>,
+    agent: AgentId,
+    container: &str,
+    code: i64,
+    oom: bool,
+) {
+    let retired = match self::agent(d, agent).await {
+        Ok(a) => a.is_none_or(|a| a.is_retired()),
+        Err(_) => true,
+    };
     if retired {
         // Its removal is under way (or it is not ours to restart).
         return;
     }
-    let reason = {
+    let wait = {
         let mut slots = sup.slots();
         let slot = slots.entry(agent).or_default();
+        if slot.container.as_deref() != Some(container) || !slot.running {
+            // An earlier container of the agent, or a death already accounted for.
+            return;
+        }
         slot.running = false;
         if let Some(t) = slot.timeout.take() {
             t.abort();
@@ -458,22 +579,14 @@ async fn died(d: &Arc<Daemon>, sup: &Arc<Supervisor>, agent: AgentId, code: i64,
             slot.failures = 0;
         }
         slot.failures = slot.failures.saturating_add(1);
-        slot.not_before = Some(Instant::now() + backoff(slot.failures));
-        stop_reason(code, oom, false, false)
+        let wait = backoff(slot.failures);
+        slot.not_before = Some(Instant::now() + wait);
+        wait
     };
-    let dd = d.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        record(&dd, agent, Lifecycle::Stopped(reason), &Actor::Runtime)
-    })
-    .await;
+    let reason = stop_reason(code, oom, false, false);
+    record(d, agent, Lifecycle::Stopped(reason), Actor::Runtime).await;
     // Wake the converge loop when the backoff is over.
     let s = sup.clone();
-    let wait = sup
-        .slots()
-        .get(&agent)
-        .and_then(|slot| slot.not_before)
-        .map(|t| t.saturating_duration_since(Instant::now()))
-        .unwrap_or_default();
     tokio::spawn(async move {
         tokio::time::sleep(wait).await;
         s.wake.notify_one();
