@@ -42,6 +42,10 @@ struct Served {
 
 impl Served {
     fn new() -> Self {
+        Self::in_ns(format!("t{:x}", rand_u32()))
+    }
+
+    fn in_ns(ns: String) -> Self {
         let info = docker(&["info", "--format", "{{.ServerVersion}}"]);
         assert!(
             info.status.success(),
@@ -50,7 +54,6 @@ impl Served {
         );
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        let ns = format!("t{:x}", rand_u32());
         let mut s = Served {
             _tmp: tmp,
             dir,
@@ -258,6 +261,19 @@ fn a_hired_agent_runs_hardened_and_reaches_the_runtime_only_through_its_socket()
     // The agent's mounts: its home, its gateway directory, the client; nothing else of the host.
     let mounts = s.exec("lab/scout", &["cat", "/proc/mounts"]);
     assert!(!mounts.contains("docker.sock"), "{mounts}");
+    // Its gateway directory is read-only: it cannot replace its socket or fill the host's disk.
+    for cmd in [
+        &["touch", "/run/roster/x"][..],
+        &["rm", "-f", "/run/roster/gateway.sock"],
+    ] {
+        let mut args = vec!["exec", "lab/scout", "--"];
+        args.extend_from_slice(cmd);
+        assert!(
+            !s.run(&args).status.success(),
+            "{cmd:?} worked in /run/roster"
+        );
+    }
+    s.exec("lab/scout", &["roster-agent", "whoami"]);
     // A bad call is a typed error with a useful exit code, and the gateway goes on answering.
     let bad = s.run(&[
         "exec",
@@ -532,4 +548,40 @@ fn a_stop_right_after_a_hire_wins_over_the_start_under_way() {
             "quick-{i} runs although it was stopped: {c}"
         );
     }
+}
+
+#[test]
+fn a_namespace_belongs_to_one_data_directory() {
+    let s = lab();
+    s.hire("mine", &[]);
+    // Another data directory in the same namespace would remove `mine` as unknown: refused.
+    let tmp = tempfile::tempdir().unwrap();
+    let other = tmp.path().join("data");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_roster"))
+            .arg("--data-dir")
+            .arg(&other)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["init"]).status.success());
+    let out = run(&[
+        "serve",
+        "--ns",
+        &s.ns,
+        "--agent-binary",
+        agent_binary().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not know"), "{err}");
+    s.wait_up("mine");
+    // And the first data directory keeps its namespace.
+    assert_eq!(
+        std::fs::read_to_string(s.dir.join("namespace"))
+            .unwrap()
+            .trim(),
+        s.ns
+    );
 }

@@ -39,6 +39,10 @@ pub struct Daemon {
     rt: tokio::runtime::Handle,
     /// Itself, for tasks started from a command (which only has `&Daemon`).
     me: std::sync::Weak<Daemon>,
+    /// Set when the daemon must stop: its store failed.
+    failed: std::sync::OnceLock<String>,
+    /// Wakes `serve` when `failed` is set.
+    failing: tokio::sync::Notify,
     /// When each agent's gateway first answered it (for `roster bench hire`).
     first_calls: Mutex<std::collections::HashMap<AgentId, std::time::Instant>>,
 }
@@ -57,6 +61,12 @@ impl Daemon {
     /// Its data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Stops the daemon: something it cannot go on without failed.
+    pub fn fail(&self, why: String) {
+        let _ = self.failed.set(why);
+        self.failing.notify_one();
     }
 
     /// The containers' supervisor.
@@ -138,8 +148,15 @@ pub fn serve(
             running.socket.display(),
             running.ns
         );
-        wait_for_signal().await;
+        let d = running.daemon.clone();
+        tokio::select! {
+            () = wait_for_signal() => {}
+            () = d.failing.notified() => {}
+        }
         running.shutdown().await;
+        if let Some(why) = d.failed.get() {
+            anyhow::bail!("roster serve stopped: {why}");
+        }
         eprintln!("roster serve: stopped; agents' containers keep running until the next start");
         anyhow::Ok(())
     })
@@ -190,6 +207,8 @@ pub async fn start(
         sup: sup.clone(),
         rt: tokio::runtime::Handle::current(),
         me: me.clone(),
+        failed: std::sync::OnceLock::new(),
+        failing: tokio::sync::Notify::new(),
         first_calls: Mutex::new(std::collections::HashMap::new()),
     });
     // Engine events are followed from before the reconcile, so no death falls in between.

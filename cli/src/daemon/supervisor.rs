@@ -144,15 +144,23 @@ pub fn backoff(failures: u32) -> Duration {
 /// Records a lifecycle change as `actor` (the runtime, or the operator who stopped it), on a
 /// blocking thread (the store's lock is never taken on the async workers).
 pub async fn record(d: &Arc<Daemon>, agent: AgentId, change: Lifecycle, actor: Actor) {
-    let d = d.clone();
+    let lane = d.clone();
     let done = tokio::task::spawn_blocking(move || {
-        d.app()
+        lane.app()
             .and_then(|mut app| app.execute(Command::Lifecycle { agent, change }, &actor))
     })
     .await;
     match done {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!("cannot record the lifecycle of {agent}: {e}"),
+        // The store failed: the log and the containers would drift apart from here on.
+        Ok(Err(e @ crate::app::CliError::Log(_))) => {
+            tracing::error!("cannot record the lifecycle of {agent}: {e}");
+            d.fail(format!(
+                "the store failed while recording {agent}'s lifecycle: {e}"
+            ));
+        }
+        // Refused (say, retired meanwhile): nothing happened that the log must show.
+        Ok(Err(e)) => tracing::warn!("not recording the lifecycle of {agent}: {e}"),
         Err(e) => tracing::warn!("cannot record the lifecycle of {agent}: {e}"),
     }
 }
