@@ -6,7 +6,7 @@
 //! container counts too (the container may be gone by the time it is inspected). What the exit
 //! means for the log is decided by the pure [`stop_reason`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard::models::EventMessage;
@@ -82,10 +82,20 @@ fn engine_time(micros: i64) -> String {
 
 /// The state carried between two events of the stream.
 struct Feed {
-    raw: std::pin::Pin<Box<dyn Stream<Item = Result<EventMessage, bollard::errors::Error>> + Send>>,
+    raw: std::pin::Pin<Box<dyn Stream<Item = RawEvent> + Send>>,
     engine: Engine,
     oom: HashSet<String>,
+    /// Messages read ahead while waiting for a late `oom` (see [`OOM_GRACE`]).
+    pending: VecDeque<RawEvent>,
 }
+
+/// One message of the engine's stream.
+type RawEvent = Result<EventMessage, bollard::errors::Error>;
+
+/// How long a SIGKILL death without an OOM mark waits for the engine's `oom` event: the engine
+/// handles a container's OOM and its exit on separate paths, and its `oom` may come after `die`
+/// (seen: an OOM kill reported as a plain exit 137 now and then).
+const OOM_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Engine {
     /// This namespace's container starts and deaths from now on. Events are asked for from the
@@ -125,11 +135,16 @@ impl Engine {
             raw: Box::pin(self.docker.events(Some(options))),
             engine: self.clone(),
             oom: HashSet::new(),
+            pending: VecDeque::new(),
         };
         stream::unfold(Some(feed), |feed| async move {
             let mut feed = feed?;
             loop {
-                match feed.raw.next().await? {
+                let next = match feed.pending.pop_front() {
+                    Some(m) => m,
+                    None => feed.raw.next().await?,
+                };
+                match next {
                     Err(e) => {
                         let e = SandboxError::engine("reading the engine's events", e);
                         return Some((Err(e), None));
@@ -146,6 +161,29 @@ impl Engine {
 }
 
 impl Feed {
+    /// Reads ahead for up to [`OOM_GRACE`] for an `oom` of container `id`, keeping whatever
+    /// else arrives meanwhile for later, in order.
+    async fn late_oom(&mut self, id: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + OOM_GRACE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.raw.next()).await {
+                Ok(Some(Ok(m))) => {
+                    let is_oom = m.action.as_deref() == Some("oom")
+                        && m.actor.as_ref().and_then(|a| a.id.as_deref()) == Some(id);
+                    if is_oom {
+                        return true;
+                    }
+                    self.pending.push_back(Ok(m));
+                }
+                Ok(Some(Err(e))) => {
+                    self.pending.push_back(Err(e));
+                    return false;
+                }
+                Ok(None) | Err(_) => return false,
+            }
+        }
+    }
+
     /// The agent event an engine message means, if any.
     async fn interpret(&mut self, m: EventMessage) -> Option<EngineEvent> {
         let actor = m.actor.unwrap_or_default();
@@ -180,11 +218,15 @@ impl Feed {
                     .and_then(|c| c.parse().ok())
                     .or(state.exit_code)
                     .unwrap_or(-1);
+                let mut oom_killed = seen || state.oom_killed.unwrap_or(false);
+                if !oom_killed && exit_code == 137 {
+                    oom_killed = self.late_oom(&id).await;
+                }
                 Some(EngineEvent::Died {
                     agent,
                     container: id,
                     exit_code,
-                    oom_killed: seen || state.oom_killed.unwrap_or(false),
+                    oom_killed,
                 })
             }
             _ => None,
