@@ -75,14 +75,14 @@ impl Remote for ChannelOut {
 
 /// What runs one client's command on a blocking thread: it gets the request and the output,
 /// and returns the exit code.
-pub type Runner = Arc<dyn Fn(AdminRequest, crate::output::Out) -> u8 + Send + Sync>;
+pub type Handler = Arc<dyn Fn(AdminRequest, crate::output::Out) -> u8 + Send + Sync>;
 
 /// Accepts clients until the task is dropped.
-pub async fn serve(listener: UnixListener, runner: Runner) {
+pub async fn serve(listener: UnixListener, handler: Handler) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(client(stream, runner.clone()));
+                tokio::spawn(client(stream, handler.clone()));
             }
             Err(e) => {
                 tracing::warn!("admin socket: {e}");
@@ -92,7 +92,7 @@ pub async fn serve(listener: UnixListener, runner: Runner) {
     }
 }
 
-async fn client(stream: AsyncUnixStream, runner: Runner) {
+async fn client(stream: AsyncUnixStream, handler: Handler) {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST));
     let mut line = String::new();
@@ -121,7 +121,7 @@ async fn client(stream: AsyncUnixStream, runner: Runner) {
     let (tx, mut rx) = mpsc::channel::<Frame>(256);
     let out = crate::output::Out::remote(request.json, Arc::new(ChannelOut(tx.clone())));
     let job = tokio::task::spawn_blocking(move || {
-        let code = runner(request, out);
+        let code = handler(request, out);
         // The receiver may be gone (the client left): nothing to tell then.
         let _ = tx.blocking_send(Frame::Exit(code));
     });

@@ -195,12 +195,7 @@ pub async fn start(
         .context("cannot build the base agent image")?;
     let gateways = gateways_dir(data_dir);
     make_private_dir(&gateways)?;
-    let sup = Arc::new(supervisor::Supervisor::new(
-        engine,
-        ns.clone(),
-        gateways,
-        agent_binary,
-    ));
+    let sup = Arc::new(supervisor::Supervisor::new(engine, gateways, agent_binary));
     let daemon = Arc::new_cyclic(|me| Daemon {
         app: Mutex::new(app),
         data_dir: data_dir.to_owned(),

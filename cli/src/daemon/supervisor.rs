@@ -23,7 +23,6 @@ use roster_core::actor::Actor;
 use roster_core::command::{Command, Lifecycle};
 use roster_core::event::StopReason;
 use roster_core::id::AgentId;
-use roster_core::name::Name;
 use roster_core::time::Timestamp;
 use roster_core::world::{Agent, AgentStatus};
 use roster_sandbox::plan::{plan, HostPaths, STOP_GRACE_SECS};
@@ -69,10 +68,8 @@ pub struct Slot {
 /// The supervisor's state; shared by its tasks.
 #[derive(Debug)]
 pub struct Supervisor {
-    /// The engine.
+    /// The engine (and with it, this runtime's namespace).
     pub engine: Engine,
-    /// This runtime's namespace.
-    pub ns: Name,
     /// `DATA/gateways`: one directory per agent, mode 0700 here.
     pub gateways: PathBuf,
     /// The static `roster-agent` mounted into every container.
@@ -86,10 +83,9 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor over `engine`.
-    pub fn new(engine: Engine, ns: Name, gateways: PathBuf, agent_binary: PathBuf) -> Self {
+    pub fn new(engine: Engine, gateways: PathBuf, agent_binary: PathBuf) -> Self {
         Self {
             engine,
-            ns,
             gateways,
             agent_binary,
             slots: Mutex::new(HashMap::new()),
@@ -399,7 +395,7 @@ pub async fn start(
         gateway_dir: sup.gateway_dir(id),
         agent_binary: sup.agent_binary.clone(),
     };
-    let p = plan(&sup.ns, &ag.team, id, &ag.spec, &paths)?;
+    let p = plan(sup.engine.ns(), &ag.team, id, &ag.spec, &paths)?;
     sup.engine.remove(id).await?;
     let container = sup.engine.create(&p).await?;
     {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use roster_core::name::Name;
+use roster_sandbox::plan::labels;
+use roster_sandbox::sweep::Sweep;
 
 use super::{Expect, Tour};
 
@@ -17,6 +19,10 @@ use super::{Expect, Tour};
 struct Serve {
     child: Child,
     ns: Name,
+    /// Removes every container and home of the tour's namespace when dropped (after `child`
+    /// is stopped: fields drop after `Drop::drop`). Containers outlive a stopped daemon on
+    /// purpose; the tour's must not outlive the tour.
+    _sweep: Sweep,
 }
 
 impl Serve {
@@ -35,7 +41,12 @@ impl Serve {
             .stderr(Stdio::null())
             .spawn()
             .context("cannot start roster serve")?;
-        let mut serve = Serve { child, ns };
+        let sweep = Sweep::new(format!("{}={ns}", labels::NS));
+        let mut serve = Serve {
+            child,
+            ns,
+            _sweep: sweep,
+        };
         let socket = data_dir.join("admin.sock");
         let deadline = Instant::now() + Duration::from_secs(120);
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
@@ -74,27 +85,6 @@ impl Serve {
 impl Drop for Serve {
     fn drop(&mut self) {
         self.stop();
-        // Containers outlive a stopped daemon on purpose; the tour's must not outlive the tour.
-        let ns = self.ns.clone();
-        let cleaned = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| {
-                rt.block_on(async {
-                    let engine = roster_sandbox::Engine::connect(ns).await?;
-                    for f in engine.list().await? {
-                        if let Ok(agent) = f.agent {
-                            engine.remove(agent).await?;
-                            engine.remove_home(agent).await?;
-                        }
-                    }
-                    anyhow::Ok(())
-                })
-            });
-        if let Err(e) = cleaned {
-            eprintln!("roster demo: could not remove the tour's containers: {e:#}");
-        }
     }
 }
 
