@@ -12,7 +12,8 @@ pub struct BusUrlError {
 }
 
 /// A validated bus choice.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum BusUrl {
     /// The in-process bus: one runtime, no NATS.
     #[default]
@@ -104,6 +105,13 @@ impl fmt::Display for BusUrl {
             Self::Memory => f.write_str("memory"),
             Self::Nats { host, port } => write!(f, "nats://{host}:{port}"),
         }
+    }
+}
+
+impl TryFrom<String> for BusUrl {
+    type Error = BusUrlError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
     }
 }
 

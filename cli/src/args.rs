@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use roster_core::capability::{Action, Amount, Capability, Resource};
 use roster_core::event::RuntimeKind;
-use roster_core::id::{ApprovalId, GrantId};
+use roster_core::id::{ApprovalId, GrantId, ShareId};
 use roster_core::name::{ImageRef, Label, Name};
+use roster_core::topic::TopicPattern;
 
 use crate::refs::{AgentRef, TeamRef};
 
@@ -212,6 +213,19 @@ pub enum Cmd {
     /// The sandbox: `roster sandbox verify` runs the escape suite in a real agent container.
     #[command(subcommand)]
     Sandbox(SandboxCmd),
+    /// Open, accept or close a share: context on matching topics flows from one team to another
+    /// only while both sides consent.
+    #[command(subcommand)]
+    Share(ShareCmd),
+    /// List shares, with their state and how many messages crossed each.
+    Shares {
+        /// Only shares involving this team.
+        #[arg(long, value_parser = parse_team)]
+        team: Option<TeamRef>,
+    },
+    /// Print committed events as JSON lines, as an outside subscriber sees them (from NATS
+    /// JetStream with a NATS bus; from the log with the in-process one).
+    Subscribe(SubscribeArgs),
     /// Measure the log and the authorizer against raw baselines from the same run.
     Bench(BenchArgs),
     /// A short guided tour of these commands in a temporary data directory.
@@ -245,6 +259,76 @@ pub struct ServeArgs {
     /// roster].
     #[arg(long, env = "ROSTER_NS", value_parser = parse_name)]
     pub ns: Option<Name>,
+    /// The bus: `memory` (in-process) or `nats://HOST:PORT` (events to JetStream, context over
+    /// NATS) [default: memory].
+    #[arg(long, env = "ROSTER_BUS", value_parser = parse_bus, value_name = "URL")]
+    pub bus: Option<roster_bus::BusUrl>,
+}
+
+/// `share …`
+#[derive(Debug, Subcommand)]
+pub enum ShareCmd {
+    /// Offer another team the context of this team's topics that match PATTERN.
+    Propose {
+        /// The exporting team (whose topics flow).
+        #[arg(long, value_parser = parse_team)]
+        from: TeamRef,
+        /// The importing team (which receives them once it accepts).
+        #[arg(long, value_parser = parse_team)]
+        to: TeamRef,
+        /// Which topics flow, like `findings/**` (`*` one segment, a final `**` the rest).
+        #[arg(long, value_parser = parse_topic_pattern, value_name = "PATTERN")]
+        topics: TopicPattern,
+        /// Propose as this agent (its `share.propose@team:FROM` grant is checked).
+        #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
+        by: Option<AgentRef>,
+    },
+    /// Accept a proposed share for the importing team: from now on, context flows.
+    Accept {
+        /// The share.
+        #[arg(value_parser = parse_share)]
+        share: ShareId,
+        /// Accept as this agent (its `share.accept@team:TO` grant is checked).
+        #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
+        by: Option<AgentRef>,
+    },
+    /// Close a share (either side): the next message does not cross.
+    Close {
+        /// The share.
+        #[arg(value_parser = parse_share)]
+        share: ShareId,
+        /// Close as this agent (its `share.close@team:T` grant for its side is checked).
+        #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
+        by: Option<AgentRef>,
+    },
+}
+
+/// `subscribe`
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// The bus to read from: `nats://HOST:PORT`, or `memory` for the data directory's own log
+    /// [default: `[serve] bus` of DATA/roster.toml, else memory].
+    #[arg(long, env = "ROSTER_BUS", value_parser = parse_bus, value_name = "URL")]
+    pub bus: Option<roster_bus::BusUrl>,
+    /// The namespace whose events to read [default: the data directory's, else roster].
+    #[arg(long, env = "ROSTER_NS", value_parser = parse_name)]
+    pub ns: Option<Name>,
+    /// Only this team's events (its name).
+    #[arg(long, value_parser = parse_name)]
+    pub team: Option<Name>,
+    /// Only events of this kind, like `AgentHired`.
+    #[arg(long = "type", value_parser = parse_event_kind, value_name = "KIND")]
+    pub kind: Option<&'static str>,
+    /// Start at this position of the log (ignored when a durable subscription resumes).
+    #[arg(long, value_name = "SEQ")]
+    pub from: Option<u64>,
+    /// Resume where the subscription of this name stopped; each event is acknowledged only
+    /// after it is printed.
+    #[arg(long, value_parser = parse_name, value_name = "NAME")]
+    pub durable: Option<Name>,
+    /// Stop after N events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
 }
 
 /// `sandbox …`
@@ -429,6 +513,29 @@ fn parse_team(s: &str) -> Result<TeamRef, String> {
     TeamRef::parse(s)
 }
 /// Cores as a decimal (`0.5`, `2`) into thousandths, between 0.01 and 1024.
+fn parse_topic_pattern(s: &str) -> Result<TopicPattern, String> {
+    TopicPattern::parse(s).map_err(|e| e.to_string())
+}
+fn parse_share(s: &str) -> Result<ShareId, String> {
+    s.parse()
+        .map_err(|e: roster_core::id::IdError| e.to_string())
+}
+fn parse_bus(s: &str) -> Result<roster_bus::BusUrl, String> {
+    roster_bus::BusUrl::parse(s).map_err(|e| e.to_string())
+}
+fn parse_event_kind(s: &str) -> Result<&'static str, String> {
+    roster_core::event::Event::KINDS
+        .iter()
+        .copied()
+        .find(|k| *k == s)
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not an event kind; the kinds are {}",
+                s.chars().take(64).collect::<String>(),
+                roster_core::event::Event::KINDS.join(", ")
+            )
+        })
+}
 fn parse_cpus(s: &str) -> Result<u32, String> {
     let bad = || format!("`{s}` is not a number of cores like 0.5 or 2");
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));

@@ -71,6 +71,8 @@ pub struct ServeDefaults {
     pub agent_binary: Option<PathBuf>,
     /// The static busybox for the base image.
     pub busybox: Option<PathBuf>,
+    /// The bus: `memory` or `nats://HOST:PORT`.
+    pub bus: Option<roster_bus::BusUrl>,
 }
 
 impl AgentDefaults {

@@ -257,6 +257,25 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every kind [`Event::kind`] returns, in declaration order.
+    pub const KINDS: &'static [&'static str] = &[
+        "TeamCreated",
+        "AgentHired",
+        "AgentStarted",
+        "AgentStopped",
+        "AgentRetired",
+        "GrantIssued",
+        "GrantRevoked",
+        "ShareProposed",
+        "ShareAccepted",
+        "ShareClosed",
+        "ContextShared",
+        "AccessDenied",
+        "ApprovalRequested",
+        "ApprovalDecided",
+        "ActionPerformed",
+    ];
+
     /// The variant's name, as used in NATS subjects and `--type` filters.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -38,6 +38,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Value> {
         agent_binary: args.agent_binary.clone(),
         busybox: Some(args.busybox.clone()),
         ns: Some(ns.clone()),
+        bus: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

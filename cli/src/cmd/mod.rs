@@ -4,6 +4,8 @@ mod containers;
 mod grants;
 mod history;
 mod people;
+mod shares;
+mod subscribe;
 
 use std::path::{Path, PathBuf};
 
@@ -122,6 +124,9 @@ pub fn run(cmd: Cmd, env: &Env<'_>) -> anyhow::Result<()> {
             agent_binary,
             busybox,
         }) => containers::verify(runtime.into(), agent_binary, busybox, env),
+        Cmd::Share(c) => shares::share(c, env),
+        Cmd::Shares { team } => shares::list(team, env),
+        Cmd::Subscribe(a) => subscribe::run(a, env),
         Cmd::Bench(a) => crate::bench::run(a, env.out.clone()),
         Cmd::Demo => crate::demo::run(env.out.clone()),
     }
