@@ -8,12 +8,16 @@
 //! - [`url`]: [`BusUrl`], the validated choice of bus (`memory` or `nats://HOST:PORT`).
 //! - [`subject`]: every subject and stream name roster uses, built only from validated names
 //!   (`NS.events.TEAM.KIND`, `NS.ctx.TEAM.TOPIC`, `NS.tool.ACTION`, stream `NS_events`).
+//! - [`ctx`]: [`CtxBus`], the carrier of context messages (in-process or core NATS) and
+//!   [`ContextMessage`], what travels on `NS.ctx.TEAM.TOPIC`.
 //! - [`server`]: [`NatsServer`], a real `nats-server` with JetStream started as a child process
 //!   on a free port with its own store directory (tests, benchmarks, the demo); killed on drop.
 
+pub mod ctx;
 pub mod server;
 pub mod subject;
 pub mod url;
 
+pub use ctx::{ContextMessage, CtxBus, Delivery, TeamFeed};
 pub use server::{NatsServer, ServerError};
 pub use url::{BusUrl, BusUrlError};

@@ -1,0 +1,231 @@
+//! Context messages: what agents publish on topics, carried to the members of one team.
+//!
+//! A message travels on `NS.ctx.TEAM.TOPIC` where `TEAM` is the team whose members receive it
+//! (the sender's own team, or — for a message that crossed a share — the importing team). The
+//! bus only carries: whether a message may cross is decided by the runtime before it is
+//! published (`ShareContext`, recorded as `ContextShared`) and checked again by the receiving
+//! runtime against its world before any agent sees it.
+//!
+//! Two carriers with the same semantics: [`CtxBus::memory`] (one process, a broadcast channel)
+//! and [`CtxBus::nats`] (core NATS; at most once, like the in-process bus: a receiver that
+//! does not keep up loses messages, and is told how many).
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use roster_core::id::{AgentId, EventId, ShareId};
+use roster_core::name::Name;
+use roster_core::time::Timestamp;
+use roster_core::topic::Topic;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::subject;
+
+/// The most bytes of text one context message may carry.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// How many messages the in-process bus holds for a receiver that is behind.
+const MEMORY_BACKLOG: usize = 4096;
+
+/// One context message, as it travels (JSON on NATS). Every field is a validated type, so a
+/// message read from the wire is checked like any other input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextMessage {
+    /// The team whose members receive it.
+    pub to: Name,
+    /// The sender's team.
+    pub from: Name,
+    /// The sending agent.
+    pub sender: AgentId,
+    /// The topic, in the sending team's topic space.
+    pub topic: Topic,
+    /// The text.
+    pub message: String,
+    /// The share it crossed, when `from` is not `to`.
+    pub share: Option<ShareId>,
+    /// The `ContextShared` record of the crossing, when it crossed.
+    pub record: Option<EventId>,
+    /// When it was sent.
+    pub at: Timestamp,
+}
+
+impl ContextMessage {
+    /// True when it crossed a team boundary.
+    pub fn crossed(&self) -> bool {
+        self.from != self.to
+    }
+
+    /// The structural checks every message must pass, wherever it comes from: its size, and a
+    /// crossing names its share and record (and only a crossing does).
+    pub fn check(&self) -> Result<(), BusError> {
+        if self.message.len() > MAX_MESSAGE {
+            return Err(BusError::Invalid(format!(
+                "a context message is at most {MAX_MESSAGE} bytes; this one is {}",
+                self.message.len()
+            )));
+        }
+        if self.crossed() != (self.share.is_some() && self.record.is_some()) {
+            return Err(BusError::Invalid(
+                "a message names a share and its record exactly when it crosses teams".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What went wrong on the bus.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// A message that breaks the rules of the wire.
+    #[error("invalid context message: {0}")]
+    Invalid(String),
+    /// NATS refused or failed.
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+/// What a team's subscription yields.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// A message for the team.
+    Message(Arc<ContextMessage>),
+    /// This many messages were lost because the receiver did not keep up.
+    Dropped(u64),
+}
+
+/// The carrier of context messages.
+#[derive(Debug, Clone)]
+pub enum CtxBus {
+    /// In this process.
+    Memory(broadcast::Sender<Arc<ContextMessage>>),
+    /// Over NATS, in namespace `ns`.
+    Nats {
+        /// The connection.
+        client: async_nats::Client,
+        /// The namespace of the subjects.
+        ns: Name,
+    },
+}
+
+impl CtxBus {
+    /// The in-process bus.
+    pub fn memory() -> Self {
+        Self::Memory(broadcast::channel(MEMORY_BACKLOG).0)
+    }
+
+    /// The bus over a NATS connection.
+    pub fn nats(client: async_nats::Client, ns: Name) -> Self {
+        Self::Nats { client, ns }
+    }
+
+    /// Sends `msg` to the members of `msg.to`. With no receiver it is lost, as on any bus.
+    pub async fn publish(&self, msg: ContextMessage) -> Result<(), BusError> {
+        msg.check()?;
+        match self {
+            Self::Memory(tx) => {
+                // An error only means nobody listens now.
+                let _ = tx.send(Arc::new(msg));
+                Ok(())
+            }
+            Self::Nats { client, ns } => {
+                let payload =
+                    serde_json::to_vec(&msg).map_err(|e| BusError::Invalid(e.to_string()))?;
+                client
+                    .publish(subject::ctx(ns, &msg.to, &msg.topic), payload.into())
+                    .await
+                    .map_err(|e| BusError::Nats(e.to_string()))
+            }
+        }
+    }
+
+    /// Receives every message for the members of `team`, from now on.
+    pub async fn subscribe(&self, team: &Name) -> Result<TeamFeed, BusError> {
+        Ok(match self {
+            Self::Memory(tx) => TeamFeed::Memory {
+                rx: tx.subscribe(),
+                team: team.clone(),
+            },
+            Self::Nats { client, ns } => {
+                let sub = client
+                    .subscribe(subject::ctx_team(ns, team))
+                    .await
+                    .map_err(|e| BusError::Nats(e.to_string()))?;
+                TeamFeed::Nats {
+                    sub,
+                    ns: ns.clone(),
+                    team: team.clone(),
+                }
+            }
+        })
+    }
+}
+
+/// One team's incoming messages.
+#[derive(Debug)]
+pub enum TeamFeed {
+    /// From the in-process bus.
+    Memory {
+        /// The receiver.
+        rx: broadcast::Receiver<Arc<ContextMessage>>,
+        /// The team.
+        team: Name,
+    },
+    /// From NATS.
+    Nats {
+        /// The subscription to `NS.ctx.TEAM.>`.
+        sub: async_nats::Subscriber,
+        /// The namespace.
+        ns: Name,
+        /// The team.
+        team: Name,
+    },
+}
+
+impl TeamFeed {
+    /// The next delivery; `None` when the bus is gone. Messages that do not decode, break the
+    /// wire's rules or arrived on a subject that is not theirs are dropped (and logged): a
+    /// receiver never sees them.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            match self {
+                Self::Memory { rx, team } => match rx.recv().await {
+                    Ok(m) if &m.to == team => return Some(Delivery::Message(m)),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        return Some(Delivery::Dropped(n))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                Self::Nats { sub, ns, team } => {
+                    let msg = sub.next().await?;
+                    match decode(&msg, ns, team) {
+                        Ok(m) => return Some(Delivery::Message(Arc::new(m))),
+                        Err(e) => tracing::warn!(subject = %msg.subject, "dropped: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn decode(msg: &async_nats::Message, ns: &Name, team: &Name) -> Result<ContextMessage, BusError> {
+    // JSON escaping at most sextuples the text (`\u001f`); the rest of the fields fit in 4 KiB.
+    if msg.payload.len() > MAX_MESSAGE * 6 + 4096 {
+        return Err(BusError::Invalid("oversized payload".into()));
+    }
+    let m: ContextMessage =
+        serde_json::from_slice(&msg.payload).map_err(|e| BusError::Invalid(e.to_string()))?;
+    m.check()?;
+    if &m.to != team || msg.subject.as_str() != subject::ctx(ns, &m.to, &m.topic) {
+        return Err(BusError::Invalid(format!(
+            "a message for team {} on topic {} does not belong on {}",
+            m.to,
+            m.topic.as_str(),
+            msg.subject
+        )));
+    }
+    Ok(m)
+}

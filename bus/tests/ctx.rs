@@ -1,0 +1,161 @@
+//! The context carriers, in-process and over a real `nats-server`: the same scenarios run
+//! against both.
+
+use std::time::Duration;
+
+use roster_bus::ctx::MAX_MESSAGE;
+use roster_bus::{ContextMessage, CtxBus, Delivery, NatsServer, TeamFeed};
+use roster_core::id::{AgentId, CountingEntropy, EventId, ShareId};
+use roster_core::name::Name;
+use roster_core::time::Timestamp;
+use roster_core::topic::Topic;
+
+fn name(s: &str) -> Name {
+    Name::parse(s).unwrap()
+}
+
+fn msg(from: &str, to: &str, topic: &str, text: &str) -> ContextMessage {
+    let mut e = CountingEntropy::new(1);
+    let now = Timestamp::from_millis(1_700_000_000_000);
+    let crossed = from != to;
+    ContextMessage {
+        to: name(to),
+        from: name(from),
+        sender: AgentId::mint(now, &mut e),
+        topic: Topic::parse(topic).unwrap(),
+        message: text.into(),
+        share: crossed.then(|| ShareId::mint(now, &mut e)),
+        record: crossed.then(|| EventId::mint(now, &mut e)),
+        at: now,
+    }
+}
+
+async fn next(feed: &mut TeamFeed) -> Option<Delivery> {
+    tokio::time::timeout(Duration::from_secs(5), feed.next())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Nothing arrives within a short while (what did arrive is returned).
+async fn nothing(feed: &mut TeamFeed) -> Option<Delivery> {
+    tokio::time::timeout(Duration::from_millis(300), feed.next())
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn scenarios(bus: &CtxBus) {
+    let mut research = bus.subscribe(&name("research")).await.unwrap();
+    let mut product = bus.subscribe(&name("product")).await.unwrap();
+    // NATS subscriptions are registered asynchronously; a flush-through round trip first.
+    let probe = msg("research", "research", "probe", "");
+    bus.publish(probe.clone()).await.unwrap();
+    assert!(matches!(next(&mut research).await, Some(Delivery::Message(m)) if *m == probe));
+
+    // A team's own message reaches its members, and no other team.
+    let inside = msg("research", "research", "findings/daily", "the sky is blue");
+    bus.publish(inside.clone()).await.unwrap();
+    match next(&mut research).await {
+        Some(Delivery::Message(m)) => assert_eq!(*m, inside),
+        other => panic!("research got {other:?}"),
+    }
+    assert!(nothing(&mut product).await.is_none());
+
+    // A crossing travels to the importing team only.
+    let crossing = msg("research", "product", "findings/daily", "for product");
+    bus.publish(crossing.clone()).await.unwrap();
+    match next(&mut product).await {
+        Some(Delivery::Message(m)) => {
+            assert_eq!(*m, crossing);
+            assert!(m.crossed());
+        }
+        other => panic!("product got {other:?}"),
+    }
+    assert!(nothing(&mut research).await.is_none());
+
+    // Malformed messages are refused before they leave.
+    let big = msg("research", "research", "a", &"x".repeat(MAX_MESSAGE + 1));
+    assert!(bus.publish(big).await.is_err());
+    let mut no_share = msg("research", "product", "a", "x");
+    no_share.share = None;
+    assert!(bus.publish(no_share).await.is_err());
+    let mut inside_with_share = msg("research", "product", "a", "x");
+    inside_with_share.to = name("research");
+    assert!(bus.publish(inside_with_share).await.is_err());
+    // The largest message passes.
+    let largest = msg("research", "research", "a", &"\u{1f}".repeat(MAX_MESSAGE));
+    bus.publish(largest.clone()).await.unwrap();
+    assert!(matches!(next(&mut research).await, Some(Delivery::Message(m)) if *m == largest));
+}
+
+#[tokio::test]
+async fn in_process_bus() {
+    scenarios(&CtxBus::memory()).await;
+}
+
+#[tokio::test]
+async fn nats_bus() {
+    let server = NatsServer::start().expect("a real nats-server is needed for this test");
+    let client = async_nats::connect(server.url()).await.unwrap();
+    scenarios(&CtxBus::nats(client, name("roster"))).await;
+}
+
+#[tokio::test]
+async fn a_slow_receiver_is_told_what_it_lost() {
+    let bus = CtxBus::memory();
+    let mut feed = bus.subscribe(&name("t")).await.unwrap();
+    for i in 0..5000 {
+        bus.publish(msg("t", "t", "a", &i.to_string()))
+            .await
+            .unwrap();
+    }
+    match next(&mut feed).await {
+        Some(Delivery::Dropped(n)) => assert_eq!(n, 5000 - 4096),
+        other => panic!("expected a drop count, got {other:?}"),
+    }
+    match next(&mut feed).await {
+        Some(Delivery::Message(m)) => assert_eq!(m.message, (5000 - 4096).to_string()),
+        other => panic!("expected the oldest kept message, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn forged_nats_messages_never_reach_a_team() {
+    let server = NatsServer::start().expect("a real nats-server is needed for this test");
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let ns = name("roster");
+    let bus = CtxBus::nats(client.clone(), ns.clone());
+    let mut product = bus.subscribe(&name("product")).await.unwrap();
+    // Garbage, a message for another team sent to product's subject, a topic that is not
+    // the subject's, unknown fields: all dropped.
+    let other_team = msg("research", "research", "a", "x");
+    let wrong_topic = msg("research", "product", "a", "x");
+    let mut unknown = serde_json::to_value(msg("product", "product", "a", "x")).unwrap();
+    unknown["extra"] = serde_json::json!(1);
+    let forged: Vec<(String, Vec<u8>)> = vec![
+        ("roster.ctx.product.a".into(), b"not json".to_vec()),
+        (
+            "roster.ctx.product.a".into(),
+            serde_json::to_vec(&other_team).unwrap(),
+        ),
+        (
+            "roster.ctx.product.b".into(),
+            serde_json::to_vec(&wrong_topic).unwrap(),
+        ),
+        (
+            "roster.ctx.product.a".into(),
+            serde_json::to_vec(&unknown).unwrap(),
+        ),
+    ];
+    for (subject, payload) in forged {
+        client.publish(subject, payload.into()).await.unwrap();
+    }
+    let good = msg("product", "product", "a", "fine");
+    bus.publish(good.clone()).await.unwrap();
+    // The first thing product sees is the good message: everything before it was dropped.
+    match next(&mut product).await {
+        Some(Delivery::Message(m)) => assert_eq!(*m, good),
+        other => panic!("product got {other:?}"),
+    }
+}
