@@ -1,6 +1,7 @@
 //! The context carriers, in-process and over a real `nats-server`: the same scenarios run
 //! against both.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::time::Duration;
 
 use roster_bus::ctx::MAX_MESSAGE;
