@@ -12,7 +12,7 @@
 //! - [`event`], [`actor`], [`envelope`]: events v1, who caused them, and the hash chain.
 //! - [`world`]: the projection, a pure fold over envelopes (`world/`: `entities.rs`, `apply.rs`).
 //! - [`authz`]: `World::authorize`, the one authorization function.
-//! - [`command`]: commands and [`command::decide`] (`command/`: `decide.rs`, `ctx.rs`).
+//! - [`command`]: commands and [`command::decide`] (`command/`: `decide.rs`, `share.rs`, `ctx.rs`).
 //! - [`port`]: the [`port::EventLog`] trait that `roster-store` implements.
 //! - [`gateway`]: the agent-gateway protocol: typed requests, [`gateway::decode_request`], errors.
 #![forbid(unsafe_code)]

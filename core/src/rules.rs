@@ -7,14 +7,23 @@
 //! grant that matches and has budget left, that a root grant comes from an operator. A log
 //! written by roster always passes; a forged one is refused at the first event that breaks a rule.
 //!
-//! Events of the later issues (lifecycle, shares, context) are checked structurally only.
+//! Shares: `ShareProposed`, `ShareAccepted` and `ShareClosed` are recorded by an operator or by
+//! an agent of the stream's team holding an active grant for `share.propose`, `share.accept` or
+//! `share.close` on `team:THAT_TEAM`; a share is accepted only in its importing team and only
+//! while proposed, and closed only once. The budget of such a grant is charged by the
+//! `ActionPerformed` that `decide` writes just before the step, checked like any use; a forged
+//! log that leaves that use out is not caught (a rule sees the world, not the previous event). `ContextShared` is recorded by its sender, in
+//! service, in its own (the exporting) team, through a share open at that point whose pattern
+//! matches the topic. `AccessDenied` is the refused agent's own request, or the runtime's record.
 
 use crate::actor::Actor;
 use crate::authz::ChainCheck;
+use crate::capability::{Action, Resource};
+use crate::command::builtin;
 use crate::envelope::Envelope;
 use crate::event::Event;
-use crate::id::{AgentId, GrantId};
-use crate::world::{FoldError, World};
+use crate::id::{AgentId, GrantId, TeamId};
+use crate::world::{FoldError, ShareState, World};
 
 impl World {
     /// Folds `env` after checking it obeys the rules `decide` enforces; see the module docs.
@@ -68,9 +77,67 @@ impl World {
             Event::ApprovalDecided { .. } if !operator => {
                 broken("only an operator decides an approval".into())
             }
-            Event::AccessDenied { agent, .. } if !by_agent(*agent) => broken(format!(
-                "a refusal of {agent} must be recorded as its own request"
-            )),
+            Event::AccessDenied { agent, .. }
+                if !by_agent(*agent) && env.actor != Actor::Runtime =>
+            {
+                broken(format!(
+                    "a refusal of {agent} must be recorded as its own request or by the runtime"
+                ))
+            }
+            Event::ShareProposed { to, .. } => {
+                if *to == env.team {
+                    return broken("a team does not share with itself".into());
+                }
+                self.check_share_step(env, builtin::SHARE_PROPOSE, env.team)
+            }
+            Event::ShareAccepted { share } => {
+                let Some(s) = self.share(*share) else {
+                    return Ok(()); // `apply` refuses an unknown share.
+                };
+                if env.team != s.to {
+                    return broken(format!(
+                        "share {share} is accepted in its importing team's stream only"
+                    ));
+                }
+                if s.state != ShareState::Proposed {
+                    return broken(format!("share {share} is not waiting to be accepted"));
+                }
+                self.check_share_step(env, builtin::SHARE_ACCEPT, env.team)
+            }
+            Event::ShareClosed { share } => {
+                if self
+                    .share(*share)
+                    .is_some_and(|s| s.state == ShareState::Closed)
+                {
+                    return broken(format!("share {share} is already closed"));
+                }
+                self.check_share_step(env, builtin::SHARE_CLOSE, env.team)
+            }
+            Event::ContextShared {
+                share,
+                sender,
+                topic,
+                ..
+            } => {
+                if !by_agent(*sender) {
+                    return broken(format!("only {sender} records what it sent"));
+                }
+                if self.agent(*sender).is_some_and(|a| a.is_retired()) {
+                    return broken(format!("{sender} is retired: it sends nothing"));
+                }
+                let Some(s) = self.share(*share) else {
+                    return Ok(()); // `apply` refuses an unknown share.
+                };
+                if env.team != s.from {
+                    return broken(format!(
+                        "a crossing of share {share} is recorded in its exporting team"
+                    ));
+                }
+                match self.crossing_allowed(*share, s.from, s.to, topic) {
+                    Ok(()) => Ok(()),
+                    Err(why) => broken(format!("context crossed where it may not: {why}")),
+                }
+            }
             Event::ApprovalRequested {
                 agent,
                 action,
@@ -116,6 +183,47 @@ impl World {
             }
             _ => Ok(()),
         }
+    }
+
+    /// A share step for `team`: by an operator, or by an agent of `team` in service holding a
+    /// grant in force (without approval) that matches `action@team:NAME` at the event's time.
+    fn check_share_step(
+        &self,
+        env: &Envelope,
+        action: &str,
+        team: TeamId,
+    ) -> Result<(), FoldError> {
+        let broken = |why: String| Err(FoldError::Inconsistent { seq: env.seq, why });
+        let agent = match &env.actor {
+            Actor::Operator(_) => return Ok(()),
+            Actor::Runtime => return broken(format!("the runtime may not {action}")),
+            Actor::Agent(a) => *a,
+        };
+        let (Some(a), Some(t)) = (self.agent(agent), self.team(team)) else {
+            return broken(format!("{agent} is not an agent of team {team}"));
+        };
+        if a.team != team || a.is_retired() {
+            return broken(format!("{agent} may not {action} for team {}", t.name));
+        }
+        let resource = Resource::team(&t.name);
+        let allowed = Action::parse(action).is_ok_and(|action| {
+            self.grants_of(agent).any(|g| {
+                g.capability.matches(&action, &resource)
+                    && matches!(
+                        self.check_chain_of(g, None, env.at),
+                        ChainCheck::Ok {
+                            approval: false,
+                            ..
+                        }
+                    )
+            })
+        });
+        if !allowed {
+            return broken(format!(
+                "{agent} holds no grant in force for {action} on {resource}"
+            ));
+        }
+        Ok(())
     }
 
     /// A derived grant: its parent is in force, and an agent derives only from its own grants.

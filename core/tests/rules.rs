@@ -8,8 +8,10 @@ use common::{cap, operator, seal_decision, Harness};
 use roster_core::actor::Actor;
 use roster_core::capability::{Action, Resource};
 use roster_core::command::{Command, Decision};
+use roster_core::envelope::Hash;
 use roster_core::event::Event;
-use roster_core::id::GrantId;
+use roster_core::id::{GrantId, ShareId};
+use roster_core::topic::{Topic, TopicPattern};
 use roster_core::world::FoldError;
 
 /// Seals `events` for `team` by `actor` after the harness's log and checks them on a copy.
@@ -231,5 +233,272 @@ fn forged_container_lifecycles_are_refused() {
     refused(
         forged(&mut h, team, &Actor::Runtime, vec![start]),
         "retired",
+    );
+}
+
+fn offer(h: &mut Harness, to: roster_core::id::TeamId, pattern: &str) -> Event {
+    Event::ShareProposed {
+        share: ShareId::mint(h.now, &mut h.entropy),
+        to,
+        topics: TopicPattern::parse(pattern).unwrap(),
+    }
+}
+
+fn crossing(share: ShareId, sender: roster_core::id::AgentId, topic: &str) -> Event {
+    Event::ContextShared {
+        share,
+        sender,
+        topic: Topic::parse(topic).unwrap(),
+        digest: Hash::of(topic.as_bytes()),
+        size: 7,
+    }
+}
+
+fn share_of(envs: &[roster_core::envelope::Envelope]) -> ShareId {
+    envs.iter()
+        .find_map(|e| match e.event {
+            Event::ShareProposed { share, .. } => Some(share),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn forged_share_steps_are_refused() {
+    let mut h = Harness::new();
+    let research = h.team("research");
+    let product = h.team("product");
+    let legal = h.team("legal");
+    let rlead = h.hire_as(
+        &operator(),
+        research,
+        "lead",
+        &["share.propose@team:research", "share.close@team:research"],
+    );
+    let scout = h.hire_as(&operator(), research, "scout", &[]);
+    let careful = h.hire_as(
+        &operator(),
+        research,
+        "careful",
+        &["share.propose@team:research,approval"],
+    );
+    let plead = h.hire_as(&operator(), product, "lead", &["share.accept@team:product"]);
+    let llead = h.hire_as(&operator(), legal, "lead", &["share.*@team:*"]);
+    let by = Actor::Agent;
+
+    // Proposals: the operator, or an agent of the team with the grant in force.
+    let e = offer(&mut h, product, "findings/**");
+    forged(&mut h, research, &operator(), vec![e]).unwrap();
+    let e = offer(&mut h, product, "findings/**");
+    forged(&mut h, research, &by(rlead), vec![e]).unwrap();
+    for (who, says) in [
+        (
+            by(scout),
+            "holds no grant in force for share.propose on team:research",
+        ),
+        (by(careful), "holds no grant in force"),
+        (by(llead), "may not share.propose for team research"),
+        (by(plead), "may not share.propose for team research"),
+        (Actor::Runtime, "the runtime may not share.propose"),
+    ] {
+        let e = offer(&mut h, product, "findings/**");
+        refused(forged(&mut h, research, &who, vec![e]), says);
+    }
+    let e = offer(&mut h, research, "findings/**");
+    refused(
+        forged(&mut h, research, &operator(), vec![e]),
+        "does not share with itself",
+    );
+
+    // Acceptance: in the importing team only, by its agent with the grant, once.
+    let share = share_of(&h.ok(
+        Command::ProposeShare {
+            from: research,
+            to: product,
+            topics: TopicPattern::parse("findings/**").unwrap(),
+        },
+        &by(rlead),
+    ));
+    let accept = || vec![Event::ShareAccepted { share }];
+    refused(
+        forged(&mut h, research, &operator(), accept()),
+        "importing team's stream only",
+    );
+    refused(
+        forged(&mut h, research, &by(rlead), accept()),
+        "importing team's stream only",
+    );
+    refused(
+        forged(&mut h, product, &by(llead), accept()),
+        "may not share.accept for team product",
+    );
+    let intern = h.hire_as(&operator(), product, "intern", &[]);
+    refused(
+        forged(&mut h, product, &by(intern), accept()),
+        "holds no grant in force",
+    );
+    forged(&mut h, product, &by(plead), accept()).unwrap();
+    h.ok(Command::AcceptShare { share }, &by(plead));
+    refused(
+        forged(&mut h, product, &operator(), accept()),
+        "not waiting to be accepted",
+    );
+
+    // Closing: a side's agent with the grant, never twice.
+    let close = || vec![Event::ShareClosed { share }];
+    refused(
+        forged(&mut h, research, &by(scout), close()),
+        "holds no grant in force for share.close on team:research",
+    );
+    refused(
+        forged(&mut h, product, &by(plead), close()),
+        "holds no grant in force for share.close on team:product",
+    );
+    refused(
+        forged(&mut h, legal, &by(llead), close()),
+        "does not involve this team",
+    );
+    forged(&mut h, research, &by(rlead), close()).unwrap();
+    h.ok(Command::CloseShare { share }, &by(rlead));
+    refused(
+        forged(&mut h, product, &operator(), close()),
+        "already closed",
+    );
+
+    // A revoked grant proposes nothing.
+    let g = h.world.grants_of(rlead).next().unwrap().id;
+    h.ok(Command::Revoke { grant: g }, &operator());
+    let e = offer(&mut h, product, "a");
+    refused(
+        forged(&mut h, research, &by(rlead), vec![e]),
+        "holds no grant in force",
+    );
+}
+
+#[test]
+fn forged_crossings_and_denials_are_refused() {
+    let mut h = Harness::new();
+    let research = h.team("research");
+    let product = h.team("product");
+    let rlead = h.hire_as(&operator(), research, "lead", &[]);
+    let scout = h.hire_as(&operator(), research, "scout", &[]);
+    let plead = h.hire_as(&operator(), product, "lead", &[]);
+    let by = Actor::Agent;
+    let share = |h: &mut Harness, pattern: &str, open: bool| {
+        let s = share_of(&h.ok(
+            Command::ProposeShare {
+                from: research,
+                to: product,
+                topics: TopicPattern::parse(pattern).unwrap(),
+            },
+            &operator(),
+        ));
+        if open {
+            h.ok(Command::AcceptShare { share: s }, &operator());
+        }
+        s
+    };
+    let pending = share(&mut h, "drafts/**", false);
+    let open = share(&mut h, "findings/**", true);
+
+    forged(
+        &mut h,
+        research,
+        &by(scout),
+        vec![crossing(open, scout, "findings/a")],
+    )
+    .unwrap();
+    let cases = [
+        (
+            research,
+            operator(),
+            crossing(open, scout, "findings/a"),
+            "records what it sent",
+        ),
+        (
+            research,
+            Actor::Runtime,
+            crossing(open, scout, "findings/a"),
+            "records what it sent",
+        ),
+        (
+            research,
+            by(rlead),
+            crossing(open, scout, "findings/a"),
+            "records what it sent",
+        ),
+        (
+            product,
+            by(scout),
+            crossing(open, scout, "findings/a"),
+            "recorded in its exporting team",
+        ),
+        (
+            research,
+            by(scout),
+            crossing(open, scout, "findingsx/a"),
+            "not `findingsx/a`",
+        ),
+        (
+            research,
+            by(scout),
+            crossing(open, scout, "findings"),
+            "not `findings`",
+        ),
+        (
+            research,
+            by(scout),
+            crossing(pending, scout, "drafts/a"),
+            "never accepted",
+        ),
+        // The importer sending back through it: its agent is not of the exporting team.
+        (
+            research,
+            by(plead),
+            crossing(open, plead, "findings/a"),
+            "not in team",
+        ),
+    ];
+    for (team, who, event, says) in cases {
+        refused(forged(&mut h, team, &who, vec![event]), says);
+    }
+    h.ok(Command::CloseShare { share: open }, &operator());
+    refused(
+        forged(
+            &mut h,
+            research,
+            &by(scout),
+            vec![crossing(open, scout, "findings/a")],
+        ),
+        "is closed",
+    );
+    let reopened = share(&mut h, "findings/**", true);
+    h.ok(Command::Retire { agent: scout }, &operator());
+    refused(
+        forged(
+            &mut h,
+            research,
+            &by(scout),
+            vec![crossing(reopened, scout, "findings/a")],
+        ),
+        "retired",
+    );
+
+    // A refusal is the agent's own record, or the runtime's.
+    let denied = || Event::AccessDenied {
+        agent: scout,
+        action: Action::parse("context.share").unwrap(),
+        resource: Resource::parse("team:product").unwrap(),
+        reason: "the share closed".into(),
+    };
+    forged(&mut h, research, &Actor::Runtime, vec![denied()]).unwrap();
+    forged(&mut h, research, &by(scout), vec![denied()]).unwrap();
+    refused(
+        forged(&mut h, research, &operator(), vec![denied()]),
+        "its own request or by the runtime",
+    );
+    refused(
+        forged(&mut h, research, &by(rlead), vec![denied()]),
+        "its own request or by the runtime",
     );
 }

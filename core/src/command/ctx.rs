@@ -123,6 +123,40 @@ impl Ctx<'_> {
         }
     }
 
+    /// Checks that the asker may use the built-in `action` for `team` (on `team:NAME`):
+    /// operators may; an agent must be in service, one of `team`'s agents, and allowed by its
+    /// grants — the returned `ActionPerformed` records that use; the runtime acts for no team.
+    /// `what` completes the refusal of an agent from another team ("only that team's agents
+    /// may …").
+    pub(super) fn for_team(
+        &self,
+        action: &'static str,
+        team: &crate::world::Team,
+        what: &'static str,
+    ) -> Result<Vec<Event>, Rejected> {
+        match self.actor {
+            Actor::Operator(_) => return Ok(Vec::new()),
+            Actor::Runtime => {
+                return Err(Self::plain(Rejection::OperatorOnly(
+                    "propose, accept or close a share without an agent of the team",
+                )))
+            }
+            Actor::Agent(a) => {
+                if self.live_agent(*a)?.team != team.id {
+                    return Err(Self::plain(Rejection::NotInTeam {
+                        agent: *a,
+                        team: team.name.clone(),
+                        what,
+                    }));
+                }
+            }
+        }
+        Ok(self
+            .builtin(action, Resource::team(&team.name))?
+            .into_iter()
+            .collect())
+    }
+
     /// The parent grant for `capability` given by `holder` (an agent actor, or an operator
     /// deriving `from` a grant): `from` if given and it covers, else the first covering active
     /// grant of `holder`.

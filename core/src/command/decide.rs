@@ -1,6 +1,6 @@
-//! `decide_unaudited`: the decision for each command, one match arm per [`Command`] variant.
-//! [`decide`](fn@super::decide) wraps it to attach the audit record of refusals that name no
-//! action.
+//! `decide_unaudited`: the decision for each command, one match arm per [`Command`] variant
+//! (the share commands' arms call `share.rs`). [`decide`](fn@super::decide) wraps it to attach
+//! the audit record of refusals that name no action.
 
 use crate::actor::Actor;
 use crate::authz::Authorization;
@@ -11,7 +11,7 @@ use crate::time::Timestamp;
 use crate::world::World;
 
 use super::ctx::Ctx;
-use super::{builtin, Command, Decision, Lifecycle, Rejected, Rejection};
+use super::{builtin, share, Command, Decision, Lifecycle, Rejected, Rejection, MAX_REASON};
 
 /// [`decide`](fn@super::decide), leaving the audit record of refusals that name no action to the
 /// caller.
@@ -332,5 +332,62 @@ pub(super) fn decide_unaudited(
                 events: vec![event],
             })
         }
+        Command::ProposeShare { from, to, topics } => {
+            share::propose(&cx, from, to, topics, entropy)
+        }
+        Command::AcceptShare { share } => share::accept(&cx, share),
+        Command::CloseShare { share } => share::close(&cx, share),
+        Command::ShareContext {
+            to,
+            topic,
+            digest,
+            size,
+        } => share::send(&cx, to, topic, digest, size),
+        Command::RecordDenial {
+            agent,
+            action,
+            resource,
+            reason,
+        } => {
+            if !matches!(actor, Actor::Runtime) {
+                return Err(Ctx::plain(Rejection::RuntimeOnly(
+                    "record the refusals it makes",
+                )));
+            }
+            // A retired agent's refusals are still recorded: a message it sent may arrive late.
+            let a = world.agent(agent).ok_or_else(|| {
+                Ctx::plain(Rejection::NotFound {
+                    what: "agent",
+                    id: agent.to_string(),
+                })
+            })?;
+            let t = cx.team(a.team)?;
+            Ok(Decision {
+                team: t.id,
+                expected_version: t.version,
+                events: vec![Event::AccessDenied {
+                    agent,
+                    action,
+                    resource,
+                    reason: truncate_reason(reason),
+                }],
+            })
+        }
     }
+}
+
+/// `reason` cut to at most [`MAX_REASON`] bytes on a character boundary, ending with `…` when
+/// cut.
+fn truncate_reason(mut reason: String) -> String {
+    if reason.len() <= MAX_REASON {
+        return reason;
+    }
+    const MORE: &str = "…";
+    let mut end = MAX_REASON - MORE.len();
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.truncate(end);
+    reason.push_str(MORE);
+    reason
 }

@@ -6,20 +6,25 @@
 //!
 //! This file holds the command and decision types, the [`builtin`] actions and
 //! [`decide`](fn@decide), which attaches the audit record to refusals; `decide.rs` decides each
-//! command; `ctx.rs` holds what a decision reads (the world, the actor, the instant) and the checks
-//! and refusals it is made of.
+//! command (people, grants, approvals, lifecycles, the runtime's `RecordDenial`); `share.rs` the
+//! shares between teams (propose, accept, close) and the context that crosses them; `ctx.rs`
+//! holds what a decision reads (the world, the actor, the instant) and the checks and refusals it
+//! is made of.
 
 use crate::actor::Actor;
 use crate::authz::DenyReason;
 use crate::capability::{Action, Amount, Capability, Resource};
+use crate::envelope::Hash;
 use crate::event::{AgentSpec, Event};
-use crate::id::{AgentId, ApprovalId, Entropy, GrantId, TeamId};
+use crate::id::{AgentId, ApprovalId, Entropy, GrantId, ShareId, TeamId};
 use crate::name::{Label, Name};
 use crate::time::Timestamp;
+use crate::topic::{Topic, TopicPattern};
 use crate::world::World;
 
 mod ctx;
 mod decide;
+mod share;
 
 use ctx::Ctx;
 use decide::decide_unaudited;
@@ -40,7 +45,23 @@ pub mod builtin {
     pub const CREATE_TEAM: &str = "team.create";
     /// Recording a container's start or stop (the runtime's alone; refused to every agent).
     pub const LIFECYCLE: &str = "agent.lifecycle";
+    /// Offer a team's context to another team: `share.propose@team:FROM` (agents of `FROM`).
+    pub const SHARE_PROPOSE: &str = "share.propose";
+    /// Accept a share offered to a team: `share.accept@team:TO` (agents of `TO`).
+    pub const SHARE_ACCEPT: &str = "share.accept";
+    /// Close a share from either side: `share.close@team:T` (agents of `T`, a side of it).
+    pub const SHARE_CLOSE: &str = "share.close";
+    /// Send a context message to another team through an open share. Needs no grant (the share
+    /// is both teams' consent); named in the audit record of a refused send, on `team:TO`.
+    pub const CONTEXT_SHARE: &str = "context.share";
+    /// Recording a refusal on the runtime's behalf (the runtime's alone; named in the audit
+    /// record when an agent tries).
+    pub const RECORD_DENIAL: &str = "audit.record";
 }
+
+/// The longest `reason` a [`Command::RecordDenial`] records, in bytes; longer ones are cut on a
+/// character boundary and end with `…`.
+pub const MAX_REASON: usize = 512;
 
 /// Something an operator or an agent asks the runtime to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +135,55 @@ pub enum Command {
         /// What happened.
         change: Lifecycle,
     },
+    /// Offer `from`'s context on topics matching `topics` to team `to` (`ShareProposed`, in
+    /// `from`'s stream). Operators, or an agent of `from` with `share.propose@team:FROM`.
+    ProposeShare {
+        /// The exporting team.
+        from: TeamId,
+        /// The importing team.
+        to: TeamId,
+        /// Which of `from`'s topics would flow.
+        topics: TopicPattern,
+    },
+    /// Accept a proposed share (`ShareAccepted`, in the importing team's stream). Operators, or
+    /// an agent of the importing team with `share.accept@team:TO`.
+    AcceptShare {
+        /// The share.
+        share: ShareId,
+    },
+    /// Close a share, proposed or open (`ShareClosed`, in the closer's team; an operator's close
+    /// goes to the exporting team). Operators, or an agent of either side with
+    /// `share.close@team:ITS_TEAM`.
+    CloseShare {
+        /// The share.
+        share: ShareId,
+    },
+    /// An agent sends a context message to another team (`ContextShared`, the audit record of
+    /// the crossing, in the sender's team). Allowed by the first open share from the sender's
+    /// team to `to` whose pattern matches `topic`; no grant is needed, the share is both teams'
+    /// consent. Only agents send.
+    ShareContext {
+        /// The importing team.
+        to: TeamId,
+        /// The topic, in the sender's team.
+        topic: Topic,
+        /// BLAKE3 digest of the message.
+        digest: Hash,
+        /// The message's size in bytes.
+        size: u64,
+    },
+    /// The runtime records a refusal it made itself (a message arriving after its share closed,
+    /// a tool provider's refusal) as an `AccessDenied` in `agent`'s team. The runtime's alone.
+    RecordDenial {
+        /// Who was refused.
+        agent: AgentId,
+        /// What it tried.
+        action: Action,
+        /// On what.
+        resource: Resource,
+        /// Why, for people (cut to [`MAX_REASON`] bytes).
+        reason: String,
+    },
 }
 
 /// A change of an agent's container, as the runtime saw it.
@@ -162,7 +232,7 @@ pub enum Rejection {
     /// Only an operator may do this.
     #[error("only an operator may {0}")]
     OperatorOnly(&'static str),
-    /// Only the runtime (or an operator) may do this, never an agent.
+    /// Only the runtime may do this (a container lifecycle: an operator too), never an agent.
     #[error("only the runtime may {0}")]
     RuntimeOnly(&'static str),
     /// The actor's grants do not allow it.
@@ -199,6 +269,40 @@ pub enum Rejection {
         /// The agent it tried to retire.
         agent: AgentId,
     },
+    /// Only an agent may do this (operators and the runtime never send as a team).
+    #[error("only an agent may {0}")]
+    AgentOnly(&'static str),
+    /// An agent acts for a team only when it is one of its agents.
+    #[error("agent {agent} is not in team {team}; only that team's agents may {what}")]
+    NotInTeam {
+        /// The asking agent.
+        agent: AgentId,
+        /// The team it tried to act for.
+        team: Name,
+        /// What it tried.
+        what: &'static str,
+    },
+    /// A share goes from one team to another, never to the same team.
+    #[error("team {0} is on both sides: a share goes from one team to another (inside a team, agents share freely)")]
+    SameTeam(Name),
+    /// A share is not in a state, or not between the teams, that allows this.
+    #[error("share {id}: {why}")]
+    Share {
+        /// The share.
+        id: ShareId,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// No open share lets a context message cross.
+    #[error("no open share from team {from} to team {to} covers topic `{topic}`")]
+    NoOpenShare {
+        /// The sender's team.
+        from: Name,
+        /// The team it was sent to.
+        to: Name,
+        /// The topic.
+        topic: Topic,
+    },
 }
 
 /// A refusal, with the audit record to append when the asker was an agent.
@@ -217,8 +321,8 @@ pub struct Rejected {
 
 /// What a command tries, for the audit record of its refusal: the built-in action it needs (or,
 /// for `Act`, the action it asks for) on the resource it names. Names that do not resolve are
-/// recorded by id (`team:team_…`, `agent:agt_…`).
-fn attempted(world: &World, command: &Command) -> Option<(Action, Resource)> {
+/// recorded by id (`team:team_…`, `agent:agt_…`, `share:shr_…`).
+fn attempted(world: &World, command: &Command, actor: &Actor) -> Option<(Action, Resource)> {
     let team_of = |agent: AgentId| {
         world
             .agent(agent)
@@ -228,15 +332,14 @@ fn attempted(world: &World, command: &Command) -> Option<(Action, Resource)> {
                 |t| Resource::team(&t.name),
             )
     };
+    let team = |id: TeamId| {
+        world
+            .team(id)
+            .map_or_else(|| Resource::entity("team", id), |t| Resource::team(&t.name))
+    };
     let (action, resource) = match command {
         Command::CreateTeam { name } => (builtin::CREATE_TEAM, Resource::team(name)),
-        Command::Hire { team, .. } => (
-            builtin::HIRE,
-            world.team(*team).map_or_else(
-                || Resource::entity("team", team),
-                |t| Resource::team(&t.name),
-            ),
-        ),
+        Command::Hire { team: t, .. } => (builtin::HIRE, team(*t)),
         Command::Retire { agent } => (builtin::RETIRE, team_of(*agent)),
         Command::Grant { to, .. } => (builtin::DELEGATE, team_of(*to)),
         Command::Revoke { grant } => (builtin::REVOKE, Resource::entity("grant", grant)),
@@ -247,6 +350,20 @@ fn attempted(world: &World, command: &Command) -> Option<(Action, Resource)> {
             (builtin::DECIDE, Resource::entity("approval", approval))
         }
         Command::Lifecycle { agent, .. } => (builtin::LIFECYCLE, team_of(*agent)),
+        Command::ProposeShare { from, .. } => (builtin::SHARE_PROPOSE, team(*from)),
+        Command::AcceptShare { share } => (
+            builtin::SHARE_ACCEPT,
+            world
+                .share(*share)
+                .map_or_else(|| Resource::entity("share", share), |s| team(s.to)),
+        ),
+        // An agent closes for its own team; the resource its grant must match names it.
+        Command::CloseShare { share } => match actor {
+            Actor::Agent(a) => (builtin::SHARE_CLOSE, team_of(*a)),
+            _ => (builtin::SHARE_CLOSE, Resource::entity("share", share)),
+        },
+        Command::ShareContext { to, .. } => (builtin::CONTEXT_SHARE, team(*to)),
+        Command::RecordDenial { agent, .. } => (builtin::RECORD_DENIAL, team_of(*agent)),
     };
     Action::parse(action).ok().map(|a| (a, resource))
 }
@@ -261,7 +378,7 @@ pub fn decide(
     now: Timestamp,
     entropy: &mut dyn Entropy,
 ) -> Result<Decision, Rejected> {
-    let tried = attempted(world, &command);
+    let tried = attempted(world, &command, actor);
     decide_unaudited(world, command, actor, now, entropy).map_err(|mut r| {
         if r.audit.is_none() {
             let cx = Ctx { world, actor, now };

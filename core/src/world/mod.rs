@@ -13,6 +13,7 @@ use crate::envelope::Envelope;
 use crate::id::{AgentId, ApprovalId, GrantId, ShareId, TeamId};
 use crate::name::Name;
 use crate::time::Timestamp;
+use crate::topic::Topic;
 
 mod apply;
 mod entities;
@@ -162,7 +163,7 @@ impl World {
             .filter_map(|g| self.grants.get(g))
     }
 
-    /// Every share.
+    /// Every share, oldest first (ids are time-ordered).
     pub fn shares(&self) -> impl Iterator<Item = &Share> {
         self.shares.values()
     }
@@ -170,6 +171,61 @@ impl World {
     /// A share by id.
     pub fn share(&self, id: ShareId) -> Option<&Share> {
         self.shares.get(&id)
+    }
+
+    /// The shares `team` is a side of (exporting or importing), oldest first.
+    pub fn shares_of(&self, team: TeamId) -> impl Iterator<Item = &Share> {
+        self.shares
+            .values()
+            .filter(move |s| s.from == team || s.to == team)
+    }
+
+    /// The open share a message from `from` to `to` on `topic` leaves through: the first, in
+    /// [`World::shares`] order, whose pattern matches `topic`.
+    pub fn open_share_for(&self, from: TeamId, to: TeamId, topic: &Topic) -> Option<&Share> {
+        self.shares.values().find(|s| {
+            s.state == ShareState::Open && s.from == from && s.to == to && s.topics.matches(topic)
+        })
+    }
+
+    /// The check where a message arrives: may a message from `from` to `to` on `topic`, sent
+    /// through `share`, still cross now? Pure; the sentence says why not, for the runtime's
+    /// record of the refusal.
+    pub fn crossing_allowed(
+        &self,
+        share: ShareId,
+        from: TeamId,
+        to: TeamId,
+        topic: &Topic,
+    ) -> Result<(), String> {
+        let name = |t: TeamId| {
+            self.team(t)
+                .map_or_else(|| t.to_string(), |t| format!("team {}", t.name))
+        };
+        let Some(s) = self.shares.get(&share) else {
+            return Err(format!("share {share} does not exist"));
+        };
+        match s.state {
+            ShareState::Open => {}
+            ShareState::Proposed => return Err(format!("share {share} was never accepted")),
+            ShareState::Closed => return Err(format!("share {share} is closed")),
+        }
+        if s.from != from || s.to != to {
+            return Err(format!(
+                "share {share} goes from {} to {}, not from {} to {}",
+                name(s.from),
+                name(s.to),
+                name(from),
+                name(to)
+            ));
+        }
+        if !s.topics.matches(topic) {
+            return Err(format!(
+                "share {share} covers topics `{}`, not `{topic}`",
+                s.topics
+            ));
+        }
+        Ok(())
     }
 
     /// Every approval request.
