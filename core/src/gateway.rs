@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capability::{Action, Amount, Capability, Resource};
 use crate::event::RuntimeKind;
-use crate::id::{AgentId, GrantId};
+use crate::id::{AgentId, GrantId, ShareId};
 use crate::name::{ImageRef, Label, Name};
 use crate::topic::{Topic, TopicPattern};
 
@@ -58,6 +58,14 @@ pub enum Call {
     Publish(PublishParams),
     /// Receive the messages of matching topics, pushed.
     Subscribe(SubscribeParams),
+    /// Offer my team's context on matching topics to another team (needs `share.propose`).
+    SharePropose(ShareProposeParams),
+    /// Accept a share offered to my team (needs `share.accept`).
+    ShareAccept(ShareParams),
+    /// Close a share of my team, proposed or open (needs `share.close`).
+    ShareClose(ShareParams),
+    /// The shares my team is a side of, with their state.
+    Shares,
 }
 
 /// `history` parameters.
@@ -135,13 +143,16 @@ pub struct ActParams {
 /// The longest value of one `act` argument, in bytes.
 pub const MAX_ARG: usize = 64 * 1024;
 
+/// The longest `publish` message, in bytes.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
 /// `publish` parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublishParams {
     /// The topic, in my team (or crossing to `team` through an open share).
     pub topic: Topic,
-    /// The message.
+    /// The message, at most [`MAX_MESSAGE`] bytes.
     pub message: String,
     /// Another team to send to, through a share.
     #[serde(default)]
@@ -154,6 +165,24 @@ pub struct PublishParams {
 pub struct SubscribeParams {
     /// Topic patterns to receive.
     pub topics: Vec<TopicPattern>,
+}
+
+/// `share_propose` parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareProposeParams {
+    /// The team to offer to, by name.
+    pub to: Name,
+    /// Which of my team's topics would flow.
+    pub topics: TopicPattern,
+}
+
+/// `share_accept` and `share_close` parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareParams {
+    /// The share.
+    pub share: ShareId,
 }
 
 /// One decoded request.
@@ -219,6 +248,10 @@ pub const METHODS: &[&str] = &[
     "act",
     "publish",
     "subscribe",
+    "share_propose",
+    "share_accept",
+    "share_close",
+    "shares",
 ];
 
 /// Decodes one request line (without its newline). On error, the id is returned when the line
@@ -277,7 +310,7 @@ pub fn decode_request(line: &[u8]) -> Result<Request, (Option<RequestId>, Gatewa
         );
     }
     // Methods without parameters accept none, or an empty object.
-    if matches!(method.as_str(), "whoami" | "grants") {
+    if matches!(method.as_str(), "whoami" | "grants" | "shares") {
         match object.remove("params") {
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::Object(p)) if p.is_empty() => {}
@@ -313,13 +346,25 @@ pub fn decode_request(line: &[u8]) -> Result<Request, (Option<RequestId>, Gatewa
             GatewayError::new(ErrorCode::BadParams, format!("{method}: {e}")),
         )
     })?;
-    if let Call::Act(p) = &call {
-        if let Some((k, _)) = p.args.iter().find(|(_, v)| v.len() > MAX_ARG) {
+    match &call {
+        Call::Act(p) => {
+            if let Some((k, _)) = p.args.iter().find(|(_, v)| v.len() > MAX_ARG) {
+                return fail(
+                    ErrorCode::BadParams,
+                    format!("act: argument `{k}` is over {MAX_ARG} bytes"),
+                );
+            }
+        }
+        Call::Publish(p) if p.message.len() > MAX_MESSAGE => {
             return fail(
                 ErrorCode::BadParams,
-                format!("act: argument `{k}` is over {MAX_ARG} bytes"),
+                format!(
+                    "publish: the message is {} bytes; a message is at most {MAX_MESSAGE} bytes",
+                    p.message.len()
+                ),
             );
         }
+        _ => {}
     }
     Ok(Request { id, call })
 }
@@ -377,6 +422,27 @@ mod tests {
             panic!("not an act")
         };
         assert_eq!(a.amount.map(|n| n.get()), Some(5));
+        assert_eq!(ok(r#"{"id":5,"method":"shares"}"#), Call::Shares);
+        let propose = ok(
+            r#"{"id":6,"method":"share_propose","params":{"to":"product","topics":"findings/**"}}"#,
+        );
+        let Call::SharePropose(p) = propose else {
+            panic!("not a share_propose")
+        };
+        assert_eq!(
+            (p.to.as_str(), p.topics.as_str()),
+            ("product", "findings/**")
+        );
+        let share = "shr_0192f0c0000070008000000000000001";
+        for method in ["share_accept", "share_close"] {
+            let line = format!(r#"{{"id":7,"method":"{method}","params":{{"share":"{share}"}}}}"#);
+            match ok(&line) {
+                Call::ShareAccept(p) | Call::ShareClose(p) => {
+                    assert_eq!(p.share.to_string(), share)
+                }
+                other => panic!("{method} decoded as {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -467,6 +533,46 @@ mod tests {
                 Some(9),
                 ErrorCode::BadParams,
             ),
+            (
+                r#"{"id":10,"method":"shares","params":{"team":"other"}}"#,
+                Some(10),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":10,"method":"share_propose","params":{"to":"product"}}"#,
+                Some(10),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":10,"method":"share_propose","params":{"to":"product","topics":"a/**","from":"research"}}"#,
+                Some(10),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":10,"method":"share_propose","params":{"to":"Product","topics":"a/**"}}"#,
+                Some(10),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":10,"method":"share_propose","params":{"to":"product","topics":"a.>"}}"#,
+                Some(10),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":10,"method":"share_accept","params":{"share":"grt_0192f0c0000070008000000000000001"}}"#,
+                Some(10),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":10,"method":"share_close","params":{}}"#,
+                Some(10),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":10,"method":"shareClose","params":{}}"#,
+                Some(10),
+                ErrorCode::UnknownMethod,
+            ),
         ];
         for (line, id, code) in cases {
             let (got_id, got_code, message) = err(line);
@@ -483,6 +589,16 @@ mod tests {
             "x".repeat(MAX_ARG + 1)
         );
         assert_eq!(err(&big_arg).1, ErrorCode::BadParams);
+        let publish = |n: usize| {
+            format!(
+                r#"{{"id":1,"method":"publish","params":{{"topic":"a","message":"{}"}}}}"#,
+                "é".repeat(n / 2)
+            )
+        };
+        assert!(matches!(ok(&publish(MAX_MESSAGE)), Call::Publish(_)));
+        let (_, code, message) = err(&publish(MAX_MESSAGE + 2));
+        assert_eq!(code, ErrorCode::BadParams);
+        assert!(message.contains("at most 65536 bytes"), "{message}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::prelude::*;
-use roster_core::gateway::{decode_request, ErrorCode};
+use roster_core::gateway::{decode_request, ErrorCode, METHODS};
 
 const VALID: &[&str] = &[
     r#"{"id":1,"method":"whoami"}"#,
@@ -13,6 +13,12 @@ const VALID: &[&str] = &[
     r#"{"id":5,"method":"publish","params":{"topic":"findings/daily","message":"hello","team":"product"}}"#,
     r#"{"id":6,"method":"subscribe","params":{"topics":["findings/**"]}}"#,
     r#"{"id":7,"method":"delegate","params":{"to":"agt_0192f0c0000070008000000000000001","capability":"email.send@mailbox:a"}}"#,
+    r#"{"id":8,"method":"grants","params":{}}"#,
+    r#"{"id":9,"method":"retire","params":{"agent":"agt_0192f0c0000070008000000000000001"}}"#,
+    r#"{"id":10,"method":"share_propose","params":{"to":"product","topics":"findings/*/daily"}}"#,
+    r#"{"id":11,"method":"share_accept","params":{"share":"shr_0192f0c0000070008000000000000001"}}"#,
+    r#"{"id":12,"method":"share_close","params":{"share":"shr_0192f0c0000070008000000000000002"}}"#,
+    r#"{"id":13,"method":"shares"}"#,
 ];
 
 fn mutated() -> impl Strategy<Value = Vec<u8>> {
@@ -67,5 +73,17 @@ proptest! {
 fn every_valid_example_decodes() {
     for line in VALID {
         decode_request(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e:?}"));
+    }
+}
+
+/// The mutations start from every method, so a new method is fuzzed as soon as it is listed.
+#[test]
+fn every_method_has_a_valid_example() {
+    for m in METHODS {
+        let quoted = format!(r#""method":"{m}""#);
+        assert!(
+            VALID.iter().any(|l| l.contains(&quoted)),
+            "no valid example of `{m}`"
+        );
     }
 }
