@@ -22,8 +22,8 @@ use tokio::sync::broadcast;
 
 use crate::subject;
 
-/// The most bytes of text one context message may carry.
-pub const MAX_MESSAGE: usize = 64 * 1024;
+/// The most bytes of text one context message may carry (the gateway's limit).
+pub use roster_core::gateway::MAX_MESSAGE;
 
 /// How many messages the in-process bus holds for a receiver that is behind.
 const MEMORY_BACKLOG: usize = 4096;
@@ -59,15 +59,15 @@ impl ContextMessage {
 
     /// The structural checks every message must pass, wherever it comes from: its size, and a
     /// crossing names its share and record (and only a crossing does).
-    pub fn check(&self) -> Result<(), BusError> {
+    pub fn check(&self) -> Result<(), CtxError> {
         if self.message.len() > MAX_MESSAGE {
-            return Err(BusError::Invalid(format!(
+            return Err(CtxError::Invalid(format!(
                 "a context message is at most {MAX_MESSAGE} bytes; this one is {}",
                 self.message.len()
             )));
         }
         if self.crossed() != (self.share.is_some() && self.record.is_some()) {
-            return Err(BusError::Invalid(
+            return Err(CtxError::Invalid(
                 "a message names a share and its record exactly when it crosses teams".into(),
             ));
         }
@@ -78,7 +78,7 @@ impl ContextMessage {
 /// What went wrong on the bus.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum BusError {
+pub enum CtxError {
     /// A message that breaks the rules of the wire.
     #[error("invalid context message: {0}")]
     Invalid(String),
@@ -122,7 +122,7 @@ impl CtxBus {
     }
 
     /// Sends `msg` to the members of `msg.to`. With no receiver it is lost, as on any bus.
-    pub async fn publish(&self, msg: ContextMessage) -> Result<(), BusError> {
+    pub async fn publish(&self, msg: ContextMessage) -> Result<(), CtxError> {
         msg.check()?;
         match self {
             Self::Memory(tx) => {
@@ -132,17 +132,17 @@ impl CtxBus {
             }
             Self::Nats { client, ns } => {
                 let payload =
-                    serde_json::to_vec(&msg).map_err(|e| BusError::Invalid(e.to_string()))?;
+                    serde_json::to_vec(&msg).map_err(|e| CtxError::Invalid(e.to_string()))?;
                 client
                     .publish(subject::ctx(ns, &msg.to, &msg.topic), payload.into())
                     .await
-                    .map_err(|e| BusError::Nats(e.to_string()))
+                    .map_err(|e| CtxError::Nats(e.to_string()))
             }
         }
     }
 
     /// Receives every message for the members of `team`, from now on.
-    pub async fn subscribe(&self, team: &Name) -> Result<TeamFeed, BusError> {
+    pub async fn subscribe(&self, team: &Name) -> Result<TeamFeed, CtxError> {
         Ok(match self {
             Self::Memory(tx) => TeamFeed::Memory {
                 rx: tx.subscribe(),
@@ -152,7 +152,7 @@ impl CtxBus {
                 let sub = client
                     .subscribe(subject::ctx_team(ns, team))
                     .await
-                    .map_err(|e| BusError::Nats(e.to_string()))?;
+                    .map_err(|e| CtxError::Nats(e.to_string()))?;
                 TeamFeed::Nats {
                     sub,
                     ns: ns.clone(),
@@ -211,16 +211,16 @@ impl TeamFeed {
     }
 }
 
-fn decode(msg: &async_nats::Message, ns: &Name, team: &Name) -> Result<ContextMessage, BusError> {
+fn decode(msg: &async_nats::Message, ns: &Name, team: &Name) -> Result<ContextMessage, CtxError> {
     // JSON escaping at most sextuples the text (`\u001f`); the rest of the fields fit in 4 KiB.
     if msg.payload.len() > MAX_MESSAGE * 6 + 4096 {
-        return Err(BusError::Invalid("oversized payload".into()));
+        return Err(CtxError::Invalid("oversized payload".into()));
     }
     let m: ContextMessage =
-        serde_json::from_slice(&msg.payload).map_err(|e| BusError::Invalid(e.to_string()))?;
+        serde_json::from_slice(&msg.payload).map_err(|e| CtxError::Invalid(e.to_string()))?;
     m.check()?;
     if &m.to != team || msg.subject.as_str() != subject::ctx(ns, &m.to, &m.topic) {
-        return Err(BusError::Invalid(format!(
+        return Err(CtxError::Invalid(format!(
             "a message for team {} on topic {} does not belong on {}",
             m.to,
             m.topic.as_str(),

@@ -8,16 +8,40 @@
 //! - [`url`]: [`BusUrl`], the validated choice of bus (`memory` or `nats://HOST:PORT`).
 //! - [`subject`]: every subject and stream name roster uses, built only from validated names
 //!   (`NS.events.TEAM.KIND`, `NS.ctx.TEAM.TOPIC`, `NS.tool.ACTION`, stream `NS_events`).
+//! - [`connect`](mod@connect): [`connect()`] for the runtime (never fails because NATS is down)
+//!   and [`connect_now`] for commands (a clear error after a timeout).
+//! - [`wire`]: one event on NATS — the envelope's JSON, `Nats-Msg-Id`, `Roster-Seq`
+//!   (documented in `docs/events.md`).
+//! - [`stream`]: [`ensure_events_stream`], the JetStream stream `NS_events`.
+//! - [`outbox`]: [`Outbox`], which publishes every committed event of a `SledLog` from a store
+//!   checkpoint, pipelined, through outages, reconciling with the stream at each start.
+//! - [`events`]: [`EventSubscription`], an outside subscriber's view (ordered or durable).
 //! - [`ctx`]: [`CtxBus`], the carrier of context messages (in-process or core NATS) and
 //!   [`ContextMessage`], what travels on `NS.ctx.TEAM.TOPIC`.
 //! - [`server`]: [`NatsServer`], a real `nats-server` with JetStream started as a child process
 //!   on a free port with its own store directory (tests, benchmarks, the demo); killed on drop.
+//! - `error`: [`BusError`].
+#![forbid(unsafe_code)]
 
+pub mod connect;
 pub mod ctx;
+mod error;
+pub mod events;
+pub mod outbox;
 pub mod server;
+pub mod stream;
 pub mod subject;
 pub mod url;
+pub mod wire;
 
-pub use ctx::{ContextMessage, CtxBus, Delivery, TeamFeed};
+pub use connect::{connect, connect_now};
+pub use ctx::{ContextMessage, CtxBus, CtxError, TeamFeed};
+pub use error::BusError;
+pub use events::{Delivery, EventSubscription, SubscribeOptions};
+pub use outbox::{Outbox, OutboxConfig, OutboxStatus};
 pub use server::{NatsServer, ServerError};
+pub use stream::ensure_events_stream;
 pub use url::{BusUrl, BusUrlError};
+
+/// A connection to NATS (from [`connect()`] or [`connect_now`]); cheap to clone.
+pub use async_nats::Client;

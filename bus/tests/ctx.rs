@@ -4,8 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::time::Duration;
 
+use roster_bus::ctx::Delivery;
 use roster_bus::ctx::MAX_MESSAGE;
-use roster_bus::{ContextMessage, CtxBus, Delivery, NatsServer, TeamFeed};
+use roster_bus::{ContextMessage, CtxBus, NatsServer, TeamFeed};
 use roster_core::id::{AgentId, CountingEntropy, EventId, ShareId};
 use roster_core::name::Name;
 use roster_core::time::Timestamp;

@@ -1,0 +1,347 @@
+//! Reading the events stream as an outside subscriber: [`EventSubscription`].
+//!
+//! By default an ordered consumer (ephemeral, no acks; the client recreates it at the right
+//! place after a gap or an outage). With a durable name, a durable pull consumer with explicit
+//! acks that resumes where it stopped; each event is acknowledged (and the server confirms the
+//! acknowledgement) only when the caller says it is handled, so a subscriber that dies before
+//! printing an event gets it again.
+//!
+//! Starting at a log position: the stream's sequence of an event is its position + 1 only while
+//! the stream holds every event exactly once (the outbox's normal state). That is checked by
+//! reading the `Roster-Seq` of the message at the computed sequence; when it does not match,
+//! delivery starts at the beginning and earlier events are dropped here.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::{self, Batch, Ordered};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::stream::{ConsumerErrorKind, Stream};
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::{self, AckKind};
+use async_nats::Client;
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use roster_core::event::Event;
+use roster_core::name::Name;
+
+use crate::stream::{ensure_events_stream, roster_seq_at};
+use crate::{subject, wire, BusError};
+
+/// How many messages one pull of a durable subscription asks for at most.
+const PULL: usize = 64;
+
+/// How long one pull waits on the server for messages before it is renewed.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// What to read.
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeOptions {
+    /// Only this team's events.
+    pub team: Option<Name>,
+    /// Only events of this kind (one of [`Event::KINDS`]).
+    pub kind: Option<String>,
+    /// The first log position to deliver (for a durable: only when it is created).
+    pub from: u64,
+    /// Resume the durable subscription of this name (created if missing).
+    pub durable: Option<Name>,
+    /// Deliver at most this many events (a durable never pulls more than it will deliver).
+    pub limit: Option<u64>,
+}
+
+/// One event delivered: its log position and its JSON (the envelope, as published).
+#[derive(Debug)]
+pub struct Delivery {
+    /// The event's log position (`Roster-Seq`).
+    pub seq: u64,
+    /// The envelope's JSON.
+    pub json: Bytes,
+    /// The message to acknowledge (durable subscriptions).
+    message: Option<jetstream::Message>,
+}
+
+impl Delivery {
+    /// Tells the server this event is handled (a durable then never delivers it again); waits
+    /// for the server's confirmation. Nothing to do for an ordered subscription.
+    pub async fn ack(self) -> Result<(), BusError> {
+        match self.message {
+            None => Ok(()),
+            Some(m) => m
+                .double_ack()
+                .await
+                .map_err(BusError::nats("acknowledge an event")),
+        }
+    }
+}
+
+enum Source {
+    Ordered(Box<Ordered>),
+    Durable {
+        consumer: Box<PullConsumer>,
+        batch: Option<Box<Batch>>,
+    },
+}
+
+/// A subscription to a namespace's events stream.
+pub struct EventSubscription {
+    source: Source,
+    stream: String,
+    filter: String,
+    /// Events before this position are dropped here (acknowledged, for a durable).
+    from: u64,
+    delivered: u64,
+    limit: Option<u64>,
+}
+
+impl std::fmt::Debug for EventSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSubscription")
+            .field("stream", &self.stream)
+            .field("filter", &self.filter)
+            .field("from", &self.from)
+            .field("delivered", &self.delivered)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The text a durable keeps in its description, to remember the position it started from.
+const FROM_PREFIX: &str = "roster events from position ";
+
+impl EventSubscription {
+    /// Subscribes to namespace `ns`'s events (the stream is created if missing, so a
+    /// subscriber may start before the first publisher).
+    pub async fn open(
+        client: &Client,
+        ns: &Name,
+        options: SubscribeOptions,
+    ) -> Result<EventSubscription, BusError> {
+        let js = jetstream::new(client.clone());
+        if let Some(kind) = &options.kind {
+            if !Event::KINDS.contains(&kind.as_str()) {
+                return Err(BusError::UnknownKind(kind.clone()));
+            }
+        }
+        let stream = ensure_events_stream(&js, ns).await?;
+        let filter = subject::events_filter(ns, options.team.as_ref(), options.kind.as_deref());
+        let name = stream.cached_info().config.name.clone();
+        let (source, from) = match &options.durable {
+            None => {
+                let config = pull::OrderedConfig {
+                    filter_subject: filter.clone(),
+                    deliver_policy: start_policy(&stream, options.from).await?,
+                    ..Default::default()
+                };
+                let consumer = stream
+                    .create_consumer(config)
+                    .await
+                    .map_err(BusError::from_nats("create an ordered consumer"))?;
+                let messages = consumer
+                    .messages()
+                    .await
+                    .map_err(BusError::from_nats("read the events stream"))?;
+                (Source::Ordered(Box::new(messages)), options.from)
+            }
+            Some(durable) => {
+                let (consumer, from) =
+                    durable_consumer(&js, &stream, durable, &filter, options.from).await?;
+                (
+                    Source::Durable {
+                        consumer: Box::new(consumer),
+                        batch: None,
+                    },
+                    from,
+                )
+            }
+        };
+        Ok(EventSubscription {
+            source,
+            stream: name,
+            filter,
+            from,
+            delivered: 0,
+            limit: options.limit,
+        })
+    }
+
+    /// Ends the subscription. A durable hands back (negatively acknowledges) the events it
+    /// pulled but did not deliver, so that the next subscriber of its name gets them at once,
+    /// in order, rather than after the server's ack wait.
+    pub async fn close(self) -> Result<(), BusError> {
+        if let Source::Durable {
+            batch: Some(mut batch),
+            ..
+        } = self.source
+        {
+            while let Some(Some(pulled)) = batch.next().now_or_never() {
+                let Ok(m) = pulled else { break };
+                m.ack_with(AckKind::Nak(None))
+                    .await
+                    .map_err(BusError::nats("hand back an event"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The subject filter on the stream.
+    pub fn filter(&self) -> &str {
+        &self.filter
+    }
+
+    /// The next event, waiting for one; `None` once the limit was delivered.
+    pub async fn next(&mut self) -> Result<Option<Delivery>, BusError> {
+        loop {
+            if self.limit.is_some_and(|l| self.delivered >= l) {
+                return Ok(None);
+            }
+            let message = match &mut self.source {
+                Source::Ordered(messages) => match messages.next().await {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => return Err(BusError::from_nats("read the events stream")(e)),
+                    None => return Err(BusError::Stopped),
+                },
+                Source::Durable { consumer, batch } => {
+                    let pulled = match batch {
+                        Some(b) => b.next().await,
+                        None => None,
+                    };
+                    match pulled {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => return Err(BusError::nats("read the events stream")(e)),
+                        None => {
+                            let want = self
+                                .limit
+                                .map_or(PULL as u64, |l| (l - self.delivered).min(PULL as u64));
+                            let b = consumer
+                                .batch()
+                                .max_messages(usize::try_from(want).unwrap_or(PULL))
+                                .expires(PULL_EXPIRES)
+                                .messages()
+                                .await
+                                .map_err(BusError::from_nats(
+                                    "pull from the durable subscription",
+                                ))?;
+                            *batch = Some(Box::new(b));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Some(seq) = wire::roster_seq(message.headers.as_ref()) else {
+                return Err(BusError::BadMessage {
+                    stream: self.stream.clone(),
+                    stream_seq: message.info().map_or(0, |i| i.stream_sequence),
+                });
+            };
+            let durable = matches!(self.source, Source::Durable { .. });
+            if seq < self.from {
+                if durable {
+                    message
+                        .ack_with(AckKind::Ack)
+                        .await
+                        .map_err(BusError::nats("acknowledge an event"))?;
+                }
+                continue;
+            }
+            self.delivered += 1;
+            return Ok(Some(Delivery {
+                seq,
+                json: message.payload.clone(),
+                message: durable.then_some(message),
+            }));
+        }
+    }
+}
+
+/// Where a consumer starting at log position `from` starts in the stream.
+async fn start_policy(stream: &Stream, from: u64) -> Result<DeliverPolicy, BusError> {
+    if from == 0 {
+        return Ok(DeliverPolicy::All);
+    }
+    let at = from + 1;
+    let aligned = match roster_seq_at(stream, at).await {
+        Ok(Some(r)) => r == from,
+        // Past the end: aligned if the stream's last message is where it should be (then the
+        // outbox goes on publishing in step), or if the stream is empty.
+        Ok(None) => {
+            let info = stream
+                .get_info()
+                .await
+                .map_err(BusError::from_nats("read the events stream's state"))?;
+            let last = info.state.last_sequence;
+            last < at
+                && (last == 0 || roster_seq_at(stream, last).await.ok().flatten() == Some(last - 1))
+        }
+        Err(_) => false,
+    };
+    Ok(if aligned {
+        DeliverPolicy::ByStartSequence { start_sequence: at }
+    } else {
+        DeliverPolicy::All
+    })
+}
+
+/// The durable pull consumer `name`, created with `filter` from `from` if missing; its filter
+/// must be `filter`. Returns it with the position it drops events before.
+async fn durable_consumer(
+    js: &jetstream::Context,
+    stream: &Stream,
+    name: &Name,
+    filter: &str,
+    from: u64,
+) -> Result<(PullConsumer, u64), BusError> {
+    let stream_name = &stream.cached_info().config.name;
+    match js
+        .get_consumer_from_stream::<pull::Config, _, _>(name.as_str(), stream_name)
+        .await
+    {
+        Ok(consumer) => {
+            let config = &consumer.cached_info().config;
+            if config.filter_subject != filter {
+                return Err(BusError::DurableMismatch {
+                    name: name.to_string(),
+                    has: config.filter_subject.clone(),
+                    wants: filter.to_owned(),
+                });
+            }
+            if config.ack_policy != AckPolicy::Explicit {
+                return Err(BusError::DurableMismatch {
+                    name: name.to_string(),
+                    has: format!("{} (without explicit acks)", config.filter_subject),
+                    wants: filter.to_owned(),
+                });
+            }
+            let from = config
+                .description
+                .as_deref()
+                .and_then(|d| d.strip_prefix(FROM_PREFIX))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            Ok((consumer, from))
+        }
+        Err(e)
+            if matches!(e.kind(), ConsumerErrorKind::JetStream(ref j)
+            if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND) =>
+        {
+            let config = pull::Config {
+                durable_name: Some(name.to_string()),
+                description: Some(format!("{FROM_PREFIX}{from}")),
+                filter_subject: filter.to_owned(),
+                deliver_policy: start_policy(stream, from).await?,
+                ack_policy: AckPolicy::Explicit,
+                ..Default::default()
+            };
+            let consumer = stream
+                .create_consumer(config)
+                .await
+                .map_err(BusError::from_nats("create the durable subscription"))?;
+            Ok((consumer, from))
+        }
+        Err(e) if e.kind() == ConsumerErrorKind::InvalidConsumerType => {
+            Err(BusError::DurableMismatch {
+                name: name.to_string(),
+                has: "a push consumer".into(),
+                wants: format!("a pull consumer on {filter}"),
+            })
+        }
+        Err(e) => Err(BusError::from_nats("read the durable subscription")(e)),
+    }
+}

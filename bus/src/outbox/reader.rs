@@ -1,0 +1,164 @@
+//! The outbox's reader: a thread that follows the log (the store's reads and waits block) and
+//! hands the publisher ready-made messages — subject, headers, JSON — in batches, through a
+//! bounded channel, so a slow or absent NATS holds events back in the log, not in memory.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use roster_core::envelope::Envelope;
+use roster_core::event::Event;
+use roster_core::id::TeamId;
+use roster_core::name::Name;
+use roster_core::port::EventLog;
+use roster_store::{SledLog, Subscription};
+use tokio::sync::mpsc;
+
+use crate::{subject, wire, BusError};
+
+/// Messages per batch handed to the publisher.
+const BATCH: usize = 256;
+
+/// How often a reader with nothing to read checks that it is still wanted.
+const POLL: Duration = Duration::from_millis(100);
+
+/// One event, ready to publish.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// Its log position.
+    pub seq: u64,
+    /// `NS.events.TEAM.KIND`.
+    pub subject: String,
+    /// `Nats-Msg-Id` and `Roster-Seq`.
+    pub headers: HeaderMap,
+    /// The envelope's JSON.
+    pub payload: Bytes,
+}
+
+/// What the reader sends: a batch in log order, or the error that stopped it.
+pub(crate) type Batch = Result<Vec<Outgoing>, BusError>;
+
+/// A running reader; it stops by itself once its receiver is dropped.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Reader {
+    /// Starts reading `log` at position `from`; batches arrive on the returned receiver.
+    pub fn start(
+        log: Arc<SledLog>,
+        ns: Name,
+        from: u64,
+        depth: usize,
+    ) -> Result<(Reader, mpsc::Receiver<Batch>), BusError> {
+        let (tx, rx) = mpsc::channel(depth.max(1));
+        let thread = std::thread::Builder::new()
+            .name("roster-outbox-read".into())
+            .spawn(move || run(&log, &ns, from, &tx))
+            .map_err(BusError::Thread)?;
+        Ok((
+            Reader {
+                thread: Some(thread),
+            },
+            rx,
+        ))
+    }
+
+    /// Waits for the thread to end (its receiver must be dropped first).
+    pub async fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let joined = tokio::task::spawn_blocking(move || t.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the outbox's reader thread panicked");
+            }
+        }
+    }
+}
+
+fn run(log: &Arc<SledLog>, ns: &Name, from: u64, tx: &mpsc::Sender<Batch>) {
+    let mut names = Names::default();
+    let mut sub = Subscription::new(Arc::clone(log), from);
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        let mut batch = Vec::new();
+        let mut failed = None;
+        let mut wait = POLL;
+        while batch.len() < BATCH {
+            match sub.next_timeout(wait) {
+                Ok(Some(envelope)) => match outgoing(log, ns, &mut names, &envelope) {
+                    Ok(o) => batch.push(o),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(e.into());
+                    break;
+                }
+            }
+            wait = Duration::ZERO;
+        }
+        if !batch.is_empty() && tx.blocking_send(Ok(batch)).is_err() {
+            return;
+        }
+        if let Some(e) = failed {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+    }
+}
+
+fn outgoing(
+    log: &SledLog,
+    ns: &Name,
+    names: &mut Names,
+    envelope: &Envelope,
+) -> Result<Outgoing, BusError> {
+    let team = names.of(log, envelope)?;
+    Ok(Outgoing {
+        seq: envelope.seq,
+        subject: subject::event(ns, team, envelope.event.kind()),
+        headers: wire::headers(envelope),
+        payload: wire::encode(envelope)?,
+    })
+}
+
+/// Team names by id: a subject names the team, an envelope carries its id.
+#[derive(Debug, Default)]
+struct Names(HashMap<TeamId, Name>);
+
+impl Names {
+    /// The name of `envelope`'s team, from its `TeamCreated` event (version 1).
+    fn of(&mut self, log: &SledLog, envelope: &Envelope) -> Result<&Name, BusError> {
+        match self.0.entry(envelope.team) {
+            Entry::Occupied(known) => Ok(known.into_mut()),
+            Entry::Vacant(slot) => {
+                let name = match (&envelope.event, envelope.version) {
+                    (Event::TeamCreated { name }, 1) => Some(name.clone()),
+                    _ => match log
+                        .read_team(envelope.team, 1, 1)?
+                        .first()
+                        .map(|e| &e.event)
+                    {
+                        Some(Event::TeamCreated { name }) => Some(name.clone()),
+                        _ => None,
+                    },
+                };
+                let name = name.ok_or_else(|| BusError::UnnamedTeam {
+                    seq: envelope.seq,
+                    team: envelope.team.to_string(),
+                })?;
+                Ok(slot.insert(name))
+            }
+        }
+    }
+}

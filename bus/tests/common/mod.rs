@@ -1,0 +1,177 @@
+//! Helpers of the bus tests: a real `nats-server`, a real `SledLog` in a temporary directory,
+//! and reading the stream back message by message.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream::Stream};
+use async_nats::{Client, HeaderMap};
+use bytes::Bytes;
+use roster_bus::{wire, BusUrl, NatsServer};
+use roster_core::actor::Actor;
+use roster_core::envelope::Envelope;
+use roster_core::event::Event;
+use roster_core::id::{AgentId, CountingEntropy, TeamId};
+use roster_core::name::Name;
+use roster_core::port::{AppendRequest, EventLog};
+use roster_core::time::Timestamp;
+use roster_store::SledLog;
+
+/// A real server; a missing `nats-server` fails the test with the install hint, never skips it.
+pub fn server() -> NatsServer {
+    NatsServer::start().unwrap_or_else(|e| panic!("these tests need a real NATS server: {e}"))
+}
+
+/// The bus URL of `server`.
+pub fn url(server: &NatsServer) -> BusUrl {
+    BusUrl::parse(&server.url()).unwrap()
+}
+
+/// A connected client.
+pub async fn client(server: &NatsServer) -> Client {
+    roster_bus::connect_now(&url(server), Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
+pub fn name(s: &str) -> Name {
+    Name::parse(s).unwrap()
+}
+
+/// A fresh log in a temporary directory (kept alive by the returned guard).
+pub fn log() -> (tempfile::TempDir, Arc<SledLog>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SledLog::open(&dir.path().join("log")).unwrap());
+    (dir, log)
+}
+
+/// Creates team `name` (its `TeamCreated` at version 1); the id comes from `seed`.
+pub fn team(log: &SledLog, name_: &str, seed: u64) -> TeamId {
+    let team = TeamId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(seed));
+    append(log, team, vec![Event::TeamCreated { name: name(name_) }]);
+    team
+}
+
+/// Appends `events` to `team`'s stream.
+pub fn append(log: &SledLog, team: TeamId, events: Vec<Event>) -> Vec<Envelope> {
+    log.append(AppendRequest {
+        at: None,
+        team,
+        expected_version: log.team_version(team).unwrap(),
+        events,
+        actor: Actor::Runtime,
+        causation: None,
+    })
+    .unwrap()
+}
+
+/// `n` events of kind `AgentRetired` for `team`, in batches of up to 100.
+pub fn retire_many(log: &SledLog, team: TeamId, n: usize) {
+    let agent = AgentId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(77));
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(100);
+        append(log, team, vec![Event::AgentRetired { agent }; k]);
+        left -= k;
+    }
+}
+
+/// `n` `AgentStarted` events for `team`.
+pub fn start_many(log: &SledLog, team: TeamId, n: usize) {
+    let agent = AgentId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(78));
+    let events = (0..n)
+        .map(|i| Event::AgentStarted {
+            agent,
+            container: format!("c{i}"),
+        })
+        .collect();
+    append(log, team, events);
+}
+
+/// Every envelope of the log.
+pub fn all(log: &SledLog) -> Vec<Envelope> {
+    log.read(0, usize::MAX).unwrap()
+}
+
+/// One message of the stream, as stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub stream_seq: u64,
+    pub subject: String,
+    pub headers: HeaderMap,
+    pub payload: Bytes,
+}
+
+impl Stored {
+    pub fn roster_seq(&self) -> u64 {
+        wire::roster_seq(Some(&self.headers)).expect("a Roster-Seq header")
+    }
+
+    pub fn msg_id(&self) -> String {
+        wire::msg_id(Some(&self.headers))
+            .expect("a Nats-Msg-Id header")
+            .to_owned()
+    }
+}
+
+/// The events stream of `ns`.
+pub async fn stream(client: &Client, ns: &str) -> Stream {
+    jetstream::new(client.clone())
+        .get_stream(format!("{ns}_events"))
+        .await
+        .unwrap()
+}
+
+/// Every message the stream holds, in stream order.
+pub async fn stored(client: &Client, ns: &str) -> Vec<Stored> {
+    let stream = stream(client, ns).await;
+    let state = stream.get_info().await.unwrap().state;
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return out;
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        match stream.get_raw_message(seq).await {
+            Ok(m) => out.push(Stored {
+                stream_seq: m.sequence,
+                subject: m.subject.to_string(),
+                headers: m.headers,
+                payload: m.payload,
+            }),
+            Err(e) => assert!(
+                e.to_string().contains("no message found"),
+                "reading message {seq}: {e}"
+            ),
+        }
+    }
+    out
+}
+
+/// The Roster-Seq of every stored message, in stream order.
+pub async fn stored_seqs(client: &Client, ns: &str) -> Vec<u64> {
+    stored(client, ns)
+        .await
+        .iter()
+        .map(Stored::roster_seq)
+        .collect()
+}
+
+/// Waits for `cond` (a hang guard: the test fails after a minute, it never passes by waiting).
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Awaits `fut` with a hang guard.
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), fut)
+        .await
+        .unwrap_or_else(|_| panic!("gave up waiting for {what}"))
+}

@@ -1,0 +1,275 @@
+//! Outside subscribers against a real `nats-server` fed by a real outbox: durable resumes
+//! without gap or duplicate, ordered subscriptions filter by team and kind and start at a
+//! log position, aligned with the stream or not.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use roster_bus::{wire, BusError, EventSubscription, Outbox, SubscribeOptions};
+use roster_core::envelope::Envelope;
+use roster_core::port::EventLog;
+use roster_store::SledLog;
+
+use common::*;
+
+/// Publishes everything `log` holds and stops the outbox.
+async fn publish_all(log: &Arc<SledLog>, client: &async_nats::Client) {
+    let outbox = Outbox::spawn(Arc::clone(log), client.clone(), name("roster"));
+    within("the outbox", outbox.published(log.len()))
+        .await
+        .unwrap();
+    outbox.stop().await;
+}
+
+/// Reads `n` events, acknowledging each; returns their positions.
+async fn take(sub: &mut EventSubscription, n: usize) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < n {
+        let d = within("an event", sub.next()).await.unwrap().unwrap();
+        let env: serde_json::Value = serde_json::from_slice(&d.json).unwrap();
+        assert_eq!(env["seq"], d.seq, "Roster-Seq is the envelope's seq");
+        seqs.push(d.seq);
+        d.ack().await.unwrap();
+    }
+    seqs
+}
+
+fn options() -> SubscribeOptions {
+    SubscribeOptions::default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_subscription_resumes_with_exactly_the_rest() {
+    let server = server();
+    let client = client(&server).await;
+    let (_dir, log) = log();
+    let t = team(&log, "research", 1);
+    retire_many(&log, t, 99);
+    publish_all(&log, &client).await;
+    let durable = SubscribeOptions {
+        durable: Some(name("audit")),
+        ..options()
+    };
+
+    // A counted read pulls exactly what it prints.
+    let mut sub = EventSubscription::open(
+        &client,
+        &name("roster"),
+        SubscribeOptions {
+            limit: Some(7),
+            ..durable.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(take(&mut sub, 7).await, (0..7).collect::<Vec<_>>());
+    assert!(sub.next().await.unwrap().is_none(), "the limit was reached");
+    sub.close().await.unwrap();
+
+    // An open-ended read stopped midway hands back what it pulled and did not deliver.
+    let mut sub = EventSubscription::open(&client, &name("roster"), durable.clone())
+        .await
+        .unwrap();
+    assert_eq!(take(&mut sub, 13).await, (7..20).collect::<Vec<_>>());
+    sub.close().await.unwrap();
+
+    retire_many(&log, t, 30);
+    publish_all(&log, &client).await;
+    let mut sub = EventSubscription::open(&client, &name("roster"), durable.clone())
+        .await
+        .unwrap();
+    assert_eq!(take(&mut sub, 110).await, (20..130).collect::<Vec<_>>());
+    sub.close().await.unwrap();
+
+    // Nothing left to deliver or to redeliver.
+    let info = jetstream::new(client.clone())
+        .get_stream("roster_events")
+        .await
+        .unwrap()
+        .consumer_info("audit")
+        .await
+        .unwrap();
+    assert_eq!(info.num_pending, 0);
+    assert_eq!(info.num_ack_pending, 0);
+    assert_eq!(info.delivered.stream_sequence, 130);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_with_another_filter_is_refused_with_a_clear_error() {
+    let server = server();
+    let client = client(&server).await;
+    let ns = name("roster");
+    let first = SubscribeOptions {
+        durable: Some(name("x")),
+        team: Some(name("research")),
+        ..options()
+    };
+    EventSubscription::open(&client, &ns, first.clone())
+        .await
+        .unwrap();
+    let other = SubscribeOptions {
+        kind: Some("AgentHired".into()),
+        ..first
+    };
+    match EventSubscription::open(&client, &ns, other).await {
+        Err(e @ BusError::DurableMismatch { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("roster.events.research.*"), "{text}");
+            assert!(text.contains("roster.events.research.AgentHired"), "{text}");
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    match EventSubscription::open(
+        &client,
+        &ns,
+        SubscribeOptions {
+            kind: Some("Nonsense".into()),
+            ..options()
+        },
+    )
+    .await
+    {
+        Err(BusError::UnknownKind(k)) => assert_eq!(k, "Nonsense"),
+        other => panic!("expected an unknown kind, got {other:?}"),
+    }
+}
+
+/// Every envelope of `log` that `keep` selects, by position.
+fn expected(log: &SledLog, keep: impl Fn(&Envelope) -> bool) -> Vec<u64> {
+    all(log).iter().filter(|e| keep(e)).map(|e| e.seq).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_subscriptions_filter_by_team_and_kind_and_start_at_a_position() {
+    let server = server();
+    let client = client(&server).await;
+    let (_dir, log) = log();
+    let research = team(&log, "research", 1);
+    let ops = team(&log, "ops", 2);
+    for _ in 0..5 {
+        retire_many(&log, research, 7);
+        start_many(&log, ops, 3);
+        start_many(&log, research, 2);
+        retire_many(&log, ops, 4);
+    }
+    publish_all(&log, &client).await;
+    let ns = name("roster");
+    let kind = |e: &Envelope| e.event.kind();
+
+    let cases: Vec<(SubscribeOptions, Vec<u64>)> = vec![
+        (
+            SubscribeOptions {
+                team: Some(name("ops")),
+                ..options()
+            },
+            expected(&log, |e| e.team == ops),
+        ),
+        (
+            SubscribeOptions {
+                kind: Some("AgentStarted".into()),
+                ..options()
+            },
+            expected(&log, |e| kind(e) == "AgentStarted"),
+        ),
+        (
+            SubscribeOptions {
+                team: Some(name("research")),
+                kind: Some("AgentStarted".into()),
+                ..options()
+            },
+            expected(&log, |e| e.team == research && kind(e) == "AgentStarted"),
+        ),
+        (
+            SubscribeOptions {
+                from: 50,
+                ..options()
+            },
+            (50..log.len()).collect(),
+        ),
+        (
+            SubscribeOptions {
+                from: 50,
+                team: Some(name("ops")),
+                ..options()
+            },
+            expected(&log, |e| e.seq >= 50 && e.team == ops),
+        ),
+    ];
+    for (options, want) in cases {
+        let mut sub = EventSubscription::open(
+            &client,
+            &ns,
+            SubscribeOptions {
+                limit: Some(want.len() as u64),
+                ..options.clone()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(take(&mut sub, want.len()).await, want, "{options:?}");
+        assert!(sub.next().await.unwrap().is_none());
+    }
+
+    // Live: an event published after the subscription opened arrives too.
+    let mut sub = EventSubscription::open(
+        &client,
+        &ns,
+        SubscribeOptions {
+            from: log.len(),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    start_many(&log, ops, 1);
+    publish_all(&log, &client).await;
+    assert_eq!(take(&mut sub, 1).await, vec![log.len() - 1]);
+}
+
+/// A stream whose sequences are not positions + 1 (one event was published out of order, by
+/// hand, before the outbox ran): `from` is applied to the `Roster-Seq` of each message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unaligned_stream_still_starts_at_the_position_asked_for() {
+    let server = server();
+    let client = client(&server).await;
+    let (_dir, log) = log();
+    let t = team(&log, "research", 1);
+    retire_many(&log, t, 19);
+    let js = jetstream::new(client.clone());
+    roster_bus::ensure_events_stream(&js, &name("roster"))
+        .await
+        .unwrap();
+    let five = &all(&log)[5];
+    js.publish_with_headers(
+        "roster.events.research.AgentRetired",
+        wire::headers(five),
+        wire::encode(five).unwrap(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    publish_all(&log, &client).await;
+    // The stream: 5, 0, 1, 2, 3, 4, 6, 7, …, 19 — each position once.
+    let mut want = vec![5, 0, 1, 2, 3, 4];
+    want.extend(6..20);
+    assert_eq!(stored_seqs(&client, "roster").await, want);
+
+    let mut sub = EventSubscription::open(
+        &client,
+        &name("roster"),
+        SubscribeOptions {
+            from: 3,
+            limit: Some(17),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let mut want = vec![5, 3, 4];
+    want.extend(6..20);
+    assert_eq!(take(&mut sub, 17).await, want);
+}
