@@ -1,5 +1,6 @@
-//! One call over the gateway socket: connect, write one request line, read lines until the
-//! answer to it, under a deadline. Synchronous std only: this binary must stay small and static.
+//! Calls over the gateway socket: connect, write one request line, read lines until the answer
+//! to it, under a deadline; after a `subscribe`, read the pushed messages. Synchronous std only:
+//! this binary must stay small and static.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use roster_core::gateway::{ErrorCode, MAX_LINE};
 use serde_json::Value;
 
-/// The id of our one request. Each run makes one call on a fresh connection.
+/// The id of our request. Each run makes one call on a fresh connection.
 const ID: u64 = 1;
 
 /// The longest answer read, far above the largest page of history: a runtime gone wrong cannot
@@ -108,56 +109,117 @@ impl fmt::Display for Failure {
 /// `None` waits as long as it takes.
 pub fn call(
     path: &Path,
-    mut request: serde_json::Map<String, Value>,
+    request: serde_json::Map<String, Value>,
     timeout: Option<Duration>,
 ) -> Result<Value, Failure> {
-    request.insert("id".into(), Value::from(ID));
-    let mut line = Value::Object(request).to_string().into_bytes();
-    if line.len() > MAX_LINE {
-        return Err(Failure::Usage(format!(
-            "the request is {} bytes; the gateway takes at most {MAX_LINE}",
-            line.len()
-        )));
+    Session::connect(path)?.call(request, timeout)
+}
+
+/// One connection to the gateway: a call, then (after `subscribe`) the pushed messages.
+#[derive(Debug)]
+pub struct Session {
+    stream: UnixStream,
+    pending: Vec<u8>,
+    chunk: Vec<u8>,
+}
+
+impl Session {
+    /// Connects to the gateway at `path`.
+    pub fn connect(path: &Path) -> Result<Session, Failure> {
+        let stream = UnixStream::connect(path).map_err(|error| Failure::Unreachable {
+            path: path.to_owned(),
+            error,
+        })?;
+        Ok(Session {
+            stream,
+            pending: Vec::new(),
+            chunk: vec![0u8; 64 * 1024],
+        })
     }
-    line.push(b'\n');
-    let deadline = timeout.map(|t| (Instant::now() + t, t));
-    let mut stream = UnixStream::connect(path).map_err(|error| Failure::Unreachable {
-        path: path.to_owned(),
-        error,
-    })?;
-    let io_failure = |e: io::Error| match (e.kind(), deadline) {
-        (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some((_, t))) => Failure::Timeout(t),
-        _ => Failure::Io(e),
-    };
-    stream
-        .set_write_timeout(remaining(deadline)?)
-        .map_err(Failure::Io)?;
-    stream.write_all(&line).map_err(io_failure)?;
-    let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        // Answers are lines; anything before ours (pushed messages, later) is skipped.
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let answer: Vec<u8> = pending.drain(..=end).collect();
-            if let Some(result) = ours(&answer[..end])? {
+
+    /// Sends `request` and returns the `ok` value of its answer; lines before the answer that
+    /// are not answers (pushes) are skipped.
+    pub fn call(
+        &mut self,
+        mut request: serde_json::Map<String, Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Value, Failure> {
+        request.insert("id".into(), Value::from(ID));
+        let mut line = Value::Object(request).to_string().into_bytes();
+        if line.len() > MAX_LINE {
+            return Err(Failure::Usage(format!(
+                "the request is {} bytes; the gateway takes at most {MAX_LINE}",
+                line.len()
+            )));
+        }
+        line.push(b'\n');
+        let deadline = timeout.map(|t| (Instant::now() + t, t));
+        self.stream
+            .set_write_timeout(remaining(deadline)?)
+            .map_err(Failure::Io)?;
+        self.stream
+            .write_all(&line)
+            .map_err(|e| io_failure(e, deadline))?;
+        loop {
+            let line = self.line(deadline)?.ok_or_else(|| {
+                Failure::Protocol("the gateway closed the connection without answering".into())
+            })?;
+            if let Some(result) = ours(&line)? {
                 return result;
             }
         }
-        if pending.len() > MAX_ANSWER {
-            return Err(Failure::Protocol(format!(
-                "the gateway's answer is over {MAX_ANSWER} bytes"
-            )));
+    }
+
+    /// The next pushed message (the value of a `{"push":…}` line), waiting as long as it takes;
+    /// `None` when the gateway closed the connection.
+    pub fn next_push(&mut self) -> Result<Option<Value>, Failure> {
+        loop {
+            let Some(line) = self.line(None)? else {
+                return Ok(None);
+            };
+            let value: Value = serde_json::from_slice(&line).map_err(|e| {
+                Failure::Protocol(format!("the gateway sent a line that is not JSON: {e}"))
+            })?;
+            if let Value::Object(mut m) = value {
+                if let Some(push) = m.remove("push") {
+                    return Ok(Some(push));
+                }
+            }
         }
-        stream
-            .set_read_timeout(remaining(deadline)?)
-            .map_err(Failure::Io)?;
-        let n = stream.read(&mut chunk).map_err(io_failure)?;
-        if n == 0 {
-            return Err(Failure::Protocol(
-                "the gateway closed the connection without answering".into(),
-            ));
+    }
+
+    /// The next whole line (without its newline), or `None` at the end of the stream.
+    fn line(&mut self, deadline: Option<(Instant, Duration)>) -> Result<Option<Vec<u8>>, Failure> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=end).collect();
+                line.pop();
+                return Ok(Some(line));
+            }
+            if self.pending.len() > MAX_ANSWER {
+                return Err(Failure::Protocol(format!(
+                    "the gateway sent a line over {MAX_ANSWER} bytes"
+                )));
+            }
+            self.stream
+                .set_read_timeout(remaining(deadline)?)
+                .map_err(Failure::Io)?;
+            let n = self
+                .stream
+                .read(&mut self.chunk)
+                .map_err(|e| io_failure(e, deadline))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.pending.extend_from_slice(&self.chunk[..n]);
         }
-        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn io_failure(e: io::Error, deadline: Option<(Instant, Duration)>) -> Failure {
+    match (e.kind(), deadline) {
+        (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some((_, t))) => Failure::Timeout(t),
+        _ => Failure::Io(e),
     }
 }
 

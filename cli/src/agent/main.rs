@@ -22,7 +22,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use roster_core::gateway::{Call, HistoryParams, MAX_LINE};
+use roster_core::gateway::{Call, HistoryParams, PublishParams, SubscribeParams, MAX_LINE};
+use roster_core::name::Name;
+use roster_core::topic::{Topic, TopicPattern};
 use serde_json::{json, Value};
 
 use crate::client::Failure;
@@ -72,17 +74,50 @@ enum Command {
         #[arg(long)]
         limit: Option<u32>,
     },
+    /// Publish MESSAGE on TOPIC to my team, or with --team to another team through a share
+    /// both teams opened (the crossing is recorded, the message is not).
+    Share {
+        /// The topic, like `findings/daily`.
+        #[arg(value_parser = parse_topic)]
+        topic: Topic,
+        /// The text (at most 64 KiB); `-` reads it from stdin.
+        message: String,
+        /// Another team to send it to.
+        #[arg(long, value_parser = parse_name)]
+        team: Option<Name>,
+    },
+    /// Print the messages on my team's topics matching the patterns (default: all), one JSON
+    /// line each, as they arrive — including those other teams share with mine.
+    Listen {
+        /// Topic patterns: `*` is one segment, a final `**` the rest.
+        #[arg(value_parser = parse_pattern, value_name = "PATTERN")]
+        topics: Vec<TopicPattern>,
+        /// Stop after N messages.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
     /// The base image's default program: greet the runtime (`whoami`, retried until the
     /// gateway answers), print who I am, then wait until the container is stopped.
     Idle,
     /// Any method, with its parameters as one JSON object (for example
     /// `call hire '{"name":"scout","grants":["email.send@mailbox:team"]}'`).
     Call {
-        /// The method: whoami, grants, history, hire, retire, delegate, act, publish, subscribe.
+        /// The method: whoami, grants, history, hire, retire, delegate, act, publish, subscribe,
+        /// share_propose, share_accept, share_close, shares.
         method: String,
         /// Its parameters, a JSON object; `-` reads them from stdin (for long messages).
         params: Option<String>,
     },
+}
+
+fn parse_topic(s: &str) -> Result<Topic, String> {
+    Topic::parse(s).map_err(|e| e.to_string())
+}
+fn parse_pattern(s: &str) -> Result<TopicPattern, String> {
+    TopicPattern::parse(s).map_err(|e| e.to_string())
+}
+fn parse_name(s: &str) -> Result<Name, String> {
+    Name::parse_as(s, "team name").map_err(|e| e.to_string())
 }
 
 /// The request object (without id) for a command.
@@ -95,6 +130,26 @@ fn request(command: Command) -> Result<serde_json::Map<String, Value>, Failure> 
         Command::Whoami | Command::Idle => typed(Call::Whoami),
         Command::Grants => typed(Call::Grants),
         Command::History { from, limit } => typed(Call::History(HistoryParams { from, limit })),
+        Command::Share {
+            topic,
+            message,
+            team,
+        } => {
+            let message = if message == "-" { stdin()? } else { message };
+            typed(Call::Publish(PublishParams {
+                topic,
+                message,
+                team,
+            }))
+        }
+        Command::Listen { topics, .. } => {
+            let topics = if topics.is_empty() {
+                vec![TopicPattern::parse("**").map_err(|e| Failure::Usage(e.to_string()))?]
+            } else {
+                topics
+            };
+            typed(Call::Subscribe(SubscribeParams { topics }))
+        }
         Command::Call { method, params } => {
             let mut m = serde_json::Map::new();
             m.insert("method".into(), Value::String(method));
@@ -180,6 +235,32 @@ fn idle(socket: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `roster-agent listen`: subscribe, then print each pushed message as it arrives (a `dropped`
+/// notice too, when the runtime had to drop messages because we read too slowly).
+fn listen(
+    socket: &std::path::Path,
+    req: serde_json::Map<String, Value>,
+    count: Option<u64>,
+    timeout: u64,
+) -> Result<(), Failure> {
+    let mut session = client::Session::connect(socket)?;
+    let timeout = (timeout > 0).then(|| Duration::from_secs(timeout));
+    session.call(req, timeout)?;
+    let mut seen = 0u64;
+    while count.is_none_or(|n| seen < n) {
+        let Some(push) = session.next_push()? else {
+            return Err(Failure::Protocol(
+                "the gateway closed the connection".into(),
+            ));
+        };
+        print(std::io::stdout().lock(), &push.to_string());
+        if push.get("kind") == Some(&json!("message")) {
+            seen += 1;
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -195,6 +276,14 @@ fn main() -> ExitCode {
     };
     if matches!(cli.command, Command::Idle) {
         return idle(&cli.socket);
+    }
+    if let Command::Listen { count, .. } = cli.command {
+        return match request(cli.command)
+            .and_then(|req| listen(&cli.socket, req, count, cli.timeout))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => fail(&f),
+        };
     }
     let result = request(cli.command).and_then(|req| {
         let timeout = deadline(cli.timeout, &req);

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use roster_core::gateway::{
-    decode_request, encode_response, ErrorCode, GatewayError, RequestId, MAX_LINE,
+    decode_request, encode_response, Call, ErrorCode, GatewayError, Request, RequestId, MAX_LINE,
 };
 use roster_core::id::AgentId;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -146,43 +146,72 @@ impl std::fmt::Debug for AgentCtx {
     }
 }
 
-/// The writing side of a connection: every line the agent receives goes through [`Conn::send`],
-/// which is where pushed messages will join the responses.
-#[derive(Debug)]
+/// How many lines may wait for the socket; past that, the reader and every subscription wait
+/// too (backpressure, not memory).
+const OUT_QUEUE: usize = 64;
+
+/// Subscriptions one connection may hold at once.
+pub(super) const MAX_SUBSCRIPTIONS: usize = 16;
+
+/// The writing side of a connection: every line the agent receives — responses in request
+/// order, and pushed messages between them — goes through one bounded queue to one writer task.
+#[derive(Debug, Clone)]
 pub(super) struct Conn {
-    out: OwnedWriteHalf,
-    line: Vec<u8>,
+    out: tokio::sync::mpsc::Sender<Vec<u8>>,
 }
 
 impl Conn {
-    /// Writes one response line. Waits while the agent does not read (backpressure).
+    /// Starts the writer task for `out`; it ends when every sender is gone or a write fails.
+    fn start(mut out: OwnedWriteHalf) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(OUT_QUEUE);
+        let writer = tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                if out.write_all(&line).await.is_err() {
+                    return;
+                }
+            }
+        });
+        (Self { out: tx }, writer)
+    }
+
+    /// Queues one response line. Waits while the agent does not read (backpressure); an error
+    /// means the connection is gone.
     pub(super) async fn send(
-        &mut self,
+        &self,
         id: Option<RequestId>,
         result: &Result<serde_json::Value, GatewayError>,
-    ) -> io::Result<()> {
-        self.line.clear();
-        self.line
-            .extend_from_slice(encode_response(id, result).as_bytes());
-        self.line.push(b'\n');
-        self.out.write_all(&self.line).await
+    ) -> Result<(), Gone> {
+        let mut line = encode_response(id, result).into_bytes();
+        line.push(b'\n');
+        self.out.send(line).await.map_err(|_| Gone)
+    }
+
+    /// Queues one pushed line (`{"push":…}`).
+    pub(super) async fn push(&self, push: &serde_json::Value) -> Result<(), Gone> {
+        let mut line = serde_json::json!({ "push": push }).to_string().into_bytes();
+        line.push(b'\n');
+        self.out.send(line).await.map_err(|_| Gone)
     }
 }
 
+/// The connection is closed.
+#[derive(Debug)]
+pub(super) struct Gone;
+
 /// Serves one connection until the agent closes it, a write fails, or the gateway stops (the
-/// task is aborted). Requests are answered one after the other, in order. `_slot` is held for
-/// as long as the connection lives: it is what the connection cap counts.
+/// task is aborted). Requests are answered one after the other, in order; a `subscribe` adds a
+/// task that pushes the subscription's messages into the same output. `_slot` is held for as
+/// long as the connection lives: it is what the connection cap counts.
 pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphorePermit) {
     let (read, write) = stream.into_split();
     let mut read = BufReader::with_capacity(READ_BUF, read);
-    let mut conn = Conn {
-        out: write,
-        line: Vec::new(),
-    };
+    let (conn, writer) = Conn::start(write);
+    // Dropped (and so aborted) when the connection ends.
+    let mut subscriptions = tokio::task::JoinSet::new();
     let mut buf = Vec::new();
     loop {
         let line = match read_line(&mut read, &mut buf, MAX_LINE).await {
-            Ok(Line::Eof) | Err(_) => return,
+            Ok(Line::Eof) | Err(_) => break,
             Ok(line) => line,
         };
         if let Err(wait) = take_token(&cx.bucket) {
@@ -198,7 +227,7 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
                 format!("too many requests: retry in {} ms", wait.as_millis().max(1)),
             );
             if conn.send(id, &Err(e)).await.is_err() {
-                return;
+                break;
             }
             // Backpressure: a flooding client is read no faster than its bucket refills, so
             // its own writes block instead of our memory filling.
@@ -215,11 +244,67 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
             ),
             _ => match decode_request(&buf) {
                 Err((id, e)) => (id, Err(e)),
+                Ok(Request {
+                    id,
+                    call: Call::Subscribe(params),
+                }) => {
+                    // Reap finished subscriptions before counting.
+                    while subscriptions.try_join_next().is_some() {}
+                    if subscriptions.len() >= MAX_SUBSCRIPTIONS {
+                        let e = GatewayError::new(
+                            ErrorCode::RateLimited,
+                            format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
+                        );
+                        (Some(id), Err(e))
+                    } else {
+                        match subscribe(&cx, params).await {
+                            Ok((answer, mut pushes)) => {
+                                // The answer goes out before the first message.
+                                if conn.send(Some(id), &Ok(answer)).await.is_err() {
+                                    break;
+                                }
+                                let conn = conn.clone();
+                                subscriptions.spawn(async move {
+                                    while let Some(push) = pushes.recv().await {
+                                        if conn.push(&push).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                });
+                                continue;
+                            }
+                            Err(e) => (Some(id), Err(e)),
+                        }
+                    }
+                }
                 Ok(request) => (Some(request.id), call(&cx, request.call).await),
             },
         };
         if conn.send(id, &result).await.is_err() {
-            return;
+            break;
+        }
+    }
+    subscriptions.abort_all();
+    drop(conn);
+    // Whatever was queued still goes out (the agent may have half-closed only its side).
+    let _ = writer.await;
+}
+
+/// Asks the backend for a subscription, on the blocking pool like every other call.
+async fn subscribe(
+    cx: &AgentCtx,
+    params: roster_core::gateway::SubscribeParams,
+) -> Result<(serde_json::Value, super::Pushes), GatewayError> {
+    let backend = Arc::clone(&cx.backend);
+    let agent = cx.agent;
+    match tokio::task::spawn_blocking(move || backend.subscribe(agent, params)).await {
+        Ok(result) => result,
+        Err(e) => {
+            tracing::error!(%agent, "gateway backend failed: {e}");
+            Err(GatewayError::new(
+                ErrorCode::Internal,
+                "the runtime failed to answer; the request may be retried",
+            ))
         }
     }
 }

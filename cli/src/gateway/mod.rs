@@ -22,11 +22,12 @@
 //! calls run on the blocking pool, so an agent that floods slows only itself (it is rate-limited,
 //! then read from more slowly, so its own socket buffer fills and its writes block).
 //!
-//! # Pushed messages (later)
-//! `subscribe` will need lines the agent did not ask for. The extension point is the
-//! connection's writer (`conn::Conn::send`): a subscription will feed it through a bounded
-//! channel selected next to the request reader, so responses and pushes share one ordered,
-//! back-pressured output.
+//! # Pushed messages
+//! After `subscribe` answers, the agent also receives lines it did not ask for: `{"push":{…}}`
+//! (no `id`). Each connection has one writer task fed by a bounded queue; responses (in request
+//! order) and every subscription's pushes go through it, so an agent that stops reading stalls
+//! only its own connection, and what a subscription cannot deliver in time is dropped and
+//! counted (the backend's side; see [`Pushes`]).
 //!
 //! [`MAX_LINE`]: roster_core::gateway::MAX_LINE
 
@@ -38,7 +39,7 @@ mod testing;
 #[cfg(test)]
 mod tests;
 
-use roster_core::gateway::{Call, GatewayError};
+use roster_core::gateway::{Call, GatewayError, SubscribeParams};
 use roster_core::id::AgentId;
 
 pub use server::{serve_agent, AgentGateway, Limits};
@@ -52,4 +53,22 @@ pub use server::{serve_agent, AgentGateway, Limits};
 pub trait Backend: Send + Sync + 'static {
     /// Answers `call`, made by `agent` (the owner of the socket it came through).
     fn call(&self, agent: AgentId, call: Call) -> Result<serde_json::Value, GatewayError>;
+
+    /// Starts a subscription for `agent`: the answer to send, and the pushes to forward (each
+    /// becomes one `{"push":…}` line) until the connection closes. The default refuses.
+    fn subscribe(
+        &self,
+        agent: AgentId,
+        params: SubscribeParams,
+    ) -> Result<(serde_json::Value, Pushes), GatewayError> {
+        let _ = (agent, params);
+        Err(GatewayError::new(
+            roster_core::gateway::ErrorCode::UnknownMethod,
+            "`subscribe` is not served here",
+        ))
+    }
 }
+
+/// What a subscription pushes to its connection. Bounded: the backend must not wait on a slow
+/// agent (it drops and counts instead, and says so in a later push).
+pub type Pushes = tokio::sync::mpsc::Receiver<serde_json::Value>;
