@@ -170,6 +170,9 @@ pub enum Cmd {
     /// Run the daemon: the store, the agents' containers and their gateway sockets. Other
     /// commands reach it through the admin socket in the data directory while it runs.
     Serve(ServeArgs),
+    /// Say whether `roster serve` runs on the data directory, and how its bus is doing (with
+    /// NATS: how many events have reached JetStream).
+    Status,
     /// Stop an agent's container (SIGTERM, a grace period, then SIGKILL); it stays stopped
     /// until `roster start`.
     Stop {

@@ -17,6 +17,70 @@ fn resolve(agent: &AgentRef, env: &Env<'_>) -> Result<AgentId, CliError> {
     Ok(agent.resolve(&app.world).map_err(CliError::Input)?.id)
 }
 
+/// `roster status`: the daemon, its namespace and bus, the outbox's progress.
+pub(super) fn status(env: &Env<'_>) -> anyhow::Result<()> {
+    let Some(d) = env.daemon else {
+        let app = env.open()?;
+        let events = roster_core::port::EventLog::len(&*app.log);
+        if env.out.json {
+            return env
+                .out
+                .json_line(&json!({ "serving": false, "events": events }));
+        }
+        return env.out.line(format!(
+            "roster serve is not running on {} ({events} events in the log)",
+            env.data_dir.display()
+        ));
+    };
+    let (events, running) = {
+        let app = d.app()?;
+        let running = app
+            .world
+            .agents()
+            .filter(|a| matches!(a.status, roster_core::world::AgentStatus::Running { .. }))
+            .count();
+        (roster_core::port::EventLog::len(&*app.log), running)
+    };
+    let ns = d.supervisor().engine.ns().clone();
+    let outbox = d.outbox_status();
+    if env.out.json {
+        return env.out.json_line(&json!({
+            "serving": true,
+            "namespace": ns,
+            "bus": d.bus().to_string(),
+            "events": events,
+            "agents_running": running,
+            "published": outbox.as_ref().map(|o| o.next),
+            "bus_connected": outbox.as_ref().map(|o| o.connected),
+            "bus_error": outbox.as_ref().and_then(|o| o.last_error.clone()),
+        }));
+    }
+    env.out.line(format!(
+        "roster serve is running on {} (namespace {ns}); {running} agent(s) running; {events} events",
+        env.data_dir.display()
+    ))?;
+    let bus = match outbox {
+        None => format!(
+            "bus: {} (in-process; no outside subscribers but `roster subscribe`)",
+            d.bus()
+        ),
+        Some(o) => format!(
+            "bus: {} ({}); {} of {events} events published to JetStream{}",
+            d.bus(),
+            if o.connected {
+                "connected"
+            } else {
+                "NOT connected: events wait in the log"
+            },
+            o.next,
+            o.last_error
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        ),
+    };
+    env.out.line(bus)
+}
+
 pub(super) fn stop(agent: AgentRef, env: &Env<'_>) -> anyhow::Result<()> {
     let d = env.daemon()?;
     let id = resolve(&agent, env)?;

@@ -110,6 +110,7 @@ pub fn run(cmd: Cmd, env: &Env<'_>) -> anyhow::Result<()> {
         Cmd::Serve(a) => {
             crate::daemon::serve(env.data_dir, env.operator.clone(), a, crate::run_for_client)
         }
+        Cmd::Status => containers::status(env),
         Cmd::Stop { agent } => containers::stop(agent, env),
         Cmd::Start { agent } => containers::start(agent, env),
         Cmd::Logs {

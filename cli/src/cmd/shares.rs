@@ -1,16 +1,92 @@
 //! `share propose|accept|close`, `shares`: consent to context crossing team boundaries.
 
-use super::Env;
+use roster_core::command::Command;
+use roster_core::world::{Share, ShareState, World};
+use serde_json::json;
+
+use super::{actor_for, poke, print_committed, Env};
 use crate::app::CliError;
 use crate::args::ShareCmd;
+use crate::output::Table;
 use crate::refs::TeamRef;
 
 /// `roster share …`
-pub fn share(_cmd: ShareCmd, _env: &Env<'_>) -> anyhow::Result<()> {
-    Err(CliError::Input("`roster share` is being built (issue 4)".into()).into())
+pub fn share(cmd: ShareCmd, env: &Env<'_>) -> anyhow::Result<()> {
+    let mut app = env.open()?;
+    let (command, by) = match cmd {
+        ShareCmd::Propose {
+            from,
+            to,
+            topics,
+            by,
+        } => {
+            let from = from.resolve(&app.world).map_err(CliError::Input)?.id;
+            let to = to.resolve(&app.world).map_err(CliError::Input)?.id;
+            (Command::ProposeShare { from, to, topics }, by)
+        }
+        ShareCmd::Accept { share, by } => (Command::AcceptShare { share }, by),
+        ShareCmd::Close { share, by } => (Command::CloseShare { share }, by),
+    };
+    let actor = actor_for(&app, by)?;
+    let committed = app.execute(command, &actor)?;
+    print_committed(&app, &committed, &env.out)?;
+    drop(app);
+    poke(env);
+    Ok(())
+}
+
+fn state(s: &Share) -> &'static str {
+    match s.state {
+        ShareState::Proposed => "proposed",
+        ShareState::Open => "open",
+        ShareState::Closed => "closed",
+    }
+}
+
+fn team_name(world: &World, id: roster_core::id::TeamId) -> String {
+    world
+        .team(id)
+        .map_or_else(|| id.to_string(), |t| t.name.to_string())
 }
 
 /// `roster shares`
-pub fn list(_team: Option<TeamRef>, _env: &Env<'_>) -> anyhow::Result<()> {
-    Err(CliError::Input("`roster shares` is being built (issue 4)".into()).into())
+pub fn list(team: Option<TeamRef>, env: &Env<'_>) -> anyhow::Result<()> {
+    let app = env.open()?;
+    let team = team
+        .map(|t| t.resolve(&app.world).map(|t| t.id))
+        .transpose()
+        .map_err(CliError::Input)?;
+    let mut table = Table::new(&["share", "from", "to", "topics", "state", "crossed"]);
+    for s in app.world.shares() {
+        if team.is_some_and(|t| t != s.from && t != s.to) {
+            continue;
+        }
+        if env.out.json {
+            env.out.json_line(&json!({
+                "id": s.id,
+                "from": team_name(&app.world, s.from),
+                "to": team_name(&app.world, s.to),
+                "topics": s.topics,
+                "state": state(s),
+                "crossings": s.crossings,
+            }))?;
+        } else {
+            table.row(vec![
+                s.id.to_string(),
+                team_name(&app.world, s.from),
+                team_name(&app.world, s.to),
+                s.topics.as_str().to_owned(),
+                state(s).to_owned(),
+                s.crossings.to_string(),
+            ]);
+        }
+    }
+    if !env.out.json {
+        env.out.line(if table.is_empty() {
+            "no shares".into()
+        } else {
+            table.render()
+        })?;
+    }
+    Ok(())
 }

@@ -5,17 +5,18 @@
 use std::sync::Weak;
 
 use roster_core::actor::Actor;
-use roster_core::command::Command;
+use roster_core::capability::{Action, Resource};
+use roster_core::command::{builtin, Command};
 use roster_core::envelope::Envelope;
 use roster_core::event::AgentSpec;
-use roster_core::gateway::{Call, ErrorCode, GatewayError};
+use roster_core::gateway::{Call, ErrorCode, GatewayError, SubscribeParams};
 use roster_core::id::AgentId;
 use serde_json::{json, Value};
 
 use super::Daemon;
 use crate::app::CliError;
 use crate::gateway::answer::read_only;
-use crate::gateway::Backend;
+use crate::gateway::{Backend, Pushes};
 
 /// The daemon's backend.
 #[derive(Debug)]
@@ -34,6 +35,17 @@ impl Backend for DaemonBackend {
         }
         result
     }
+
+    fn subscribe(
+        &self,
+        agent: AgentId,
+        params: SubscribeParams,
+    ) -> Result<(Value, Pushes), GatewayError> {
+        let d = self.0.upgrade().ok_or_else(|| {
+            GatewayError::new(ErrorCode::Internal, "the runtime is shutting down")
+        })?;
+        d.context.subscribe(&d, agent, params)
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> GatewayError {
@@ -41,6 +53,10 @@ fn internal(e: impl std::fmt::Display) -> GatewayError {
 }
 
 fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError> {
+    let call = match call {
+        Call::Publish(p) => return d.context.publish(d, agent, p),
+        other => other,
+    };
     let mut app = d.app().map_err(internal)?;
     if let Some(read) = read_only(&*app.log, &app.world, agent, &call, crate::app::now()) {
         return read;
@@ -68,6 +84,32 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
             }
         }
         Call::Retire(p) => Command::Retire { agent: p.agent },
+        Call::SharePropose(p) => {
+            let from = app
+                .world
+                .agent(agent)
+                .map(|a| a.team)
+                .ok_or_else(|| GatewayError::new(ErrorCode::Denied, "unknown agent"))?;
+            let Some(to) = app.world.team_named(&p.to).map(|t| t.id) else {
+                // A probe for a team that does not exist is recorded like any refusal.
+                let why = format!("no team named `{}`", p.to);
+                let denial = Command::RecordDenial {
+                    agent,
+                    action: Action::parse(builtin::SHARE_PROPOSE).map_err(internal)?,
+                    resource: Resource::team(&p.to),
+                    reason: why.clone(),
+                };
+                app.execute(denial, &Actor::Runtime).map_err(internal)?;
+                return Err(GatewayError::new(ErrorCode::Denied, why));
+            };
+            Command::ProposeShare {
+                from,
+                to,
+                topics: p.topics,
+            }
+        }
+        Call::ShareAccept(p) => Command::AcceptShare { share: p.share },
+        Call::ShareClose(p) => Command::CloseShare { share: p.share },
         Call::Delegate(p) => Command::Grant {
             to: p.to,
             capability: p.capability,
@@ -76,8 +118,6 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
         other => {
             let method = match other {
                 Call::Act(_) => "act",
-                Call::Publish(_) => "publish",
-                Call::Subscribe(_) => "subscribe",
                 _ => "this method",
             };
             return Err(GatewayError::new(

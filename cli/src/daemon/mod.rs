@@ -8,17 +8,20 @@
 //!   timeouts, removal at retirement, reconcile at start and after an engine outage).
 //! - `backend`: the gateway [`Backend`](crate::gateway::Backend) over the daemon's world and log.
 //! - `control`: what operator commands ask of the containers (stop, start, logs, exec, purge).
+//! - `context`: `publish` and `subscribe` over the bus, with the share checks where a message
+//!   leaves and where it arrives.
 //!
 //! One decision lane: the store and world sit behind one mutex ([`Daemon::app`]); commands from
 //! the admin socket and calls from agents' gateways take it for the length of one decision.
 
 pub mod admin;
 mod backend;
+mod context;
 pub mod control;
 pub mod supervisor;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use anyhow::Context;
 
@@ -45,6 +48,12 @@ pub struct Daemon {
     failing: tokio::sync::Notify,
     /// When each agent's gateway first answered it (for `roster bench hire`).
     first_calls: Mutex<std::collections::HashMap<AgentId, std::time::Instant>>,
+    /// Context between agents, over the bus.
+    context: context::Context,
+    /// The publisher of every committed event to JetStream (with a NATS bus).
+    outbox: Mutex<Option<roster_bus::Outbox>>,
+    /// The bus it uses.
+    bus: roster_bus::BusUrl,
 }
 
 impl Daemon {
@@ -91,6 +100,17 @@ impl Daemon {
             .ok_or_else(|| CliError::Input("`roster serve` is shutting down".into()))
     }
 
+    /// The bus it uses.
+    pub fn bus(&self) -> &roster_bus::BusUrl {
+        &self.bus
+    }
+
+    /// The outbox's progress, with a NATS bus.
+    pub fn outbox_status(&self) -> Option<roster_bus::OutboxStatus> {
+        let outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        outbox.as_ref().map(roster_bus::Outbox::status)
+    }
+
     /// When `agent` first got an answer from its gateway, if it did.
     pub fn first_call(&self, agent: AgentId) -> Option<std::time::Instant> {
         self.first_calls
@@ -124,6 +144,17 @@ impl Running {
             t.abort();
         }
         self.daemon.sup.close_gateways().await;
+        let outbox = self
+            .daemon
+            .outbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(outbox) = outbox {
+            // In-flight publishes are awaited and the checkpoint written; what is still in the
+            // log goes out at the next start.
+            outbox.stop().await;
+        }
         let _ = std::fs::remove_file(&self.socket);
     }
 }
@@ -195,6 +226,14 @@ pub async fn start(
         .context("cannot build the base agent image")?;
     let gateways = gateways_dir(data_dir);
     make_private_dir(&gateways)?;
+    let bus_url = args.bus.clone().or(config.bus).unwrap_or_default();
+    let bus = Bus::connect(&bus_url, &ns).await?;
+    // The outbox tails the store from its checkpoint: events committed while NATS is down wait
+    // in the log and go out when it is back.
+    let outbox = bus
+        .client
+        .clone()
+        .map(|client| roster_bus::Outbox::spawn(app.log.clone(), client, ns.clone()));
     let sup = Arc::new(supervisor::Supervisor::new(engine, gateways, agent_binary));
     let daemon = Arc::new_cyclic(|me| Daemon {
         app: Mutex::new(app),
@@ -205,7 +244,11 @@ pub async fn start(
         failed: std::sync::OnceLock::new(),
         failing: tokio::sync::Notify::new(),
         first_calls: Mutex::new(std::collections::HashMap::new()),
+        context: context::Context::new(bus.ctx.clone()),
+        outbox: Mutex::new(None),
+        bus: bus_url.clone(),
     });
+    *daemon.outbox.lock().unwrap_or_else(PoisonError::into_inner) = outbox;
     // Engine events are followed from before the reconcile, so no death falls in between.
     let since = crate::app::now();
     supervisor::reconcile(&daemon, &sup)
@@ -234,6 +277,36 @@ pub async fn start(
         socket,
         ns,
     })
+}
+
+/// The bus, connected.
+struct Bus {
+    ctx: roster_bus::CtxBus,
+    /// The NATS connection, with a NATS bus.
+    client: Option<roster_bus::Client>,
+}
+
+impl Bus {
+    async fn connect(
+        url: &roster_bus::BusUrl,
+        ns: &roster_core::name::Name,
+    ) -> anyhow::Result<Bus> {
+        Ok(match url {
+            roster_bus::BusUrl::Memory => Bus {
+                ctx: roster_bus::CtxBus::memory(),
+                client: None,
+            },
+            roster_bus::BusUrl::Nats { .. } => {
+                // Returns at once even while NATS is down: the client connects (and
+                // reconnects) in the background, and the runtime works meanwhile.
+                let client = roster_bus::connect(url).await?;
+                Bus {
+                    ctx: roster_bus::CtxBus::nats(client.clone(), ns.clone()),
+                    client: Some(client),
+                }
+            }
+        })
+    }
 }
 
 /// Makes sure the namespace is this data directory's: a reconcile removes every container of

@@ -38,6 +38,7 @@ pub fn read_only(
         Call::Whoami => Some(whoami(world, agent)),
         Call::Grants => Some(grants(world, agent, now)),
         Call::History(p) => Some(history(log, world, agent, p)),
+        Call::Shares => Some(shares(world, agent)),
         _ => None,
     }
 }
@@ -55,6 +56,30 @@ fn in_service(world: &World, agent: AgentId) -> Result<&Agent, GatewayError> {
             format!("agent {agent} is not known to the runtime"),
         )),
     }
+}
+
+/// `shares`: the shares my team offers or receives, with their state.
+pub fn shares(world: &World, agent: AgentId) -> Result<Value, GatewayError> {
+    let team = in_service(world, agent)?.team;
+    let name = |t| world.team(t).map(|t| t.name.to_string());
+    let list: Vec<Value> = world
+        .shares_of(team)
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "from": name(s.from),
+                "to": name(s.to),
+                "topics": s.topics,
+                "state": match s.state {
+                    roster_core::world::ShareState::Proposed => "proposed",
+                    roster_core::world::ShareState::Open => "open",
+                    roster_core::world::ShareState::Closed => "closed",
+                },
+                "crossings": s.crossings,
+            })
+        })
+        .collect();
+    Ok(json!({ "shares": list }))
 }
 
 /// `whoami`: the agent's identity, team, role, who hired it, its container spec and its state.

@@ -1,0 +1,321 @@
+//! What the end-to-end tests of `roster serve` share: a daemon in a data directory and
+//! namespace of its own on the real Docker engine ([`Served`]), and a client of an agent's
+//! gateway socket ([`Gateway`]).
+//!
+//! Needs a Docker engine and the static `roster-agent` (`ROSTER_AGENT_BINARY`); `scripts/test`
+//! provides both. Without them these tests fail, loudly: they never pass by skipping.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The static roster-agent, or a loud failure saying how to get one.
+pub fn agent_binary() -> PathBuf {
+    let p = std::env::var_os("ROSTER_AGENT_BINARY").unwrap_or_else(|| {
+        panic!(
+            "ROSTER_AGENT_BINARY is not set: run scripts/test (it builds the static roster-agent)"
+        )
+    });
+    PathBuf::from(p)
+}
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("Docker engine required (docker {args:?}: {e}): run scripts/setup")
+        })
+}
+
+/// A `roster serve` in a data directory and namespace of its own; stopped, and everything it
+/// made in the engine removed, on drop.
+pub struct Served {
+    _tmp: tempfile::TempDir,
+    /// The data directory.
+    pub dir: PathBuf,
+    /// The namespace.
+    pub ns: String,
+    /// More arguments for `roster serve` (like `--bus nats://…`).
+    pub serve_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Served {
+    pub fn new() -> Self {
+        Self::with(format!("t{:x}", rand_u32()), &[])
+    }
+
+    pub fn in_ns(ns: String) -> Self {
+        Self::with(ns, &[])
+    }
+
+    /// A daemon in namespace `ns`, started with `serve_args` too.
+    pub fn with(ns: String, serve_args: &[&str]) -> Self {
+        let info = docker(&["info", "--format", "{{.ServerVersion}}"]);
+        assert!(
+            info.status.success(),
+            "Docker engine required: run scripts/setup ({})",
+            String::from_utf8_lossy(&info.stderr)
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let mut s = Served {
+            _tmp: tmp,
+            dir,
+            ns,
+            serve_args: serve_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        s.ok(&["init"]);
+        s.start();
+        s
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none());
+        let child = Command::new(env!("CARGO_BIN_EXE_roster"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["serve", "--ns", &self.ns])
+            .arg("--agent-binary")
+            .arg(agent_binary())
+            .args(&self.serve_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start roster serve");
+        self.child = Some(child);
+        let sock = self.dir.join("admin.sock");
+        wait_for("the admin socket", Duration::from_secs(60), || {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("roster serve exited: {status}");
+            }
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
+    }
+
+    /// SIGTERM, as an operator would stop it; waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("roster serve did not stop within 30 s of SIGTERM");
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_roster"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--as")
+            .arg("tester")
+            .args(args)
+            .env_remove("ROSTER_JSON")
+            .output()
+            .expect("run roster")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "roster {args:?} failed ({:?}): {}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `roster exec AGENT -- CMD…`: its stdout.
+    pub fn exec(&self, agent: &str, cmd: &[&str]) -> String {
+        let mut args = vec!["exec", agent, "--"];
+        args.extend_from_slice(cmd);
+        self.ok(&args)
+    }
+
+    pub fn agent(&self, name: &str) -> Value {
+        self.ok(&["--json", "agents", "--all"])
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("no agent {name}"))
+    }
+
+    pub fn wait_up(&self, name: &str) {
+        wait_for(
+            &format!("{name}'s container to run"),
+            Duration::from_secs(60),
+            || {
+                self.agent(name)["container"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("up"))
+            },
+        );
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.ok(&["--json", "log"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// How many events of `kind` the log holds.
+    pub fn count(&self, kind: &str) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| e["event"].get(kind).is_some())
+            .count()
+    }
+
+    pub fn hire(&self, name: &str, extra: &[&str]) {
+        self.hire_into("lab", name, extra);
+    }
+
+    /// Hires `name` into `team` and waits until its container runs; its id.
+    pub fn hire_into(&self, team: &str, name: &str, extra: &[&str]) -> String {
+        let mut args = vec!["hire", "--team", team, "--name", name];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+        self.wait_up(name);
+        self.agent(name)["id"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let label = format!("label=roster.ns={}", self.ns);
+        let ids = docker(&["ps", "-aq", "--filter", &label]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+        let vols = docker(&["volume", "ls", "-q", "--filter", &label]);
+        for v in String::from_utf8_lossy(&vols.stdout).split_whitespace() {
+            docker(&["volume", "rm", "-f", v]);
+        }
+    }
+}
+
+pub fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .unwrap();
+    u32::from_le_bytes(b)
+}
+
+pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("waited {limit:?} for {what}");
+}
+
+/// A client of one agent's gateway socket, as the agent's own process would use it (the test
+/// runs as root on the host, so it can open the socket the daemon binds for the container).
+pub struct Gateway {
+    reader: std::io::BufReader<std::os::unix::net::UnixStream>,
+    writer: std::os::unix::net::UnixStream,
+    next_id: u64,
+    pushes: std::collections::VecDeque<Value>,
+}
+
+impl Gateway {
+    /// Connects to the socket of the agent with id `agent` in `s`'s data directory.
+    pub fn connect(s: &Served, agent: &str) -> Gateway {
+        let path = s.dir.join("gateways").join(agent).join("gateway.sock");
+        let stream = std::os::unix::net::UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", path.display()));
+        Gateway {
+            reader: std::io::BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            next_id: 1,
+            pushes: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn line(&mut self, timeout: Duration) -> Option<Value> {
+        use std::io::BufRead;
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .unwrap();
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!("the gateway closed the connection"),
+            Ok(_) => Some(serde_json::from_str(&line).unwrap()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("reading the gateway: {e}"),
+        }
+    }
+
+    /// Calls `method` with `params`: the `ok` value, or the `error` object.
+    pub fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        use std::io::Write;
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut req = serde_json::json!({ "id": id, "method": method });
+        if !params.is_null() {
+            req["params"] = params;
+        }
+        writeln!(self.writer, "{req}").unwrap();
+        loop {
+            let v = self
+                .line(Duration::from_secs(30))
+                .unwrap_or_else(|| panic!("no answer to {method} within 30 s"));
+            if let Some(p) = v.get("push") {
+                self.pushes.push_back(p.clone());
+                continue;
+            }
+            assert_eq!(v["id"], id, "an answer to another request: {v}");
+            return match (v.get("ok"), v.get("error")) {
+                (Some(ok), None) => Ok(ok.clone()),
+                (None, Some(err)) => Err(err.clone()),
+                _ => panic!("neither ok nor error: {v}"),
+            };
+        }
+    }
+
+    /// The next pushed message within `timeout`, if one comes.
+    pub fn push(&mut self, timeout: Duration) -> Option<Value> {
+        if let Some(p) = self.pushes.pop_front() {
+            return Some(p);
+        }
+        let v = self.line(timeout.max(Duration::from_millis(1)))?;
+        match v.get("push") {
+            Some(p) => Some(p.clone()),
+            None => panic!("an answer nobody asked for: {v}"),
+        }
+    }
+}
