@@ -98,7 +98,7 @@ fn main() -> ExitCode {
     let operator = operator_name(cli.operator);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     // While `roster serve` runs on the data directory, it owns the store: commands go to it.
-    if forwarded(&cli.command) {
+    if forwarded(&cli.command, &data_dir) {
         if let Some(stream) = daemon::admin::connect(&data_dir) {
             let argv: Option<Vec<String>> = std::env::args_os()
                 .skip(1)
@@ -134,12 +134,15 @@ fn main() -> ExitCode {
 }
 
 /// Commands that a running daemon answers; the rest run here (they make their own data
-/// directories, or talk to the engine themselves, or are the daemon).
-fn forwarded(cmd: &Cmd) -> bool {
-    !matches!(
-        cmd,
-        Cmd::Serve(_) | Cmd::Demo | Cmd::Bench(_) | Cmd::Sandbox(_)
-    )
+/// directories, or talk to the engine themselves, or are the daemon). `subscribe` goes to the
+/// daemon only on the in-process bus, where it reads the daemon's log; with NATS it reads the
+/// stream from here (and an unreadable roster.toml is reported here too).
+fn forwarded(cmd: &Cmd, data_dir: &std::path::Path) -> bool {
+    match cmd {
+        Cmd::Serve(_) | Cmd::Demo | Cmd::Bench(_) | Cmd::Sandbox(_) => false,
+        Cmd::Subscribe(args) => cmd::subscribe::bus(args, data_dir).is_ok_and(|b| b.is_memory()),
+        _ => true,
+    }
 }
 
 /// Runs one command and returns its exit code, saying what went wrong on `env.out`'s error

@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -104,44 +105,111 @@ fn render_event(
 /// them, never while they are written to a reader who may be slow.
 const LOG_CHUNK: u64 = 1024;
 
+/// What [`read_log`] does with what it reads (`log`, and `subscribe` on the in-process bus).
+pub(super) trait LogReader {
+    /// Called with the store held at the start of each round; returns the position to read
+    /// from (`next` unless the reader moves it, e.g. to a durable's checkpoint).
+    fn at_round(&mut self, _app: &App, next: u64) -> Result<u64, CliError> {
+        Ok(next)
+    }
+    /// The line (with its newline) for `e`, or `None` to skip it; called with the store held.
+    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, CliError>;
+    /// Writes the line of the event at `seq`, without the store; `Break` ends the reading.
+    fn write(&mut self, env: &Env<'_>, _seq: u64, line: &str) -> anyhow::Result<ControlFlow<()>> {
+        env.out.write(crate::output::Stream::Out, line)?;
+        Ok(ControlFlow::Continue(()))
+    }
+    /// True when a follower should stop (a signal came).
+    fn stopped(&self) -> bool {
+        false
+    }
+}
+
+/// Reads the log from `from` in rounds of [`LOG_CHUNK`] events, rendering under the store (the
+/// daemon's lock when one runs) and writing without it; with `follow`, waits for new events
+/// until the reader stops or the client of the daemon leaves.
+pub(super) fn read_log(
+    env: &Env<'_>,
+    from: u64,
+    follow: bool,
+    reader: &mut impl LogReader,
+) -> anyhow::Result<()> {
+    let mut next = from;
+    loop {
+        let (lines, after, start) = {
+            let app = env.open()?;
+            let start = reader.at_round(&app, next)?;
+            let mut lines = Vec::new();
+            let after = for_each(&*app.log, start, start.saturating_add(LOG_CHUNK), |e| {
+                if let Some(line) = reader.render(&app.world, &e)? {
+                    lines.push((e.seq, line));
+                }
+                Ok(())
+            })?;
+            (lines, after, start)
+        };
+        for (seq, line) in &lines {
+            if reader.write(env, *seq, line)?.is_break() {
+                return Ok(());
+            }
+        }
+        let more = after == start.saturating_add(LOG_CHUNK);
+        next = after;
+        if more {
+            continue;
+        }
+        if !follow || env.out.gone() || reader.stopped() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if reader.stopped() {
+            return Ok(());
+        }
+    }
+}
+
+/// `roster log`: one line per event, for people or as JSON.
+struct LogLines {
+    team: Option<TeamRef>,
+    /// `team`, resolved at the start of the round.
+    team_id: Option<roster_core::id::TeamId>,
+    json: bool,
+    now: roster_core::time::Timestamp,
+}
+
+impl LogReader for LogLines {
+    fn at_round(&mut self, app: &App, next: u64) -> Result<u64, CliError> {
+        self.team_id = self
+            .team
+            .as_ref()
+            .map(|t| t.resolve(&app.world).map(|t| t.id))
+            .transpose()
+            .map_err(CliError::Input)?;
+        self.now = crate::app::now();
+        Ok(next)
+    }
+
+    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, CliError> {
+        if self.team_id.is_some_and(|t| t != e.team) {
+            return Ok(None);
+        }
+        render_event(world, e, self.json, self.now).map(Some)
+    }
+}
+
 pub(super) fn log(
     team: Option<TeamRef>,
     from: u64,
     follow: bool,
     env: &Env<'_>,
 ) -> anyhow::Result<()> {
-    let mut next = from;
-    loop {
-        let (lines, after) = {
-            let app = env.open()?;
-            let team = team
-                .as_ref()
-                .map(|t| t.resolve(&app.world).map(|t| t.id))
-                .transpose()
-                .map_err(CliError::Input)?;
-            let now = crate::app::now();
-            let mut lines = Vec::new();
-            let after = for_each(&*app.log, next, next.saturating_add(LOG_CHUNK), |e| {
-                if team.is_none_or(|t| t == e.team) {
-                    lines.push(render_event(&app.world, &e, env.out.json, now)?);
-                }
-                Ok(())
-            })?;
-            (lines, after)
-        };
-        for line in &lines {
-            env.out.write(crate::output::Stream::Out, line)?;
-        }
-        let more = after == next.saturating_add(LOG_CHUNK);
-        next = after;
-        if more {
-            continue;
-        }
-        if !follow || env.out.gone() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let mut lines = LogLines {
+        team,
+        team_id: None,
+        json: env.out.json,
+        now: crate::app::now(),
+    };
+    read_log(env, from, follow, &mut lines)
 }
 
 pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ mod grants;
 mod history;
 mod people;
 mod shares;
-mod subscribe;
+pub(crate) mod subscribe;
 
 use std::path::{Path, PathBuf};
 
