@@ -18,11 +18,14 @@
 //! - [`events`]: [`EventSubscription`], an outside subscriber's view (ordered or durable).
 //! - [`ctx`]: [`CtxBus`], the carrier of context messages (in-process or core NATS) and
 //!   [`ContextMessage`], what travels on `NS.ctx.TEAM.TOPIC`.
+//! - [`baseline`]: raw NATS figures for `roster bench share` (request/reply round trip,
+//!   pipelined JetStream publishing).
 //! - [`server`]: [`NatsServer`], a real `nats-server` with JetStream started as a child process
 //!   on a free port with its own store directory (tests, benchmarks, the demo); killed on drop.
 //! - `error`: [`BusError`].
 #![forbid(unsafe_code)]
 
+pub mod baseline;
 pub mod connect;
 pub mod ctx;
 mod error;

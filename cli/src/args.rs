@@ -451,6 +451,16 @@ pub struct BenchArgs {
     /// Agents running at once for the memory figure (hire).
     #[arg(long, default_value_t = 100)]
     pub agents: usize,
+    /// Messages to time (share).
+    #[arg(long, default_value_t = 1000)]
+    pub messages: usize,
+    /// Events to fan out to JetStream (share).
+    #[arg(long, default_value_t = 100_000)]
+    pub fanout: u64,
+    /// The NATS server to measure on (share) [default: a `nats-server -js` started for the
+    /// run on a free port].
+    #[arg(long, value_parser = parse_bus, value_name = "nats://HOST:PORT")]
+    pub nats: Option<roster_bus::BusUrl>,
     /// The static `roster-agent` (hire) [default: as for `serve`].
     #[arg(long, env = "ROSTER_AGENT_BINARY", value_name = "FILE")]
     pub agent_binary: Option<PathBuf>,
@@ -476,6 +486,10 @@ pub enum BenchWhich {
     Replay,
     /// authorize() latency with many grants vs a bare pattern scan.
     Authorize,
+    /// An agent's message reaching another team's agent through a share over NATS, vs a raw
+    /// NATS request/reply; event fan-out to JetStream vs raw pipelined publishing (needs
+    /// Docker and nats-server).
+    Share,
     /// hire → first gateway call of the agent, vs docker create + start of the same container;
     /// and the daemon's memory per running agent (needs Docker).
     Hire,

@@ -30,48 +30,68 @@ use crate::daemon::{self, Daemon};
 const FIRST_CALL_LIMIT: Duration = Duration::from_secs(60);
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<Value> {
+    with_daemon(args, "bench", None, |rt, d, data| {
+        let raw_engine = rt.block_on(Engine::connect(Name::parse(&format!(
+            "{}-raw",
+            d.supervisor().engine.ns()
+        ))?))?;
+        let result = measure(args, rt, d, &raw_engine, data);
+        let cleanup = rt.block_on(remove_all(&raw_engine));
+        let value = result?;
+        cleanup?;
+        Ok(value)
+    })
+}
+
+/// Runs `f` with a daemon started in this process on a fresh data directory and namespace
+/// (`PREFIX` + this process's id), with `bus`; then stops it and removes every container and
+/// home of its namespace, whatever `f` returned.
+pub(super) fn with_daemon<T>(
+    args: &BenchArgs,
+    prefix: &str,
+    bus: Option<roster_bus::BusUrl>,
+    f: impl FnOnce(&tokio::runtime::Runtime, &Daemon, &std::path::Path) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let tmp = tempfile::tempdir()?;
     let data = tmp.path().join("data");
     crate::cmd::init_data_dir(&data)?;
-    let ns = Name::parse(&format!("bench{:x}", std::process::id()))?;
+    let ns = Name::parse(&format!("{prefix}{:x}", std::process::id()))?;
     let serve = ServeArgs {
         agent_binary: args.agent_binary.clone(),
         busybox: Some(args.busybox.clone()),
         ns: Some(ns.clone()),
-        bus: None,
+        bus,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let operator = Name::parse("bench")?;
     let running = rt.block_on(daemon::start(
         &data,
-        operator.clone(),
+        Name::parse("bench")?,
         &serve,
         crate::run_for_client,
     ))?;
     let d = running.daemon.clone();
-    let raw_engine = rt.block_on(Engine::connect(Name::parse(&format!("{ns}-raw"))?))?;
-    let result = measure(args, &rt, &d, &raw_engine, &data);
-    // Stop the daemon first (its supervisor would restart what is removed), then clean up
-    // whatever happened: every container and home of both namespaces.
-    let bench_engine = rt.block_on(Engine::connect(ns))?;
+    let result = f(&rt, &d, &data);
+    // Stop the daemon first (its supervisor would restart what is removed), then clean up.
+    let engine = rt.block_on(Engine::connect(ns))?;
     rt.block_on(running.shutdown());
-    let cleanup = rt.block_on(async {
-        for engine in [&bench_engine, &raw_engine] {
-            for f in engine.list().await? {
-                if let Ok(agent) = f.agent {
-                    engine.remove(agent).await?;
-                    engine.remove_home(agent).await?;
-                }
-            }
-        }
-        anyhow::Ok(())
-    });
+    let cleanup = rt.block_on(remove_all(&engine));
     let value = result?;
     cleanup?;
     Ok(value)
+}
+
+/// Removes every container and home of `engine`'s namespace.
+async fn remove_all(engine: &Engine) -> anyhow::Result<()> {
+    for f in engine.list().await? {
+        if let Ok(agent) = f.agent {
+            engine.remove(agent).await?;
+            engine.remove_home(agent).await?;
+        }
+    }
+    Ok(())
 }
 
 fn measure(
@@ -81,7 +101,7 @@ fn measure(
     raw_engine: &Engine,
     data: &std::path::Path,
 ) -> anyhow::Result<Value> {
-    let team = execute_team(d)?;
+    let team = create_team(d, "bench")?;
 
     // Memory first, from a daemon running no agent: its resident set with `agents` running.
     // The figure includes everything an agent costs the daemon (its slot, gateway socket and
@@ -159,7 +179,7 @@ fn measure(
     )
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
@@ -173,12 +193,12 @@ fn rss_kib() -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))
 }
 
-fn execute_team(d: &Daemon) -> anyhow::Result<TeamId> {
+pub(super) fn create_team(d: &Daemon, name: &str) -> anyhow::Result<TeamId> {
     let mut app = d.app()?;
     let actor = app.operator_actor();
     let envs = app.execute(
         Command::CreateTeam {
-            name: Name::parse("bench")?,
+            name: Name::parse(name)?,
         },
         &actor,
     )?;
@@ -187,7 +207,7 @@ fn execute_team(d: &Daemon) -> anyhow::Result<TeamId> {
         .ok_or_else(|| anyhow::anyhow!("no team created"))
 }
 
-fn hire(d: &Daemon, team: TeamId, name: &str) -> anyhow::Result<AgentId> {
+pub(super) fn hire(d: &Daemon, team: TeamId, name: &str) -> anyhow::Result<AgentId> {
     let envs = {
         let mut app = d.app()?;
         let actor: Actor = app.operator_actor();
@@ -212,7 +232,11 @@ fn hire(d: &Daemon, team: TeamId, name: &str) -> anyhow::Result<AgentId> {
 }
 
 /// Waits for `agent`'s first answered gateway call; returns when the daemon answered it.
-fn wait_first_call(d: &Daemon, agent: AgentId, since: Instant) -> anyhow::Result<Instant> {
+pub(super) fn wait_first_call(
+    d: &Daemon,
+    agent: AgentId,
+    since: Instant,
+) -> anyhow::Result<Instant> {
     loop {
         if let Some(at) = d.first_call(agent) {
             return Ok(at);

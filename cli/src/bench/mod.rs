@@ -12,8 +12,12 @@
 //! - `hire` (module `hire`): from `hire` to the agent's first answered gateway call, through a
 //!   real daemon and engine, vs creating + starting the same container directly; and the
 //!   daemon's own memory per running agent.
+//! - `share` (module `share`): an agent's `publish` to another team's agent through an open
+//!   share over NATS, vs a raw NATS request/reply on the same server; and the outbox's fan-out
+//!   of committed events to JetStream, vs raw pipelined JetStream publishing of the same bytes.
 
 mod hire;
+mod share;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +57,9 @@ pub fn run(args: BenchArgs, out: Out) -> anyhow::Result<()> {
     }
     if all || args.which == BenchWhich::Hire {
         results.push(hire::run(&args)?);
+    }
+    if all || args.which == BenchWhich::Share {
+        results.push(share::run(&args)?);
     }
     if out.json {
         for r in &results {

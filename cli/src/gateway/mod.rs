@@ -42,7 +42,7 @@ mod tests;
 use roster_core::gateway::{Call, GatewayError, SubscribeParams};
 use roster_core::id::AgentId;
 
-pub use server::{serve_agent, AgentGateway, Limits};
+pub use server::{serve_agent, AgentGateway, Limits, SOCKET_NAME};
 
 /// What the gateway asks the runtime for each call an agent makes.
 ///
