@@ -118,6 +118,140 @@ fn wait_running(t: &mut Tour<'_>, names: &[&str]) -> anyhow::Result<()> {
     }
 }
 
+/// Context between agents: free inside a team, across teams only through a share both opened.
+fn share_context(t: &mut Tour<'_>) -> anyhow::Result<()> {
+    let share = |team: Option<&str>, text: &str| {
+        let mut args = vec![
+            "exec",
+            "research/scout",
+            "--",
+            "roster-agent",
+            "share",
+            "findings/daily",
+        ];
+        args.push(text);
+        args.extend(team.map(|t| ["--team", t]).into_iter().flatten());
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |t: &mut Tour<'_>, what: &str, args: &[String], expect: Expect| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        t.run(what, &args, expect)
+    };
+    run(
+        t,
+        "Inside its team, the scout shares a finding freely (team members who listen get it).",
+        &share(None, "alice prefers mornings"),
+        Expect::Ok,
+    )?;
+    run(
+        t,
+        "Across teams nothing flows by default: the same finding for product is refused (exit 3) and recorded.",
+        &share(Some("product"), "alice prefers mornings"),
+        Expect::Refused,
+    )?;
+    t.run(
+        "Research offers product its findings…",
+        &[
+            "share",
+            "propose",
+            "--from",
+            "research",
+            "--to",
+            "product",
+            "--topics",
+            "findings/**",
+        ],
+        Expect::Ok,
+    )?;
+    let listed = t.look_up(&["--json", "shares"])?;
+    let id = listed
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|s| s["id"].as_str().map(str::to_owned))
+        .context("the proposed share is not listed")?;
+    t.run(
+        "…and product accepts: both teams have now opened the share.",
+        &["share", "accept", &id],
+        Expect::Ok,
+    )?;
+    // Product's lead listens inside its container; it subscribes as it starts, so the scout
+    // waits a moment, and says it again if it was not heard.
+    let exe = std::env::current_exe().context("cannot find the roster binary itself")?;
+    let mut listener = Command::new(exe)
+        .arg("--data-dir")
+        .arg(t.data_dir)
+        .args([
+            "exec",
+            "product/lead",
+            "--",
+            "roster-agent",
+            "listen",
+            "findings/**",
+            "--count",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start the listener")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let mut said = 0;
+    let heard = loop {
+        said += 1;
+        let what = if said == 1 {
+            "The scout shares the finding with product again: it crosses, and product's lead, listening in its container, receives it."
+        } else {
+            "(not heard yet: the scout says it again)"
+        };
+        run(
+            t,
+            what,
+            &share(Some("product"), "alice prefers mornings"),
+            Expect::Ok,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && listener.try_wait()?.is_none() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if listener.try_wait()?.is_some() {
+            break listener.wait_with_output()?;
+        }
+        if said == 3 {
+            let _ = listener.kill();
+            bail!("product's lead heard nothing from three crossings");
+        }
+    };
+    if !heard.status.success() {
+        bail!(
+            "the listener failed: {}",
+            String::from_utf8_lossy(&heard.stderr)
+        );
+    }
+    if !t.out.json {
+        for l in String::from_utf8_lossy(&heard.stdout).lines() {
+            println!("     product/lead heard: {l}");
+        }
+    }
+    t.run(
+        "The crossing is recorded (its digest and size, never its text); the share counts it.",
+        &["shares"],
+        Expect::Ok,
+    )?;
+    t.run(
+        "An operator closes the share (either side may)…",
+        &["share", "close", &id],
+        Expect::Ok,
+    )?;
+    run(
+        t,
+        "…and the very next message is refused.",
+        &share(Some("product"), "one more thing"),
+        Expect::Refused,
+    )?;
+    Ok(())
+}
+
 pub(super) fn tour(t: &mut Tour<'_>) -> anyhow::Result<()> {
     println!("\n— The sandbox: the same log, now run by `roster serve` —");
     let mut serve = Serve::start(t.data_dir)?;
@@ -186,6 +320,7 @@ pub(super) fn tour(t: &mut Tour<'_>) -> anyhow::Result<()> {
         &["exec", "research/scout", "--", "cat", "/home/agent/notes"],
         Expect::Ok,
     )?;
+    share_context(t)?;
     t.run(
         "The escape suite, from inside a real agent container: every check must hold.",
         &["sandbox", "verify"],
