@@ -335,3 +335,58 @@ fn context_sharing_over_nats() {
         "{refusal}"
     );
 }
+
+#[test]
+fn the_runtime_works_through_a_nats_outage_and_every_event_reaches_the_stream_once() {
+    let mut nats = NatsServer::start().expect("nats-server is needed: run scripts/setup");
+    let url = nats.url();
+    let s = Served::with(format!("t{:x}", common::rand_u32()), &["--bus", &url]);
+    s.ok(&["team", "create", "lab"]);
+    let a = s.hire_into("lab", "a", &[]);
+
+    // NATS goes away: hiring, context and refusals go on, their events wait in the log.
+    nats.kill().unwrap();
+    let b = s.hire_into("lab", "b", &[]);
+    let mut ga = Gateway::connect(&s, &a);
+    let mut gb = Gateway::connect(&s, &b);
+    ga.call("whoami", Value::Null).unwrap();
+    denied(ga.call("hire", json!({ "name": "c", "grants": ["email.send@**"] })));
+    let status = s.ok(&["status"]);
+    assert!(status.contains("NOT connected"), "{status}");
+
+    // It comes back: publishing resumes by itself.
+    nats.restart().unwrap();
+    let total = s.events().len();
+    common::wait_for(
+        "every event to reach JetStream",
+        Duration::from_secs(60),
+        || {
+            let v: Value = serde_json::from_str(s.ok(&["--json", "status"]).trim()).unwrap();
+            v["published"] == total && v["bus_connected"] == true
+        },
+    );
+    // Context flows again too.
+    gb.call("subscribe", json!({ "topics": ["**"] })).unwrap();
+    publish(&mut ga, "back", "hello again", None).unwrap();
+    expect_message(&mut gb, "lab", "back", "hello again");
+
+    // An outside subscriber sees every event exactly once, in order.
+    let out = s.ok(&[
+        "subscribe",
+        "--bus",
+        &url,
+        "--ns",
+        &s.ns,
+        "--count",
+        &total.to_string(),
+    ]);
+    let seqs: Vec<u64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (0..total as u64).collect::<Vec<_>>());
+}
