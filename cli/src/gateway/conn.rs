@@ -295,28 +295,26 @@ async fn subscribe(
     cx: &AgentCtx,
     params: roster_core::gateway::SubscribeParams,
 ) -> Result<(serde_json::Value, super::Pushes), GatewayError> {
-    let backend = Arc::clone(&cx.backend);
-    let agent = cx.agent;
-    match tokio::task::spawn_blocking(move || backend.subscribe(agent, params)).await {
-        Ok(result) => result,
-        Err(e) => {
-            tracing::error!(%agent, "gateway backend failed: {e}");
-            Err(GatewayError::new(
-                ErrorCode::Internal,
-                "the runtime failed to answer; the request may be retried",
-            ))
-        }
-    }
+    on_blocking_pool(cx, move |backend, agent| backend.subscribe(agent, params)).await
 }
 
-/// Runs the backend on the blocking pool; a backend that panics answers `internal`.
+/// Runs the backend on the blocking pool.
 async fn call(
     cx: &AgentCtx,
     call: roster_core::gateway::Call,
 ) -> Result<serde_json::Value, GatewayError> {
+    on_blocking_pool(cx, move |backend, agent| backend.call(agent, call)).await
+}
+
+/// Runs `f` on the blocking pool (a backend may block on the log or the engine); a backend
+/// that panics answers `internal`.
+async fn on_blocking_pool<T: Send + 'static>(
+    cx: &AgentCtx,
+    f: impl FnOnce(&dyn Backend, AgentId) -> Result<T, GatewayError> + Send + 'static,
+) -> Result<T, GatewayError> {
     let backend = Arc::clone(&cx.backend);
     let agent = cx.agent;
-    match tokio::task::spawn_blocking(move || backend.call(agent, call)).await {
+    match tokio::task::spawn_blocking(move || f(&*backend, agent)).await {
         Ok(result) => result,
         Err(e) => {
             tracing::error!(%agent, "gateway backend failed: {e}");
