@@ -10,7 +10,7 @@ use roster_core::command::{builtin, Command};
 use roster_core::envelope::Envelope;
 use roster_core::event::AgentSpec;
 use roster_core::gateway::{Call, ErrorCode, GatewayError, SubscribeParams};
-use roster_core::id::AgentId;
+use roster_core::id::{AgentId, TeamId};
 use serde_json::{json, Value};
 
 use super::Daemon;
@@ -63,11 +63,7 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
     }
     let command = match call {
         Call::Hire(p) => {
-            let team = app
-                .world
-                .agent(agent)
-                .map(|a| a.team)
-                .ok_or_else(|| GatewayError::new(ErrorCode::Denied, "unknown agent"))?;
+            let team = own_team(&app.world, agent)?;
             let mut spec = AgentSpec::base();
             if let Some(image) = p.image {
                 spec.image = image;
@@ -85,11 +81,7 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
         }
         Call::Retire(p) => Command::Retire { agent: p.agent },
         Call::SharePropose(p) => {
-            let from = app
-                .world
-                .agent(agent)
-                .map(|a| a.team)
-                .ok_or_else(|| GatewayError::new(ErrorCode::Denied, "unknown agent"))?;
+            let from = own_team(&app.world, agent)?;
             let Some(to) = app.world.team_named(&p.to).map(|t| t.id) else {
                 // A probe for a team that does not exist is recorded like any refusal.
                 let why = format!("no team named `{}`", p.to);
@@ -149,6 +141,14 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
         Err(CliError::Refused(r)) => Err(GatewayError::new(ErrorCode::Denied, r.to_string())),
         Err(e) => Err(internal(e)),
     }
+}
+
+/// The team of the asking agent.
+fn own_team(world: &roster_core::world::World, agent: AgentId) -> Result<TeamId, GatewayError> {
+    world
+        .agent(agent)
+        .map(|a| a.team)
+        .ok_or_else(|| GatewayError::new(ErrorCode::Denied, "unknown agent"))
 }
 
 fn event_json(e: &Envelope) -> Value {
