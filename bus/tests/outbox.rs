@@ -94,6 +94,30 @@ async fn a_nats_outage_delays_events_but_loses_and_repeats_none() {
     assert_eq!(log.checkpoint(CHECKPOINT).unwrap(), Some(600));
 }
 
+/// NATS down when the runtime starts: `connect` still returns a client, the outbox waits, and
+/// publishes everything once the server is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_at_start_is_waited_for() {
+    let mut server = server();
+    server.kill().unwrap();
+    let client = within("connect", roster_bus::connect(&url(&server)))
+        .await
+        .unwrap();
+    let (_dir, log) = log();
+    let t = team(&log, "research", 1);
+    retire_many(&log, t, 49);
+    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    assert_eq!(outbox.status().next, 0);
+    server.restart().unwrap();
+    within("the events", outbox.published(50)).await.unwrap();
+    assert!(outbox.status().connected);
+    outbox.stop().await;
+    assert_eq!(
+        stored_seqs(&client, "roster").await,
+        (0..50).collect::<Vec<_>>()
+    );
+}
+
 /// A crash after publishing, before the checkpoint caught up: the next outbox republishes
 /// nothing — a plain subscriber of `roster.events.>` (which sees even the publishes the
 /// stream's dedup drops) sees only the new events.
