@@ -91,8 +91,9 @@ pub enum BusError {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[source] std::io::Error),
-    /// The outbox was stopped (or its task ended) before what was waited for happened.
-    #[error("the outbox has stopped")]
+    /// The outbox was stopped (or its task ended) before what was waited for happened, or a
+    /// subscription's message stream ended.
+    #[error("stopped: the outbox or the subscription ended")]
     Stopped,
 }
 

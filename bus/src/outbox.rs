@@ -88,7 +88,8 @@ pub struct OutboxStatus {
 ///
 /// [`Outbox::stop`] finishes cleanly: in-flight publishes are awaited and the checkpoint is
 /// written. Dropping it without `stop` aborts it where it is, like a crash: whatever was
-/// published but not checkpointed is found by the next outbox's reconcile.
+/// published but not checkpointed is found by the next outbox's reconcile (a checkpoint write
+/// already under way still completes; it only ever records an acknowledged prefix).
 #[derive(Debug)]
 pub struct Outbox {
     progress: watch::Receiver<u64>,
