@@ -81,25 +81,6 @@ pub fn run(args: SubscribeArgs, env: &Env<'_>) -> anyhow::Result<()> {
     }
 }
 
-/// Resolves when SIGINT or SIGTERM arrives.
-async fn signalled() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -125,7 +106,7 @@ fn from_nats(bus: &BusUrl, ns: &Name, args: SubscribeArgs, env: &Env<'_>) -> any
                 }
                 other => anyhow::Error::from(other),
             })?;
-        let signal = signalled();
+        let signal = crate::daemon::wait_for_signal();
         tokio::pin!(signal);
         loop {
             let delivery = tokio::select! {
@@ -157,7 +138,7 @@ fn from_log(args: SubscribeArgs, env: &Env<'_>) -> anyhow::Result<()> {
         std::thread::Builder::new()
             .name("roster-subscribe-signals".into())
             .spawn(move || {
-                rt.block_on(signalled());
+                rt.block_on(crate::daemon::wait_for_signal());
                 stop.store(true, Ordering::SeqCst);
             })
             .context("cannot watch for signals")?;

@@ -434,7 +434,8 @@ fn bind_owner_only(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-async fn wait_for_signal() {
+/// Resolves when SIGINT or SIGTERM arrives.
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),
