@@ -115,12 +115,3 @@ async fn await_ack(ack: async_nats::jetstream::context::PublishAckFuture) -> Res
         .map(drop)
         .map_err(BusError::from_nats("await a publish acknowledgement"))
 }
-
-/// Deletes `stream` (a bench's own), if it exists.
-pub async fn delete_stream(client: &Client, stream: &str) -> Result<(), BusError> {
-    let js = async_nats::jetstream::new(client.clone());
-    js.delete_stream(stream)
-        .await
-        .map(drop)
-        .map_err(BusError::from_nats("delete a stream"))
-}

@@ -43,7 +43,7 @@ pub use error::BusError;
 pub use events::{Delivery, EventSubscription, SubscribeOptions};
 pub use outbox::{Outbox, OutboxConfig, OutboxStatus};
 pub use server::{NatsServer, ServerError};
-pub use stream::ensure_events_stream;
+pub use stream::{delete_events_stream, ensure_events_stream};
 pub use url::{BusUrl, BusUrlError};
 
 /// A connection to NATS (from [`connect()`] or [`connect_now`]); cheap to clone.

@@ -122,3 +122,12 @@ pub(crate) async fn roster_seq_at(stream: &Stream, seq: u64) -> Result<Option<u6
         }
     }
 }
+
+/// Deletes namespace `ns`'s events stream (a demo's or a benchmark's own, when it ends).
+pub async fn delete_events_stream(client: &async_nats::Client, ns: &Name) -> Result<(), BusError> {
+    let js = async_nats::jetstream::new(client.clone());
+    js.delete_stream(subject::events_stream(ns))
+        .await
+        .map(drop)
+        .map_err(BusError::from_nats("delete the events stream"))
+}

@@ -232,7 +232,12 @@ pub enum Cmd {
     /// Measure the log and the authorizer against raw baselines from the same run.
     Bench(BenchArgs),
     /// A short guided tour of these commands in a temporary data directory.
-    Demo,
+    Demo {
+        /// The bus of the tour's daemon: `memory` (default) or `nats://HOST:PORT` (then the tour
+        /// also reads its events back from JetStream, as an outside subscriber).
+        #[arg(long, value_parser = parse_bus, value_name = "URL")]
+        bus: Option<roster_bus::BusUrl>,
+    },
 }
 
 /// `team …`

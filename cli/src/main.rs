@@ -139,7 +139,7 @@ fn main() -> ExitCode {
 /// stream from here (and an unreadable roster.toml is reported here too).
 fn forwarded(cmd: &Cmd, data_dir: &std::path::Path) -> bool {
     match cmd {
-        Cmd::Serve(_) | Cmd::Demo | Cmd::Bench(_) | Cmd::Sandbox(_) => false,
+        Cmd::Serve(_) | Cmd::Demo { .. } | Cmd::Bench(_) | Cmd::Sandbox(_) => false,
         Cmd::Subscribe(args) => cmd::subscribe::bus(args, data_dir).is_ok_and(|b| b.is_memory()),
         _ => true,
     }

@@ -287,7 +287,6 @@ fn fanout(args: &BenchArgs, url: &roster_bus::BusUrl) -> anyhow::Result<Value> {
         outbox.published(n).await?;
         let ours = started.elapsed();
         outbox.stop().await;
-        let js_stream = roster_bus::subject::events_stream(&ns);
         let raw_ns = Name::parse(&format!("benchraw{:x}", std::process::id()))?;
         let messages = envelopes
             .iter()
@@ -310,7 +309,7 @@ fn fanout(args: &BenchArgs, url: &roster_bus::BusUrl) -> anyhow::Result<Value> {
         )
         .await?;
         // The outbox's stream is the bench's own: remove it.
-        roster_bus::baseline::delete_stream(&client, &js_stream).await?;
+        roster_bus::delete_events_stream(&client, &ns).await?;
         anyhow::Ok((ours, raw))
     })?;
     let (ours_rate, raw_rate) = (rate(n, ours), rate(n, raw));

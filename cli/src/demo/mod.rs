@@ -115,7 +115,7 @@ fn find(v: &serde_json::Value, key: &str) -> Option<String> {
 }
 
 /// Runs the tour.
-pub fn run(out: Out) -> anyhow::Result<()> {
+pub fn run(out: Out, bus: roster_bus::BusUrl) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new().prefix("roster-demo-").tempdir()?;
     let dir = tmp.path().join("data");
     let mut t = Tour {
@@ -347,7 +347,7 @@ pub fn run(out: Out) -> anyhow::Result<()> {
     )?;
     t2.run("", &["verify"], Expect::Ok)?;
     t.step = t2.step;
-    sandbox::tour(&mut t)?;
+    sandbox::tour(&mut t, &bus)?;
     println!("\nroster demo: all {} steps behaved as expected.", t.step);
     Ok(())
 }

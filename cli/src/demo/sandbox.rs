@@ -26,14 +26,14 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(data_dir: &Path) -> anyhow::Result<Self> {
+    fn start(data_dir: &Path, bus: &roster_bus::BusUrl) -> anyhow::Result<Self> {
         let agent_binary = agent_binary()?;
         let ns = Name::parse(&format!("demo-{}", std::process::id()))?;
         let exe = std::env::current_exe().context("cannot find the roster binary itself")?;
         let child = Command::new(exe)
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["serve", "--ns", ns.as_str()])
+            .args(["serve", "--ns", ns.as_str(), "--bus", &bus.to_string()])
             .arg("--agent-binary")
             .arg(&agent_binary)
             .stdin(Stdio::null())
@@ -252,11 +252,11 @@ fn share_context(t: &mut Tour<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn tour(t: &mut Tour<'_>) -> anyhow::Result<()> {
+pub(super) fn tour(t: &mut Tour<'_>, bus: &roster_bus::BusUrl) -> anyhow::Result<()> {
     println!("\n— The sandbox: the same log, now run by `roster serve` —");
-    let mut serve = Serve::start(t.data_dir)?;
+    let mut serve = Serve::start(t.data_dir, bus)?;
     println!(
-        "\n   $ roster serve --ns {} &    (the daemon: it owns the store, the containers and their sockets)",
+        "\n   $ roster serve --ns {} --bus {bus} &    (the daemon: it owns the store, the containers and their sockets)",
         serve.ns
     );
     wait_running(t, &["lead", "scout"])?;
@@ -337,7 +337,28 @@ pub(super) fn tour(t: &mut Tour<'_>) -> anyhow::Result<()> {
         &["log", "--from", "20"],
         Expect::Ok,
     )?;
+    if !bus.is_memory() {
+        let url = bus.to_string();
+        t.run(
+            "Every event also went to NATS: an outside subscriber reads research's uses of its grants back from JetStream.",
+            &[
+                "subscribe", "--bus", &url, "--ns", serve.ns.as_str(), "--team", "research",
+                "--type", "ActionPerformed", "--count", "2",
+            ],
+            Expect::Ok,
+        )?;
+    }
     serve.stop();
+    if !bus.is_memory() {
+        // The tour's namespace is its own: its stream goes with its containers.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let client = roster_bus::connect_now(bus, Duration::from_secs(5)).await?;
+            roster_bus::delete_events_stream(&client, &serve.ns).await
+        })?;
+    }
     println!("\n   (roster serve stopped; the tour's containers are removed)");
     Ok(())
 }
