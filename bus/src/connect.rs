@@ -65,3 +65,9 @@ pub async fn connect_now(url: &BusUrl, timeout: Duration) -> Result<Client, BusE
         }),
     }
 }
+
+/// Whether `client` is connected to its server now (it reconnects by itself after an outage;
+/// meanwhile publishes queue up in it, then wait).
+pub fn is_connected(client: &Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
+}

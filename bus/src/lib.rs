@@ -37,7 +37,7 @@ pub mod subject;
 pub mod url;
 pub mod wire;
 
-pub use connect::{connect, connect_now};
+pub use connect::{connect, connect_now, is_connected};
 pub use ctx::{ContextMessage, CtxBus, CtxError, TeamFeed};
 pub use error::BusError;
 pub use events::{Delivery, EventSubscription, SubscribeOptions};
