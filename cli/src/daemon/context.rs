@@ -1,22 +1,28 @@
 //! Context between agents: `publish` and `subscribe` through the gateway, over the bus.
 //!
-//! Inside a team a message goes straight to the bus, addressed to the team (no record: teams
-//! talk freely). A message for another team is a decision first: `ShareContext` as the sending
-//! agent finds an open share from its team whose pattern matches the topic and records the
-//! crossing (`ContextShared`: digest and size, never the payload) — or refuses and records
-//! `AccessDenied`. Only then is it published, addressed to the importing team.
+//! A message published to the sender's own team goes to the bus addressed to the team (no
+//! record: teams talk freely), and is *forwarded* through every open share of the team whose
+//! pattern matches its topic. A message for another team (`team` given) goes only there. Each
+//! crossing — forwarded or addressed — is a decision first: `ShareContext` as the sending agent
+//! finds the open share and records the crossing (`ContextShared`: digest and size, never the
+//! payload), or refuses and records `AccessDenied`. Only then is it published, addressed to the
+//! importing team.
 //!
-//! Where it arrives, it is checked again: each team with listening members has one *inbox*, a
-//! task that reads the team's feed from the bus and, for a message that crossed, asks the world
-//! whether that share is still open and still covers the topic. A message that fails (the share
-//! closed while it travelled) reaches nobody and is recorded as `AccessDenied` for its sender.
-//! The inbox then fans out to the members' subscriptions, each filtering by its patterns.
+//! Where it arrives, it is checked again. Each team with listening members has one *inbox*, a
+//! task that reads the team's feed from the bus and, for every message, checks its sender is an
+//! agent in service of the team it claims; for a crossing, that this runtime recorded exactly
+//! this crossing (same share, sender, topic and payload digest) and that the share is still
+//! open and still covers the topic. A message that fails reaches nobody; a crossing whose share
+//! closed while it travelled is recorded as `AccessDenied` for its sender. The inbox then fans
+//! out to the members' subscriptions, each filtering by its patterns.
 //!
 //! Delivery is at most once, as on NATS: a subscription whose agent does not read in time loses
-//! messages and is told how many (`{"kind":"dropped","count":N}`) before the next one.
+//! messages and is told how many (`{"kind":"dropped","count":N}`) before the next one. Memory is
+//! bounded per team, not per subscriber: the push of a message is built once and shared.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use roster_bus::ctx::Delivery;
 use roster_bus::{ContextMessage, CtxBus};
@@ -26,38 +32,61 @@ use roster_core::command::{builtin, Command};
 use roster_core::envelope::Hash;
 use roster_core::event::Event;
 use roster_core::gateway::{ErrorCode, GatewayError, PublishParams, SubscribeParams};
-use roster_core::id::AgentId;
+use roster_core::id::{AgentId, EventId, ShareId, TeamId};
 use roster_core::name::Name;
-use roster_core::topic::TopicPattern;
+use roster_core::topic::{Topic, TopicPattern};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use super::Daemon;
-use crate::app::CliError;
+use crate::app::{App, CliError};
 use crate::gateway::Pushes;
 
-/// Messages a team's inbox holds for a member that is behind.
-const INBOX_BACKLOG: usize = 1024;
+/// Messages a team's inbox holds for a member that is behind (shared by all its members).
+const INBOX_BACKLOG: usize = 256;
 
-/// Pushes waiting for one subscription's connection.
+/// Pushes waiting for one subscription's connection (shared messages, not copies).
 const PUSH_QUEUE: usize = 256;
 
 /// Patterns one subscription may have.
 const MAX_PATTERNS: usize = 32;
 
-/// What an inbox hands its team's subscriptions.
+/// How long a publish or a subscription may wait for the bus.
+const BUS_WAIT: Duration = Duration::from_secs(2);
+
+/// Crossings decided here whose message has not arrived yet (oldest forgotten first).
+const PENDING_CROSSINGS: usize = 4096;
+
+/// What an inbox hands its team's subscriptions: the push, built once.
 #[derive(Debug, Clone)]
 enum Inbound {
-    Message(Arc<ContextMessage>),
+    Message {
+        topic: Topic,
+        push: Arc<Value>,
+    },
     /// The bus lost this many messages for the team.
     Dropped(u64),
+}
+
+/// What this runtime recorded of a crossing, to check the message against when it arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Crossing {
+    share: ShareId,
+    sender: AgentId,
+    topic: Topic,
+    digest: Hash,
 }
 
 /// The daemon's context service.
 #[derive(Debug)]
 pub struct Context {
     bus: CtxBus,
+    /// The NATS connection under `bus`, if it is NATS.
+    client: Option<roster_bus::Client>,
     inboxes: Mutex<HashMap<Name, broadcast::Sender<Inbound>>>,
+    /// The inbox tasks, stopped with the daemon.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    crossings: Mutex<(HashMap<EventId, Crossing>, VecDeque<EventId>)>,
 }
 
 fn denied(e: impl std::fmt::Display) -> GatewayError {
@@ -68,50 +97,100 @@ fn internal(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::new(ErrorCode::Internal, e.to_string())
 }
 
+fn unavailable() -> GatewayError {
+    internal("the bus is not reachable now (NATS is down or reconnecting); try again shortly")
+}
+
 impl Context {
-    /// Context over `bus`.
-    pub fn new(bus: CtxBus) -> Self {
+    /// Context over `bus` (`client`: its NATS connection, when it is NATS).
+    pub fn new(bus: CtxBus, client: Option<roster_bus::Client>) -> Self {
         Self {
             bus,
+            client,
             inboxes: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+            crossings: Mutex::new((HashMap::new(), VecDeque::new())),
         }
     }
 
-    /// `publish`, from a blocking thread: decides (for a crossing), then sends.
+    /// Whether messages can go out now.
+    fn available(&self) -> bool {
+        self.client.as_ref().is_none_or(roster_bus::is_connected)
+    }
+
+    /// Stops every inbox (the daemon is stopping).
+    pub fn stop(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+
+    /// `publish`, from a blocking thread: decides each crossing, then sends.
     pub fn publish(
         &self,
         d: &Daemon,
         agent: AgentId,
         p: PublishParams,
     ) -> Result<Value, GatewayError> {
+        // Refused before anything is recorded: a crossing on the log did go out.
+        if !self.available() {
+            return Err(unavailable());
+        }
         let at = crate::app::now();
+        let digest = Hash::of(p.message.as_bytes());
         let mut app = d.app().map_err(internal)?;
-        let from = app
+        let (from_id, from) = app
             .world
             .agent(agent)
             .and_then(|a| app.world.team(a.team))
-            .map(|t| t.name.clone())
+            .map(|t| (t.id, t.name.clone()))
             .ok_or_else(|| denied("unknown agent"))?;
-        let to = p.team.clone().unwrap_or_else(|| from.clone());
-        let (share, record) = if to == from {
-            (None, None)
-        } else {
-            let Some(to_team) = app.world.team_named(&to).map(|t| t.id) else {
-                // A probe for a team that does not exist is a refused crossing like any other.
-                let why = format!("no team named `{to}`");
-                let denial = Command::RecordDenial {
-                    agent,
-                    action: context_action()?,
-                    resource: Resource::team(&to),
-                    reason: format!("publish on `{}` to another team: {why}", p.topic.as_str()),
+        // Where it goes: the team itself and every open share whose pattern matches, or the
+        // one team named.
+        let mut deliveries: Vec<(Name, Option<(ShareId, EventId)>)> = Vec::new();
+        let targets: Vec<TeamId> = match &p.team {
+            Some(to) if *to != from => {
+                let Some(to_team) = app.world.team_named(to).map(|t| t.id) else {
+                    // A probe for a team that does not exist is refused like any crossing.
+                    let why = format!("no team named `{to}`");
+                    record_denial(
+                        &mut app,
+                        agent,
+                        to,
+                        format!("publish on `{}`: {why}", p.topic.as_str()),
+                    )
+                    .map_err(internal)?;
+                    return Err(denied(why));
                 };
-                app.execute(denial, &Actor::Runtime).map_err(internal)?;
-                return Err(denied(why));
-            };
+                vec![to_team]
+            }
+            _ => {
+                deliveries.push((from.clone(), None));
+                let mut to: Vec<TeamId> = app
+                    .world
+                    .shares()
+                    .filter(|s| {
+                        s.from == from_id
+                            && s.state == roster_core::world::ShareState::Open
+                            && s.topics.matches(&p.topic)
+                    })
+                    .map(|s| s.to)
+                    .collect();
+                to.sort();
+                to.dedup();
+                to
+            }
+        };
+        for to in targets {
             let command = Command::ShareContext {
-                to: to_team,
+                to,
                 topic: p.topic.clone(),
-                digest: Hash::of(p.message.as_bytes()),
+                digest,
                 size: p.message.len() as u64,
             };
             let committed = match app.execute(command, &Actor::Agent(agent)) {
@@ -123,29 +202,74 @@ impl Context {
                 Event::ContextShared { share, .. } => Some((*share, e.id)),
                 _ => None,
             });
-            let Some((share, record)) = crossing else {
+            let (Some((share, record)), Some(name)) =
+                (crossing, app.world.team(to).map(|t| t.name.clone()))
+            else {
                 return Err(internal("the crossing was not recorded"));
             };
-            (Some(share), Some(record))
-        };
+            self.remember(
+                record,
+                Crossing {
+                    share,
+                    sender: agent,
+                    topic: p.topic.clone(),
+                    digest,
+                },
+            );
+            deliveries.push((name, Some((share, record))));
+        }
         drop(app);
-        let msg = ContextMessage {
-            to: to.clone(),
-            from,
-            sender: agent,
-            topic: p.topic.clone(),
-            message: p.message,
-            share,
-            record,
-            at,
-        };
-        d.rt.block_on(self.bus.publish(msg)).map_err(internal)?;
-        Ok(json!({
-            "team": to,
-            "topic": p.topic,
-            "share": share,
-            "record": record,
-        }))
+        let mut answer = Vec::with_capacity(deliveries.len());
+        for (to, crossing) in deliveries {
+            let msg = ContextMessage {
+                to: to.clone(),
+                from: from.clone(),
+                sender: agent,
+                topic: p.topic.clone(),
+                message: p.message.clone(),
+                share: crossing.map(|c| c.0),
+                record: crossing.map(|c| c.1),
+                at,
+            };
+            let sent = d
+                .rt
+                .block_on(async { tokio::time::timeout(BUS_WAIT, self.bus.publish(msg)).await });
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(internal(e)),
+                Err(_) => return Err(unavailable()),
+            }
+            answer.push(json!({
+                "team": to,
+                "share": crossing.map(|c| c.0),
+                "record": crossing.map(|c| c.1),
+            }));
+        }
+        Ok(json!({ "topic": p.topic, "delivered": answer }))
+    }
+
+    fn remember(&self, record: EventId, crossing: Crossing) {
+        let mut guard = self
+            .crossings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (map, order) = &mut *guard;
+        if order.len() >= PENDING_CROSSINGS {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+        order.push_back(record);
+        map.insert(record, crossing);
+    }
+
+    /// The crossing recorded as `record`, once: a message is delivered at most once.
+    fn take(&self, record: EventId) -> Option<Crossing> {
+        let mut guard = self
+            .crossings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        guard.0.remove(&record)
     }
 
     /// `subscribe`, from a blocking thread: the agent's team's inbox, filtered by `patterns`.
@@ -175,23 +299,46 @@ impl Context {
         Ok((json!({ "team": team, "topics": p.topics }), rx))
     }
 
-    /// The team's inbox, started on first use.
+    /// The team's inbox, started on first use (and again if its feed ended).
     fn inbox(&self, d: &Daemon, team: &Name) -> Result<broadcast::Receiver<Inbound>, GatewayError> {
         let mut inboxes = self.inboxes.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(tx) = inboxes.get(team) {
             return Ok(tx.subscribe());
         }
-        let feed = d.rt.block_on(self.bus.subscribe(team)).map_err(internal)?;
+        if !self.available() {
+            return Err(unavailable());
+        }
+        // Bounded: the lock is held for at most BUS_WAIT.
+        let feed =
+            d.rt.block_on(async { tokio::time::timeout(BUS_WAIT, self.bus.subscribe(team)).await })
+                .map_err(|_| unavailable())?
+                .map_err(internal)?;
         let (tx, rx) = broadcast::channel(INBOX_BACKLOG);
         let me = d.arc().map_err(internal)?;
-        d.rt.spawn(run_inbox(me, team.clone(), feed, tx.clone()));
+        let task = d.rt.spawn(run_inbox(me, team.clone(), feed, tx.clone()));
         inboxes.insert(team.clone(), tx);
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
         Ok(rx)
     }
 }
 
-fn context_action() -> Result<Action, GatewayError> {
-    Action::parse(builtin::CONTEXT_SHARE).map_err(internal)
+fn record_denial(
+    app: &mut App,
+    agent: AgentId,
+    team: &Name,
+    reason: String,
+) -> Result<(), CliError> {
+    let action =
+        Action::parse(builtin::CONTEXT_SHARE).map_err(|e| CliError::Input(e.to_string()))?;
+    let denial = Command::RecordDenial {
+        agent,
+        action,
+        resource: Resource::team(team),
+        reason,
+    };
+    app.execute(denial, &Actor::Runtime).map(drop)
 }
 
 /// One team's inbox: the feed from the bus, checked where it arrives, fanned out.
@@ -204,13 +351,14 @@ async fn run_inbox(
     while let Some(delivery) = feed.next().await {
         let inbound = match delivery {
             Delivery::Dropped(n) => Inbound::Dropped(n),
-            Delivery::Message(m) if !m.crossed() => Inbound::Message(m),
             Delivery::Message(m) => {
                 let d2 = d.clone();
                 let m2 = m.clone();
-                let allowed = tokio::task::spawn_blocking(move || arrives(&d2, &m2)).await;
-                match allowed {
-                    Ok(true) => Inbound::Message(m),
+                match tokio::task::spawn_blocking(move || arrives(&d2, &m2)).await {
+                    Ok(true) => Inbound::Message {
+                        topic: m.topic.clone(),
+                        push: Arc::new(push(&m)),
+                    },
                     Ok(false) => continue,
                     Err(e) => {
                         tracing::error!(%team, "the arrival check failed: {e}");
@@ -223,53 +371,105 @@ async fn run_inbox(
         let _ = tx.send(inbound);
     }
     tracing::warn!(%team, "the bus closed this team's feed");
+    // The next subscriber starts a new inbox.
+    d.context
+        .inboxes
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&team);
 }
 
-/// The check where a crossing arrives: the share is still open and still covers the topic. A
-/// refusal is recorded for the sender (when the sender is one of ours).
+/// What the check where a message arrives decided.
+#[derive(Debug, PartialEq, Eq)]
+enum Arrival {
+    /// It reaches the team's listeners.
+    Deliver,
+    /// It reaches nobody: it is not what it claims (a sender outside its team, a crossing this
+    /// runtime did not record, or recorded for other content). Not its sender's doing.
+    Drop(String),
+    /// It reaches nobody, and the refusal is recorded for its sender: the share closed (or
+    /// stopped covering the topic) while the message travelled.
+    Refuse(String),
+}
+
+/// The check where `m` arrives, against the world and the crossing this runtime recorded for
+/// it (`recorded`, taken from the pending crossings: each is delivered at most once).
+fn arrival(
+    world: &roster_core::world::World,
+    recorded: Option<&Crossing>,
+    m: &ContextMessage,
+) -> Arrival {
+    let from = world.team_named(&m.from).map(|t| t.id);
+    let in_service = world
+        .agent(m.sender)
+        .is_some_and(|a| Some(a.team) == from && !a.is_retired());
+    if !in_service {
+        return Arrival::Drop(format!(
+            "{} is not an agent in service of team {}",
+            m.sender, m.from
+        ));
+    }
+    if !m.crossed() {
+        return Arrival::Deliver;
+    }
+    let (Some(share), Some(record)) = (m.share, m.record) else {
+        return Arrival::Drop("a crossing without its share and record".into());
+    };
+    let expected = Crossing {
+        share,
+        sender: m.sender,
+        topic: m.topic.clone(),
+        digest: Hash::of(m.message.as_bytes()),
+    };
+    if recorded != Some(&expected) {
+        return Arrival::Drop(format!(
+            "this runtime recorded no such crossing as {record}"
+        ));
+    }
+    let to = world.team_named(&m.to).map(|t| t.id);
+    match (from, to) {
+        (Some(from), Some(to)) => match world.crossing_allowed(share, from, to, &m.topic) {
+            Ok(()) => Arrival::Deliver,
+            Err(why) => Arrival::Refuse(why),
+        },
+        _ => Arrival::Drop("it names a team this runtime does not know".into()),
+    }
+}
+
+/// Checks `m` where it arrives ([`arrival`]); records a refusal for its sender.
 fn arrives(d: &Daemon, m: &ContextMessage) -> bool {
+    let recorded = m
+        .record
+        .filter(|_| m.crossed())
+        .and_then(|r| d.context.take(r));
     let Ok(mut app) = d.app() else {
         return false;
     };
-    let ids = (
-        app.world.team_named(&m.from).map(|t| t.id),
-        app.world.team_named(&m.to).map(|t| t.id),
-        m.share,
-    );
-    let why = match ids {
-        (Some(from), Some(to), Some(share)) => {
-            match app.world.crossing_allowed(share, from, to, &m.topic) {
-                Ok(()) => return true,
-                Err(why) => why,
-            }
+    match arrival(&app.world, recorded.as_ref(), m) {
+        Arrival::Deliver => true,
+        Arrival::Drop(why) => {
+            tracing::warn!(sender = %m.sender, "dropped a message where it arrived: {why}");
+            false
         }
-        _ => "it names a team or share this runtime does not know".to_owned(),
-    };
-    tracing::info!(sender = %m.sender, "a crossing was refused where it arrived: {why}");
-    if app.world.agent(m.sender).is_some() {
-        if let Ok(action) = context_action() {
-            let denial = Command::RecordDenial {
-                agent: m.sender,
-                action,
-                resource: Resource::team(&m.to),
-                reason: format!(
-                    "message on `{}` refused where it arrived: {why}",
-                    m.topic.as_str()
-                ),
-            };
-            if let Err(e) = app.execute(denial, &Actor::Runtime) {
+        Arrival::Refuse(why) => {
+            tracing::info!(sender = %m.sender, "a crossing was refused where it arrived: {why}");
+            let reason = format!(
+                "message on `{}` refused where it arrived: {why}",
+                m.topic.as_str()
+            );
+            if let Err(e) = record_denial(&mut app, m.sender, &m.to, reason) {
                 tracing::error!("cannot record a refused crossing: {e}");
             }
+            false
         }
     }
-    false
 }
 
 /// One subscription: the team's inbox filtered by the patterns, into the connection's queue.
 async fn forward(
     mut inbox: broadcast::Receiver<Inbound>,
     patterns: Vec<TopicPattern>,
-    tx: mpsc::Sender<Value>,
+    tx: mpsc::Sender<Arc<Value>>,
 ) {
     let mut dropped: u64 = 0;
     loop {
@@ -277,19 +477,21 @@ async fn forward(
             () = tx.closed() => return,
             r = inbox.recv() => r,
         };
-        let m = match inbound {
-            Ok(Inbound::Message(m)) => m,
+        let push = match inbound {
+            Ok(Inbound::Message { topic, push }) => {
+                if !patterns.iter().any(|p| p.matches(&topic)) {
+                    continue;
+                }
+                push
+            }
             Ok(Inbound::Dropped(n)) | Err(broadcast::error::RecvError::Lagged(n)) => {
                 dropped = dropped.saturating_add(n);
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        if !patterns.iter().any(|p| p.matches(&m.topic)) {
-            continue;
-        }
         if dropped > 0 {
-            match tx.try_send(json!({ "kind": "dropped", "count": dropped })) {
+            match tx.try_send(Arc::new(json!({ "kind": "dropped", "count": dropped }))) {
                 Ok(()) => dropped = 0,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     dropped = dropped.saturating_add(1);
@@ -298,7 +500,7 @@ async fn forward(
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
         }
-        match tx.try_send(push(&m)) {
+        match tx.try_send(push) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => dropped = dropped.saturating_add(1),
             Err(mpsc::error::TrySendError::Closed(_)) => return,
@@ -317,4 +519,126 @@ fn push(m: &ContextMessage) -> Value {
         "share": m.share,
         "at": m.at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use roster_core::command::Command;
+    use roster_core::topic::{Topic, TopicPattern};
+
+    use super::*;
+    use crate::gateway::testing::{operator, Team};
+
+    /// research's scout sends `text` on `topic` to ops through an open share; the message as it
+    /// travels and the crossing as recorded.
+    fn crossing(t: &mut Team, topic: &str, text: &str) -> (ContextMessage, Crossing, ShareId) {
+        let research = t.world().agent(t.lead).unwrap().team;
+        let ops = t.world().agent(t.other).unwrap().team;
+        let proposed = t.exec(
+            Command::ProposeShare {
+                from: research,
+                to: ops,
+                topics: TopicPattern::parse("findings/**").unwrap(),
+            },
+            &operator(),
+        );
+        let share = match &proposed[0].event {
+            Event::ShareProposed { share, .. } => *share,
+            e => panic!("{e:?}"),
+        };
+        t.exec(Command::AcceptShare { share }, &operator());
+        let topic = Topic::parse(topic).unwrap();
+        let digest = Hash::of(text.as_bytes());
+        let recorded = t.exec(
+            Command::ShareContext {
+                to: ops,
+                topic: topic.clone(),
+                digest,
+                size: text.len() as u64,
+            },
+            &Actor::Agent(t.scout),
+        );
+        let m = ContextMessage {
+            to: Name::parse("ops").unwrap(),
+            from: Name::parse("research").unwrap(),
+            sender: t.scout,
+            topic: topic.clone(),
+            message: text.into(),
+            share: Some(share),
+            record: Some(recorded[0].id),
+            at: crate::app::now(),
+        };
+        let c = Crossing {
+            share,
+            sender: t.scout,
+            topic,
+            digest,
+        };
+        (m, c, share)
+    }
+
+    fn dropped(a: Arrival) -> bool {
+        matches!(a, Arrival::Drop(_))
+    }
+
+    #[test]
+    fn a_recorded_crossing_through_an_open_share_arrives() {
+        let mut t = Team::new();
+        let (m, c, _) = crossing(&mut t, "findings/x", "hello");
+        assert_eq!(arrival(t.world(), Some(&c), &m), Arrival::Deliver);
+    }
+
+    #[test]
+    fn what_this_runtime_did_not_record_reaches_nobody_and_blames_nobody() {
+        let mut t = Team::new();
+        let (m, c, _) = crossing(&mut t, "findings/x", "hello");
+        // No record (forged, or replayed after its one delivery).
+        assert!(dropped(arrival(t.world(), None, &m)));
+        // Other content than what was recorded.
+        let mut edited = m.clone();
+        edited.message = "hello!".into();
+        assert!(dropped(arrival(t.world(), Some(&c), &edited)));
+        // Another topic than recorded.
+        let mut moved = m.clone();
+        moved.topic = Topic::parse("findings/y").unwrap();
+        assert!(dropped(arrival(t.world(), Some(&c), &moved)));
+        // A sender claiming a team it is not in.
+        let mut claimed = m.clone();
+        claimed.from = Name::parse("ops").unwrap();
+        claimed.to = Name::parse("research").unwrap();
+        assert!(dropped(arrival(t.world(), Some(&c), &claimed)));
+    }
+
+    #[test]
+    fn inside_a_team_only_its_agents_in_service_are_heard() {
+        let t = Team::new();
+        let mut m = ContextMessage {
+            to: Name::parse("research").unwrap(),
+            from: Name::parse("research").unwrap(),
+            sender: t.scout,
+            topic: Topic::parse("notes").unwrap(),
+            message: "hi".into(),
+            share: None,
+            record: None,
+            at: crate::app::now(),
+        };
+        assert_eq!(arrival(t.world(), None, &m), Arrival::Deliver);
+        m.sender = t.retired;
+        assert!(dropped(arrival(t.world(), None, &m)));
+        m.sender = t.other;
+        assert!(dropped(arrival(t.world(), None, &m)));
+        m.sender = t.stranger();
+        assert!(dropped(arrival(t.world(), None, &m)));
+    }
+
+    #[test]
+    fn a_crossing_whose_share_closed_on_the_way_is_refused() {
+        let mut t = Team::new();
+        let (m, c, share) = crossing(&mut t, "findings/x", "hello");
+        t.exec(Command::CloseShare { share }, &operator());
+        match arrival(t.world(), Some(&c), &m) {
+            Arrival::Refuse(why) => assert!(why.contains("closed"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

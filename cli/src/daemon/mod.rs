@@ -144,6 +144,7 @@ impl Running {
             t.abort();
         }
         self.daemon.sup.close_gateways().await;
+        self.daemon.context.stop();
         let outbox = self
             .daemon
             .outbox
@@ -244,7 +245,7 @@ pub async fn start(
         failed: std::sync::OnceLock::new(),
         failing: tokio::sync::Notify::new(),
         first_calls: Mutex::new(std::collections::HashMap::new()),
-        context: context::Context::new(bus.ctx.clone()),
+        context: context::Context::new(bus.ctx.clone(), bus.client.clone()),
         outbox: Mutex::new(None),
         bus: bus_url.clone(),
     });

@@ -200,16 +200,11 @@ fn share_context(t: &mut Tour<'_>) -> anyhow::Result<()> {
     let heard = loop {
         said += 1;
         let what = if said == 1 {
-            "The scout shares the finding with product again: it crosses, and product's lead, listening in its container, receives it."
+            "The scout shares the finding with its team again: now it is also forwarded through the share, and product's lead, listening in its container, receives it."
         } else {
             "(not heard yet: the scout says it again)"
         };
-        run(
-            t,
-            what,
-            &share(Some("product"), "alice prefers mornings"),
-            Expect::Ok,
-        )?;
+        run(t, what, &share(None, "alice prefers mornings"), Expect::Ok)?;
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline && listener.try_wait()?.is_none() {
             std::thread::sleep(Duration::from_millis(50));

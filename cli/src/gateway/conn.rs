@@ -153,19 +153,41 @@ const OUT_QUEUE: usize = 64;
 /// Subscriptions one connection may hold at once.
 pub(super) const MAX_SUBSCRIPTIONS: usize = 16;
 
+/// One line waiting for the socket. A push is encoded only when it is written, so a queue of
+/// them holds shared messages, not copies.
+#[derive(Debug)]
+enum Outgoing {
+    Line(Vec<u8>),
+    Push(Arc<serde_json::Value>),
+}
+
 /// The writing side of a connection: every line the agent receives — responses in request
 /// order, and pushed messages between them — goes through one bounded queue to one writer task.
 #[derive(Debug, Clone)]
 pub(super) struct Conn {
-    out: tokio::sync::mpsc::Sender<Vec<u8>>,
+    out: tokio::sync::mpsc::Sender<Outgoing>,
 }
 
 impl Conn {
     /// Starts the writer task for `out`; it ends when every sender is gone or a write fails.
     fn start(mut out: OwnedWriteHalf) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(OUT_QUEUE);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(OUT_QUEUE);
         let writer = tokio::spawn(async move {
-            while let Some(line) = rx.recv().await {
+            let mut buf = Vec::new();
+            while let Some(next) = rx.recv().await {
+                let line = match next {
+                    Outgoing::Line(line) => line,
+                    Outgoing::Push(push) => {
+                        buf.clear();
+                        if serde_json::to_writer(&mut buf, &serde_json::json!({ "push": &*push }))
+                            .is_err()
+                        {
+                            continue;
+                        }
+                        buf.push(b'\n');
+                        std::mem::take(&mut buf)
+                    }
+                };
                 if out.write_all(&line).await.is_err() {
                     return;
                 }
@@ -183,14 +205,12 @@ impl Conn {
     ) -> Result<(), Gone> {
         let mut line = encode_response(id, result).into_bytes();
         line.push(b'\n');
-        self.out.send(line).await.map_err(|_| Gone)
+        self.out.send(Outgoing::Line(line)).await.map_err(|_| Gone)
     }
 
     /// Queues one pushed line (`{"push":…}`).
-    pub(super) async fn push(&self, push: &serde_json::Value) -> Result<(), Gone> {
-        let mut line = serde_json::json!({ "push": push }).to_string().into_bytes();
-        line.push(b'\n');
-        self.out.send(line).await.map_err(|_| Gone)
+    pub(super) async fn push(&self, push: Arc<serde_json::Value>) -> Result<(), Gone> {
+        self.out.send(Outgoing::Push(push)).await.map_err(|_| Gone)
     }
 }
 
@@ -252,8 +272,11 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
                     while subscriptions.try_join_next().is_some() {}
                     if subscriptions.len() >= MAX_SUBSCRIPTIONS {
                         let e = GatewayError::new(
-                            ErrorCode::RateLimited,
-                            format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
+                            ErrorCode::BadParams,
+                            format!(
+                                "at most {MAX_SUBSCRIPTIONS} subscriptions per connection: \
+                                 subscribe once with several patterns"
+                            ),
                         );
                         (Some(id), Err(e))
                     } else {
@@ -266,7 +289,7 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
                                 let conn = conn.clone();
                                 subscriptions.spawn(async move {
                                     while let Some(push) = pushes.recv().await {
-                                        if conn.push(&push).await.is_err() {
+                                        if conn.push(push).await.is_err() {
                                             return;
                                         }
                                     }

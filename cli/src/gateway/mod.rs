@@ -35,7 +35,7 @@ pub mod answer;
 mod conn;
 mod server;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -71,4 +71,4 @@ pub trait Backend: Send + Sync + 'static {
 
 /// What a subscription pushes to its connection. Bounded: the backend must not wait on a slow
 /// agent (it drops and counts instead, and says so in a later push).
-pub type Pushes = tokio::sync::mpsc::Receiver<serde_json::Value>;
+pub type Pushes = tokio::sync::mpsc::Receiver<std::sync::Arc<serde_json::Value>>;

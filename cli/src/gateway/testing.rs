@@ -32,7 +32,7 @@ pub(crate) struct Team {
     pub other: AgentId,
 }
 
-fn operator() -> Actor {
+pub(crate) fn operator() -> Actor {
     Actor::Operator(name("op"))
 }
 
@@ -141,7 +141,7 @@ impl Team {
     }
 
     /// Decides and commits like `App::execute`: a refusal commits its audit record.
-    fn exec(&mut self, cmd: Command, actor: &Actor) -> Vec<Envelope> {
+    pub fn exec(&mut self, cmd: Command, actor: &Actor) -> Vec<Envelope> {
         let at = now().max(self.world.last_at());
         match decide(&self.world, cmd, actor, at, &mut OsEntropy::new()) {
             Ok(d) => self.commit(d, actor, at),
