@@ -173,19 +173,18 @@ impl Conn {
     fn start(mut out: OwnedWriteHalf) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(OUT_QUEUE);
         let writer = tokio::spawn(async move {
-            let mut buf = Vec::new();
             while let Some(next) = rx.recv().await {
                 let line = match next {
                     Outgoing::Line(line) => line,
+                    // Encoded here, one at a time: the queue holds the shared message.
                     Outgoing::Push(push) => {
-                        buf.clear();
-                        if serde_json::to_writer(&mut buf, &serde_json::json!({ "push": &*push }))
-                            .is_err()
-                        {
-                            continue;
+                        match serde_json::to_vec(&serde_json::json!({ "push": &*push })) {
+                            Ok(mut line) => {
+                                line.push(b'\n');
+                                line
+                            }
+                            Err(_) => continue,
                         }
-                        buf.push(b'\n');
-                        std::mem::take(&mut buf)
                     }
                 };
                 if out.write_all(&line).await.is_err() {
