@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capability::{Action, Amount, Capability, Resource};
 use crate::event::RuntimeKind;
-use crate::id::{AgentId, GrantId, ShareId};
+use crate::id::{AgentId, ApprovalId, GrantId, ShareId};
 use crate::name::{ImageRef, Label, Name};
 use crate::topic::{Topic, TopicPattern};
 
@@ -135,10 +135,37 @@ pub struct ActParams {
     /// Arguments for the tool provider, names validated, values at most [`MAX_ARG`] bytes.
     #[serde(default)]
     pub args: BTreeMap<Name, String>,
-    /// How long to wait for a human's approval, in seconds.
+    /// How long to wait for a human's approval, in seconds: [`DEFAULT_ACT_WAIT_SECS`] when
+    /// absent, at most [`MAX_ACT_WAIT_SECS`]; 0 answers [`ErrorCode::Pending`] at once.
     #[serde(default)]
     pub timeout_secs: Option<u32>,
+    /// An approval asked for earlier (named by a `pending` answer): wait for it again, or use
+    /// it once granted. It must be this agent's, for this action, resource and amount.
+    #[serde(default)]
+    pub approval: Option<ApprovalId>,
 }
+
+impl ActParams {
+    /// How long this call waits for a human's decision.
+    pub fn wait(&self) -> std::time::Duration {
+        let secs = self
+            .timeout_secs
+            .unwrap_or(DEFAULT_ACT_WAIT_SECS)
+            .min(MAX_ACT_WAIT_SECS);
+        std::time::Duration::from_secs(u64::from(secs))
+    }
+}
+
+/// How long an `act` waits for a human's approval when the agent does not say, in seconds.
+pub const DEFAULT_ACT_WAIT_SECS: u32 = 300;
+
+/// The longest an `act` may wait for a human's approval, in seconds; a longer `timeout_secs`
+/// is refused (the agent calls again with the approval id to wait more).
+pub const MAX_ACT_WAIT_SECS: u32 = 3600;
+
+/// The longest a tool provider may take to answer, in seconds (a `[tools.…]` `timeout_secs`
+/// above it is refused), so that a client can bound an `act`: its approval wait plus this.
+pub const MAX_TOOL_SECS: u32 = 600;
 
 /// The longest value of one `act` argument, in bytes.
 pub const MAX_ARG: usize = 64 * 1024;
@@ -215,6 +242,18 @@ pub enum ErrorCode {
     RateLimited,
     /// The runtime failed; the request may be retried.
     Internal,
+    /// `act`: the action waits for a human's approval and the agent's wait ended first. The
+    /// message names the approval id; call `act` again with it (`approval`) to wait again or,
+    /// once it is granted, to use it. Nothing was spent.
+    Pending,
+    /// `act`: no tool provider can carry out the action now (none is configured for it and
+    /// there is no NATS bus, or the bus is unreachable). Refused before deciding: nothing was
+    /// recorded or spent.
+    Unavailable,
+    /// `act`: the action was authorized and recorded as performed (`ActionPerformed`, named in
+    /// the message), but its tool provider failed, timed out or did not answer. The spend
+    /// stands: the log records what was authorized, not what the provider did.
+    ToolFailed,
 }
 
 /// A protocol error: a stable code and a sentence for people.
@@ -354,6 +393,15 @@ pub fn decode_request(line: &[u8]) -> Result<Request, (Option<RequestId>, Gatewa
                     format!("act: argument `{k}` is over {MAX_ARG} bytes"),
                 );
             }
+            if let Some(secs) = p.timeout_secs.filter(|s| *s > MAX_ACT_WAIT_SECS) {
+                return fail(
+                    ErrorCode::BadParams,
+                    format!(
+                        "act: timeout_secs is {secs}; an act waits at most {MAX_ACT_WAIT_SECS} s \
+                         (call again with the approval id to wait longer)"
+                    ),
+                );
+            }
         }
         Call::Publish(p) if p.message.len() > MAX_MESSAGE => {
             return fail(
@@ -422,6 +470,18 @@ mod tests {
             panic!("not an act")
         };
         assert_eq!(a.amount.map(|n| n.get()), Some(5));
+        assert_eq!((a.approval, a.wait().as_secs()), (None, 300));
+        let again = ok(
+            r#"{"id":4,"method":"act","params":{"action":"email.send","resource":"mailbox:a","timeout_secs":0,"approval":"apr_0192f0c0000070008000000000000001"}}"#,
+        );
+        let Call::Act(a) = again else {
+            panic!("not an act")
+        };
+        assert_eq!(a.wait().as_secs(), 0);
+        assert_eq!(
+            a.approval.map(|id| id.to_string()).as_deref(),
+            Some("apr_0192f0c0000070008000000000000001")
+        );
         assert_eq!(ok(r#"{"id":5,"method":"shares"}"#), Call::Shares);
         let propose = ok(
             r#"{"id":6,"method":"share_propose","params":{"to":"product","topics":"findings/**"}}"#,
@@ -520,6 +580,16 @@ mod tests {
             ),
             (
                 r#"{"id":9,"method":"act","params":{"action":"a","resource":"x","amount":"1"}}"#,
+                Some(9),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"act","params":{"action":"a","resource":"x","timeout_secs":3601}}"#,
+                Some(9),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"act","params":{"action":"a","resource":"x","approval":"grt_0192f0c0000070008000000000000001"}}"#,
                 Some(9),
                 ErrorCode::BadParams,
             ),

@@ -15,6 +15,8 @@
 //! - [`command`]: commands and [`command::decide`] (`command/`: `decide.rs`, `share.rs`, `ctx.rs`).
 //! - [`port`]: the [`port::EventLog`] trait that `roster-store` implements.
 //! - [`gateway`]: the agent-gateway protocol: typed requests, [`gateway::decode_request`], errors.
+//! - [`tool`]: the tool-provider protocol: [`tool::ToolCall`], what a provider receives for one
+//!   authorized action.
 #![forbid(unsafe_code)]
 
 /// The conversions every validated text newtype (`struct T(String)` with `T::parse(&str) ->
@@ -68,6 +70,7 @@ pub mod name;
 pub mod port;
 mod rules;
 pub mod time;
+pub mod tool;
 pub mod topic;
 pub mod world;
 
