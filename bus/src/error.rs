@@ -56,6 +56,20 @@ pub enum BusError {
         /// What did not match.
         why: String,
     },
+    /// An event was not stored right after the event before it: JetStream refused the publish
+    /// because the stream's last message was another (a publish lost on a reconnect, another
+    /// publisher), or acknowledged it as a duplicate stored elsewhere (the stream was purged or
+    /// changed within its duplicate window). The outbox reconciles with the stream and goes on
+    /// from its last event; the stream never holds an event after a later one.
+    #[error(
+        "event {seq} was not stored right after the event before it in the events stream: {why}"
+    )]
+    OutOfStep {
+        /// The event's position.
+        seq: u64,
+        /// What the server said.
+        why: String,
+    },
     /// A message of the events stream lacks a valid `Roster-Seq` header (something other than
     /// the outbox published on the namespace's event subjects).
     #[error("message {stream_seq} of stream `{stream}` has no valid Roster-Seq header")]

@@ -6,12 +6,20 @@
 //! their acknowledgement at once, and the checkpoint advances over the contiguous acknowledged
 //! prefix only — once per window, or when idle (each write costs a flush).
 //!
+//! Every publish is conditional: `Nats-Expected-Last-Sequence` names the stream sequence of the
+//! event before it (as the session's reconcile found the stream, plus one per event since), and
+//! JetStream stores the message only if that is the stream's last sequence. So when a reconnect
+//! loses publishes in flight while later ones go out on the new connection, those later ones
+//! are refused instead of stored out of order; the outbox sees the refusal (or the lost one's
+//! ack timing out) first, ends the session, and the next one starts from the stream's real end.
+//! Each acknowledgement must name the stream sequence the event was meant for, duplicate or not
+//! (JetStream checks `Nats-Msg-Id` before the condition: a re-publish of a stored id is
+//! acknowledged with the sequence it was stored at).
+//!
 //! A NATS outage never blocks or fails the runtime: events stay in the log, the outbox retries
 //! with backoff and resumes by itself. Each (re)start reconciles with the stream first
 //! (`reconcile`), so a crash between a publish and its checkpoint re-publishes nothing a
 //! consumer sees twice, and a stream that lost events (a new server, a purge) gets them again.
-//! While running, the stream's dedup on `Nats-Msg-Id` absorbs re-publishes of the in-flight
-//! window.
 //!
 //! - `reader`: the thread that follows the log and prepares messages.
 //! - `reconcile`: where a session starts, and which positions it skips.
@@ -26,7 +34,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::jetstream::context::{Publish, PublishError};
+use async_nats::jetstream::context::{Publish, PublishError, PublishErrorKind};
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, Context};
 use async_nats::Client;
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -39,7 +48,7 @@ use tokio::task::JoinHandle;
 use crate::stream::ensure_events_stream;
 use crate::BusError;
 use reader::{Batch, Outgoing, Reader};
-use reconcile::{reconcile, Plan};
+use reconcile::reconcile;
 
 /// The store checkpoint of the outbox: the next log position to publish.
 pub const CHECKPOINT: &str = "nats-events";
@@ -192,8 +201,38 @@ impl Backoff {
     }
 }
 
-/// An acknowledgement awaited: the position and how its publish went.
-type Ack = Pin<Box<dyn Future<Output = (u64, Result<(), PublishError>)> + Send>>;
+/// An acknowledgement awaited: the position, the stream sequence it must follow, and how its
+/// publish went.
+type Ack = Pin<Box<dyn Future<Output = (u64, u64, Result<PublishAck, PublishError>)> + Send>>;
+
+/// Whether the event at position `seq` was stored right after stream sequence `follows`.
+fn stored(seq: u64, follows: u64, acked: Result<PublishAck, PublishError>) -> Result<(), BusError> {
+    match acked {
+        // A duplicate at its own place: a previous session's publish of it landed there.
+        Ok(ack) if ack.sequence == follows.saturating_add(1) => Ok(()),
+        Ok(ack) if ack.duplicate => Err(BusError::OutOfStep {
+            seq,
+            why: format!(
+                "JetStream acknowledged it as a duplicate of stream message {}, not as message                  {}: the stream was purged or changed within its duplicate window; it is                  published again once the window has passed",
+                ack.sequence,
+                follows.saturating_add(1)
+            ),
+        }),
+        Ok(ack) => Err(BusError::OutOfStep {
+            seq,
+            why: format!(
+                "JetStream stored it as stream message {}, not {} (a server that ignores                  Nats-Expected-Last-Sequence?)",
+                ack.sequence,
+                follows.saturating_add(1)
+            ),
+        }),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(BusError::OutOfStep {
+            seq,
+            why: format!("the server refused it after stream message {follows}: {e}"),
+        }),
+        Err(e) => Err(BusError::from_nats("publish an event")(e)),
+    }
+}
 
 /// A checkpoint write in flight: the position written, and how it went.
 type Write = JoinHandle<(u64, Result<(), LogError>)>;
@@ -308,10 +347,10 @@ impl Task {
         let (reader, mut batches) = Reader::start(
             Arc::clone(&self.log),
             self.ns.clone(),
-            plan.start,
+            plan,
             self.window.div_ceil(256).max(2),
         )?;
-        let result = self.pump(&js, &plan, &mut batches).await;
+        let result = self.pump(&js, &mut batches).await;
         drop(batches);
         reader.join().await;
         result
@@ -321,7 +360,6 @@ impl Task {
     async fn pump(
         &mut self,
         js: &Context,
-        plan: &Plan,
         batches: &mut mpsc::Receiver<Batch>,
     ) -> Result<(), BusError> {
         let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
@@ -333,17 +371,13 @@ impl Task {
                 let Some(o) = pending.pop_front() else {
                     break;
                 };
-                let seq = o.seq;
-                if plan.is_present(seq) {
-                    in_flight.push_back(Box::pin(std::future::ready((seq, Ok(())))));
-                    continue;
-                }
+                let (seq, follows) = (o.seq, o.follows);
                 let publish = Publish::build().payload(o.payload).headers(o.headers);
                 let ack = js
                     .send_publish(o.subject, publish)
                     .await
                     .map_err(BusError::from_nats("publish an event"))?;
-                in_flight.push_back(Box::pin(async move { (seq, ack.await.map(drop)) }));
+                in_flight.push_back(Box::pin(async move { (seq, follows, ack.await) }));
             }
             let writing = self.writing.is_some();
             tokio::select! {
@@ -351,8 +385,8 @@ impl Task {
                 () = async { let _ = stop.wait_for(|s| *s).await; } => {
                     return self.drain(in_flight).await;
                 }
-                Some((seq, acked)) = in_flight.next(), if !in_flight.is_empty() => {
-                    acked.map_err(BusError::from_nats("publish an event"))?;
+                Some((seq, follows, acked)) = in_flight.next(), if !in_flight.is_empty() => {
+                    stored(seq, follows, acked)?;
                     self.advance(seq + 1);
                     if !clean {
                         self.recovered();
@@ -382,8 +416,8 @@ impl Task {
     /// After a stop: awaits the acknowledgements in flight (each bounded by the ack timeout)
     /// and advances over the ones that arrived in order.
     async fn drain(&mut self, mut in_flight: FuturesOrdered<Ack>) -> Result<(), BusError> {
-        while let Some((seq, acked)) = in_flight.next().await {
-            if acked.is_err() {
+        while let Some((seq, follows, acked)) = in_flight.next().await {
+            if stored(seq, follows, acked).is_err() {
                 break;
             }
             self.advance(seq + 1);

@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream;
 use futures_util::StreamExt;
@@ -161,24 +162,20 @@ async fn a_crash_before_the_checkpoint_republishes_nothing_a_consumer_sees() {
     );
 }
 
-/// The tail published before a crash, past the checkpoint, lost some of its publishes on the
-/// way (a previous outbox's, replayed here by hand): only those are published again.
+/// A stream with a gap: positions 220, 221 and 289 never reached it but later ones did (what an
+/// outbox that did not publish conditionally could leave after a reconnect; rebuilt here by
+/// hand). The outbox never fills the gap: publishing 220 after 299 would put the stream out of
+/// log order, and subscribers rely on its order. The gap stays (the outbox warns), and the
+/// outbox goes on after the stream's last event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_missing_positions_of_an_unchecked_tail_are_republished() {
+async fn a_gap_in_the_stream_is_never_filled_out_of_order() {
     let server = server();
     let client = client(&server).await;
     let (_dir, log) = log();
     let t = team(&log, "research", 1);
     retire_many(&log, t, 299);
-    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
-    within("the events", outbox.published(300)).await.unwrap();
-    outbox.stop().await;
-    // As if the outbox had died with its checkpoint at 200 and three of its publishes after
-    // that lost on the way: the stream rebuilt by hand without them.
     let envelopes = all(&log);
-    log.set_checkpoint(CHECKPOINT, 200).unwrap();
     let js = jetstream::new(client.clone());
-    js.delete_stream("roster_events").await.unwrap();
     roster_bus::ensure_events_stream(&js, &name("roster"))
         .await
         .unwrap();
@@ -187,25 +184,165 @@ async fn only_the_missing_positions_of_an_unchecked_tail_are_republished() {
         if lost.contains(&e.seq) {
             continue;
         }
-        let subject = format!("roster.events.research.{}", e.event.kind());
-        js.publish_with_headers(subject, wire::headers(e), wire::encode(e).unwrap())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_by_hand(&js, e).await;
     }
+    // The checkpoint from before the gap, as if the outbox that left it had died there.
+    log.set_checkpoint(CHECKPOINT, 200).unwrap();
 
     let mut raw = client.subscribe("roster.events.>").await.unwrap();
     client.flush().await.unwrap();
     let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
-    within("the republish", outbox.published(300))
+    retire_many(&log, t, 5);
+    within("the new events", outbox.published(305))
         .await
         .unwrap();
+    let status = outbox.stop().await;
+    assert_eq!(status.last_error, None);
+    let expected: Vec<u64> = (0..305).filter(|s| !lost.contains(s)).collect();
+    assert_eq!(stored_seqs(&client, "roster").await, expected);
+    assert_eq!(
+        raw_seen(&client, &mut raw).await,
+        vec![300, 301, 302, 303, 304],
+        "the outbox published a position before the stream's last one"
+    );
+}
+
+/// The server itself keeps the order: a publish of the outbox that does not follow the stream's
+/// last message is refused. Here the outbox's publishes of positions 10 and 11 are held back on
+/// the way while position 11 reaches the stream by hand; when they arrive, 10 is refused (it
+/// would land after 11), the outbox reconciles and goes on after 11. Position 10 is left out
+/// for good, like any gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_refuses_an_event_that_would_land_after_a_later_one() {
+    let server = server();
+    let client = client(&server).await;
+    let valve = Valve::start(&server).await;
+    let through = roster_bus::connect_now(&valve.url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (_dir, log) = log();
+    let t = team(&log, "research", 1);
+    retire_many(&log, t, 9);
+    let mut config = OutboxConfig::default();
+    // No acknowledgement times out while the valve is held: the refusal is what ends the session.
+    config.ack_timeout = Duration::from_secs(60);
+    let outbox = Outbox::spawn_with(Arc::clone(&log), through, name("roster"), config);
+    within("the first events", outbox.published(10))
+        .await
+        .unwrap();
+
+    valve.hold();
+    retire_many(&log, t, 2);
+    let e11 = &all(&log)[11];
+    publish_by_hand(&jetstream::new(client.clone()), e11).await;
+    valve.release();
+    // 10 is never acknowledged: reaching 12 means the outbox reconciled past the stream's end.
+    within("the reconcile", outbox.published(12)).await.unwrap();
+    assert_eq!(
+        stored_seqs(&client, "roster").await,
+        vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11],
+        "position 10 was stored after 11"
+    );
+    let error = outbox.status().last_error.unwrap();
+    assert!(
+        error.contains("event 10 was not stored") && error.contains("refused"),
+        "{error}"
+    );
+
+    retire_many(&log, t, 3);
+    within("the next events", outbox.published(15))
+        .await
+        .unwrap();
+    let status = outbox.stop().await;
+    assert_eq!(status.last_error, None);
+    let stored = stored(&client, "roster").await;
+    assert_eq!(
+        stored.iter().map(Stored::roster_seq).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14]
+    );
+    assert_eq!(
+        stored.iter().map(|m| m.stream_seq).collect::<Vec<_>>(),
+        (1..=14).collect::<Vec<_>>()
+    );
+}
+
+/// The server killed and restarted while the outbox is publishing a burst with a full window in
+/// flight, three times: publishes lost with the connection while later ones go out on the new
+/// one must not land out of order. The stream ends up complete, in order, aligned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_holds_through_server_kills_mid_burst() {
+    let mut server = server();
+    let client = client(&server).await;
+    let (_dir, log) = log();
+    let t = team(&log, "research", 1);
+    retire_many(&log, t, 29_999);
+    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    for at in [3_000, 10_000, 20_000] {
+        eventually("the burst to go on", || outbox.status().next >= at).await;
+        server.kill().unwrap();
+        server.restart().unwrap();
+    }
+    within("the whole burst", outbox.published(30_000))
+        .await
+        .unwrap();
+    let stored = stored(&client, "roster").await;
+    assert_eq!(
+        stored.iter().map(Stored::roster_seq).collect::<Vec<_>>(),
+        (0..30_000).collect::<Vec<_>>(),
+        "each event once, in order"
+    );
+    assert!(stored.iter().all(|m| m.stream_seq == m.roster_seq() + 1));
     outbox.stop().await;
-    let mut seqs = stored_seqs(&client, "roster").await;
-    seqs.sort_unstable();
-    assert_eq!(seqs, (0..300).collect::<Vec<_>>());
-    assert_eq!(raw_seen(&client, &mut raw).await, lost.to_vec());
+}
+
+/// JetStream checks `Nats-Msg-Id` before a publish's condition, and a purge does not make it
+/// forget the ids it saw: events published again into a stream purged within its duplicate
+/// window are acknowledged as duplicates of messages it no longer holds. The outbox does not
+/// take that for stored: it publishes them again until the window has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_purged_within_its_duplicate_window_gets_every_event_again() {
+    use async_nats::jetstream::stream::Config;
+    let server = server();
+    let client = client(&server).await;
+    let js = jetstream::new(client.clone());
+    // An operator's stream with a short duplicate window, so the test does not wait 2 minutes.
+    js.create_stream(Config {
+        name: "roster_events".into(),
+        subjects: vec!["roster.events.>".into()],
+        duplicate_window: Duration::from_secs(2),
+        allow_direct: true,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let (_dir, log) = log();
+    let t = team(&log, "research", 1);
+    retire_many(&log, t, 19);
+    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    within("the events", outbox.published(20)).await.unwrap();
+    outbox.stop().await;
+
+    js.get_stream("roster_events")
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .unwrap();
+    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    within("the events again", outbox.published(20))
+        .await
+        .unwrap();
+    let status = outbox.stop().await;
+    assert_eq!(status.last_error, None);
+    let stored = stored(&client, "roster").await;
+    assert_eq!(
+        stored.iter().map(Stored::roster_seq).collect::<Vec<_>>(),
+        (0..20).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        stored.iter().map(|m| m.stream_seq).collect::<Vec<_>>(),
+        (21..=40).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,6 +471,16 @@ async fn the_stream_is_created_on_disk_with_dedup_and_never_clobbered() {
     .unwrap();
     let stream = roster_bus::ensure_events_stream(&js, &ns).await.unwrap();
     assert_eq!(stream.cached_info().config.max_messages, 12345);
+}
+
+/// Publishes `e` as the outbox would, without its condition: by hand.
+async fn publish_by_hand(js: &jetstream::Context, e: &roster_core::envelope::Envelope) {
+    let subject = format!("roster.events.research.{}", e.event.kind());
+    js.publish_with_headers(subject, wire::headers(e), wire::encode(e).unwrap())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 }
 
 /// What a plain subscriber of `roster.events.>` received until now: a marker published after

@@ -1,6 +1,7 @@
 //! The outbox's reader: a thread that follows the log (the store's reads and waits block) and
-//! hands the publisher ready-made messages — subject, headers, JSON — in batches, through a
-//! bounded channel, so a slow or absent NATS holds events back in the log, not in memory.
+//! hands the publisher ready-made messages — subject, headers (with the publish's condition),
+//! JSON — in batches, through a bounded channel, so a slow or absent NATS holds events back in
+//! the log, not in memory.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use async_nats::header::NATS_EXPECTED_LAST_SEQUENCE;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use roster_core::envelope::Envelope;
@@ -18,6 +20,7 @@ use roster_core::port::EventLog;
 use roster_store::{SledLog, Subscription};
 use tokio::sync::mpsc;
 
+use super::reconcile::Plan;
 use crate::{subject, wire, BusError};
 
 /// Messages per batch handed to the publisher.
@@ -31,9 +34,11 @@ const POLL: Duration = Duration::from_millis(100);
 pub(crate) struct Outgoing {
     /// Its log position.
     pub seq: u64,
+    /// The stream sequence it must follow ([`Plan::follows`]).
+    pub follows: u64,
     /// `NS.events.TEAM.KIND`.
     pub subject: String,
-    /// `Nats-Msg-Id` and `Roster-Seq`.
+    /// `Nats-Msg-Id`, `Roster-Seq` and `Nats-Expected-Last-Sequence` = `follows`.
     pub headers: HeaderMap,
     /// The envelope's JSON.
     pub payload: Bytes,
@@ -49,17 +54,17 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    /// Starts reading `log` at position `from`; batches arrive on the returned receiver.
+    /// Starts reading `log` at position `plan.start`; batches arrive on the returned receiver.
     pub fn start(
         log: Arc<SledLog>,
         ns: Name,
-        from: u64,
+        plan: Plan,
         depth: usize,
     ) -> Result<(Reader, mpsc::Receiver<Batch>), BusError> {
         let (tx, rx) = mpsc::channel(depth.max(1));
         let thread = std::thread::Builder::new()
             .name("roster-outbox-read".into())
-            .spawn(move || run(&log, &ns, from, &tx))
+            .spawn(move || run(&log, &ns, plan, &tx))
             .map_err(BusError::Thread)?;
         Ok((
             Reader {
@@ -80,9 +85,9 @@ impl Reader {
     }
 }
 
-fn run(log: &Arc<SledLog>, ns: &Name, from: u64, tx: &mpsc::Sender<Batch>) {
+fn run(log: &Arc<SledLog>, ns: &Name, plan: Plan, tx: &mpsc::Sender<Batch>) {
     let mut names = Names::default();
-    let mut sub = Subscription::new(Arc::clone(log), from);
+    let mut sub = Subscription::new(Arc::clone(log), plan.start);
     loop {
         if tx.is_closed() {
             return;
@@ -92,7 +97,7 @@ fn run(log: &Arc<SledLog>, ns: &Name, from: u64, tx: &mpsc::Sender<Batch>) {
         let mut wait = POLL;
         while batch.len() < BATCH {
             match sub.next_timeout(wait) {
-                Ok(Some(envelope)) => match outgoing(log, ns, &mut names, &envelope) {
+                Ok(Some(envelope)) => match outgoing(log, ns, &mut names, plan, &envelope) {
                     Ok(o) => batch.push(o),
                     Err(e) => {
                         failed = Some(e);
@@ -121,13 +126,18 @@ fn outgoing(
     log: &SledLog,
     ns: &Name,
     names: &mut Names,
+    plan: Plan,
     envelope: &Envelope,
 ) -> Result<Outgoing, BusError> {
     let team = names.of(log, envelope)?;
+    let follows = plan.follows(envelope.seq);
+    let mut headers = wire::headers(envelope);
+    headers.insert(NATS_EXPECTED_LAST_SEQUENCE, follows.to_string());
     Ok(Outgoing {
         seq: envelope.seq,
+        follows,
         subject: subject::event(ns, team, envelope.event.kind()),
-        headers: wire::headers(envelope),
+        headers,
         payload: wire::encode(envelope)?,
     })
 }

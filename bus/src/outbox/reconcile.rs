@@ -1,46 +1,33 @@
-//! Before publishing, the outbox compares its position with what the stream holds, so that a
-//! crash between a publish and its checkpoint re-publishes nothing a consumer would see twice,
-//! and a stream that lost events (a new server, a purge) gets them all again.
-
-use std::collections::BTreeSet;
+//! Before publishing, the outbox finds where the stream ends: the session publishes from the
+//! position after the stream's last event, each publish conditional on the stream's last
+//! sequence, so a crash between a publish and its checkpoint re-publishes nothing a consumer
+//! would see twice, a stream that lost events (a new server, a purge) gets them all again, and
+//! no event is ever stored after a later one.
 
 use async_nats::jetstream::stream::Stream;
 use roster_core::envelope::Hash;
 use roster_core::port::EventLog;
 use roster_store::SledLog;
 
-use crate::stream::{message_at, roster_seq_at};
+use crate::stream::message_at;
 use crate::{wire, BusError};
 
-/// Which log positions a session publishes, from `start` on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a session publishes: from `start`, the first event right after stream sequence
+/// `after`, each next one right after the previous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Plan {
-    /// The first position the session reads.
+    /// The first position the session publishes.
     pub start: u64,
-    /// Every position below this is in the stream.
-    floor: u64,
-    /// Positions at or above `floor` that are in the stream already.
-    present: BTreeSet<u64>,
+    /// The stream's last sequence when the session started (0: it never held a message).
+    pub after: u64,
 }
 
 impl Plan {
-    /// Publish everything from `start`.
-    pub fn from(start: u64) -> Plan {
-        Plan {
-            start,
-            floor: start,
-            present: BTreeSet::new(),
-        }
-    }
-
-    /// True when position `seq` is in the stream already and must not be published again.
-    pub fn is_present(&self, seq: u64) -> bool {
-        seq < self.floor || self.present.contains(&seq)
-    }
-
-    /// How many positions from `start` on are skipped (for the log line).
-    fn skipped(&self) -> usize {
-        usize::try_from(self.floor - self.start).unwrap_or(usize::MAX) + self.present.len()
+    /// The stream sequence that position `seq` (at or after `start`) must follow: its
+    /// `Nats-Expected-Last-Sequence`. JetStream refuses the publish when the stream's last
+    /// sequence is another, so an event is stored only right after the one before it.
+    pub fn follows(&self, seq: u64) -> u64 {
+        self.after.saturating_add(seq.saturating_sub(self.start))
     }
 }
 
@@ -51,14 +38,20 @@ struct Hashed {
 }
 
 /// Decides where a session starts, given `next` (everything before it is known to be in the
-/// stream: the checkpoint, or this run's acknowledged prefix). `scan` bounds how many stream
-/// messages are read back.
+/// stream: the checkpoint, or this run's acknowledged prefix). `scan` bounds how many deleted
+/// messages at the stream's end are stepped over.
+///
+/// The stream holds events in log order (every publish was conditional on its predecessor
+/// being the stream's last message), so its last event, position `m`, says it all:
 ///
 /// - Stream empty: publish from 0 (warning if `next` said otherwise).
-/// - Its last event is position `m`, with `m + 1 == next`: publish from `next`.
+/// - `m + 1 == next`: publish from `next`.
 /// - `m + 1 < next` (the stream lost events): warn, publish from `m + 1`.
-/// - `m + 1 > next` (published before a crash, never checkpointed): read the `Roster-Seq` of
-///   the stream's last messages back to `next` and skip the positions found.
+/// - `m + 1 > next` (published before a crash, never checkpointed): publish from `m + 1`.
+///
+/// Positions before `m` that the stream lacks (an older outbox, before publishes were
+/// conditional, could lose some on a reconnect; or someone deleted them) are never published
+/// after `m`: that would put the stream out of log order. They are reported and stay missing.
 ///
 /// The stream's last event must be this log's (same position, same hash), or nothing is
 /// published: [`BusError::ForeignStream`].
@@ -74,6 +67,7 @@ pub(crate) async fn reconcile(
         .await
         .map_err(BusError::from_nats("read the events stream's state"))?;
     let state = info.state;
+    let after = state.last_sequence;
     // The last message that carries a position (normally the very last one; deleted messages
     // are stepped over).
     let mut last = None;
@@ -94,7 +88,7 @@ pub(crate) async fn reconcile(
             looked += 1;
         }
     }
-    let Some((last_stream_seq, m, payload)) = last else {
+    let Some((at, m, payload)) = last else {
         if next > 0 {
             tracing::warn!(
                 stream = %name,
@@ -102,57 +96,35 @@ pub(crate) async fn reconcile(
                  (a new server, or a purged stream): publishing every event again"
             );
         }
-        return Ok(Plan::from(0));
+        return Ok(Plan { start: 0, after });
     };
     check_ours(&name, log, m, &payload)?;
-    if m < next {
-        if m + 1 < next {
-            tracing::warn!(
-                stream = %name,
-                "the events stream ends at position {m} but {next} events were published \
-                 before (a new server, or a purged stream): publishing again from {}",
-                m + 1
-            );
-        }
-        return Ok(Plan::from(m + 1));
+    let start = m + 1;
+    if at < start {
+        // Stream sequences count what was stored: fewer than m + 1 means positions are missing.
+        tracing::warn!(
+            stream = %name,
+            "the events stream holds position {m} at stream sequence {at}: at least {} \
+             earlier events never reached it (lost by an outbox older than conditional \
+             publishing, or deleted); they stay missing, since publishing them now would put \
+             the stream out of log order",
+            start - at
+        );
     }
-    // Published up to m before a crash, checkpointed only up to `next`: find which of
-    // next..=m the stream holds (normally all of them).
-    let mut plan = Plan::from(next);
-    let mut s = last_stream_seq;
-    let mut looked = 0usize;
-    loop {
-        if s < state.first_sequence || s == 0 {
-            break;
-        }
-        if looked >= scan {
-            // The outbox publishes in log order, so what lies further back was published.
-            plan.floor = plan.present.first().copied().unwrap_or(next);
-            tracing::warn!(
-                stream = %name,
-                "read {scan} messages back without reaching position {next}: assuming the \
-                 positions before {} are in the stream",
-                plan.floor
-            );
-            break;
-        }
-        looked += 1;
-        match roster_seq_at(stream, s).await? {
-            Some(r) if r < next => break,
-            Some(r) => {
-                plan.present.insert(r);
-            }
-            None => {}
-        }
-        s -= 1;
+    if start < next {
+        tracing::warn!(
+            stream = %name,
+            "the events stream ends at position {m} but {next} events were published \
+             before (a new server, or a purged stream): publishing again from {start}"
+        );
+    } else if start > next {
+        tracing::info!(
+            stream = %name,
+            "reconciled: positions {next} to {m} were published before the last checkpoint \
+             was written; publishing from {start}"
+        );
     }
-    tracing::info!(
-        stream = %name,
-        "reconciled: positions {next} to {m} were published before the last checkpoint was \
-         written; {} of them are in the stream and are not published again",
-        plan.skipped()
-    );
-    Ok(plan)
+    Ok(Plan { start, after })
 }
 
 /// The stream's last event (position `m`, body `payload`) must be this log's.

@@ -1,5 +1,5 @@
 //! Helpers of the bus tests: a real `nats-server`, a real `SledLog` in a temporary directory,
-//! and reading the stream back message by message.
+//! reading the stream back message by message, and a valve that holds back what a client sends.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use roster_core::name::Name;
 use roster_core::port::{AppendRequest, EventLog};
 use roster_core::time::Timestamp;
 use roster_store::SledLog;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 
 /// A real server; a missing `nats-server` fails the test with the install hint, never skips it.
 pub fn server() -> NatsServer {
@@ -174,4 +176,77 @@ pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) ->
     tokio::time::timeout(Duration::from_secs(60), fut)
         .await
         .unwrap_or_else(|_| panic!("gave up waiting for {what}"))
+}
+
+/// A TCP proxy in front of a server whose client-to-server direction can be held shut: what a
+/// client behind it sends while the valve is held reaches the server, in order, once it is
+/// released (so a test can make another client's publish arrive first).
+pub struct Valve {
+    port: u16,
+    open: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Valve {
+    /// An open valve in front of `server`.
+    pub async fn start(server: &NatsServer) -> Valve {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = server.port();
+        let (open, gate) = watch::channel(true);
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let mut gate = gate.clone();
+                tokio::spawn(async move {
+                    let outbound = tokio::net::TcpStream::connect(("127.0.0.1", target))
+                        .await
+                        .unwrap();
+                    let (mut from_client, mut to_client) = inbound.into_split();
+                    let (mut from_server, mut to_server) = outbound.into_split();
+                    let up = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match from_client.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if gate.wait_for(|open| *open).await.is_err()
+                                || to_server.write_all(&buf[..n]).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                        let _ = to_server.shutdown().await;
+                    };
+                    let down = async move {
+                        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                        let _ = to_client.shutdown().await;
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        Valve { port, open, task }
+    }
+
+    /// The bus URL that leads through the valve.
+    pub fn url(&self) -> BusUrl {
+        BusUrl::parse(&format!("nats://127.0.0.1:{}", self.port)).unwrap()
+    }
+
+    /// From now on, what clients send waits in the valve.
+    pub fn hold(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// What waited goes on to the server, and so does everything after it.
+    pub fn release(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+impl Drop for Valve {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
