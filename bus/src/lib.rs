@@ -34,6 +34,7 @@ pub mod outbox;
 pub mod server;
 pub mod stream;
 pub mod subject;
+pub mod tool;
 pub mod url;
 pub mod wire;
 

@@ -25,6 +25,10 @@ use crate::id::{AgentId, ApprovalId, EventId, GrantId};
 use crate::name::Name;
 use crate::world::World;
 
+/// The most bytes a provider's answer may have (a program's stdout, a NATS reply): a provider
+/// gone wrong cannot make the runtime, or the agent, hold more.
+pub const MAX_ANSWER: usize = 1024 * 1024;
+
 /// One authorized action, as its tool provider receives it (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
