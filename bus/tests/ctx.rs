@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use roster_bus::ctx::Delivery;
 use roster_bus::ctx::MAX_MESSAGE;
 use roster_bus::{ContextMessage, CtxBus, NatsServer, TeamFeed};
@@ -160,4 +161,109 @@ async fn forged_nats_messages_never_reach_a_team() {
         Some(Delivery::Message(m)) => assert_eq!(*m, good),
         other => panic!("product got {other:?}"),
     }
+}
+
+/// On the in-process bus each team has its own channel: a flood in one team makes only its own
+/// receivers lag, never another team's, whose drop counts would otherwise reveal the other
+/// team's traffic.
+#[tokio::test]
+async fn a_flood_in_one_team_does_not_make_another_lag() {
+    let bus = CtxBus::memory();
+    let mut quiet = bus.subscribe(&name("quiet")).await.unwrap();
+    let mut busy = bus.subscribe(&name("busy")).await.unwrap();
+    bus.publish(msg("quiet", "quiet", "a", "before"))
+        .await
+        .unwrap();
+    for i in 0..10_000 {
+        bus.publish(msg("busy", "busy", "a", &i.to_string()))
+            .await
+            .unwrap();
+    }
+    bus.publish(msg("quiet", "quiet", "a", "after"))
+        .await
+        .unwrap();
+    for want in ["before", "after"] {
+        match next(&mut quiet).await {
+            Some(Delivery::Message(m)) => assert_eq!(m.message, want),
+            other => panic!("quiet expected {want:?}, got {other:?}"),
+        }
+    }
+    match next(&mut busy).await {
+        Some(Delivery::Dropped(n)) => assert_eq!(n, 10_000 - 4096),
+        other => panic!("busy expected its own drop count, got {other:?}"),
+    }
+    // A team nobody listens to: its messages go nowhere, and its first receiver starts empty.
+    bus.publish(msg("nobody", "nobody", "a", "lost"))
+        .await
+        .unwrap();
+    let mut late = bus.subscribe(&name("nobody")).await.unwrap();
+    assert!(nothing(&mut late).await.is_none());
+}
+
+/// A NATS receiver that does not keep up loses what its feed's backlog (1024 messages) cannot
+/// hold, and is told how many, exactly where they were lost: every message published is either
+/// delivered, in order, or counted in the `Dropped` between its neighbours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_nats_receiver_is_told_what_it_lost() {
+    let server = NatsServer::start().expect("a real nats-server is needed for this test");
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let bus = CtxBus::nats(client.clone(), name("roster"));
+    let mut feed = bus.subscribe(&name("t")).await.unwrap();
+    // On the same connection: when it has everything, so has the feed's subscription.
+    let mut raw = client.subscribe("roster.ctx.t.>").await.unwrap();
+    let probe = msg("t", "t", "probe", "");
+    bus.publish(probe.clone()).await.unwrap();
+    assert!(matches!(next(&mut feed).await, Some(Delivery::Message(m)) if *m == probe));
+    assert!(tokio::time::timeout(Duration::from_secs(5), raw.next())
+        .await
+        .unwrap()
+        .is_some());
+
+    // The receiver reads nothing while 5000 messages arrive.
+    let total: u64 = 5000;
+    for i in 0..total {
+        bus.publish(msg("t", "t", "a", &i.to_string()))
+            .await
+            .unwrap();
+    }
+    for _ in 0..total {
+        tokio::time::timeout(Duration::from_secs(5), raw.next())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    let (mut delivered, mut dropped, mut expected) = (0u64, 0u64, 0u64);
+    while delivered + dropped < total {
+        match next(&mut feed).await {
+            Some(Delivery::Message(m)) => {
+                let i: u64 = m.message.parse().unwrap();
+                assert_eq!(
+                    i, expected,
+                    "a message lost without a count, or out of order"
+                );
+                expected += 1;
+                delivered += 1;
+            }
+            Some(Delivery::Dropped(n)) => {
+                assert!(n > 0);
+                expected += n;
+                dropped += n;
+            }
+            None => panic!(
+                "the feed ended, or lost {} messages silently",
+                total - delivered - dropped
+            ),
+        }
+    }
+    assert_eq!(delivered + dropped, total);
+    assert!(
+        dropped > 0,
+        "the receiver kept up with a 5000-message flood it never read"
+    );
+    assert!(
+        delivered >= 1024,
+        "the backlog held fewer than 1024 messages"
+    );
+    assert!(nothing(&mut feed).await.is_none());
 }
