@@ -30,7 +30,13 @@ fn answer(call: &Call) -> Option<Result<Value, GatewayError>> {
         Call::History(_) => Some(Ok(serde_json::to_value(call).unwrap())),
         Call::Grants => refuse(ErrorCode::Denied, "agent is retired"),
         Call::Hire(_) => refuse(ErrorCode::RateLimited, "too many requests"),
-        Call::Act(_) => refuse(ErrorCode::Internal, "the runtime failed"),
+        Call::Act(p) => match p.action.as_str() {
+            "a" => refuse(ErrorCode::Internal, "the runtime failed"),
+            "wait.long" => refuse(ErrorCode::Pending, "approval apr_x is waiting"),
+            "no.provider" => refuse(ErrorCode::Unavailable, "no tool provider"),
+            "tool.broken" => refuse(ErrorCode::ToolFailed, "the provider failed"),
+            _ => Some(Ok(serde_json::to_value(call).unwrap())),
+        },
         // Never answered: for the client's deadline.
         Call::Subscribe(_) => None,
         _ => refuse(ErrorCode::Internal, "not in this test"),
@@ -280,4 +286,69 @@ fn no_answer_is_a_timeout_and_a_hang_up_is_an_error() {
     );
     let r = gw.run(&["call", "publish", r#"{"topic":"news","message":"hi"}"#]);
     assert_eq!(r.failed(1), "protocol");
+}
+
+#[test]
+fn act_sends_typed_parameters_and_its_outcomes_have_their_exit_codes() {
+    let gw = Gateway::start();
+    let approval = "apr_0192f0c0000070008000000000000001";
+    let echo = gw
+        .run(&[
+            "act",
+            "email.send",
+            "mailbox:alice",
+            "--amount",
+            "3",
+            "--arg",
+            "subject=hi there",
+            "--arg",
+            "body=a=b",
+            "--wait",
+            "0",
+            "--approval",
+            approval,
+        ])
+        .ok();
+    assert_eq!(
+        echo,
+        json!({"method": "act", "params": {
+            "action": "email.send", "resource": "mailbox:alice", "amount": 3,
+            "args": {"body": "a=b", "subject": "hi there"}, "timeout_secs": 0,
+            "approval": approval,
+        }})
+    );
+    let echo = gw.run(&["act", "spend.usd", "vendor:acme"]).ok();
+    assert_eq!(echo["params"]["amount"], Value::Null);
+    assert_eq!(echo["params"]["timeout_secs"], Value::Null);
+    assert_eq!(echo["params"]["args"], json!({}));
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["act", "wait.long", "x"], 6, "pending"),
+        (&["act", "no.provider", "x"], 7, "unavailable"),
+        (&["act", "tool.broken", "x"], 8, "tool_failed"),
+        (&["act", "a", "x"], 1, "internal"),
+    ];
+    for (args, exit, code) in cases {
+        assert_eq!(gw.run(args).failed(*exit), *code, "{args:?}");
+    }
+    let sent = gw.lines.lock().unwrap().len();
+    // Bad input is refused before anything is sent.
+    for args in [
+        &["act", "email.*", "mailbox:alice"][..],
+        &["act", "email.send", "mailbox:*"],
+        &["act", "email.send", "x", "--amount", "0"],
+        &["act", "email.send", "x", "--arg", "Subject=hi"],
+        &["act", "email.send", "x", "--arg", "subject"],
+        &["act", "email.send", "x", "--arg", "a=1", "--arg", "a=2"],
+        &["act", "email.send", "x", "--wait", "3601"],
+        &[
+            "act",
+            "email.send",
+            "x",
+            "--approval",
+            "grt_0192f0c0000070008000000000000001",
+        ],
+    ] {
+        assert_eq!(gw.run(args).failed(2), "bad_usage", "{args:?}");
+    }
+    assert_eq!(gw.lines.lock().unwrap().len(), sent);
 }

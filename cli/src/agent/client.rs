@@ -59,7 +59,9 @@ impl Failure {
         }
     }
 
-    /// 2 bad usage or input, 3 denied, 4 rate-limited, 5 gateway unreachable, 1 otherwise.
+    /// 2 bad usage or input, 3 denied, 4 rate-limited, 5 gateway unreachable, 6 an approval
+    /// still pending, 7 no tool provider (nothing recorded), 8 the tool provider failed after
+    /// the action was recorded, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Usage(_) => 2,
@@ -76,6 +78,9 @@ impl Failure {
                     ) => 2,
                     Ok(ErrorCode::Denied) => 3,
                     Ok(ErrorCode::RateLimited) => 4,
+                    Ok(ErrorCode::Pending) => 6,
+                    Ok(ErrorCode::Unavailable) => 7,
+                    Ok(ErrorCode::ToolFailed) => 8,
                     _ => 1,
                 }
             }

@@ -22,7 +22,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use roster_core::gateway::{Call, HistoryParams, PublishParams, SubscribeParams, MAX_LINE};
+use std::collections::BTreeMap;
+
+use roster_core::capability::{Action, Amount, Resource};
+use roster_core::gateway::{
+    ActParams, Call, HistoryParams, PublishParams, SubscribeParams, DEFAULT_ACT_WAIT_SECS,
+    MAX_ACT_WAIT_SECS, MAX_ARG, MAX_LINE, MAX_TOOL_SECS,
+};
+use roster_core::id::ApprovalId;
 use roster_core::name::Name;
 use roster_core::topic::{Topic, TopicPattern};
 use serde_json::{json, Value};
@@ -37,7 +44,10 @@ use crate::client::Failure;
     after_help = "Prints the answer as JSON on stdout. On failure, prints {\"code\":…,\"message\":…} \
 on stderr and exits with 2 (bad usage or a request the gateway could not read: bad_params, \
 unknown_method, invalid_json, line_too_long, missing_id), 3 (denied), 4 (rate_limited: slow \
-down and retry), 5 (the gateway cannot be reached), 1 (anything else: internal, timeout)."
+down and retry), 5 (the gateway cannot be reached), 6 (pending: an approval still waits for an \
+operator; act again with --approval ID), 7 (unavailable: no tool provider for the action; \
+nothing was recorded), 8 (tool_failed: the action was recorded as performed but its provider \
+failed), 1 (anything else: internal, timeout)."
 )]
 struct Cli {
     /// The gateway socket.
@@ -96,6 +106,30 @@ enum Command {
         #[arg(long, value_name = "N")]
         count: Option<u64>,
     },
+    /// Do ACTION on RESOURCE through my grants; its tool provider carries it out and its answer
+    /// is printed. When a grant asks for a human's approval, waits for an operator's decision
+    /// (`--wait`); if none comes in time, exits 6 with the approval id to pass to `--approval`.
+    Act {
+        /// The action, like `email.send`.
+        #[arg(value_parser = parse_action)]
+        action: Action,
+        /// The resource, like `mailbox:alice`.
+        #[arg(value_parser = parse_resource)]
+        resource: Resource,
+        /// How much it spends against budgets (default 1).
+        #[arg(long, value_parser = parse_amount, value_name = "N")]
+        amount: Option<Amount>,
+        /// An argument for the tool provider (repeat for more; names are `[a-z0-9-]`).
+        #[arg(long = "arg", value_parser = parse_arg, value_name = "KEY=VALUE")]
+        args: Vec<(Name, String)>,
+        /// Seconds to wait for a human's approval (default 300, at most 3600; 0: do not wait).
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_ACT_WAIT_SECS)))]
+        wait: Option<u32>,
+        /// An approval asked for earlier (from a `pending` answer): wait for it again, or use
+        /// it once granted.
+        #[arg(long, value_parser = parse_approval, value_name = "ID")]
+        approval: Option<ApprovalId>,
+    },
     /// The base image's default program: greet the runtime (`whoami`, retried until the
     /// gateway answers), print who I am, then wait until the container is stopped.
     Idle,
@@ -118,6 +152,32 @@ fn parse_pattern(s: &str) -> Result<TopicPattern, String> {
 }
 fn parse_name(s: &str) -> Result<Name, String> {
     Name::parse_as(s, "team name").map_err(|e| e.to_string())
+}
+fn parse_action(s: &str) -> Result<Action, String> {
+    Action::parse(s).map_err(|e| e.to_string())
+}
+fn parse_resource(s: &str) -> Result<Resource, String> {
+    Resource::parse(s).map_err(|e| e.to_string())
+}
+fn parse_amount(s: &str) -> Result<Amount, String> {
+    match s.parse::<u64>() {
+        Ok(n) => Amount::new(n).ok_or_else(|| "an amount must be at least 1".to_string()),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+fn parse_approval(s: &str) -> Result<ApprovalId, String> {
+    s.parse::<ApprovalId>().map_err(|e| e.to_string())
+}
+/// `KEY=VALUE`: a valid name, then any text up to the gateway's limit.
+fn parse_arg(s: &str) -> Result<(Name, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let k = Name::parse_as(k, "argument name").map_err(|e| e.to_string())?;
+    if v.len() > MAX_ARG {
+        return Err(format!("the value of `{k}` is over {MAX_ARG} bytes"));
+    }
+    Ok((k, v.to_owned()))
 }
 
 /// The request object (without id) for a command.
@@ -149,6 +209,30 @@ fn request(command: Command) -> Result<serde_json::Map<String, Value>, Failure> 
                 topics
             };
             typed(Call::Subscribe(SubscribeParams { topics }))
+        }
+        Command::Act {
+            action,
+            resource,
+            amount,
+            args,
+            wait,
+            approval,
+        } => {
+            let mut map = BTreeMap::new();
+            for (k, v) in args {
+                if map.contains_key(&k) {
+                    return Err(Failure::Usage(format!("--arg {k} is given twice")));
+                }
+                map.insert(k, v);
+            }
+            typed(Call::Act(ActParams {
+                action,
+                resource,
+                amount,
+                args: map,
+                timeout_secs: wait,
+                approval,
+            }))
         }
         Command::Call { method, params } => {
             let mut m = serde_json::Map::new();
@@ -183,19 +267,25 @@ fn stdin() -> Result<String, Failure> {
     Ok(text)
 }
 
-/// The deadline for a request: `--timeout`, stretched for an `act` that says how long it will
-/// wait for approval (so that the gateway's answer, not ours, ends the wait).
+/// The deadline for a request: `--timeout`, stretched for an `act` to its approval wait (the
+/// default when it does not say) plus the longest a tool provider may take and a margin, so
+/// that the gateway's answer, not ours, ends the wait.
 fn deadline(secs: u64, request: &serde_json::Map<String, Value>) -> Option<Duration> {
     if secs == 0 {
         return None;
     }
-    let approval_wait = request
-        .get("params")
-        .and_then(|p| p.get("timeout_secs"))
-        .and_then(Value::as_u64)
-        .filter(|_| request.get("method") == Some(&json!("act")))
-        .map_or(0, |s| s.saturating_add(10));
-    Some(Duration::from_secs(secs.max(approval_wait)))
+    let act = if request.get("method") == Some(&json!("act")) {
+        let wait = request
+            .get("params")
+            .and_then(|p| p.get("timeout_secs"))
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::from(DEFAULT_ACT_WAIT_SECS));
+        wait.saturating_add(u64::from(MAX_TOOL_SECS))
+            .saturating_add(10)
+    } else {
+        0
+    };
+    Some(Duration::from_secs(secs.max(act)))
 }
 
 /// Writes one line, ignoring a reader that left (`roster-agent history | head`).
