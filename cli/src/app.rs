@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use roster_core::actor::Actor;
 use roster_core::command::{decide, Command, Decision, Rejected, Rejection};
 use roster_core::envelope::Envelope;
+use roster_core::event::Event;
 use roster_core::name::Name;
 use roster_core::port::{AppendRequest, EventLog, LogError};
 use roster_core::time::Timestamp;
@@ -77,6 +78,9 @@ pub struct App {
     pub world: World,
     /// The operator at the keyboard.
     pub operator: Name,
+    /// Counts the `ApprovalDecided` events committed through this `App`, so that an `act`
+    /// waiting for a human wakes when one is (see [`App::watch_decisions`]).
+    decisions: tokio::sync::watch::Sender<u64>,
 }
 
 impl App {
@@ -101,6 +105,7 @@ impl App {
             log,
             world: World::new(),
             operator,
+            decisions: tokio::sync::watch::Sender::new(0),
         };
         app.refold()?;
         Ok(app)
@@ -114,6 +119,12 @@ impl App {
         })?;
         self.world = world;
         Ok(())
+    }
+
+    /// A receiver that changes each time an approval decision is committed here. Take it
+    /// before looking at the approval, then wait for a change: no decision falls in between.
+    pub fn watch_decisions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.decisions.subscribe()
     }
 
     /// The operator as an actor.
@@ -170,6 +181,12 @@ impl App {
         })?;
         for e in &envelopes {
             self.world.apply(e)?;
+        }
+        let decided = envelopes
+            .iter()
+            .any(|e| matches!(e.body().event, Event::ApprovalDecided { .. }));
+        if decided {
+            self.decisions.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(envelopes)
     }

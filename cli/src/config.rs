@@ -13,6 +13,10 @@
 //! namespace = "roster"
 //! agent_binary = "/usr/local/lib/roster/roster-agent"
 //! busybox = "/bin/busybox"
+//!
+//! [tools."email.send"] # the tool provider of an action, on this machine (read by `roster serve`)
+//! exec = ["/usr/local/bin/send-mail", "--from", "roster@example.com"]
+//! timeout_secs = 30    # default 30, at most 600; then the program is killed
 //! ```
 //!
 //! Precedence: a flag, then its `ROSTER_*` variable where it has one, then this file, then the
@@ -20,9 +24,12 @@
 //! changing this file never changes an agent already hired. An unknown key or a value out of
 //! range is an error naming the file, and nothing runs.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use roster_core::capability::Action;
 use roster_core::event::RuntimeKind;
+use roster_core::gateway::MAX_TOOL_SECS;
 use roster_core::name::Name;
 use serde::Deserialize;
 
@@ -41,6 +48,61 @@ pub struct Config {
     /// Defaults of `roster serve`.
     #[serde(default)]
     pub serve: ServeDefaults,
+    /// Tool providers run on this machine, by action (`[tools."email.send"]`).
+    #[serde(default)]
+    pub tools: HashMap<Action, ExecTool>,
+}
+
+/// `[tools."ACTION"]`: a program that carries out ACTION once the runtime has authorized and
+/// recorded it. It gets the call as one JSON object on stdin and answers one JSON value on
+/// stdout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecTool {
+    /// The program and its arguments (no shell: exactly these words).
+    pub exec: Vec<String>,
+    /// Seconds it may take before it is killed.
+    #[serde(default)]
+    pub timeout_secs: Option<u32>,
+}
+
+/// How long a tool provider may take when its table does not say, in seconds.
+pub const DEFAULT_TOOL_SECS: u32 = 30;
+
+impl ExecTool {
+    /// How long it may take.
+    pub fn timeout(&self) -> std::time::Duration {
+        let secs = self.timeout_secs.unwrap_or(DEFAULT_TOOL_SECS);
+        std::time::Duration::from_secs(u64::from(secs))
+    }
+
+    fn check(&self, action: &Action) -> Result<(), String> {
+        match self.exec.first() {
+            None => {
+                return Err(format!(
+                    "[tools.\"{action}\"]: exec is empty; give the program and its arguments, \
+                     like exec = [\"/usr/local/bin/provider\"]"
+                ))
+            }
+            Some(p) if p.trim().is_empty() => {
+                return Err(format!(
+                    "[tools.\"{action}\"]: exec names no program (its first word is blank)"
+                ))
+            }
+            Some(_) => {}
+        }
+        if let Some(bad) = self.exec.iter().find(|w| w.contains('\0')) {
+            return Err(format!(
+                "[tools.\"{action}\"]: exec word {bad:?} contains a NUL byte"
+            ));
+        }
+        match self.timeout_secs {
+            Some(s) if !(1..=MAX_TOOL_SECS).contains(&s) => Err(format!(
+                "[tools.\"{action}\"]: timeout_secs = {s} is outside 1 to {MAX_TOOL_SECS}"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `[agent]`.
@@ -125,6 +187,9 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
         config.agent.check()?;
+        for (action, tool) in &config.tools {
+            tool.check(action)?;
+        }
         Ok(config)
     }
 }
@@ -146,6 +211,50 @@ mod tests {
         assert_eq!(c.agent.memory_mib, Some(512));
         assert_eq!(c.serve.namespace.unwrap().as_str(), "prod");
         assert!(Config::parse("").unwrap().agent.runtime.is_none());
+    }
+
+    #[test]
+    fn tools_are_checked_at_load() {
+        let c = Config::parse(
+            "[tools.\"email.send\"]\nexec = [\"/bin/cat\", \"-u\"]\ntimeout_secs = 5\n\
+             [tools.\"spend.usd\"]\nexec = [\"/bin/true\"]\n",
+        )
+        .unwrap();
+        let send = &c.tools[&Action::parse("email.send").unwrap()];
+        assert_eq!(send.exec, ["/bin/cat", "-u"]);
+        assert_eq!(send.timeout().as_secs(), 5);
+        let spend = &c.tools[&Action::parse("spend.usd").unwrap()];
+        assert_eq!(spend.timeout().as_secs(), 30);
+        for (text, says) in [
+            ("[tools.\"email.send\"]\nexec = []\n", "exec is empty"),
+            (
+                "[tools.\"email.send\"]\nexec = [\" \"]\n",
+                "names no program",
+            ),
+            ("[tools.\"email.send\"]\n", "exec"),
+            ("[tools.\"email.*\"]\nexec = [\"/bin/true\"]\n", "email.*"),
+            (
+                "[tools.\"Email send\"]\nexec = [\"/bin/true\"]\n",
+                "Email send",
+            ),
+            (
+                "[tools.\"email.send\"]\nexec = [\"/bin/true\"]\ntimeout_secs = 0\n",
+                "timeout_secs = 0 is outside",
+            ),
+            (
+                "[tools.\"email.send\"]\nexec = [\"/bin/true\"]\ntimeout_secs = 601\n",
+                "outside 1 to 600",
+            ),
+            (
+                "[tools.\"email.send\"]\nexec = [\"/bin/true\"]\nshell = true\n",
+                "shell",
+            ),
+        ] {
+            match Config::parse(text) {
+                Ok(c) => panic!("{text:?} was accepted: {c:?}"),
+                Err(e) => assert!(e.contains(says), "{text:?}: `{e}` does not say `{says}`"),
+            }
+        }
     }
 
     #[test]

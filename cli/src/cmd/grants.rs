@@ -211,6 +211,9 @@ pub(super) fn approvals(all: bool, env: &Env<'_>) -> anyhow::Result<()> {
                 "id": ap.id, "agent": ap.agent, "agent_name": describe::agent(&app.world, ap.agent),
                 "action": ap.action, "resource": ap.resource, "amount": ap.amount,
                 "requested_at": ap.requested_at, "state": state,
+                "decided_by": ap.decision.as_ref().map(|d| d.by.to_string()),
+                "decided_at": ap.decision.as_ref().map(|d| d.at),
+                "note": ap.decision.as_ref().and_then(|d| d.note.as_ref()),
             }))?;
         }
         table.row(vec![

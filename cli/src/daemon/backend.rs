@@ -9,14 +9,14 @@ use roster_core::capability::{Action, Resource};
 use roster_core::command::{builtin, Command};
 use roster_core::envelope::Envelope;
 use roster_core::event::AgentSpec;
-use roster_core::gateway::{Call, ErrorCode, GatewayError, SubscribeParams};
+use roster_core::gateway::{ActParams, Call, ErrorCode, GatewayError, SubscribeParams};
 use roster_core::id::{AgentId, TeamId};
 use serde_json::{json, Value};
 
 use super::Daemon;
 use crate::app::CliError;
 use crate::gateway::answer::read_only;
-use crate::gateway::{Backend, Pushes};
+use crate::gateway::{ActAnswer, Backend, Pushes};
 
 /// The daemon's backend.
 #[derive(Debug)]
@@ -34,6 +34,20 @@ impl Backend for DaemonBackend {
             }
         }
         result
+    }
+
+    fn act(&self, agent: AgentId, params: ActParams) -> ActAnswer {
+        let Some(d) = self.0.upgrade() else {
+            return Box::pin(std::future::ready(Err(GatewayError::new(
+                ErrorCode::Internal,
+                "the runtime is shutting down",
+            ))));
+        };
+        Box::pin(async move {
+            let result = super::act::act(d.clone(), agent, params).await;
+            d.poke();
+            result
+        })
     }
 
     fn subscribe(
@@ -107,14 +121,12 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
             capability: p.capability,
             from: p.from,
         },
-        other => {
-            let method = match other {
-                Call::Act(_) => "act",
-                _ => "this method",
-            };
+        // `act` is answered by `Backend::act` (it may wait for a human); `subscribe` by
+        // `Backend::subscribe`; the connection never sends them here.
+        _ => {
             return Err(GatewayError::new(
                 ErrorCode::UnknownMethod,
-                format!("`{method}` is not served by this runtime yet (it comes with the tool and bus work)"),
+                "this method is not answered here",
             ));
         }
     };

@@ -10,15 +10,20 @@
 //! - `control`: what operator commands ask of the containers (stop, start, logs, exec, purge).
 //! - `context`: `publish` and `subscribe` over the bus, with the share checks where a message
 //!   leaves and where it arrives.
+//! - `act`: the gateway's `act` — decide, wait for a human's approval without holding the lock,
+//!   record the spend, call the tool provider. `tools`: the providers (a program configured in
+//!   `roster.toml`, or a service on `NS.tool.ACTION`).
 //!
 //! One decision lane: the store and world sit behind one mutex ([`Daemon::app`]); commands from
 //! the admin socket and calls from agents' gateways take it for the length of one decision.
 
+mod act;
 pub mod admin;
 mod backend;
 mod context;
 pub mod control;
 pub mod supervisor;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -54,6 +59,8 @@ pub struct Daemon {
     outbox: Mutex<Option<roster_bus::Outbox>>,
     /// The bus it uses.
     bus: roster_bus::BusUrl,
+    /// Who carries out the actions agents are allowed (`act`).
+    tools: tools::Tools,
 }
 
 impl Daemon {
@@ -207,7 +214,9 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let app = App::open(data_dir, operator)?;
     // A flag (or its ROSTER_* variable), then DATA/roster.toml, then the default.
-    let config = crate::config::Config::load(data_dir)?.serve;
+    let config = crate::config::Config::load(data_dir)?;
+    let exec_tools = config.tools;
+    let config = config.serve;
     let ns = match args.ns.clone().or(config.namespace) {
         Some(ns) => ns,
         None => roster_core::name::Name::parse("roster")?,
@@ -248,6 +257,7 @@ pub async fn start(
         context: context::Context::new(bus.ctx.clone(), bus.client.clone()),
         outbox: Mutex::new(None),
         bus: bus_url.clone(),
+        tools: tools::Tools::new(exec_tools, bus.client.clone().map(|c| (c, ns.clone()))),
     });
     *daemon.outbox.lock().unwrap_or_else(PoisonError::into_inner) = outbox;
     // Engine events are followed from before the reconcile, so no death falls in between.

@@ -299,6 +299,11 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
                         }
                     }
                 }
+                // Awaited here, not on the blocking pool: it may wait for a human.
+                Ok(Request {
+                    id,
+                    call: Call::Act(params),
+                }) => (Some(id), cx.backend.act(cx.agent, params).await),
                 Ok(request) => (Some(request.id), call(&cx, request.call).await),
             },
         };

@@ -39,7 +39,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-use roster_core::gateway::{Call, GatewayError, SubscribeParams};
+use roster_core::gateway::{ActParams, Call, GatewayError, SubscribeParams};
 use roster_core::id::AgentId;
 
 pub use server::{serve_agent, AgentGateway, Limits, SOCKET_NAME};
@@ -53,6 +53,17 @@ pub use server::{serve_agent, AgentGateway, Limits, SOCKET_NAME};
 pub trait Backend: Send + Sync + 'static {
     /// Answers `call`, made by `agent` (the owner of the socket it came through).
     fn call(&self, agent: AgentId, call: Call) -> Result<serde_json::Value, GatewayError>;
+
+    /// Answers `act` for `agent`. A future, awaited on the connection's own task: an `act`
+    /// may wait for a human for up to an hour, and must hold no thread meanwhile. The default
+    /// refuses.
+    fn act(&self, agent: AgentId, params: ActParams) -> ActAnswer {
+        let _ = (agent, params);
+        Box::pin(std::future::ready(Err(GatewayError::new(
+            roster_core::gateway::ErrorCode::UnknownMethod,
+            "`act` is not served here",
+        ))))
+    }
 
     /// Starts a subscription for `agent`: the answer to send, and the pushes to forward (each
     /// becomes one `{"push":…}` line) until the connection closes. The default refuses.
@@ -68,6 +79,11 @@ pub trait Backend: Send + Sync + 'static {
         ))
     }
 }
+
+/// The answer to an `act`, to be awaited.
+pub type ActAnswer = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<serde_json::Value, GatewayError>> + Send>,
+>;
 
 /// What a subscription pushes to its connection. Bounded: the backend must not wait on a slow
 /// agent (it drops and counts instead, and says so in a later push).

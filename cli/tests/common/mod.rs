@@ -55,6 +55,12 @@ impl Served {
 
     /// A daemon in namespace `ns`, started with `serve_args` too.
     pub fn with(ns: String, serve_args: &[&str]) -> Self {
+        Self::configured(ns, serve_args, None)
+    }
+
+    /// A daemon in namespace `ns`, started with `serve_args` and, when given, this
+    /// `DATA/roster.toml`.
+    pub fn configured(ns: String, serve_args: &[&str], config: Option<&str>) -> Self {
         let info = docker(&["info", "--format", "{{.ServerVersion}}"]);
         assert!(
             info.status.success(),
@@ -71,6 +77,9 @@ impl Served {
             child: None,
         };
         s.ok(&["init"]);
+        if let Some(text) = config {
+            std::fs::write(s.dir.join("roster.toml"), text).unwrap();
+        }
         s.start();
         s
     }
@@ -282,6 +291,12 @@ impl Gateway {
 
     /// Calls `method` with `params`: the `ok` value, or the `error` object.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        let id = self.send(method, params);
+        self.answer(id, Duration::from_secs(30))
+    }
+
+    /// Sends a request without waiting for its answer; its id (for [`Gateway::answer`]).
+    pub fn send(&mut self, method: &str, params: Value) -> u64 {
         use std::io::Write;
         let id = self.next_id;
         self.next_id += 1;
@@ -290,10 +305,16 @@ impl Gateway {
             req["params"] = params;
         }
         writeln!(self.writer, "{req}").unwrap();
+        id
+    }
+
+    /// The answer to request `id` (the next answer on this connection), waiting at most
+    /// `limit`: the `ok` value, or the `error` object.
+    pub fn answer(&mut self, id: u64, limit: Duration) -> Result<Value, Value> {
         loop {
             let v = self
-                .line(Duration::from_secs(30))
-                .unwrap_or_else(|| panic!("no answer to {method} within 30 s"));
+                .line(limit)
+                .unwrap_or_else(|| panic!("no answer to request {id} within {limit:?}"));
             if let Some(p) = v.get("push") {
                 self.pushes.push_back(p.clone());
                 continue;

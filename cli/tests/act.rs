@@ -1,0 +1,393 @@
+//! Acting under permissions, end to end on the real engine: an agent's `act` through its own
+//! gateway socket is decided against its grants, waits for an operator when a grant asks for
+//! approval, is recorded, and is carried out by a tool provider outside the agent — a program
+//! configured in `roster.toml`, or a service on a real `nats-server` — whose answer the agent
+//! gets. Each refusal is recorded; an action no provider can carry out is refused before
+//! anything is recorded.
+//!
+//! Needs Docker, the static `roster-agent` and `nats-server` (`scripts/test` provides them);
+//! without them these tests fail, loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{wait_for, Gateway, Served};
+use roster_bus::NatsServer;
+use serde_json::{json, Value};
+
+/// Long enough for any answer that does not wait for a person.
+const ANSWER: Duration = Duration::from_secs(60);
+
+/// The grants of the acting agent.
+const GRANTS: &[&str] = &[
+    "email.send@mailbox:*,budget=3",
+    "deploy.run@env:*,approval",
+    "spend.usd@*,budget=10",
+    "report.*@*",
+];
+
+fn hire_scout(s: &Served) -> String {
+    s.ok(&["team", "create", "lab"]);
+    let mut args = Vec::new();
+    for g in GRANTS {
+        args.extend(["--grant", g]);
+    }
+    s.hire_into("lab", "scout", &args)
+}
+
+/// The error object's code and message.
+fn error(r: Result<Value, Value>) -> (String, String) {
+    let e = r.expect_err("should have failed");
+    (
+        e["code"].as_str().unwrap().to_owned(),
+        e["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The approvals as `roster --json approvals [--all]` prints them.
+fn approvals(s: &Served, all: bool) -> Vec<Value> {
+    let mut args = vec!["--json", "approvals"];
+    if all {
+        args.push("--all");
+    }
+    s.ok(&args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Waits until an approval for `resource` waits; its id.
+fn waiting_for(s: &Served, resource: &str) -> String {
+    let mut id = None;
+    wait_for(
+        &format!("an approval request on {resource}"),
+        Duration::from_secs(30),
+        || {
+            id = approvals(s, false)
+                .into_iter()
+                .find(|a| a["resource"] == resource)
+                .map(|a| a["id"].as_str().unwrap().to_owned());
+            id.is_some()
+        },
+    );
+    id.unwrap()
+}
+
+/// A provider program: writes the call it got to `dir/call.json`, answers `answer`.
+fn recording_provider(dir: &Path, answer: &str) -> String {
+    let script = dir.join("provider.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat > '{}/call.json'\nprintf '%s' '{answer}'\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    script.display().to_string()
+}
+
+fn last_call(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("call.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn programs_carry_out_what_the_grants_allow_and_operators_approve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let provider = recording_provider(tmp.path(), r#"{"sent":true}"#);
+    let config = format!(
+        r#"
+[tools."email.send"]
+exec = ["/bin/sh", "{provider}"]
+[tools."deploy.run"]
+exec = ["/bin/sh", "{provider}"]
+[tools."report.fail"]
+exec = ["/bin/sh", "-c", "echo the printer is on fire >&2; exit 3"]
+[tools."report.slow"]
+exec = ["/bin/sh", "-c", "sleep 60"]
+timeout_secs = 1
+"#
+    );
+    let s = Served::configured(format!("t{:x}", common::rand_u32()), &[], Some(&config));
+    let scout = hire_scout(&s);
+    let mut g = Gateway::connect(&s, &scout);
+
+    // Allowed: recorded, then the provider gets exactly the authorized call and its answer is
+    // the result.
+    let ok = g
+        .call(
+            "act",
+            json!({"action": "email.send", "resource": "mailbox:alice", "amount": 2,
+                   "args": {"subject": "hello", "to": "alice"}}),
+        )
+        .unwrap();
+    assert_eq!(ok["result"], json!({"sent": true}), "{ok}");
+    let chain = ok["chain"].as_array().unwrap().clone();
+    assert_eq!(chain.len(), 1, "a root grant: {ok}");
+    let grant = s
+        .ok(&["--json", "grants", "lab/scout"])
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|g| g["capability"] == "email.send@mailbox:*,budget=3")
+        .unwrap();
+    assert_eq!(chain[0], grant["id"]);
+    assert_eq!(grant["spent"], 2);
+    assert_eq!(
+        last_call(tmp.path()),
+        json!({
+            "performed": ok["performed"], "action": "email.send", "resource": "mailbox:alice",
+            "amount": 2, "args": {"subject": "hello", "to": "alice"},
+            "agent": {"id": scout, "name": "scout", "team": "lab"},
+            "chain": chain, "approval": null,
+        })
+    );
+    let performed: Vec<Value> = s
+        .events()
+        .into_iter()
+        .filter(|e| e["event"].get("ActionPerformed").is_some())
+        .collect();
+    assert_eq!(performed.len(), 1);
+    assert_eq!(performed[0]["id"], ok["performed"]);
+
+    // The budget has 1 left: 2 more is denied, recorded, and never reaches the provider.
+    let denials = s.count("AccessDenied");
+    let (code, why) = error(g.call(
+        "act",
+        json!({"action": "email.send", "resource": "mailbox:bob", "amount": 2}),
+    ));
+    assert_eq!(code, "denied", "{why}");
+    assert!(why.contains("budget"), "{why}");
+    assert_eq!(s.count("AccessDenied"), denials + 1);
+    assert_eq!(last_call(tmp.path())["resource"], "mailbox:alice");
+
+    // From inside the container, with roster-agent: the last unit of the budget.
+    let out = s.exec(
+        "lab/scout",
+        &[
+            "roster-agent",
+            "act",
+            "email.send",
+            "mailbox:bob",
+            "--arg",
+            "subject=from inside",
+        ],
+    );
+    let inside: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(inside["result"], json!({"sent": true}), "{inside}");
+    assert_eq!(
+        last_call(tmp.path())["args"],
+        json!({"subject": "from inside"})
+    );
+    assert_eq!(last_call(tmp.path())["performed"], inside["performed"]);
+
+    // Needs approval: the call waits; `roster approvals` shows who, what, where, how much,
+    // since when; `roster approve` wakes it and the provider runs with the approval.
+    let waiting = g.send(
+        "act",
+        json!({"action": "deploy.run", "resource": "env:prod", "args": {"tag": "v1"}}),
+    );
+    let id = waiting_for(&s, "env:prod");
+    let listed = approvals(&s, false);
+    let ap = listed.iter().find(|a| a["id"] == id.as_str()).unwrap();
+    assert_eq!(ap["agent"], scout.as_str());
+    assert_eq!(ap["agent_name"], "lab/scout");
+    assert_eq!(ap["action"], "deploy.run");
+    assert_eq!(ap["amount"], 1);
+    assert!(ap["requested_at"].is_string(), "{ap}");
+    assert_eq!(ap["state"], "waiting");
+    let table = s.ok(&["approvals"]);
+    for word in [
+        id.as_str(),
+        "lab/scout",
+        "deploy.run",
+        "env:prod",
+        "waiting",
+    ] {
+        assert!(table.contains(word), "{word} not in:\n{table}");
+    }
+    assert_eq!(s.count("ActionPerformed"), 2);
+    s.ok(&["approve", &id, "--note", "ship it"]);
+    let ok = g.answer(waiting, ANSWER).unwrap();
+    assert_eq!(ok["approval"], id.as_str());
+    assert_eq!(ok["result"], json!({"sent": true}));
+    let call = last_call(tmp.path());
+    assert_eq!(
+        (&call["approval"], &call["action"], &call["args"]),
+        (&json!(id), &json!("deploy.run"), &json!({"tag": "v1"}))
+    );
+
+    // An operator's refusal answers the waiting call, with the note.
+    let waiting = g.send(
+        "act",
+        json!({"action": "deploy.run", "resource": "env:staging"}),
+    );
+    let refused = waiting_for(&s, "env:staging");
+    s.ok(&["deny", &refused, "--note", "not on a friday"]);
+    let (code, why) = error(g.answer(waiting, ANSWER));
+    assert_eq!(code, "denied");
+    assert!(
+        why.contains("not on a friday") && why.contains(&refused),
+        "{why}"
+    );
+
+    // A wait that ends first answers `pending` with the id; nothing is spent. The agent has
+    // no method to decide it itself (deciding is the operator's, on the admin socket).
+    let (code, why) = error(g.call(
+        "act",
+        json!({"action": "deploy.run", "resource": "env:prod", "timeout_secs": 0}),
+    ));
+    assert_eq!(code, "pending", "{why}");
+    let pending = waiting_for(&s, "env:prod");
+    assert!(why.contains(&pending), "{why}");
+    for method in ["approve", "decide_approval", "approval_decide"] {
+        let (code, _) = error(g.call(method, json!({"approval": pending, "approved": true})));
+        assert_eq!(code, "unknown_method");
+    }
+    // Waiting again on it, briefly, is still pending.
+    let (code, _) = error(g.call(
+        "act",
+        json!({"action": "deploy.run", "resource": "env:prod", "timeout_secs": 0,
+               "approval": pending}),
+    ));
+    assert_eq!(code, "pending");
+    assert_eq!(
+        approvals(&s, false).len(),
+        1,
+        "asking again asks nothing new"
+    );
+    // Approved meanwhile: acting again with the id uses it.
+    s.ok(&["approve", &pending]);
+    let again = json!({"action": "deploy.run", "resource": "env:prod", "approval": pending});
+    let ok = g.call("act", again.clone()).unwrap();
+    assert_eq!(ok["approval"], pending.as_str());
+    assert_eq!(last_call(tmp.path())["approval"], pending.as_str());
+    // Once: a second use is refused and recorded.
+    let denials = s.count("AccessDenied");
+    let (code, why) = error(g.call("act", again));
+    assert_eq!(code, "denied");
+    assert!(why.contains("already used"), "{why}");
+    assert_eq!(s.count("AccessDenied"), denials + 1);
+    let used = approvals(&s, true)
+        .into_iter()
+        .find(|a| a["id"] == pending.as_str())
+        .unwrap();
+    assert_eq!(used["state"], "used");
+    assert_eq!(used["decided_by"], "operator:tester");
+    let no = approvals(&s, true)
+        .into_iter()
+        .find(|a| a["id"] == refused.as_str())
+        .unwrap();
+    assert_eq!(
+        (&no["state"], &no["note"]),
+        (&json!("refused"), &json!("not on a friday"))
+    );
+
+    // No provider for spend.usd (no program, no NATS bus): refused before deciding, so
+    // nothing is recorded — not even the budget's use.
+    let before = s.events().len();
+    let (code, why) = error(g.call(
+        "act",
+        json!({"action": "spend.usd", "resource": "vendor:acme", "amount": 5}),
+    ));
+    assert_eq!(code, "unavailable", "{why}");
+    assert!(
+        why.contains("[tools.\"spend.usd\"]") && why.contains("NS.tool.spend.usd"),
+        "{why}"
+    );
+    assert_eq!(s.events().len(), before);
+
+    // A provider that fails, or does not answer in time: a clear error; the action was
+    // recorded and the spend stands.
+    let performed = s.count("ActionPerformed");
+    let (code, why) = error(g.call("act", json!({"action": "report.fail", "resource": "x"})));
+    assert_eq!(code, "tool_failed", "{why}");
+    assert!(
+        why.contains("the printer is on fire") && why.contains("recorded"),
+        "{why}"
+    );
+    let (code, why) = error(g.call("act", json!({"action": "report.slow", "resource": "x"})));
+    assert_eq!(code, "tool_failed", "{why}");
+    assert!(why.contains("within 1 s"), "{why}");
+    assert_eq!(s.count("ActionPerformed"), performed + 2);
+
+    // Inside the container, a wait that ends first exits 6 and names the approval.
+    let out = s.run(&[
+        "exec",
+        "lab/scout",
+        "--",
+        "roster-agent",
+        "act",
+        "deploy.run",
+        "env:qa",
+        "--wait",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    let qa = waiting_for(&s, "env:qa");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&qa),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_service_on_nats_carries_out_the_action() {
+    let nats = NatsServer::start().expect("nats-server is needed: run scripts/setup");
+    let url = nats.url();
+    let ns = format!("t{:x}", common::rand_u32());
+    let s = Served::with(ns.clone(), &["--bus", &url]);
+    let scout = hire_scout(&s);
+    let mut g = Gateway::connect(&s, &scout);
+
+    // Nobody answers on NS.tool.email.send yet: the action was recorded, the error says so.
+    let (code, why) = error(g.call(
+        "act",
+        json!({"action": "email.send", "resource": "mailbox:alice"}),
+    ));
+    assert_eq!(code, "tool_failed", "{why}");
+    assert!(
+        why.contains("no tool provider for email.send")
+            && why.contains(&format!("{ns}.tool.email.send")),
+        "{why}"
+    );
+    assert_eq!(s.count("ActionPerformed"), 1);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _responder = rt.block_on(async {
+        let client = roster_bus::connect_now(&url.parse().unwrap(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let ns = roster_core::name::Name::parse(&ns).unwrap();
+        let action = roster_core::capability::Action::parse("email.send").unwrap();
+        roster_bus::tool::respond(client, &ns, &action, move |call| {
+            let answer = json!({"queued": call.resource.to_string()});
+            let _ = tx.send(call);
+            answer
+        })
+        .await
+        .unwrap()
+    });
+    let ok = g
+        .call(
+            "act",
+            json!({"action": "email.send", "resource": "mailbox:bob", "args": {"subject": "hi"}}),
+        )
+        .unwrap();
+    assert_eq!(ok["result"], json!({"queued": "mailbox:bob"}), "{ok}");
+    let call = rx.recv_timeout(ANSWER).unwrap();
+    assert_eq!(
+        call.performed.to_string(),
+        ok["performed"].as_str().unwrap()
+    );
+    assert_eq!(call.agent.id.to_string(), scout);
+    assert_eq!(call.agent.name.as_str(), "scout");
+    assert_eq!(call.agent.team.as_str(), "lab");
+    assert_eq!(serde_json::to_value(&call.chain).unwrap(), ok["chain"]);
+    assert_eq!(call.args.len(), 1);
+    assert_eq!(call.amount.get(), 1);
+    assert_eq!(call.approval, None);
+}
