@@ -209,6 +209,13 @@ timeout_secs = 1
         assert!(table.contains(word), "{word} not in:\n{table}");
     }
     assert_eq!(s.count("ActionPerformed"), 2);
+    // The waiting call holds nothing: the agent's other connections, and the operator's
+    // commands above, are answered meanwhile.
+    let mut other = Gateway::connect(&s, &scout);
+    assert_eq!(
+        other.call("whoami", Value::Null).unwrap()["id"],
+        scout.as_str()
+    );
     s.ok(&["approve", &id, "--note", "ship it"]);
     let ok = g.answer(waiting, ANSWER).unwrap();
     assert_eq!(ok["approval"], id.as_str());
