@@ -301,7 +301,7 @@ fn context_sharing_over_nats() {
     let s = Served::with(format!("t{:x}", common::rand_u32()), &["--bus", &url]);
     let (t, share) = scenarios(&s);
 
-    // Checked again where it arrives: a crossing put on the bus by anything but this runtime
+    // Checked again where it arrives: a message put on the bus by anything but this runtime
     // (forged, or a replay of one already delivered) reaches nobody, and blames nobody. (A
     // crossing whose share closed on the way is refused and recorded: see the unit tests of
     // `daemon::context`.)
@@ -319,6 +319,18 @@ fn context_sharing_over_nats() {
         "at": "2026-01-01T00:00:00Z",
     }))
     .unwrap();
+    // And a message to product in the name of one of its own agents, which never sent it.
+    let forged_inside: roster_bus::ContextMessage = serde_json::from_value(json!({
+        "to": "product",
+        "from": "product",
+        "sender": t.pm,
+        "topic": "plans/q4",
+        "message": "smuggled too",
+        "share": null,
+        "record": null,
+        "at": "2026-01-01T00:00:00Z",
+    }))
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let bus_url = roster_bus::BusUrl::parse(&url).unwrap();
@@ -328,6 +340,7 @@ fn context_sharing_over_nats() {
             roster_core::name::Name::parse(&s.ns).unwrap(),
         );
         bus.publish(forged).await.unwrap();
+        bus.publish(forged_inside).await.unwrap();
         client.flush().await.unwrap();
     });
     expect_nothing(&mut pm);

@@ -9,12 +9,15 @@
 //! importing team.
 //!
 //! Where it arrives, it is checked again. Each team with listening members has one *inbox*, a
-//! task that reads the team's feed from the bus and, for every message, checks its sender is an
-//! agent in service of the team it claims; for a crossing, that this runtime recorded exactly
-//! this crossing (same share, sender, topic and payload digest) and that the share is still
-//! open and still covers the topic. A message that fails reaches nobody; a crossing whose share
-//! closed while it travelled is recorded as `AccessDenied` for its sender. The inbox then fans
-//! out to the members' subscriptions, each filtering by its patterns.
+//! task that reads the team's feed from the bus and checks every message against what this
+//! runtime sent (kept until it arrives, each taken back once): a team's own message must be
+//! one it sent (same sender, time and payload digest: the sender was the owner of the socket it
+//! came through); a crossing must be one it recorded (same share, sender, topic and digest), its
+//! sender still an agent in service of its team, and its share still open and covering the
+//! topic. A message that fails reaches nobody; a crossing whose share closed while it travelled
+//! is recorded as `AccessDenied` for its sender. The inbox then fans out to the members'
+//! subscriptions, each filtering by its patterns. A team's own messages are checked without the
+//! daemon's lock; only crossings consult the world.
 //!
 //! Delivery is at most once, as on NATS: a subscription whose agent does not read in time loses
 //! messages and is told how many (`{"kind":"dropped","count":N}`) before the next one. Memory is
@@ -34,6 +37,7 @@ use roster_core::event::Event;
 use roster_core::gateway::{ErrorCode, GatewayError, PublishParams, SubscribeParams};
 use roster_core::id::{AgentId, EventId, ShareId, TeamId};
 use roster_core::name::Name;
+use roster_core::time::Timestamp;
 use roster_core::topic::{Topic, TopicPattern};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
@@ -54,8 +58,9 @@ const MAX_PATTERNS: usize = 32;
 /// How long a publish or a subscription may wait for the bus.
 const BUS_WAIT: Duration = Duration::from_secs(2);
 
-/// Crossings decided here whose message has not arrived yet (oldest forgotten first).
-const PENDING_CROSSINGS: usize = 4096;
+/// Messages sent here that have not arrived yet, remembered to check them where they arrive
+/// (oldest forgotten first: a team with no listener never takes its messages back).
+const PENDING: usize = 65_536;
 
 /// What an inbox hands its team's subscriptions: the push, built once.
 #[derive(Debug, Clone)]
@@ -86,7 +91,43 @@ pub struct Context {
     inboxes: Mutex<HashMap<Name, broadcast::Sender<Inbound>>>,
     /// The inbox tasks, stopped with the daemon.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    crossings: Mutex<(HashMap<EventId, Crossing>, VecDeque<EventId>)>,
+    /// Crossings decided here whose message has not arrived yet.
+    crossings: Pending<EventId, Crossing>,
+    /// Messages to a team itself sent here that have not arrived yet: sender, time, digest.
+    local: Pending<(AgentId, Timestamp, Hash), ()>,
+}
+
+/// A bounded map of what was sent, each entry taken back once when its message arrives.
+#[derive(Debug)]
+struct Pending<K, V>(Mutex<(HashMap<K, V>, VecDeque<K>)>);
+
+impl<K: std::hash::Hash + Eq + Clone, V> Pending<K, V> {
+    fn new() -> Self {
+        Self(Mutex::new((HashMap::new(), VecDeque::new())))
+    }
+
+    fn insert(&self, key: K, value: V) {
+        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (map, order) = &mut *guard;
+        while order.len() >= PENDING {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+        order.push_back(key.clone());
+        map.insert(key, value);
+    }
+
+    /// The entry of `key`, once (its place in the order is forgotten lazily).
+    fn take(&self, key: &K) -> Option<V> {
+        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (map, order) = &mut *guard;
+        let value = map.remove(key);
+        if value.is_some() && order.front() == Some(key) {
+            order.pop_front();
+        }
+        value
+    }
 }
 
 fn denied(e: impl std::fmt::Display) -> GatewayError {
@@ -109,7 +150,8 @@ impl Context {
             client,
             inboxes: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
-            crossings: Mutex::new((HashMap::new(), VecDeque::new())),
+            crossings: Pending::new(),
+            local: Pending::new(),
         }
     }
 
@@ -207,7 +249,7 @@ impl Context {
             else {
                 return Err(internal("the crossing was not recorded"));
             };
-            self.remember(
+            self.crossings.insert(
                 record,
                 Crossing {
                     share,
@@ -221,6 +263,9 @@ impl Context {
         drop(app);
         let mut answer = Vec::with_capacity(deliveries.len());
         for (to, crossing) in deliveries {
+            if crossing.is_none() {
+                self.local.insert((agent, at, digest), ());
+            }
             let msg = ContextMessage {
                 to: to.clone(),
                 from: from.clone(),
@@ -246,30 +291,6 @@ impl Context {
             }));
         }
         Ok(json!({ "topic": p.topic, "delivered": answer }))
-    }
-
-    fn remember(&self, record: EventId, crossing: Crossing) {
-        let mut guard = self
-            .crossings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let (map, order) = &mut *guard;
-        if order.len() >= PENDING_CROSSINGS {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
-            }
-        }
-        order.push_back(record);
-        map.insert(record, crossing);
-    }
-
-    /// The crossing recorded as `record`, once: a message is delivered at most once.
-    fn take(&self, record: EventId) -> Option<Crossing> {
-        let mut guard = self
-            .crossings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        guard.0.remove(&record)
     }
 
     /// `subscribe`, from a blocking thread: the agent's team's inbox, filtered by `patterns`.
@@ -351,6 +372,19 @@ async fn run_inbox(
     while let Some(delivery) = feed.next().await {
         let inbound = match delivery {
             Delivery::Dropped(n) => Inbound::Dropped(n),
+            // A team's own message: this runtime sent exactly it (its sender was the socket's
+            // owner when it left), or it reaches nobody.
+            Delivery::Message(m) if !m.crossed() => {
+                let key = (m.sender, m.at, Hash::of(m.message.as_bytes()));
+                if d.context.local.take(&key).is_none() {
+                    tracing::warn!(sender = %m.sender, %team, "dropped a message this runtime did not send");
+                    continue;
+                }
+                Inbound::Message {
+                    topic: m.topic.clone(),
+                    push: Arc::new(push(&m)),
+                }
+            }
             Delivery::Message(m) => {
                 let d2 = d.clone();
                 let m2 = m.clone();
@@ -392,8 +426,9 @@ enum Arrival {
     Refuse(String),
 }
 
-/// The check where `m` arrives, against the world and the crossing this runtime recorded for
-/// it (`recorded`, taken from the pending crossings: each is delivered at most once).
+/// The check where the crossing `m` arrives, against the world and the crossing this runtime
+/// recorded for it (`recorded`, taken from the pending crossings: each is delivered at most
+/// once). (A team's own messages are checked against what this runtime sent, in the inbox.)
 fn arrival(
     world: &roster_core::world::World,
     recorded: Option<&Crossing>,
@@ -408,9 +443,6 @@ fn arrival(
             "{} is not an agent in service of team {}",
             m.sender, m.from
         ));
-    }
-    if !m.crossed() {
-        return Arrival::Deliver;
     }
     let (Some(share), Some(record)) = (m.share, m.record) else {
         return Arrival::Drop("a crossing without its share and record".into());
@@ -438,10 +470,7 @@ fn arrival(
 
 /// Checks `m` where it arrives ([`arrival`]); records a refusal for its sender.
 fn arrives(d: &Daemon, m: &ContextMessage) -> bool {
-    let recorded = m
-        .record
-        .filter(|_| m.crossed())
-        .and_then(|r| d.context.take(r));
+    let recorded = m.record.and_then(|r| d.context.crossings.take(&r));
     let Ok(mut app) = d.app() else {
         return false;
     };
@@ -610,25 +639,30 @@ mod tests {
     }
 
     #[test]
-    fn inside_a_team_only_its_agents_in_service_are_heard() {
-        let t = Team::new();
-        let mut m = ContextMessage {
-            to: Name::parse("research").unwrap(),
-            from: Name::parse("research").unwrap(),
-            sender: t.scout,
-            topic: Topic::parse("notes").unwrap(),
-            message: "hi".into(),
-            share: None,
-            record: None,
-            at: crate::app::now(),
-        };
-        assert_eq!(arrival(t.world(), None, &m), Arrival::Deliver);
-        m.sender = t.retired;
-        assert!(dropped(arrival(t.world(), None, &m)));
-        m.sender = t.other;
-        assert!(dropped(arrival(t.world(), None, &m)));
-        m.sender = t.stranger();
-        assert!(dropped(arrival(t.world(), None, &m)));
+    fn a_crossing_claimed_by_an_agent_of_another_team_reaches_nobody() {
+        let mut t = Team::new();
+        let (mut m, c, _) = crossing(&mut t, "findings/x", "hello");
+        for sender in [t.retired, t.other, t.stranger()] {
+            m.sender = sender;
+            let c = Crossing {
+                sender,
+                ..c.clone()
+            };
+            assert!(dropped(arrival(t.world(), Some(&c), &m)), "{sender}");
+        }
+    }
+
+    #[test]
+    fn what_was_sent_is_taken_back_once_and_the_oldest_is_forgotten_first() {
+        let p: Pending<u32, &str> = Pending::new();
+        p.insert(1, "a");
+        assert_eq!(p.take(&1), Some("a"));
+        assert_eq!(p.take(&1), None);
+        for i in 0..(PENDING as u32 + 1) {
+            p.insert(i, "x");
+        }
+        assert_eq!(p.take(&0), None, "the oldest is forgotten");
+        assert_eq!(p.take(&(PENDING as u32)), Some("x"));
     }
 
     #[test]
