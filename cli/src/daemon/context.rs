@@ -386,16 +386,46 @@ async fn run_inbox(
                 }
             }
             Delivery::Message(m) => {
-                let d2 = d.clone();
-                let m2 = m.clone();
-                match tokio::task::spawn_blocking(move || arrives(&d2, &m2)).await {
-                    Ok(true) => Inbound::Message {
+                let recorded = m.record.and_then(|r| d.context.crossings.take(&r));
+                // The check only reads the world: done here when the lock is free at once,
+                // on the blocking pool when a decision holds it (it may be flushing).
+                let fast = d
+                    .app
+                    .try_lock()
+                    .ok()
+                    .map(|app| arrival(&app.world, recorded.as_ref(), &m));
+                let verdict = match fast {
+                    Some(v) => v,
+                    None => {
+                        let (d2, m2) = (d.clone(), m.clone());
+                        let checked = tokio::task::spawn_blocking(move || {
+                            d2.app()
+                                .map(|app| arrival(&app.world, recorded.as_ref(), &m2))
+                                .unwrap_or_else(|e| Arrival::Drop(e.to_string()))
+                        })
+                        .await;
+                        match checked {
+                            Ok(v) => v,
+                            Err(e) => Arrival::Drop(format!("the arrival check failed: {e}")),
+                        }
+                    }
+                };
+                match verdict {
+                    Arrival::Deliver => Inbound::Message {
                         topic: m.topic.clone(),
                         push: Arc::new(push(&m)),
                     },
-                    Ok(false) => continue,
-                    Err(e) => {
-                        tracing::error!(%team, "the arrival check failed: {e}");
+                    Arrival::Drop(why) => {
+                        tracing::warn!(sender = %m.sender, %team, "dropped a message where it arrived: {why}");
+                        continue;
+                    }
+                    Arrival::Refuse(why) => {
+                        let d2 = d.clone();
+                        let recorded =
+                            tokio::task::spawn_blocking(move || refused(&d2, &m, &why)).await;
+                        if let Err(e) = recorded {
+                            tracing::error!(%team, "cannot record a refused crossing: {e}");
+                        }
                         continue;
                     }
                 }
@@ -468,29 +498,18 @@ fn arrival(
     }
 }
 
-/// Checks `m` where it arrives ([`arrival`]); records a refusal for its sender.
-fn arrives(d: &Daemon, m: &ContextMessage) -> bool {
-    let recorded = m.record.and_then(|r| d.context.crossings.take(&r));
-    let Ok(mut app) = d.app() else {
-        return false;
-    };
-    match arrival(&app.world, recorded.as_ref(), m) {
-        Arrival::Deliver => true,
-        Arrival::Drop(why) => {
-            tracing::warn!(sender = %m.sender, "dropped a message where it arrived: {why}");
-            false
-        }
-        Arrival::Refuse(why) => {
-            tracing::info!(sender = %m.sender, "a crossing was refused where it arrived: {why}");
-            let reason = format!(
-                "message on `{}` refused where it arrived: {why}",
-                m.topic.as_str()
-            );
-            if let Err(e) = record_denial(&mut app, m.sender, &m.to, reason) {
-                tracing::error!("cannot record a refused crossing: {e}");
-            }
-            false
-        }
+/// Records that the crossing `m` was refused where it arrived, for its sender.
+fn refused(d: &Daemon, m: &ContextMessage, why: &str) {
+    tracing::info!(sender = %m.sender, "a crossing was refused where it arrived: {why}");
+    let reason = format!(
+        "message on `{}` refused where it arrived: {why}",
+        m.topic.as_str()
+    );
+    let recorded = d
+        .app()
+        .and_then(|mut app| record_denial(&mut app, m.sender, &m.to, reason));
+    if let Err(e) = recorded {
+        tracing::error!("cannot record a refused crossing: {e}");
     }
 }
 
