@@ -29,7 +29,11 @@ fn answer(call: &Call) -> Option<Result<Value, GatewayError>> {
         // The typed call, back: what the client sent, as the runtime read it.
         Call::History(_) => Some(Ok(serde_json::to_value(call).unwrap())),
         Call::Grants => refuse(ErrorCode::Denied, "agent is retired"),
+        Call::Hire(p) if p.name.as_str() == "scout" => {
+            Some(Ok(serde_json::to_value(call).unwrap()))
+        }
         Call::Hire(_) => refuse(ErrorCode::RateLimited, "too many requests"),
+        Call::Delegate(_) | Call::Retire(_) => Some(Ok(serde_json::to_value(call).unwrap())),
         Call::Act(p) => match p.action.as_str() {
             "a" => refuse(ErrorCode::Internal, "the runtime failed"),
             "wait.long" => refuse(ErrorCode::Pending, "approval apr_x is waiting"),
@@ -351,4 +355,65 @@ fn act_sends_typed_parameters_and_its_outcomes_have_their_exit_codes() {
         assert_eq!(gw.run(args).failed(2), "bad_usage", "{args:?}");
     }
     assert_eq!(gw.lines.lock().unwrap().len(), sent);
+}
+
+#[test]
+fn hire_delegate_and_retire_send_typed_parameters_and_bad_ones_never_leave() {
+    let gw = Gateway::start();
+    let echo = gw
+        .run(&[
+            "hire",
+            "scout",
+            "--role",
+            "finds things",
+            "--runtime",
+            "runsc",
+            "--grant",
+            "email.send@mailbox:alice,budget=5",
+            "--grant",
+            "news.read@feed:*",
+        ])
+        .ok();
+    assert_eq!(
+        echo,
+        json!({"method": "hire", "params": {"name": "scout", "role": "finds things",
+            "image": null, "runtime": "runsc",
+            "grants": ["email.send@mailbox:alice,budget=5", "news.read@feed:*"]}})
+    );
+    let agent = "agt_0190c0de000070008000000000000001";
+    let grant = "grt_0190c0de000070008000000000000002";
+    let echo = gw
+        .run(&[
+            "delegate",
+            agent,
+            "email.send@mailbox:alice",
+            "--from",
+            grant,
+        ])
+        .ok();
+    assert_eq!(
+        echo,
+        json!({"method": "delegate", "params": {"to": agent,
+            "capability": "email.send@mailbox:alice", "from": grant}})
+    );
+    let echo = gw.run(&["retire", agent]).ok();
+    assert_eq!(
+        echo,
+        json!({"method": "retire", "params": {"agent": agent}})
+    );
+    let sent = gw.lines.lock().unwrap().len();
+    for bad in [
+        &["hire", "Bad.Name"][..],
+        &["hire", "scout", "--grant", "email.send@"],
+        &["hire", "scout", "--runtime", "kata"],
+        &["delegate", "scout", "email.send@mailbox:alice"],
+        &["retire", "agt_nothex"],
+    ] {
+        gw.run(bad).failed(2);
+    }
+    assert_eq!(
+        gw.lines.lock().unwrap().len(),
+        sent,
+        "a bad command reached the gateway"
+    );
 }

@@ -24,13 +24,14 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use std::collections::BTreeMap;
 
-use roster_core::capability::{Action, Amount, Resource};
+use roster_core::capability::{Action, Amount, Capability, Resource};
+use roster_core::event::RuntimeKind;
 use roster_core::gateway::{
-    ActParams, Call, HistoryParams, PublishParams, SubscribeParams, DEFAULT_ACT_WAIT_SECS,
-    MAX_ACT_WAIT_SECS, MAX_ARG, MAX_LINE, MAX_TOOL_SECS,
+    ActParams, Call, DelegateParams, HireParams, HistoryParams, PublishParams, RetireParams,
+    SubscribeParams, DEFAULT_ACT_WAIT_SECS, MAX_ACT_WAIT_SECS, MAX_ARG, MAX_LINE, MAX_TOOL_SECS,
 };
-use roster_core::id::ApprovalId;
-use roster_core::name::Name;
+use roster_core::id::{AgentId, ApprovalId, GrantId};
+use roster_core::name::{ImageRef, Label, Name};
 use roster_core::topic::{Topic, TopicPattern};
 use serde_json::{json, Value};
 
@@ -130,6 +131,43 @@ enum Command {
         #[arg(long, value_parser = parse_approval, value_name = "ID")]
         approval: Option<ApprovalId>,
     },
+    /// Hire a teammate into my team, with grants each covered by one of mine (they derive from
+    /// mine, so revoking mine revokes theirs); prints the new agent's id among the events.
+    Hire {
+        /// Its name in my team.
+        #[arg(value_parser = parse_name)]
+        name: Name,
+        /// What it is for.
+        #[arg(long, value_parser = parse_label)]
+        role: Option<Label>,
+        /// Its image (default: the runtime's base image).
+        #[arg(long, value_parser = parse_image)]
+        image: Option<ImageRef>,
+        /// Its container runtime: runc or runsc.
+        #[arg(long, value_parser = parse_runtime)]
+        runtime: Option<RuntimeKind>,
+        /// A capability for it, like `email.send@mailbox:alice,budget=5` (repeat for more).
+        #[arg(long = "grant", value_parser = parse_capability, value_name = "CAP")]
+        grants: Vec<Capability>,
+    },
+    /// Pass a teammate a grant attenuated from one of mine.
+    Delegate {
+        /// The teammate (`agt_…`).
+        #[arg(value_parser = parse_agent)]
+        to: AgentId,
+        /// The capability, covered by the grant it derives from.
+        #[arg(value_parser = parse_capability)]
+        capability: Capability,
+        /// The grant of mine to derive from (default: the first that covers it).
+        #[arg(long, value_parser = parse_grant, value_name = "GRANT")]
+        from: Option<GrantId>,
+    },
+    /// Retire an agent I hired (directly or through my hires): its grants stop working.
+    Retire {
+        /// The agent (`agt_…`).
+        #[arg(value_parser = parse_agent)]
+        agent: AgentId,
+    },
     /// The base image's default program: greet the runtime (`whoami`, retried until the
     /// gateway answers), print who I am, then wait until the container is stopped.
     Idle,
@@ -144,6 +182,33 @@ enum Command {
     },
 }
 
+fn parse_label(s: &str) -> Result<Label, String> {
+    Label::parse(s).map_err(|e| e.to_string())
+}
+fn parse_image(s: &str) -> Result<ImageRef, String> {
+    ImageRef::parse(s).map_err(|e| e.to_string())
+}
+fn parse_runtime(s: &str) -> Result<RuntimeKind, String> {
+    match s {
+        "runc" => Ok(RuntimeKind::Runc),
+        "runsc" => Ok(RuntimeKind::Runsc),
+        _ => Err(format!(
+            "`{}` is not a runtime: runc or runsc",
+            s.chars().take(32).collect::<String>()
+        )),
+    }
+}
+fn parse_capability(s: &str) -> Result<Capability, String> {
+    Capability::parse(s).map_err(|e| e.to_string())
+}
+fn parse_agent(s: &str) -> Result<AgentId, String> {
+    s.parse()
+        .map_err(|e: roster_core::id::IdError| e.to_string())
+}
+fn parse_grant(s: &str) -> Result<GrantId, String> {
+    s.parse()
+        .map_err(|e: roster_core::id::IdError| e.to_string())
+}
 fn parse_topic(s: &str) -> Result<Topic, String> {
     Topic::parse(s).map_err(|e| e.to_string())
 }
@@ -202,6 +267,29 @@ fn request(command: Command) -> Result<serde_json::Map<String, Value>, Failure> 
                 team,
             }))
         }
+        Command::Hire {
+            name,
+            role,
+            image,
+            runtime,
+            grants,
+        } => typed(Call::Hire(HireParams {
+            name,
+            role,
+            image,
+            runtime,
+            grants,
+        })),
+        Command::Delegate {
+            to,
+            capability,
+            from,
+        } => typed(Call::Delegate(DelegateParams {
+            to,
+            capability,
+            from,
+        })),
+        Command::Retire { agent } => typed(Call::Retire(RetireParams { agent })),
         Command::Listen { topics, .. } => {
             let topics = if topics.is_empty() {
                 vec![TopicPattern::parse("**").map_err(|e| Failure::Usage(e.to_string()))?]
