@@ -25,7 +25,7 @@ pub struct Cli {
     pub json: bool,
 
     /// The operator's name recorded as the actor of what you do [default: $USER].
-    #[arg(long = "as", global = true, env = "ROSTER_OPERATOR", value_name = "NAME", value_parser = parse_name)]
+    #[arg(long = "as", global = true, env = "ROSTER_OPERATOR", value_name = "NAME", value_parser = typed::<Name>)]
     pub operator: Option<Name>,
 
     /// What to do.
@@ -67,10 +67,10 @@ pub enum Cmd {
         #[arg(value_parser = parse_agent)]
         agent: AgentRef,
         /// The capability, like `email.send@mailbox:alice,approval`.
-        #[arg(value_parser = parse_capability)]
+        #[arg(value_parser = typed::<Capability>)]
         capability: Capability,
         /// Derive from this grant (which must cover the capability).
-        #[arg(long, value_parser = parse_grant, value_name = "GRANT")]
+        #[arg(long, value_parser = typed::<GrantId>, value_name = "GRANT")]
         from: Option<GrantId>,
         /// Delegate as this agent instead of as an operator.
         #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
@@ -79,7 +79,7 @@ pub enum Cmd {
     /// Revoke a grant and, by cascade, every grant derived from it.
     Revoke {
         /// The grant id.
-        #[arg(value_parser = parse_grant)]
+        #[arg(value_parser = typed::<GrantId>)]
         grant: GrantId,
         /// Revoke as this agent (only grants derived from its own).
         #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
@@ -130,10 +130,10 @@ pub enum Cmd {
         #[arg(value_parser = parse_agent)]
         agent: AgentRef,
         /// The action, like `email.send`.
-        #[arg(value_parser = parse_action)]
+        #[arg(value_parser = typed::<Action>)]
         action: Action,
         /// The resource, like `mailbox:alice`.
-        #[arg(value_parser = parse_resource)]
+        #[arg(value_parser = typed::<Resource>)]
         resource: Resource,
         /// The amount it would spend.
         #[arg(long, value_parser = parse_amount, value_name = "N")]
@@ -145,16 +145,16 @@ pub enum Cmd {
         #[arg(value_parser = parse_agent)]
         agent: AgentRef,
         /// The action, like `spend.usd`.
-        #[arg(value_parser = parse_action)]
+        #[arg(value_parser = typed::<Action>)]
         action: Action,
         /// The resource, like `vendor:acme`.
-        #[arg(value_parser = parse_resource)]
+        #[arg(value_parser = typed::<Resource>)]
         resource: Resource,
         /// The amount it spends.
         #[arg(long, value_parser = parse_amount, value_name = "N")]
         amount: Option<Amount>,
         /// Use this granted approval.
-        #[arg(long, value_parser = parse_approval, value_name = "ID")]
+        #[arg(long, value_parser = typed::<ApprovalId>, value_name = "ID")]
         approval: Option<ApprovalId>,
     },
     /// List approval requests that wait for a human.
@@ -235,7 +235,7 @@ pub enum Cmd {
     Demo {
         /// The bus of the tour's daemon: `memory` (default) or `nats://HOST:PORT` (then the tour
         /// also reads its events back from JetStream, as an outside subscriber).
-        #[arg(long, value_parser = parse_bus, value_name = "URL")]
+        #[arg(long, value_parser = typed::<roster_bus::BusUrl>, value_name = "URL")]
         bus: Option<roster_bus::BusUrl>,
     },
 }
@@ -246,7 +246,7 @@ pub enum TeamCmd {
     /// Create a team.
     Create {
         /// Its name: lowercase letters, digits and `-`.
-        #[arg(value_parser = parse_name)]
+        #[arg(value_parser = typed::<Name>)]
         name: Name,
     },
     /// List teams.
@@ -265,11 +265,11 @@ pub struct ServeArgs {
     pub busybox: Option<PathBuf>,
     /// The namespace of this runtime's containers and volumes (`roster-NS-AGENT`) [default:
     /// roster].
-    #[arg(long, env = "ROSTER_NS", value_parser = parse_name)]
+    #[arg(long, env = "ROSTER_NS", value_parser = typed::<Name>)]
     pub ns: Option<Name>,
     /// The bus: `memory` (in-process) or `nats://HOST:PORT` (events to JetStream, context over
     /// NATS) [default: memory].
-    #[arg(long, env = "ROSTER_BUS", value_parser = parse_bus, value_name = "URL")]
+    #[arg(long, env = "ROSTER_BUS", value_parser = typed::<roster_bus::BusUrl>, value_name = "URL")]
     pub bus: Option<roster_bus::BusUrl>,
 }
 
@@ -285,7 +285,7 @@ pub enum ShareCmd {
         #[arg(long, value_parser = parse_team)]
         to: TeamRef,
         /// Which topics flow, like `findings/**` (`*` one segment, a final `**` the rest).
-        #[arg(long, value_parser = parse_topic_pattern, value_name = "PATTERN")]
+        #[arg(long, value_parser = typed::<TopicPattern>, value_name = "PATTERN")]
         topics: TopicPattern,
         /// Propose as this agent (its `share.propose@team:FROM` grant is checked).
         #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
@@ -294,7 +294,7 @@ pub enum ShareCmd {
     /// Accept a proposed share for the importing team: from now on, context flows.
     Accept {
         /// The share.
-        #[arg(value_parser = parse_share)]
+        #[arg(value_parser = typed::<ShareId>)]
         share: ShareId,
         /// Accept as this agent (its `share.accept@team:TO` grant is checked).
         #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
@@ -303,7 +303,7 @@ pub enum ShareCmd {
     /// Close a share (either side): the next message does not cross.
     Close {
         /// The share.
-        #[arg(value_parser = parse_share)]
+        #[arg(value_parser = typed::<ShareId>)]
         share: ShareId,
         /// Close as this agent (its `share.close@team:T` grant for its side is checked).
         #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
@@ -316,13 +316,13 @@ pub enum ShareCmd {
 pub struct SubscribeArgs {
     /// The bus to read from: `nats://HOST:PORT`, or `memory` for the data directory's own log
     /// [default: `[serve] bus` of DATA/roster.toml, else memory].
-    #[arg(long, env = "ROSTER_BUS", value_parser = parse_bus, value_name = "URL")]
+    #[arg(long, env = "ROSTER_BUS", value_parser = typed::<roster_bus::BusUrl>, value_name = "URL")]
     pub bus: Option<roster_bus::BusUrl>,
     /// The namespace whose events to read [default: the data directory's, else roster].
-    #[arg(long, env = "ROSTER_NS", value_parser = parse_name)]
+    #[arg(long, env = "ROSTER_NS", value_parser = typed::<Name>)]
     pub ns: Option<Name>,
     /// Only this team's events (its name).
-    #[arg(long, value_parser = parse_name)]
+    #[arg(long, value_parser = typed::<Name>)]
     pub team: Option<Name>,
     /// Only events of this kind, like `AgentHired`.
     #[arg(long = "type", value_parser = parse_event_kind, value_name = "KIND")]
@@ -332,7 +332,7 @@ pub struct SubscribeArgs {
     pub from: Option<u64>,
     /// Resume where the subscription of this name stopped; each event is acknowledged only
     /// after it is printed.
-    #[arg(long, value_parser = parse_name, value_name = "NAME")]
+    #[arg(long, value_parser = typed::<Name>, value_name = "NAME")]
     pub durable: Option<Name>,
     /// Stop after N events.
     #[arg(long, value_name = "N")]
@@ -369,13 +369,13 @@ pub struct HireArgs {
     #[arg(long, value_parser = parse_team)]
     pub team: TeamRef,
     /// The new agent's name within the team.
-    #[arg(long, value_parser = parse_name)]
+    #[arg(long, value_parser = typed::<Name>)]
     pub name: Name,
     /// What it is for.
-    #[arg(long, default_value = "", value_parser = parse_label)]
+    #[arg(long, default_value = "", value_parser = typed::<Label>)]
     pub role: Label,
     /// The image its container runs [default: the runtime's base image].
-    #[arg(long, value_parser = parse_image)]
+    #[arg(long, value_parser = typed::<ImageRef>)]
     pub image: Option<ImageRef>,
     /// The container runtime [default: runc, or `[agent] runtime` of DATA/roster.toml].
     #[arg(long, value_enum)]
@@ -399,7 +399,7 @@ pub struct HireArgs {
     #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
     pub by: Option<AgentRef>,
     /// A capability for the new agent (repeatable).
-    #[arg(long = "grant", value_parser = parse_capability, value_name = "CAP")]
+    #[arg(long = "grant", value_parser = typed::<Capability>, value_name = "CAP")]
     pub grants: Vec<Capability>,
 }
 
@@ -407,10 +407,10 @@ pub struct HireArgs {
 #[derive(Debug, Args)]
 pub struct DecideArgs {
     /// The approval request.
-    #[arg(value_parser = parse_approval)]
+    #[arg(value_parser = typed::<ApprovalId>)]
     pub approval: ApprovalId,
     /// Why.
-    #[arg(long, value_parser = parse_label)]
+    #[arg(long, value_parser = typed::<Label>)]
     pub note: Option<Label>,
 }
 
@@ -464,7 +464,7 @@ pub struct BenchArgs {
     pub fanout: u64,
     /// The NATS server to measure on (share) [default: a `nats-server -js` started for the
     /// run on a free port].
-    #[arg(long, value_parser = parse_bus, value_name = "nats://HOST:PORT")]
+    #[arg(long, value_parser = typed::<roster_bus::BusUrl>, value_name = "nats://HOST:PORT")]
     pub nats: Option<roster_bus::BusUrl>,
     /// The static `roster-agent` (hire) [default: as for `serve`].
     #[arg(long, env = "ROSTER_AGENT_BINARY", value_name = "FILE")]
@@ -502,48 +502,20 @@ pub enum BenchWhich {
     All,
 }
 
-fn parse_name(s: &str) -> Result<Name, String> {
-    Name::parse(s).map_err(|e| e.to_string())
-}
-fn parse_label(s: &str) -> Result<Label, String> {
-    Label::parse(s).map_err(|e| e.to_string())
-}
-fn parse_image(s: &str) -> Result<ImageRef, String> {
-    ImageRef::parse(s).map_err(|e| e.to_string())
-}
-fn parse_capability(s: &str) -> Result<Capability, String> {
-    Capability::parse(s).map_err(|e| e.to_string())
-}
-fn parse_action(s: &str) -> Result<Action, String> {
-    Action::parse(s).map_err(|e| e.to_string())
-}
-fn parse_resource(s: &str) -> Result<Resource, String> {
-    Resource::parse(s).map_err(|e| e.to_string())
-}
-fn parse_grant(s: &str) -> Result<GrantId, String> {
-    s.parse()
-        .map_err(|e: roster_core::id::IdError| e.to_string())
-}
-fn parse_approval(s: &str) -> Result<ApprovalId, String> {
-    s.parse()
-        .map_err(|e: roster_core::id::IdError| e.to_string())
+/// A command-line value parsed into its validated type: every core type parses with `FromStr`,
+/// and its error says what is wrong.
+fn typed<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e: T::Err| e.to_string())
 }
 fn parse_agent(s: &str) -> Result<AgentRef, String> {
     AgentRef::parse(s)
 }
 fn parse_team(s: &str) -> Result<TeamRef, String> {
     TeamRef::parse(s)
-}
-/// Cores as a decimal (`0.5`, `2`) into thousandths, between 0.01 and 1024.
-fn parse_topic_pattern(s: &str) -> Result<TopicPattern, String> {
-    TopicPattern::parse(s).map_err(|e| e.to_string())
-}
-fn parse_share(s: &str) -> Result<ShareId, String> {
-    s.parse()
-        .map_err(|e: roster_core::id::IdError| e.to_string())
-}
-fn parse_bus(s: &str) -> Result<roster_bus::BusUrl, String> {
-    roster_bus::BusUrl::parse(s).map_err(|e| e.to_string())
 }
 fn parse_event_kind(s: &str) -> Result<&'static str, String> {
     roster_core::event::Event::KINDS
@@ -558,6 +530,7 @@ fn parse_event_kind(s: &str) -> Result<&'static str, String> {
             )
         })
 }
+/// Cores as a decimal (`0.5`, `2`) into thousandths, between 0.01 and 1024.
 fn parse_cpus(s: &str) -> Result<u32, String> {
     let bad = || format!("`{s}` is not a number of cores like 0.5 or 2");
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));

@@ -89,7 +89,7 @@ enum Command {
     /// both teams opened (the crossing is recorded, the message is not).
     Share {
         /// The topic, like `findings/daily`.
-        #[arg(value_parser = parse_topic)]
+        #[arg(value_parser = typed::<Topic>)]
         topic: Topic,
         /// The text (at most 64 KiB); `-` reads it from stdin.
         message: String,
@@ -101,7 +101,7 @@ enum Command {
     /// line each, as they arrive — including those other teams share with mine.
     Listen {
         /// Topic patterns: `*` is one segment, a final `**` the rest.
-        #[arg(value_parser = parse_pattern, value_name = "PATTERN")]
+        #[arg(value_parser = typed::<TopicPattern>, value_name = "PATTERN")]
         topics: Vec<TopicPattern>,
         /// Stop after N messages.
         #[arg(long, value_name = "N")]
@@ -112,10 +112,10 @@ enum Command {
     /// (`--wait`); if none comes in time, exits 6 with the approval id to pass to `--approval`.
     Act {
         /// The action, like `email.send`.
-        #[arg(value_parser = parse_action)]
+        #[arg(value_parser = typed::<Action>)]
         action: Action,
         /// The resource, like `mailbox:alice`.
-        #[arg(value_parser = parse_resource)]
+        #[arg(value_parser = typed::<Resource>)]
         resource: Resource,
         /// How much it spends against budgets (default 1).
         #[arg(long, value_parser = parse_amount, value_name = "N")]
@@ -128,44 +128,44 @@ enum Command {
         wait: Option<u32>,
         /// An approval asked for earlier (from a `pending` answer): wait for it again, or use
         /// it once granted.
-        #[arg(long, value_parser = parse_approval, value_name = "ID")]
+        #[arg(long, value_parser = typed::<ApprovalId>, value_name = "ID")]
         approval: Option<ApprovalId>,
     },
     /// Hire a teammate into my team, with grants each covered by one of mine (they derive from
     /// mine, so revoking mine revokes theirs); prints the new agent's id among the events.
     Hire {
         /// Its name in my team.
-        #[arg(value_parser = parse_name)]
+        #[arg(value_parser = typed::<Name>)]
         name: Name,
         /// What it is for.
-        #[arg(long, value_parser = parse_label)]
+        #[arg(long, value_parser = typed::<Label>)]
         role: Option<Label>,
         /// Its image (default: the runtime's base image).
-        #[arg(long, value_parser = parse_image)]
+        #[arg(long, value_parser = typed::<ImageRef>)]
         image: Option<ImageRef>,
         /// Its container runtime: runc or runsc.
         #[arg(long, value_parser = parse_runtime)]
         runtime: Option<RuntimeKind>,
         /// A capability for it, like `email.send@mailbox:alice,budget=5` (repeat for more).
-        #[arg(long = "grant", value_parser = parse_capability, value_name = "CAP")]
+        #[arg(long = "grant", value_parser = typed::<Capability>, value_name = "CAP")]
         grants: Vec<Capability>,
     },
     /// Pass a teammate a grant attenuated from one of mine.
     Delegate {
         /// The teammate (`agt_…`).
-        #[arg(value_parser = parse_agent)]
+        #[arg(value_parser = typed::<AgentId>)]
         to: AgentId,
         /// The capability, covered by the grant it derives from.
-        #[arg(value_parser = parse_capability)]
+        #[arg(value_parser = typed::<Capability>)]
         capability: Capability,
         /// The grant of mine to derive from (default: the first that covers it).
-        #[arg(long, value_parser = parse_grant, value_name = "GRANT")]
+        #[arg(long, value_parser = typed::<GrantId>, value_name = "GRANT")]
         from: Option<GrantId>,
     },
     /// Retire an agent I hired (directly or through my hires): its grants stop working.
     Retire {
         /// The agent (`agt_…`).
-        #[arg(value_parser = parse_agent)]
+        #[arg(value_parser = typed::<AgentId>)]
         agent: AgentId,
     },
     /// The base image's default program: greet the runtime (`whoami`, retried until the
@@ -182,11 +182,14 @@ enum Command {
     },
 }
 
-fn parse_label(s: &str) -> Result<Label, String> {
-    Label::parse(s).map_err(|e| e.to_string())
-}
-fn parse_image(s: &str) -> Result<ImageRef, String> {
-    ImageRef::parse(s).map_err(|e| e.to_string())
+/// A command-line value parsed into its validated type: every core type parses with `FromStr`,
+/// and its error says what is wrong.
+fn typed<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e: T::Err| e.to_string())
 }
 fn parse_runtime(s: &str) -> Result<RuntimeKind, String> {
     match s {
@@ -198,40 +201,15 @@ fn parse_runtime(s: &str) -> Result<RuntimeKind, String> {
         )),
     }
 }
-fn parse_capability(s: &str) -> Result<Capability, String> {
-    Capability::parse(s).map_err(|e| e.to_string())
-}
-fn parse_agent(s: &str) -> Result<AgentId, String> {
-    s.parse()
-        .map_err(|e: roster_core::id::IdError| e.to_string())
-}
-fn parse_grant(s: &str) -> Result<GrantId, String> {
-    s.parse()
-        .map_err(|e: roster_core::id::IdError| e.to_string())
-}
-fn parse_topic(s: &str) -> Result<Topic, String> {
-    Topic::parse(s).map_err(|e| e.to_string())
-}
-fn parse_pattern(s: &str) -> Result<TopicPattern, String> {
-    TopicPattern::parse(s).map_err(|e| e.to_string())
-}
+/// A team name (the message names it so).
 fn parse_name(s: &str) -> Result<Name, String> {
     Name::parse_as(s, "team name").map_err(|e| e.to_string())
-}
-fn parse_action(s: &str) -> Result<Action, String> {
-    Action::parse(s).map_err(|e| e.to_string())
-}
-fn parse_resource(s: &str) -> Result<Resource, String> {
-    Resource::parse(s).map_err(|e| e.to_string())
 }
 fn parse_amount(s: &str) -> Result<Amount, String> {
     match s.parse::<u64>() {
         Ok(n) => Amount::new(n).ok_or_else(|| "an amount must be at least 1".to_string()),
         Err(_) => Err(format!("`{s}` is not a whole number")),
     }
-}
-fn parse_approval(s: &str) -> Result<ApprovalId, String> {
-    s.parse::<ApprovalId>().map_err(|e| e.to_string())
 }
 /// `KEY=VALUE`: a valid name, then any text up to the gateway's limit.
 fn parse_arg(s: &str) -> Result<(Name, String), String> {
