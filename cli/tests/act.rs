@@ -240,8 +240,9 @@ timeout_secs = 1
         "{why}"
     );
 
-    // A wait that ends first answers `pending` with the id; nothing is spent. The agent has
-    // no method to decide it itself (deciding is the operator's, on the admin socket).
+    // A wait that ends first answers `pending` with the id; nothing is spent. The agent cannot
+    // decide it itself (deciding is the operator's, on the admin socket): `decide_approval` is
+    // refused and recorded, and no other name for it exists.
     let (code, why) = error(g.call(
         "act",
         json!({"action": "deploy.run", "resource": "env:prod", "timeout_secs": 0}),
@@ -249,10 +250,18 @@ timeout_secs = 1
     assert_eq!(code, "pending", "{why}");
     let pending = waiting_for(&s, "env:prod");
     assert!(why.contains(&pending), "{why}");
-    for method in ["approve", "decide_approval", "approval_decide"] {
+    for method in ["approve", "approval_decide"] {
         let (code, _) = error(g.call(method, json!({"approval": pending, "approved": true})));
         assert_eq!(code, "unknown_method");
     }
+    let denials = s.count("AccessDenied");
+    let (code, why) = error(g.call(
+        "decide_approval",
+        json!({"approval": pending, "approved": true}),
+    ));
+    assert_eq!(code, "denied", "{why}");
+    assert!(why.contains("only an operator"), "{why}");
+    assert_eq!(s.count("AccessDenied"), denials + 1);
     // Waiting again on it, briefly, is still pending.
     let (code, _) = error(g.call(
         "act",

@@ -54,6 +54,11 @@ pub enum Call {
     Delegate(DelegateParams),
     /// Use a capability (waits for approval when one is needed).
     Act(ActParams),
+    /// Decide an approval request. Only operators decide approvals (`approval.decide`): an
+    /// agent's attempt is always refused, and recorded as `AccessDenied` like any other
+    /// refusal, so that an agent trying to approve its own action shows in the log instead of
+    /// vanishing as an unknown method.
+    DecideApproval(DecideApprovalParams),
     /// Publish a message on a topic.
     Publish(PublishParams),
     /// Receive the messages of matching topics, pushed.
@@ -154,6 +159,19 @@ impl ActParams {
             .min(MAX_ACT_WAIT_SECS);
         std::time::Duration::from_secs(u64::from(secs))
     }
+}
+
+/// `decide_approval` parameters (what `roster approve`/`deny` decides).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideApprovalParams {
+    /// The approval request.
+    pub approval: ApprovalId,
+    /// Approve (`true`) or refuse (`false`).
+    pub approved: bool,
+    /// Why, for people.
+    #[serde(default)]
+    pub note: Option<Label>,
 }
 
 /// How long an `act` waits for a human's approval when the agent does not say, in seconds.
@@ -285,6 +303,7 @@ pub const METHODS: &[&str] = &[
     "retire",
     "delegate",
     "act",
+    "decide_approval",
     "publish",
     "subscribe",
     "share_propose",
@@ -482,6 +501,26 @@ mod tests {
             a.approval.map(|id| id.to_string()).as_deref(),
             Some("apr_0192f0c0000070008000000000000001")
         );
+        let decide = ok(
+            r#"{"id":4,"method":"decide_approval","params":{"approval":"apr_0192f0c0000070008000000000000001","approved":true,"note":"mine, so fine"}}"#,
+        );
+        let Call::DecideApproval(d) = decide else {
+            panic!("not a decide_approval")
+        };
+        assert_eq!(
+            (d.approval.to_string(), d.approved),
+            ("apr_0192f0c0000070008000000000000001".to_owned(), true)
+        );
+        assert_eq!(
+            d.note.map(|n| n.to_string()).as_deref(),
+            Some("mine, so fine")
+        );
+        let Call::DecideApproval(d) = ok(
+            r#"{"id":4,"method":"decide_approval","params":{"approval":"apr_0192f0c0000070008000000000000001","approved":false}}"#,
+        ) else {
+            panic!("not a decide_approval")
+        };
+        assert_eq!((d.approved, d.note), (false, None));
         assert_eq!(ok(r#"{"id":5,"method":"shares"}"#), Call::Shares);
         let propose = ok(
             r#"{"id":6,"method":"share_propose","params":{"to":"product","topics":"findings/**"}}"#,
@@ -592,6 +631,36 @@ mod tests {
                 r#"{"id":9,"method":"act","params":{"action":"a","resource":"x","approval":"grt_0192f0c0000070008000000000000001"}}"#,
                 Some(9),
                 ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"decide_approval","params":{"approval":"apr_0192f0c0000070008000000000000001"}}"#,
+                Some(9),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"decide_approval","params":{"approval":"apr_0192f0c0000070008000000000000001","approved":"yes"}}"#,
+                Some(9),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"decide_approval","params":{"approval":"grt_0192f0c0000070008000000000000001","approved":true}}"#,
+                Some(9),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"decide_approval","params":{"approval":"apr_0192f0c0000070008000000000000001","approved":true,"as":"operator"}}"#,
+                Some(9),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"decide_approval","params":{"approval":"apr_0192f0c0000070008000000000000001","approved":true,"note":"two\nlines"}}"#,
+                Some(9),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":9,"method":"approve","params":{"approval":"apr_0192f0c0000070008000000000000001"}}"#,
+                Some(9),
+                ErrorCode::UnknownMethod,
             ),
             (
                 r#"{"id":9,"method":"publish","params":{"topic":"a.b","message":"m"}}"#,

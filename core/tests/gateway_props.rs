@@ -19,6 +19,7 @@ const VALID: &[&str] = &[
     r#"{"id":11,"method":"share_accept","params":{"share":"shr_0192f0c0000070008000000000000001"}}"#,
     r#"{"id":12,"method":"share_close","params":{"share":"shr_0192f0c0000070008000000000000002"}}"#,
     r#"{"id":13,"method":"shares"}"#,
+    r#"{"id":14,"method":"decide_approval","params":{"approval":"apr_0192f0c0000070008000000000000001","approved":true,"note":"ok"}}"#,
 ];
 
 fn mutated() -> impl Strategy<Value = Vec<u8>> {

@@ -174,7 +174,8 @@ enum Command {
     /// Any method, with its parameters as one JSON object (for example
     /// `call hire '{"name":"scout","grants":["email.send@mailbox:team"]}'`).
     Call {
-        /// The method: whoami, grants, history, hire, retire, delegate, act, publish, subscribe,
+        /// The method: whoami, grants, history, hire, retire, delegate, act, decide_approval
+        /// (always refused: only operators decide approvals), publish, subscribe,
         /// share_propose, share_accept, share_close, shares.
         method: String,
         /// Its parameters, a JSON object; `-` reads them from stdin (for long messages).

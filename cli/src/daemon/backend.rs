@@ -121,6 +121,13 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
             capability: p.capability,
             from: p.from,
         },
+        // Always refused (only operators decide approvals) and recorded by `decide`: the
+        // method exists so that an agent's attempt is on the log, not lost as unknown.
+        Call::DecideApproval(p) => Command::DecideApproval {
+            approval: p.approval,
+            approved: p.approved,
+            note: p.note,
+        },
         // `act` is answered by `Backend::act` (it may wait for a human); `subscribe` by
         // `Backend::subscribe`; the connection never sends them here.
         _ => {
