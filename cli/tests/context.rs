@@ -219,6 +219,21 @@ fn scenarios(s: &Served) -> (Teams, String) {
     ));
     expect_nothing(&mut pm);
     assert_eq!(s.count("AccessDenied"), denials + 1);
+    let refusal = s
+        .events()
+        .into_iter()
+        .rev()
+        .find_map(|e| e["event"].get("AccessDenied").cloned())
+        .unwrap();
+    assert_eq!(
+        (&refusal["agent"], &refusal["action"], &refusal["resource"]),
+        (
+            &json!(t.scout),
+            &json!("context.share"),
+            &json!("team:product")
+        ),
+        "{refusal}"
+    );
     assert_eq!(s.count("ContextShared"), 2);
     let shares = s.ok(&["shares"]);
     assert!(shares.contains("closed"), "{shares}");
