@@ -37,6 +37,7 @@ pub fn stop_reason(reason: &StopReason) -> String {
         StopReason::Crashed { code } => format!("crashed with {code}"),
         StopReason::OomKilled => "killed: out of memory".to_string(),
         StopReason::TimedOut => "timed out".to_string(),
+        StopReason::Vanished => "its container was gone".to_string(),
     }
 }
 
@@ -83,7 +84,7 @@ pub fn event(world: &World, e: &Event) -> String {
                 format!(" as \"{role}\"")
             };
             format!(
-                "hired {}{role}{by} (image {}, {:?})",
+                "hired {}{role}{by} (image {}, {})",
                 agent(world, *id),
                 spec.image,
                 spec.runtime

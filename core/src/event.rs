@@ -31,6 +31,22 @@ pub enum RuntimeKind {
     Runsc,
 }
 
+impl RuntimeKind {
+    /// Its name, as the engine and the JSON spell it (`runc`, `runsc`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Runc => "runc",
+            RuntimeKind::Runsc => "runsc",
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What network an agent's container gets. Only `None` exists: agents reach the world through
 /// the runtime's gateway, never directly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -91,6 +107,48 @@ impl AgentSpec {
             network: NetworkPolicy::None,
         }
     }
+
+    /// Why a container made from `self` would be less confined than one made from `hirer`
+    /// (a weaker runtime, a larger limit, a longer or no timeout), or `None` when it is not.
+    /// An agent may hire only teammates confined at least as tightly as itself; the image is
+    /// not a confinement (every image runs under the same hardening).
+    pub fn looser_than(&self, hirer: &AgentSpec) -> Option<String> {
+        if self.runtime == RuntimeKind::Runc && hirer.runtime == RuntimeKind::Runsc {
+            return Some("it would run under runc, its hirer under gVisor (runsc)".into());
+        }
+        let (mine, theirs) = (&self.resources, &hirer.resources);
+        for (what, unit, mine, theirs) in [
+            (
+                "cpu",
+                "thousandths of a core",
+                mine.cpu_millis,
+                theirs.cpu_millis,
+            ),
+            ("memory", "MiB", mine.memory_mib, theirs.memory_mib),
+            ("processes", "", mine.pids, theirs.pids),
+            ("/tmp", "MiB", mine.tmpfs_mib, theirs.tmpfs_mib),
+        ] {
+            if mine > theirs {
+                let unit = if unit.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {unit}")
+                };
+                return Some(format!(
+                    "its {what} limit {mine}{unit} is above its hirer's {theirs}{unit}"
+                ));
+            }
+        }
+        match (mine.timeout_secs, theirs.timeout_secs) {
+            (None, Some(t)) => Some(format!(
+                "it would run without a timeout, its hirer within {t} s"
+            )),
+            (Some(m), Some(t)) if m > t => {
+                Some(format!("its timeout {m} s is above its hirer's {t} s"))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Why an agent's container stopped.
@@ -113,6 +171,9 @@ pub enum StopReason {
     OomKilled,
     /// It ran past its timeout.
     TimedOut,
+    /// Its container disappeared while the runtime was not watching (removed from outside, or
+    /// lost with the machine); the runtime noticed at its next reconcile.
+    Vanished,
 }
 
 /// Something that happened to a team. Version 1.

@@ -97,7 +97,8 @@ pub struct HireParams {
     /// Its image (default: the runtime's base image).
     #[serde(default)]
     pub image: Option<ImageRef>,
-    /// Its container runtime.
+    /// Its container runtime (default: mine). Its limits and timeout are mine: a teammate is
+    /// never less confined than its hirer.
     #[serde(default)]
     pub runtime: Option<RuntimeKind>,
     /// Its capabilities, each covered by one of mine.

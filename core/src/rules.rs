@@ -47,6 +47,19 @@ impl World {
             Event::AgentHired {
                 parent: Some(h), ..
             } if !by_agent(*h) => broken(format!("an agent hired by {h} must be recorded by {h}")),
+            Event::AgentHired {
+                parent: Some(h),
+                spec,
+                ..
+            } => match self
+                .agent(*h)
+                .and_then(|hirer| spec.looser_than(&hirer.spec))
+            {
+                Some(why) => broken(format!(
+                    "{h} hired a teammate less confined than itself: {why}"
+                )),
+                None => Ok(()),
+            },
             Event::GrantIssued { parent: None, .. } if !operator => {
                 broken("only an operator issues a root grant".into())
             }

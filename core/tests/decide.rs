@@ -13,7 +13,7 @@ use roster_core::actor::Actor;
 use roster_core::authz::{Authorization, DenyReason};
 use roster_core::capability::Amount;
 use roster_core::command::{Command, Rejected, Rejection};
-use roster_core::event::Event;
+use roster_core::event::{AgentSpec, Event, RuntimeKind};
 use roster_core::id::{AgentId, ApprovalId, GrantId, TeamId};
 use roster_core::name::Label;
 
@@ -255,6 +255,84 @@ fn a_lead_cannot_loosen_a_limit() {
         ),
         &lead,
     );
+}
+
+/// `hire`, with the spec `change` makes of the base one.
+fn hire_with(team: TeamId, agent_name: &str, change: impl FnOnce(&mut AgentSpec)) -> Command {
+    let mut command = hire(team, agent_name, vec![]);
+    if let Command::Hire { spec, .. } = &mut command {
+        change(spec);
+    }
+    command
+}
+
+#[test]
+fn a_lead_hires_no_teammate_less_confined_than_itself() {
+    let mut h = Harness::new();
+    let team = h.team("research");
+    fn tight(s: &mut AgentSpec) {
+        s.runtime = RuntimeKind::Runsc;
+        s.resources.memory_mib = 128;
+        s.resources.timeout_secs = Some(600);
+    }
+    let envs = h.ok(
+        {
+            let mut c = hire_with(team, "lead", tight);
+            if let Command::Hire { grants, .. } = &mut c {
+                grants.push(cap("agent.hire@team:research"));
+            }
+            c
+        },
+        &operator(),
+    );
+    let lead = Actor::Agent(common::hired_agent(&envs).unwrap());
+    type Change = fn(&mut AgentSpec);
+    let looser: [(&str, &str, Change); 5] = [
+        ("runc", "under runc, its hirer under gVisor", |s| {
+            tight(s);
+            s.runtime = RuntimeKind::Runc;
+        }),
+        ("base", "under runc", |_| {}),
+        (
+            "mem",
+            "memory limit 256 MiB is above its hirer's 128 MiB",
+            |s| {
+                tight(s);
+                s.resources.memory_mib = 256;
+            },
+        ),
+        (
+            "forever",
+            "without a timeout, its hirer within 600 s",
+            |s| {
+                tight(s);
+                s.resources.timeout_secs = None;
+            },
+        ),
+        ("longer", "timeout 601 s is above its hirer's 600 s", |s| {
+            tight(s);
+            s.resources.timeout_secs = Some(601);
+        }),
+    ];
+    for (who, why, change) in looser {
+        let command = hire_with(team, who, change);
+        let r = refused(&mut h, command, &lead, "agent.hire");
+        assert!(matches!(*r.rejection, Rejection::LooserSpec(_)), "{r}");
+        says(&r, &["less confined than its hirer", why]);
+    }
+    assert_eq!(h.world.agents().count(), 1, "nobody was hired");
+    // As tight, or tighter, is a hire.
+    h.ok(hire_with(team, "same", tight), &lead);
+    h.ok(
+        hire_with(team, "tighter", |s| {
+            tight(s);
+            s.resources.cpu_millis = 250;
+            s.resources.timeout_secs = Some(60);
+        }),
+        &lead,
+    );
+    // The operator confines as it likes.
+    h.ok(hire(team, "loose", vec![]), &operator());
 }
 
 #[test]

@@ -502,3 +502,38 @@ fn forged_crossings_and_denials_are_refused() {
         "its own request or by the runtime",
     );
 }
+
+#[test]
+fn a_forged_hire_less_confined_than_its_hirer_is_refused() {
+    use roster_core::event::{AgentSpec, RuntimeKind};
+    use roster_core::id::AgentId;
+    let mut h = Harness::new();
+    let team = h.team("ops");
+    let mut gvisor = AgentSpec::base();
+    gvisor.runtime = RuntimeKind::Runsc;
+    let envs = h.ok(
+        Command::Hire {
+            team,
+            name: common::name("lead"),
+            role: roster_core::name::Label::parse("lead").unwrap(),
+            spec: gvisor.clone(),
+            grants: vec![cap("agent.hire@team:ops")],
+        },
+        &operator(),
+    );
+    let lead = common::hired_agent(&envs).unwrap();
+    let mut hired = |spec: AgentSpec, n: u64| Event::AgentHired {
+        agent: AgentId::mint(h.now, &mut h.entropy),
+        name: common::name(&format!("helper{n}")),
+        role: roster_core::name::Label::parse("helper").unwrap(),
+        parent: Some(lead),
+        spec,
+    };
+    let looser = hired(AgentSpec::base(), 1);
+    let as_tight = hired(gvisor, 2);
+    refused(
+        forged(&mut h, team, &Actor::Agent(lead), vec![looser]),
+        "less confined than itself: it would run under runc",
+    );
+    forged(&mut h, team, &Actor::Agent(lead), vec![as_tight]).unwrap();
+}

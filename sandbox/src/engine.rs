@@ -38,10 +38,7 @@ pub struct Engine {
 
 /// The name of a runtime as the engine knows it.
 pub(crate) fn runtime_name(kind: RuntimeKind) -> &'static str {
-    match kind {
-        RuntimeKind::Runc => "runc",
-        RuntimeKind::Runsc => "runsc",
-    }
+    kind.as_str()
 }
 
 impl Engine {

@@ -208,10 +208,7 @@ pub fn plan(
     let network = match spec.network {
         NetworkPolicy::None => "none",
     };
-    let runtime = match spec.runtime {
-        RuntimeKind::Runc => "runc",
-        RuntimeKind::Runsc => "runsc",
-    };
+    let runtime = spec.runtime.as_str();
     // Under gVisor the container's cgroup holds the whole sandbox, its user-space kernel
     // included (see `HostLimits`), so the agent's own process limit is given to gVisor's kernel
     // as RLIMIT_NPROC: a fork bomb fails to fork inside, as under runc. Never RLIMIT_NPROC under

@@ -132,7 +132,8 @@ enum Command {
         approval: Option<ApprovalId>,
     },
     /// Hire a teammate into my team, with grants each covered by one of mine (they derive from
-    /// mine, so revoking mine revokes theirs); prints the new agent's id among the events.
+    /// mine, so revoking mine revokes theirs); prints `agent`, the new agent's id, and the
+    /// events. It is confined like me (runtime, limits, timeout) unless it asks for tighter.
     Hire {
         /// Its name in my team.
         #[arg(value_parser = typed::<Name>)]
@@ -143,7 +144,7 @@ enum Command {
         /// Its image (default: the runtime's base image).
         #[arg(long, value_parser = typed::<ImageRef>)]
         image: Option<ImageRef>,
-        /// Its container runtime: runc or runsc.
+        /// Its container runtime, runc or runsc (default: mine; never weaker than mine).
         #[arg(long, value_parser = parse_runtime)]
         runtime: Option<RuntimeKind>,
         /// A capability for it, like `email.send@mailbox:alice,budget=5` (repeat for more).

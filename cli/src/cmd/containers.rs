@@ -181,10 +181,7 @@ pub(super) fn verify(
         }
     }
     if !env.out.json {
-        let rt = match runtime {
-            RuntimeKind::Runc => "runc",
-            RuntimeKind::Runsc => "runsc",
-        };
+        let rt = runtime.as_str();
         env.out.line(format!(
             "{} of {} checks held under {rt}",
             checks.len() - failed,

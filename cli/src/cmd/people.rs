@@ -177,10 +177,7 @@ pub(super) fn agents(team: Option<TeamRef>, all: bool, env: &Env<'_>) -> anyhow:
                 ),
             },
         };
-        let runtime = match ag.spec.runtime {
-            RuntimeKind::Runc => "runc",
-            RuntimeKind::Runsc => "runsc",
-        };
+        let runtime = ag.spec.runtime.as_str();
         if env.out.json {
             env.out.json_line(&json!({
                 "id": ag.id, "team": team, "name": ag.name,

@@ -8,9 +8,10 @@ use roster_core::actor::Actor;
 use roster_core::capability::{Action, Resource};
 use roster_core::command::{builtin, Command};
 use roster_core::envelope::Envelope;
-use roster_core::event::AgentSpec;
+use roster_core::event::{AgentSpec, Event};
 use roster_core::gateway::{ActParams, Call, ErrorCode, GatewayError, SubscribeParams};
 use roster_core::id::{AgentId, TeamId};
+use roster_core::name::ImageRef;
 use serde_json::{json, Value};
 
 use super::Daemon;
@@ -78,10 +79,13 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
     let command = match call {
         Call::Hire(p) => {
             let team = own_team(&app.world, agent)?;
-            let mut spec = AgentSpec::base();
-            if let Some(image) = p.image {
-                spec.image = image;
-            }
+            // A teammate is confined like its hirer unless it asks for tighter (`decide`
+            // refuses looser); its image is the base image unless it names one.
+            let mut spec = app
+                .world
+                .agent(agent)
+                .map_or_else(AgentSpec::base, |a| a.spec.clone());
+            spec.image = p.image.unwrap_or_else(ImageRef::base);
             if let Some(runtime) = p.runtime {
                 spec.runtime = runtime;
             }
@@ -155,7 +159,16 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
     d.poke();
     match committed {
         Ok(envelopes) => {
-            Ok(json!({ "events": envelopes.iter().map(event_json).collect::<Vec<_>>() }))
+            let mut answer =
+                json!({ "events": envelopes.iter().map(event_json).collect::<Vec<_>>() });
+            // A hire also answers with what the hirer asked for: the new agent's id.
+            if let Some(hired) = envelopes.iter().find_map(|e| match e.event {
+                Event::AgentHired { agent, .. } => Some(agent),
+                _ => None,
+            }) {
+                answer["agent"] = json!(hired);
+            }
+            Ok(answer)
         }
         Err(CliError::Refused(r)) => Err(GatewayError::new(ErrorCode::Denied, r.to_string())),
         Err(e) => Err(internal(e)),

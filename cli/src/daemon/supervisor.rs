@@ -217,7 +217,7 @@ pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> anyhow::Result
         };
         if was_running || matches!(ag.status, AgentStatus::Running { .. }) {
             // Its container is gone altogether.
-            let reason = Lifecycle::Stopped(StopReason::Crashed { code: -1 });
+            let reason = Lifecycle::Stopped(StopReason::Vanished);
             record(d, ag.id, reason, Actor::Runtime).await;
         }
     }

@@ -70,6 +70,12 @@ pub(super) fn decide_unaudited(
                 Actor::Agent(a) => Some(*a),
                 _ => None,
             };
+            if let Some(why) = hirer
+                .and_then(|h| world.agent(h))
+                .and_then(|h| spec.looser_than(&h.spec))
+            {
+                return Err(cx.reject(Rejection::LooserSpec(why), builtin::HIRE, resource));
+            }
             let mut parents = Vec::with_capacity(grants.len());
             for cap in &grants {
                 parents.push(cx.covering_grant(hirer, cap, None, builtin::HIRE, &resource)?);

@@ -282,6 +282,9 @@ pub enum Rejection {
         /// What it tried.
         what: &'static str,
     },
+    /// An agent may hire only teammates confined at least as tightly as itself.
+    #[error("cannot hire a teammate less confined than its hirer: {0}")]
+    LooserSpec(String),
     /// A share goes from one team to another, never to the same team.
     #[error("team {0} is on both sides: a share goes from one team to another (inside a team, agents share freely)")]
     SameTeam(Name),
