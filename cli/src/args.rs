@@ -231,12 +231,16 @@ pub enum Cmd {
     Subscribe(SubscribeArgs),
     /// Measure the log and the authorizer against raw baselines from the same run.
     Bench(BenchArgs),
-    /// A short guided tour of these commands in a temporary data directory.
+    /// A story told with the real runtime in a temporary data directory: two teams hire, act,
+    /// share and ask for approval, the power fails, and everything is there the morning after.
     Demo {
         /// The bus of the tour's daemon: `memory` (default) or `nats://HOST:PORT` (then the tour
         /// also reads its events back from JetStream, as an outside subscriber).
         #[arg(long, value_parser = typed::<roster_bus::BusUrl>, value_name = "URL")]
         bus: Option<roster_bus::BusUrl>,
+        /// Also show every command the demo runs and what it answered.
+        #[arg(long, short)]
+        verbose: bool,
     },
 }
 

@@ -347,7 +347,15 @@ fn the_demo_tour_behaves_as_it_says() {
         "demo failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("behaved as expected"), "{stdout}");
+    for line in [
+        "behaved as the story says",
+        "product/lead hears: \"acme sells",
+        "it reads back what it wrote yesterday: \"acme sells",
+        "so it is denied and recorded",
+        "hash chain intact",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}");
+    }
 }
 
 #[test]

@@ -129,7 +129,7 @@ pub fn run(cmd: Cmd, env: &Env<'_>) -> anyhow::Result<()> {
         Cmd::Shares { team } => shares::list(team, env),
         Cmd::Subscribe(a) => subscribe::run(a, env),
         Cmd::Bench(a) => crate::bench::run(a, env.out.clone()),
-        Cmd::Demo { bus } => crate::demo::run(env.out.clone(), bus.unwrap_or_default()),
+        Cmd::Demo { bus, verbose } => crate::demo::run(bus.unwrap_or_default(), verbose),
     }
 }
 
