@@ -9,10 +9,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{agent_binary, docker, wait_for, Served};
+use common::{agent_binary, docker, restart_engine, wait_for, Served};
 use serde_json::Value;
 
 fn lab() -> Served {
@@ -161,53 +161,6 @@ fn the_home_survives_container_daemon_and_engine_restarts_and_only_purge_deletes
         !docker(&["volume", "inspect", &volume]).status.success(),
         "purge left the home"
     );
-}
-
-/// Restarts dockerd the way this project's scripts start it (or through systemd where it runs
-/// it), and waits until it answers again.
-fn restart_engine() {
-    let systemd = Command::new("systemctl")
-        .args(["is-active", "--quiet", "docker"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if systemd {
-        assert!(Command::new("systemctl")
-            .args(["restart", "docker"])
-            .status()
-            .unwrap()
-            .success());
-    } else {
-        let pid = String::from_utf8(
-            Command::new("pgrep")
-                .args(["-x", "dockerd"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
-        let pid = pid
-            .split_whitespace()
-            .next()
-            .expect("dockerd runs")
-            .to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        wait_for("dockerd to exit", Duration::from_secs(60), || {
-            !Path::new(&format!("/proc/{pid}")).exists()
-        });
-        let log = std::fs::File::create("/var/log/roster-dockerd.log").unwrap();
-        // Left running on purpose, like scripts/setup leaves it: the engine outlives the test,
-        // in a session of its own so that nothing that ends the test's process group ends it.
-        Command::new("setsid")
-            .args(["-f", "dockerd"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .status()
-            .expect("start dockerd");
-    }
-    wait_for("dockerd to answer again", Duration::from_secs(60), || {
-        docker(&["info"]).status.success()
-    });
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! provides both. Without them these tests fail, loudly: they never pass by skipping.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -124,6 +124,14 @@ impl Served {
             let _ = child.kill();
             let _ = child.wait();
             panic!("roster serve did not stop within 30 s of SIGTERM");
+        }
+    }
+
+    /// SIGKILL: the daemon dies with no chance to clean up (its agents' containers stay).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
         }
     }
 
@@ -339,4 +347,51 @@ impl Gateway {
             None => panic!("an answer nobody asked for: {v}"),
         }
     }
+}
+
+/// Restarts dockerd the way this project's scripts start it (or through systemd where it runs
+/// it), and waits until it answers again.
+pub fn restart_engine() {
+    let systemd = Command::new("systemctl")
+        .args(["is-active", "--quiet", "docker"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if systemd {
+        assert!(Command::new("systemctl")
+            .args(["restart", "docker"])
+            .status()
+            .unwrap()
+            .success());
+    } else {
+        let pid = String::from_utf8(
+            Command::new("pgrep")
+                .args(["-x", "dockerd"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let pid = pid
+            .split_whitespace()
+            .next()
+            .expect("dockerd runs")
+            .to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        wait_for("dockerd to exit", Duration::from_secs(60), || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        });
+        let log = std::fs::File::create("/var/log/roster-dockerd.log").unwrap();
+        // Left running on purpose, like scripts/setup leaves it: the engine outlives the test,
+        // in a session of its own so that nothing that ends the test's process group ends it.
+        Command::new("setsid")
+            .args(["-f", "dockerd"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .status()
+            .expect("start dockerd");
+    }
+    wait_for("dockerd to answer again", Duration::from_secs(60), || {
+        docker(&["info"]).status.success()
+    });
 }
