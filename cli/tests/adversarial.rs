@@ -157,14 +157,11 @@ fn hired(answer: &Value) -> String {
 
 /// The approvals as `roster --json approvals [--all]` prints them.
 fn approvals(s: &Served, all: bool) -> Vec<Value> {
-    let mut args = vec!["--json", "approvals"];
-    if all {
-        args.push("--all");
-    }
-    s.ok(&args)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    s.json(if all {
+        &["approvals", "--all"]
+    } else {
+        &["approvals"]
+    })
 }
 
 fn approval(s: &Served, id: &str) -> Value {

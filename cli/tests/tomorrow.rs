@@ -35,15 +35,6 @@ struct Lasting {
     approvals: Vec<Value>,
 }
 
-fn lines(s: &Served, args: &[&str]) -> Vec<Value> {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    s.ok(&all)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn pick(v: &Value, keys: &[&str]) -> Value {
     Value::Object(
         keys.iter()
@@ -53,7 +44,8 @@ fn pick(v: &Value, keys: &[&str]) -> Value {
 }
 
 fn lasting(s: &Served) -> Lasting {
-    let agents: Vec<Value> = lines(s, &["agents", "--all"])
+    let agents: Vec<Value> = s
+        .json(&["agents", "--all"])
         .iter()
         .map(|a| {
             pick(
@@ -69,7 +61,7 @@ fn lasting(s: &Served) -> Lasting {
             a["team"].as_str().unwrap(),
             a["name"].as_str().unwrap()
         );
-        grants.extend(lines(s, &["grants", &who]).iter().map(|g| {
+        grants.extend(s.json(&["grants", &who]).iter().map(|g| {
             pick(
                 g,
                 &["id", "holder", "capability", "parent", "spent", "active"],
@@ -79,11 +71,13 @@ fn lasting(s: &Served) -> Lasting {
     Lasting {
         agents,
         grants,
-        shares: lines(s, &["shares"])
+        shares: s
+            .json(&["shares"])
             .iter()
             .map(|x| pick(x, &["id", "from", "to", "topics", "state"]))
             .collect(),
-        approvals: lines(s, &["approvals", "--all"])
+        approvals: s
+            .json(&["approvals", "--all"])
             .iter()
             .map(|x| pick(x, &["id", "agent", "action", "resource", "state"]))
             .collect(),
@@ -154,7 +148,8 @@ fn day(s: &Served) -> Team {
         )
         .unwrap_err();
     assert_eq!(pending["code"], "pending", "{pending}");
-    let waiting = lines(s, &["approvals"])
+    let waiting = s
+        .json(&["approvals"])
         .into_iter()
         .find(|a| a["resource"] == "env:prod")
         .expect("the deploy waits for approval")["id"]

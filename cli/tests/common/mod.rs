@@ -186,11 +186,18 @@ impl Served {
         );
     }
 
-    pub fn events(&self) -> Vec<Value> {
-        self.ok(&["--json", "log"])
+    /// `roster --json ARGS`: one value per line.
+    pub fn json(&self, args: &[&str]) -> Vec<Value> {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        self.ok(&all)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.json(&["log"])
     }
 
     /// How many events of `kind` the log holds.
