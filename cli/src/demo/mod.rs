@@ -7,7 +7,7 @@
 //! person understands. `--verbose` also shows each command and what it answered. The demo fails
 //! loudly, naming the step, the moment the product stops behaving as shown.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -293,9 +293,4 @@ pub fn run(bus: roster_bus::BusUrl, verbose: bool) -> anyhow::Result<()> {
         t.started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// Where the demo's data directory is, for the first line of the story.
-fn shown(p: &Path) -> String {
-    p.display().to_string()
 }

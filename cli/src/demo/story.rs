@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::serve::Serve;
-use super::{json_field, shown, Tour};
+use super::{json_field, Tour};
 
 const RESEARCH_LEAD: &str = "research/lead";
 const RESEARCHER: &str = "research/researcher";
@@ -41,7 +41,7 @@ pub(super) fn tell(t: &mut Tour, tmp: &Path, bus: &roster_bus::BusUrl) -> anyhow
     );
     println!(
         "(data directory {}; --verbose shows every command)\n",
-        shown(&t.data_dir)
+        t.data_dir.display()
     );
     t.ok(&["init"])?;
     let outbox = tmp.join("outbox.jsonl");
