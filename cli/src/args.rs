@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use roster_core::capability::{Action, Amount, Capability, Resource};
 use roster_core::event::RuntimeKind;
+use roster_core::gateway::MAX_ACT_WAIT_SECS;
 use roster_core::id::{ApprovalId, GrantId, ShareId};
 use roster_core::name::{ImageRef, Label, Name};
 use roster_core::topic::TopicPattern;
@@ -139,24 +140,11 @@ pub enum Cmd {
         #[arg(long, value_parser = parse_amount, value_name = "N")]
         amount: Option<Amount>,
     },
-    /// Have an agent use a capability now (records the spend, or the refusal).
-    Act {
-        /// The agent (id or team/name).
-        #[arg(value_parser = parse_agent)]
-        agent: AgentRef,
-        /// The action, like `spend.usd`.
-        #[arg(value_parser = typed::<Action>)]
-        action: Action,
-        /// The resource, like `vendor:acme`.
-        #[arg(value_parser = typed::<Resource>)]
-        resource: Resource,
-        /// The amount it spends.
-        #[arg(long, value_parser = parse_amount, value_name = "N")]
-        amount: Option<Amount>,
-        /// Use this granted approval.
-        #[arg(long, value_parser = typed::<ApprovalId>, value_name = "ID")]
-        approval: Option<ApprovalId>,
-    },
+    /// Have an agent do an action now, exactly as its own `roster-agent act` would: its grants
+    /// decide, the use is recorded, its tool provider carries it out; prints what was done,
+    /// through which grants, and the provider's answer.
+    #[command(after_help = ACT_HELP)]
+    Act(ActArgs),
     /// List approval requests that wait for a human.
     Approvals {
         /// Include decided ones.
@@ -405,6 +393,51 @@ pub struct HireArgs {
     /// A capability for the new agent (repeatable).
     #[arg(long = "grant", value_parser = typed::<Capability>, value_name = "CAP")]
     pub grants: Vec<Capability>,
+}
+
+/// What `roster act --help` says after the options.
+const ACT_HELP: &str = "\
+It acts as the agent: a refusal is recorded as the agent's AccessDenied, an approval is asked \
+for in its name. Through a running `roster serve`, its providers carry the action out: the \
+[tools.\"ACTION\"] program of roster.toml, else a service on NATS (NS.tool.ACTION, with \
+`roster serve --bus`). Without a daemon only the programs of DATA/roster.toml can run (with \
+this command's environment), and nothing waits for an approval. When no provider can run, \
+nothing is recorded.
+
+Exit codes: 0 done; 2 bad input; 3 refused (recorded); 6 pending: an approval waits for an \
+operator (`roster approve ID`, then act again with --approval ID; nothing was spent); 7 \
+unavailable: no tool provider can carry the action out (nothing was recorded); 8 tool_failed: \
+recorded as performed and the spend stands, but the provider failed; 1 anything else. With \
+--json it prints the agent gateway's answer, {\"performed\",\"chain\",\"approval\",\"result\"}, \
+and a failure as {\"code\",\"message\"} (and \"approval\" when pending) on stderr.";
+
+/// `act`
+#[derive(Debug, Args)]
+pub struct ActArgs {
+    /// The agent (id or team/name).
+    #[arg(value_parser = parse_agent)]
+    pub agent: AgentRef,
+    /// The action, like `spend.usd`.
+    #[arg(value_parser = typed::<Action>)]
+    pub action: Action,
+    /// The resource, like `vendor:acme`.
+    #[arg(value_parser = typed::<Resource>)]
+    pub resource: Resource,
+    /// How much it spends against budgets [default: 1].
+    #[arg(long, value_parser = parse_amount, value_name = "N")]
+    pub amount: Option<Amount>,
+    /// An argument for the tool provider (repeatable; names are `[a-z0-9-]`).
+    #[arg(long = "arg", value_parser = roster_core::gateway::parse_arg, value_name = "KEY=VALUE")]
+    pub args: Vec<(Name, String)>,
+    /// Seconds to wait for an operator's decision when a grant asks for approval (at most
+    /// 3600; needs `roster serve`); 0 prints the pending approval at once.
+    #[arg(long, default_value_t = 0, value_name = "SECS",
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_ACT_WAIT_SECS)))]
+    pub wait: u32,
+    /// An approval asked for earlier (from a pending answer): use it once granted, or wait for
+    /// it again.
+    #[arg(long, value_parser = typed::<ApprovalId>, value_name = "ID")]
+    pub approval: Option<ApprovalId>,
 }
 
 /// `approve` / `deny`

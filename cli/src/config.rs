@@ -14,7 +14,8 @@
 //! agent_binary = "/usr/local/lib/roster/roster-agent"
 //! busybox = "/bin/busybox"
 //!
-//! [tools."email.send"] # the tool provider of an action, on this machine (read by `roster serve`)
+//! [tools."email.send"] # the tool provider of an action, on this machine (read by `roster serve`,
+//!                      # and by `roster act` when no daemon runs)
 //! exec = ["/usr/local/bin/send-mail", "--from", "roster@example.com"]
 //! timeout_secs = 30    # default 30, at most 600; then the program is killed
 //! ```

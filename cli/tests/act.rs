@@ -406,4 +406,156 @@ fn a_service_on_nats_carries_out_the_action() {
     assert_eq!(call.args.len(), 1);
     assert_eq!(call.amount.get(), 1);
     assert_eq!(call.approval, None);
+
+    // `roster act` through the daemon reaches the same service, as the agent.
+    let out = s.ok(&[
+        "--json",
+        "act",
+        "lab/scout",
+        "email.send",
+        "mailbox:carol",
+        "--arg",
+        "subject=from the operator",
+    ]);
+    let ok: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ok["result"], json!({"queued": "mailbox:carol"}), "{ok}");
+    let call = rx.recv_timeout(ANSWER).unwrap();
+    assert_eq!(call.agent.id.to_string(), scout);
+    assert_eq!(call.args.len(), 1);
+    assert_eq!(
+        call.performed.to_string(),
+        ok["performed"].as_str().unwrap()
+    );
+}
+
+/// `roster act AGENT …` while a daemon runs: the agent's own `act` on the daemon's lane, with
+/// the operator at the keyboard instead of the agent's program.
+#[test]
+fn operators_act_as_the_agent_through_the_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let provider = recording_provider(tmp.path(), r#"{"sent":true}"#);
+    let config = format!(
+        "[tools.\"email.send\"]\nexec = [\"/bin/sh\", \"{provider}\"]\n\
+         [tools.\"deploy.run\"]\nexec = [\"/bin/sh\", \"{provider}\"]\n"
+    );
+    let s = Served::configured(format!("t{:x}", common::rand_u32()), &[], Some(&config));
+    // The act needs no container: the agent's grants are in the log.
+    s.ok(&["team", "create", "lab"]);
+    let mut hire = vec!["hire", "--team", "lab", "--name", "scout"];
+    for g in GRANTS {
+        hire.extend(["--grant", g]);
+    }
+    s.ok(&hire);
+    let act = |args: &[&str]| {
+        let mut argv = vec!["act", "lab/scout"];
+        argv.extend_from_slice(args);
+        s.run(&argv)
+    };
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // No provider for spend.usd on this daemon (no program, no bus): refused, nothing recorded.
+    let before = s.events().len();
+    let out = act(&["spend.usd", "vendor:acme", "--amount", "5"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(
+        stderr(&out).contains("[tools.\"spend.usd\"]")
+            && stderr(&out).contains("NS.tool.spend.usd"),
+        "{out:?}"
+    );
+    assert_eq!(s.events().len(), before);
+
+    // A program carries it out with exactly the call, and its answer is printed.
+    let out = act(&[
+        "email.send",
+        "mailbox:alice",
+        "--amount",
+        "2",
+        "--arg",
+        "subject=hi",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.starts_with("performed email.send on mailbox:alice (amount 2) as lab/scout")
+            && text
+                .trim_end()
+                .ends_with(r#"the provider answered {"sent":true}"#),
+        "{text}"
+    );
+    let call = last_call(tmp.path());
+    assert_eq!(
+        (&call["agent"]["name"], &call["args"], &call["amount"]),
+        (&json!("scout"), &json!({"subject": "hi"}), &json!(2))
+    );
+
+    // Over the budget: refused, recorded as the agent's, never reaches the provider.
+    let denials = s.count("AccessDenied");
+    let out = act(&["email.send", "mailbox:bob", "--amount", "2"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(stderr(&out).contains("budget"), "{out:?}");
+    assert_eq!(s.count("AccessDenied"), denials + 1);
+    assert_eq!(last_call(tmp.path())["resource"], "mailbox:alice");
+
+    // Needs approval: pending at once by default (exit 6, the id named) …
+    let out = act(&["deploy.run", "env:prod"]);
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    let id = waiting_for(&s, "env:prod");
+    assert!(
+        stderr(&out).contains(&format!("--approval {id}")),
+        "{out:?}"
+    );
+    // … then acting again with it and --wait is woken by `roster approve` and carried out.
+    let waiter = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .arg("--data-dir")
+        .arg(&s.dir)
+        .args([
+            "act",
+            "lab/scout",
+            "deploy.run",
+            "env:prod",
+            "--approval",
+            &id,
+        ])
+        .args(["--wait", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    s.ok(&["approve", &id]);
+    let out = waiter.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("approved in {id}")),
+        "{out:?}"
+    );
+    assert_eq!(last_call(tmp.path())["approval"], id.as_str());
+    // Once.
+    let out = act(&["deploy.run", "env:prod", "--approval", &id]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(stderr(&out).contains("already used"), "{out:?}");
+
+    // An operator who gives up waiting (the client goes away) leaves the approval unused: it
+    // is not carried out later with nobody watching.
+    let mut waiter = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .arg("--data-dir")
+        .arg(&s.dir)
+        .args(["act", "lab/scout", "deploy.run", "env:qa", "--wait", "600"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let qa = waiting_for(&s, "env:qa");
+    waiter.kill().unwrap();
+    waiter.wait().unwrap();
+    let performed = s.count("ActionPerformed");
+    // The daemon looks for its client four times a second.
+    std::thread::sleep(Duration::from_secs(2));
+    s.ok(&["approve", &qa]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(s.count("ActionPerformed"), performed);
+    let ap = approvals(&s, true)
+        .into_iter()
+        .find(|a| a["id"] == qa.as_str())
+        .unwrap();
+    assert_eq!(ap["state"], "approved", "{ap}");
 }

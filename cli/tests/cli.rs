@@ -255,9 +255,183 @@ fn replay_shows_the_past_and_verify_catches_an_edited_export() {
     fails(&copy, &["import", export.to_str().expect("utf-8")], 2);
 }
 
+/// A provider program for `actions` in `dir`'s roster.toml: it writes the call it got to
+/// `dir/call.json` and answers `answer`.
+fn recording_provider(dir: &Path, actions: &[&str], answer: &str) {
+    let script = dir.join("provider.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat > '{}/call.json'\nprintf '%s' '{answer}'\n",
+            dir.display()
+        ),
+    )
+    .expect("write provider");
+    let config: String = actions
+        .iter()
+        .map(|a| {
+            format!(
+                "[tools.\"{a}\"]\nexec = [\"/bin/sh\", \"{}\"]\n",
+                script.display()
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("roster.toml"), config).expect("write roster.toml");
+}
+
+fn last_call(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("call.json")).expect("the provider ran"))
+        .expect("json")
+}
+
+fn count(dir: &Path, kind: &str) -> usize {
+    json_lines(&ok(dir, &["--json", "log"]))
+        .iter()
+        .filter(|e| e["event"].get(kind).is_some())
+        .count()
+}
+
+#[test]
+fn act_without_a_provider_is_refused_and_records_nothing() {
+    let (_tmp, dir) = setup();
+    let before = ok(&dir, &["export"]);
+    let err = fails(
+        &dir,
+        &["act", "research/lead", "email.send", "mailbox:a"],
+        7,
+    );
+    assert!(
+        err.contains("[tools.\"email.send\"]")
+            && err.contains("roster serve --bus")
+            && err.contains("nothing was recorded"),
+        "{err}"
+    );
+    let err = fails(
+        &dir,
+        &["--json", "act", "research/lead", "email.send", "mailbox:a"],
+        7,
+    );
+    let e: Value = serde_json::from_str(err.trim()).expect("a JSON error on stderr");
+    assert_eq!(e["code"], "unavailable", "{e}");
+    // Not a single event: not the use, not a refusal.
+    assert_eq!(ok(&dir, &["export"]), before);
+}
+
+#[test]
+fn act_runs_the_provider_as_the_agent_and_records_each_refusal() {
+    let (tmp, dir) = setup();
+    recording_provider(
+        tmp.path(),
+        &["email.send", "report.fail"],
+        r#"{"sent":true}"#,
+    );
+    std::fs::rename(tmp.path().join("roster.toml"), dir.join("roster.toml")).expect("move");
+    let out = ok(
+        &dir,
+        &[
+            "act",
+            "research/lead",
+            "email.send",
+            "mailbox:alice",
+            "--amount",
+            "2",
+            "--arg",
+            "subject=hi there",
+            "--arg",
+            "to=alice",
+        ],
+    );
+    let grant = json_lines(&ok(&dir, &["--json", "grants", "research/lead"]))
+        .into_iter()
+        .find(|g| g["capability"] == "email.*@mailbox:*")
+        .expect("the lead's email grant");
+    let id = grant["id"].as_str().expect("id");
+    let short = format!("grt_{}", &id[id.len() - 8..]);
+    assert!(
+        out.starts_with("performed email.send on mailbox:alice (amount 2) as research/lead")
+            && out.contains(&format!(
+                "through {short} email.*@mailbox:* (research/lead);"
+            ))
+            && out
+                .trim_end()
+                .ends_with(r#"the provider answered {"sent":true}"#),
+        "{out}"
+    );
+    let call = last_call(tmp.path());
+    assert_eq!(call["agent"]["name"], "lead");
+    assert_eq!(
+        call["args"],
+        serde_json::json!({"subject": "hi there", "to": "alice"})
+    );
+    assert_eq!(call["chain"], serde_json::json!([grant["id"]]));
+    assert_eq!(count(&dir, "ActionPerformed"), 1);
+
+    // --json: the object the agent's gateway answers.
+    let answer: Value = serde_json::from_str(&ok(
+        &dir,
+        &[
+            "--json",
+            "act",
+            "research/lead",
+            "email.send",
+            "mailbox:bob",
+        ],
+    ))
+    .expect("json");
+    assert_eq!(answer["result"], serde_json::json!({"sent": true}));
+    assert_eq!(answer["chain"], serde_json::json!([grant["id"]]));
+    assert_eq!(answer["approval"], Value::Null);
+    assert_eq!(answer["performed"], last_call(tmp.path())["performed"]);
+    let performed = json_lines(&ok(&dir, &["--json", "log"]))
+        .into_iter()
+        .rev()
+        .find(|e| e["event"].get("ActionPerformed").is_some())
+        .expect("recorded");
+    assert_eq!(performed["id"], answer["performed"]);
+
+    // A refusal is recorded as the agent's, and the provider never hears of it.
+    let denials = count(&dir, "AccessDenied");
+    let err = fails(
+        &dir,
+        &["act", "research/lead", "email.send", "phone:bob"],
+        3,
+    );
+    assert!(err.starts_with("roster: refused:"), "{err}");
+    assert_eq!(count(&dir, "AccessDenied"), denials + 1);
+    assert_eq!(last_call(tmp.path())["resource"], "mailbox:bob");
+
+    // Bad arguments are refused like roster-agent's, before anything is recorded.
+    let before = event_count(&dir);
+    for (args, says) in [
+        (&["--arg", "Subject=x"][..], "argument name"),
+        (&["--arg", "subject"], "KEY=VALUE"),
+        (&["--arg", "a=1", "--arg", "a=2"], "given twice"),
+        (&["--wait", "3601"], "3601"),
+    ] {
+        let mut argv = vec!["act", "research/lead", "email.send", "mailbox:a"];
+        argv.extend_from_slice(args);
+        let err = fails(&dir, &argv, 2);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(event_count(&dir), before);
+
+    // A provider that fails: recorded, the spend stands, exit 8.
+    std::fs::write(
+        dir.join("roster.toml"),
+        "[tools.\"report.fail\"]\nexec = [\"/bin/sh\", \"-c\", \"echo jammed >&2; exit 3\"]\n",
+    )
+    .expect("write");
+    ok(&dir, &["grant", "research/lead", "report.*@*"]);
+    let err = fails(&dir, &["act", "research/lead", "report.fail", "x"], 8);
+    assert!(err.contains("jammed") && err.contains("recorded"), "{err}");
+    assert_eq!(count(&dir, "ActionPerformed"), 3);
+}
+
 #[test]
 fn approvals_are_for_humans_and_for_one_use() {
-    let (_tmp, dir) = setup();
+    let (tmp, dir) = setup();
+    recording_provider(tmp.path(), &["email.send"], r#"{"sent":true}"#);
+    std::fs::rename(tmp.path().join("roster.toml"), dir.join("roster.toml")).expect("move");
     ok(
         &dir,
         &[
@@ -270,58 +444,40 @@ fn approvals_are_for_humans_and_for_one_use() {
             "email.send@mailbox:*,approval",
         ],
     );
-    let asked = json_lines(&ok(
-        &dir,
-        &[
-            "--json",
-            "act",
-            "research/mailer",
-            "email.send",
-            "mailbox:all",
-        ],
-    ));
-    let id = asked[0]["event"]["ApprovalRequested"]["approval"]
-        .as_str()
-        .expect("approval id")
-        .to_owned();
+    let act = ["act", "research/mailer", "email.send", "mailbox:all"];
+    // Asked: the approval waits, named on stderr (and in the JSON error), exit 6.
+    let mut argv = vec!["--json"];
+    argv.extend_from_slice(&act);
+    let err = fails(&dir, &argv, 6);
+    let e: Value = serde_json::from_str(err.trim()).expect("a JSON error on stderr");
+    assert_eq!(e["code"], "pending", "{e}");
+    let id = e["approval"].as_str().expect("approval id").to_owned();
+    assert!(e["message"].as_str().expect("message").contains(&id), "{e}");
     assert!(ok(&dir, &["approvals"]).contains(&id));
-    fails(
-        &dir,
-        &[
-            "act",
-            "research/mailer",
-            "email.send",
-            "mailbox:all",
-            "--approval",
-            &id,
-        ],
-        3,
+    assert_eq!(count(&dir, "ApprovalRequested"), 1);
+    // Still waiting: acting with it is pending again, nothing new asked or spent; without a
+    // daemon nobody can decide meanwhile, so --wait does not wait.
+    let mut with = act.to_vec();
+    with.extend_from_slice(&["--approval", &id]);
+    let mut waiting = with.clone();
+    waiting.extend_from_slice(&["--wait", "30"]);
+    let started = std::time::Instant::now();
+    let err = fails(&dir, &waiting, 6);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        err.contains(&format!("roster approve {id}")) && err.contains("--wait needs it"),
+        "{err}"
     );
+    assert_eq!(count(&dir, "ApprovalRequested"), 1);
+    assert!(!tmp.path().join("call.json").exists(), "the provider ran");
+    // Approved: acting with it carries it out, once.
     ok(&dir, &["approve", &id]);
-    ok(
-        &dir,
-        &[
-            "act",
-            "research/mailer",
-            "email.send",
-            "mailbox:all",
-            "--approval",
-            &id,
-        ],
-    );
-    let err = fails(
-        &dir,
-        &[
-            "act",
-            "research/mailer",
-            "email.send",
-            "mailbox:all",
-            "--approval",
-            &id,
-        ],
-        3,
-    );
+    let out = ok(&dir, &with);
+    assert!(out.contains(&format!("approved in {id}")), "{out}");
+    assert_eq!(last_call(tmp.path())["approval"], id.as_str());
+    let err = fails(&dir, &with, 3);
     assert!(err.contains("already used"), "{err}");
+    assert_eq!(count(&dir, "ActionPerformed"), 1);
 }
 
 #[test]

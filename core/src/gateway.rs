@@ -162,6 +162,35 @@ impl ActParams {
     }
 }
 
+/// One `act` argument as typed on a command line (`--arg KEY=VALUE`, in both `roster act` and
+/// `roster-agent act`): a valid name, then any text up to [`MAX_ARG`] bytes — what the gateway
+/// accepts, refused before anything is sent.
+pub fn parse_arg(s: &str) -> Result<(Name, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let k = Name::parse_as(k, "argument name").map_err(|e| e.to_string())?;
+    if v.len() > MAX_ARG {
+        return Err(format!("the value of `{k}` is over {MAX_ARG} bytes"));
+    }
+    Ok((k, v.to_owned()))
+}
+
+/// The `args` of an `act` from `--arg` pairs; a name given twice is refused rather than one
+/// value silently winning.
+pub fn arg_map(
+    pairs: impl IntoIterator<Item = (Name, String)>,
+) -> Result<BTreeMap<Name, String>, String> {
+    let mut map = BTreeMap::new();
+    for (k, v) in pairs {
+        if map.contains_key(&k) {
+            return Err(format!("--arg {k} is given twice"));
+        }
+        map.insert(k, v);
+    }
+    Ok(map)
+}
+
 /// `decide_approval` parameters (what `roster approve`/`deny` decides).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -273,6 +302,28 @@ pub enum ErrorCode {
     /// the message), but its tool provider failed, timed out or did not answer. The spend
     /// stands: the log records what was authorized, not what the provider did.
     ToolFailed,
+}
+
+impl ErrorCode {
+    /// The exit code a command line gives for it, the same in `roster-agent` and `roster act`
+    /// (so a script can branch on it wherever it runs): 2 a request that could not be read or
+    /// was invalid, 3 denied, 4 rate-limited, 6 pending, 7 unavailable, 8 tool_failed, 1
+    /// internal. (5 is `roster-agent`'s own: the gateway cannot be reached.)
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorCode::LineTooLong
+            | ErrorCode::InvalidJson
+            | ErrorCode::MissingId
+            | ErrorCode::UnknownMethod
+            | ErrorCode::BadParams => 2,
+            ErrorCode::Denied => 3,
+            ErrorCode::RateLimited => 4,
+            ErrorCode::Pending => 6,
+            ErrorCode::Unavailable => 7,
+            ErrorCode::ToolFailed => 8,
+            ErrorCode::Internal => 1,
+        }
+    }
 }
 
 /// A protocol error: a stable code and a sentence for people.
@@ -462,6 +513,28 @@ mod tests {
     fn err(line: &str) -> (Option<RequestId>, ErrorCode, String) {
         let (id, e) = decode_request(line.as_bytes()).unwrap_err();
         (id, e.code, e.message)
+    }
+
+    #[test]
+    fn command_line_args_are_checked_like_the_gateway_checks_them() {
+        let (k, v) = parse_arg("subject=a=b").unwrap();
+        assert_eq!((k.as_str(), v.as_str()), ("subject", "a=b"));
+        assert_eq!(parse_arg("empty=").unwrap().1, "");
+        for (bad, says) in [
+            ("subject", "not KEY=VALUE"),
+            ("Subject=hi", "argument name"),
+            ("=hi", "argument name"),
+        ] {
+            let e = parse_arg(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let long = format!("k={}", "x".repeat(MAX_ARG + 1));
+        assert!(parse_arg(&long).unwrap_err().contains("over"));
+        let pair = |s: &str| parse_arg(s).unwrap();
+        let map = arg_map([pair("a=1"), pair("b=2")]).unwrap();
+        assert_eq!(map.len(), 2);
+        let e = arg_map([pair("a=1"), pair("a=2")]).unwrap_err();
+        assert_eq!(e, "--arg a is given twice");
     }
 
     #[test]

@@ -68,21 +68,7 @@ impl Failure {
             Failure::Unreachable { .. } => 5,
             Failure::Timeout(_) | Failure::Protocol(_) | Failure::Io(_) => 1,
             Failure::Gateway { code, .. } => {
-                match serde_json::from_value(Value::String(code.clone())) {
-                    Ok(
-                        ErrorCode::LineTooLong
-                        | ErrorCode::InvalidJson
-                        | ErrorCode::MissingId
-                        | ErrorCode::UnknownMethod
-                        | ErrorCode::BadParams,
-                    ) => 2,
-                    Ok(ErrorCode::Denied) => 3,
-                    Ok(ErrorCode::RateLimited) => 4,
-                    Ok(ErrorCode::Pending) => 6,
-                    Ok(ErrorCode::Unavailable) => 7,
-                    Ok(ErrorCode::ToolFailed) => 8,
-                    _ => 1,
-                }
+                serde_json::from_value(Value::String(code.clone())).map_or(1, ErrorCode::exit_code)
             }
         }
     }

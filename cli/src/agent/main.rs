@@ -22,13 +22,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use std::collections::BTreeMap;
-
 use roster_core::capability::{Action, Amount, Capability, Resource};
 use roster_core::event::RuntimeKind;
 use roster_core::gateway::{
-    ActParams, Call, DelegateParams, HireParams, HistoryParams, PublishParams, RetireParams,
-    SubscribeParams, DEFAULT_ACT_WAIT_SECS, MAX_ACT_WAIT_SECS, MAX_ARG, MAX_LINE, MAX_TOOL_SECS,
+    self, arg_map, ActParams, Call, DelegateParams, HireParams, HistoryParams, PublishParams,
+    RetireParams, SubscribeParams, DEFAULT_ACT_WAIT_SECS, MAX_ACT_WAIT_SECS, MAX_LINE,
+    MAX_TOOL_SECS,
 };
 use roster_core::id::{AgentId, ApprovalId, GrantId};
 use roster_core::name::{ImageRef, Label, Name};
@@ -121,7 +120,7 @@ enum Command {
         #[arg(long, value_parser = parse_amount, value_name = "N")]
         amount: Option<Amount>,
         /// An argument for the tool provider (repeat for more; names are `[a-z0-9-]`).
-        #[arg(long = "arg", value_parser = parse_arg, value_name = "KEY=VALUE")]
+        #[arg(long = "arg", value_parser = gateway::parse_arg, value_name = "KEY=VALUE")]
         args: Vec<(Name, String)>,
         /// Seconds to wait for a human's approval (default 300, at most 3600; 0: do not wait).
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_ACT_WAIT_SECS)))]
@@ -213,17 +212,6 @@ fn parse_amount(s: &str) -> Result<Amount, String> {
         Err(_) => Err(format!("`{s}` is not a whole number")),
     }
 }
-/// `KEY=VALUE`: a valid name, then any text up to the gateway's limit.
-fn parse_arg(s: &str) -> Result<(Name, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
-    let k = Name::parse_as(k, "argument name").map_err(|e| e.to_string())?;
-    if v.len() > MAX_ARG {
-        return Err(format!("the value of `{k}` is over {MAX_ARG} bytes"));
-    }
-    Ok((k, v.to_owned()))
-}
 
 /// The request object (without id) for a command.
 fn request(command: Command) -> Result<serde_json::Map<String, Value>, Failure> {
@@ -285,23 +273,14 @@ fn request(command: Command) -> Result<serde_json::Map<String, Value>, Failure> 
             args,
             wait,
             approval,
-        } => {
-            let mut map = BTreeMap::new();
-            for (k, v) in args {
-                if map.contains_key(&k) {
-                    return Err(Failure::Usage(format!("--arg {k} is given twice")));
-                }
-                map.insert(k, v);
-            }
-            typed(Call::Act(ActParams {
-                action,
-                resource,
-                amount,
-                args: map,
-                timeout_secs: wait,
-                approval,
-            }))
-        }
+        } => typed(Call::Act(ActParams {
+            action,
+            resource,
+            amount,
+            args: arg_map(args).map_err(Failure::Usage)?,
+            timeout_secs: wait,
+            approval,
+        })),
         Command::Call { method, params } => {
             let mut m = serde_json::Map::new();
             m.insert("method".into(), Value::String(method));

@@ -1,17 +1,22 @@
 //! `grant`, `revoke`, `grants`, `check`, `act`, `approvals`, `approve`, `deny`.
 
-use roster_core::actor::Actor;
+use std::time::Duration;
+
 use roster_core::authz::Authorization;
 use roster_core::capability::{Action, Amount, Capability, Resource, ONE};
 use roster_core::command::Command;
-use roster_core::id::{ApprovalId, GrantId};
-use serde_json::json;
+use roster_core::gateway::{arg_map, ActParams, ErrorCode};
+use roster_core::id::{AgentId, ApprovalId, GrantId};
+use roster_core::world::World;
+use serde_json::{json, Value};
 
 use super::{actor_for, print_committed, Env};
 use crate::app::{now, CliError};
-use crate::args::DecideArgs;
+use crate::args::{ActArgs, DecideArgs};
+use crate::config::Config;
+use crate::daemon::act::{act_here, ActError, Acted};
 use crate::describe;
-use crate::output::{relative, Table};
+use crate::output::{relative, Stream, Table};
 use crate::refs::AgentRef;
 
 pub(super) fn grant(
@@ -170,24 +175,168 @@ pub(super) fn check(
     Ok(())
 }
 
-pub(super) fn act(
-    agent: AgentRef,
-    action: Action,
-    resource: Resource,
-    amount: Option<Amount>,
-    approval: Option<ApprovalId>,
-    env: &Env<'_>,
-) -> anyhow::Result<()> {
-    let mut app = env.open()?;
-    let id = agent.resolve(&app.world).map_err(CliError::Input)?.id;
-    let cmd = Command::Act {
-        action,
-        resource,
-        amount: amount.unwrap_or(ONE),
-        approval,
+/// `roster act`: the agent's own `act` (`daemon::act`), decided as the agent — through the
+/// daemon when one runs (its providers, its approval waits), else on this data directory with
+/// the programs of its roster.toml.
+pub(super) fn act(a: ActArgs, env: &Env<'_>) -> anyhow::Result<()> {
+    let params = ActParams {
+        action: a.action.clone(),
+        resource: a.resource.clone(),
+        amount: a.amount,
+        args: arg_map(a.args.clone()).map_err(CliError::Input)?,
+        timeout_secs: Some(a.wait),
+        approval: a.approval,
     };
-    let committed = app.execute(cmd, &Actor::Agent(id))?;
-    print_committed(&app, &committed, &env.out)
+    let report = match env.daemon {
+        Some(d) => {
+            let agent = a
+                .agent
+                .resolve(&d.app()?.world)
+                .map_err(CliError::Input)?
+                .id;
+            let out = env.out.clone();
+            let left = async move {
+                while !out.gone() {
+                    tokio::time::sleep(CLIENT_POLL).await;
+                }
+            };
+            let acted = d.act_for_operator(agent, params, left);
+            // Described under the lock, printed after it: a slow client never holds it.
+            let app = d.app()?;
+            report(&app.world, agent, &a, acted, false)
+        }
+        None => {
+            let exec = Config::load(env.data_dir)?.tools;
+            let mut app = env.open()?;
+            let agent = a.agent.resolve(&app.world).map_err(CliError::Input)?.id;
+            let acted = act_here(&mut app, exec, agent, params);
+            report(&app.world, agent, &a, acted, true)
+        }
+    };
+    match report {
+        Report::Done { text, answer } => {
+            if env.out.json {
+                env.out.json_line(&answer)
+            } else {
+                env.out.line(text)
+            }
+        }
+        Report::Failed {
+            exit,
+            code,
+            message,
+            approval,
+        } => {
+            if env.out.json {
+                let mut e = json!({ "code": code, "message": message });
+                if let Some(id) = approval {
+                    e["approval"] = json!(id);
+                }
+                env.out.write(Stream::Err, &format!("{e}\n"))?;
+            } else {
+                env.out.note(message)?;
+            }
+            Err(CliError::Reported(exit).into())
+        }
+    }
+}
+
+/// How often a waiting `roster act` looks whether its client is still there.
+const CLIENT_POLL: Duration = Duration::from_millis(250);
+
+/// What `roster act` prints.
+enum Report {
+    /// Carried out: a line for people, the gateway's answer for programs.
+    Done { text: String, answer: Value },
+    /// Not carried out (or without an answer): the exit code, the gateway's error code, the
+    /// sentence, and the approval a `pending` names.
+    Failed {
+        exit: i32,
+        code: ErrorCode,
+        message: String,
+        approval: Option<ApprovalId>,
+    },
+}
+
+/// The report of `agent`'s act `a`; `here` when no daemon ran it.
+fn report(
+    world: &World,
+    agent: AgentId,
+    a: &ActArgs,
+    acted: Result<Acted, ActError>,
+    here: bool,
+) -> Report {
+    match acted {
+        Ok(acted) => {
+            let c = &acted.call;
+            let chain = c
+                .chain
+                .iter()
+                .filter_map(|g| world.grant(*g))
+                .map(|g| {
+                    let holder = describe::agent(world, g.holder);
+                    format!("{} {} ({holder})", g.id.short(), g.capability)
+                })
+                .collect::<Vec<_>>()
+                .join(" from ");
+            let approval = c
+                .approval
+                .map_or_else(String::new, |id| format!(", approved in {id}"));
+            let text = format!(
+                "performed {} on {} (amount {}) as {} through {chain}{approval}; recorded as {}; \
+                 the provider answered {}",
+                c.action,
+                c.resource,
+                c.amount,
+                describe::agent(world, agent),
+                c.performed,
+                acted.result
+            );
+            Report::Done {
+                text,
+                answer: acted.answer(),
+            }
+        }
+        Err(ActError::Refused { rejected, why }) => Report::Failed {
+            exit: CliError::Refused(*rejected).exit_code(),
+            code: ErrorCode::Denied,
+            message: format!("refused: {why}"),
+            approval: None,
+        },
+        Err(ActError::Pending { approval, waited }) => {
+            let amount = a
+                .amount
+                .map_or_else(String::new, |n| format!(" --amount {n}"));
+            let why = if here && a.wait > 0 {
+                " (no `roster serve` runs, so nobody could decide while this command held the \
+                 log: --wait needs it)"
+                    .to_string()
+            } else if waited.is_zero() {
+                String::new()
+            } else {
+                format!(" (no decision within {} s)", waited.as_secs())
+            };
+            Report::Failed {
+                exit: i32::from(ErrorCode::Pending.exit_code()),
+                code: ErrorCode::Pending,
+                message: format!(
+                    "approval {approval} waits for an operator{why}; nothing was spent. Once \
+                     `roster approve {approval}` grants it, carry the action out with \
+                     `roster act {} {} {}{amount} --approval {approval}`",
+                    describe::agent(world, agent),
+                    a.action,
+                    a.resource
+                ),
+                approval: Some(approval),
+            }
+        }
+        Err(ActError::Other(e)) => Report::Failed {
+            exit: i32::from(e.code.exit_code()),
+            code: e.code,
+            message: e.message,
+            approval: None,
+        },
+    }
 }
 
 pub(super) fn approvals(all: bool, env: &Env<'_>) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
-//! The gateway's `act`: decide as the agent, wait for a human when the grant asks for one,
-//! record the spend, have the tool provider carry it out, answer with its result.
+//! `act`, as an agent asks it through its gateway and as `roster act` asks it for an agent:
+//! decide as the agent, wait for a human when the grant asks for one, record the spend, have
+//! the tool provider carry it out, answer with its result.
 //!
 //! ```text
 //! provider possible? ──no──► unavailable (nothing recorded)
@@ -14,15 +15,24 @@
 //!                       (its failure: tool_failed; the spend stands)
 //! ```
 //!
+//! Where it is decided is a [`Lane`]: the daemon's one decision lane (an agent's gateway, and
+//! `roster act` forwarded to `roster serve`), or a data directory that `roster act` opened
+//! itself because no daemon runs. There nobody can decide an approval meanwhile (this command
+//! holds the log), so it never waits, and only the programs of `roster.toml` can carry the
+//! action out ([`Tools::without_daemon`]).
+//!
 //! The wait holds neither the daemon's lock nor a thread: it awaits the `App`'s decision
 //! counter ([`App::watch_decisions`](crate::app::App::watch_decisions)), which every committed
 //! `ApprovalDecided` bumps — from `roster approve`/`deny` through the admin socket or anything
 //! else that commits through the daemon.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use roster_core::actor::Actor;
-use roster_core::capability::ONE;
+use roster_core::capability::{Action, ONE};
 use roster_core::command::{Command, Rejected};
 use roster_core::envelope::Envelope;
 use roster_core::event::Event;
@@ -32,8 +42,245 @@ use roster_core::tool::ToolCall;
 use roster_core::world::World;
 use serde_json::{json, Value};
 
+use super::tools::Tools;
 use super::Daemon;
 use crate::app::{App, CliError};
+use crate::config::ExecTool;
+
+/// Where an `act` is decided, and who can carry it out.
+enum Lane<'a> {
+    /// The daemon's one decision lane and its providers (programs, and NATS with a bus).
+    Daemon(Arc<Daemon>),
+    /// A data directory this command opened while no daemon runs, and the programs of its
+    /// `roster.toml`.
+    Here {
+        /// The opened data directory.
+        app: &'a mut App,
+        /// Its programs.
+        tools: &'a Tools,
+    },
+}
+
+impl Lane<'_> {
+    fn tools(&self) -> &Tools {
+        match self {
+            Lane::Daemon(d) => &d.tools,
+            Lane::Here { tools, .. } => tools,
+        }
+    }
+
+    /// How long `p` may wait for a human: never where nobody else can decide meanwhile.
+    fn wait(&self, p: &ActParams) -> Duration {
+        match self {
+            Lane::Daemon(_) => p.wait(),
+            Lane::Here { .. } => Duration::ZERO,
+        }
+    }
+
+    /// Runs `f` on the `App`: the daemon's, locked, on the blocking pool (a decision appends
+    /// and flushes); or this command's, at once (nothing else runs beside it).
+    async fn locked<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut App) -> Result<T, ActError> + Send + 'static,
+    ) -> Result<T, ActError> {
+        let d = match self {
+            Lane::Here { app, .. } => return f(app),
+            Lane::Daemon(d) => d.clone(),
+        };
+        let run = tokio::task::spawn_blocking(move || {
+            let mut app = d.app().map_err(internal)?;
+            f(&mut app)
+        });
+        match run.await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!("act failed: {e}");
+                Err(ActError::Other(GatewayError::new(
+                    ErrorCode::Internal,
+                    "the runtime failed to answer; the request may be retried",
+                )))
+            }
+        }
+    }
+}
+
+/// An action carried out.
+#[derive(Debug)]
+pub(crate) struct Acted {
+    /// The call its provider got (the recorded `ActionPerformed`, the chain, the approval).
+    pub call: ToolCall,
+    /// The provider's answer.
+    pub result: Value,
+}
+
+impl Acted {
+    /// The answer as the gateway gives it: `{performed, chain, approval, result}`.
+    pub(crate) fn answer(&self) -> Value {
+        json!({
+            "performed": self.call.performed,
+            "chain": self.call.chain,
+            "approval": self.call.approval,
+            "result": self.result,
+        })
+    }
+}
+
+/// Why an `act` carried nothing out (or, for `tool_failed`, carried it out without an answer).
+#[derive(Debug)]
+pub(crate) enum ActError {
+    /// `decide` refused, and its `AccessDenied` is recorded: the sentence, with the operator's
+    /// note when it was their refusal of the approval.
+    Refused {
+        /// The refusal.
+        rejected: Box<Rejected>,
+        /// What to say.
+        why: String,
+    },
+    /// The approval still waits for an operator's decision after `waited`; nothing was spent.
+    Pending {
+        /// The approval to act again with.
+        approval: ApprovalId,
+        /// How long this call waited.
+        waited: Duration,
+    },
+    /// Anything else, as the gateway answers it (`unavailable`, `tool_failed`, an operator's
+    /// refusal of the awaited approval as `denied`, `internal`).
+    Other(GatewayError),
+}
+
+impl From<ActError> for GatewayError {
+    fn from(e: ActError) -> Self {
+        match e {
+            ActError::Refused { why, .. } => GatewayError::new(ErrorCode::Denied, why),
+            ActError::Pending { approval, waited } => pending(approval, waited.as_secs()),
+            ActError::Other(e) => e,
+        }
+    }
+}
+
+/// Answers an agent's `act` through its gateway.
+pub(super) async fn for_agent(
+    d: Arc<Daemon>,
+    agent: AgentId,
+    p: ActParams,
+) -> Result<Value, GatewayError> {
+    act(&mut Lane::Daemon(d), agent, p, std::future::pending())
+        .await
+        .map(|a| a.answer())
+        .map_err(GatewayError::from)
+}
+
+impl Daemon {
+    /// `roster act` forwarded to the daemon: the agent's own `act`, from a command's blocking
+    /// thread. Its wait for an approval also ends (as `pending`) when `left` resolves: the
+    /// operator's client went away, and nobody would see the action carried out.
+    pub(crate) fn act_for_operator(
+        &self,
+        agent: AgentId,
+        p: ActParams,
+        left: impl Future<Output = ()>,
+    ) -> Result<Acted, ActError> {
+        let d = self.arc().map_err(internal)?;
+        let acted = self.rt.block_on(act(&mut Lane::Daemon(d), agent, p, left));
+        self.poke();
+        acted
+    }
+}
+
+/// `roster act` while no daemon runs: the same `act` on `app`, carried out by the programs of
+/// `roster.toml` (`exec`). It never waits for an approval: nobody can decide one while this
+/// command holds the log.
+pub(crate) fn act_here(
+    app: &mut App,
+    exec: HashMap<Action, ExecTool>,
+    agent: AgentId,
+    p: ActParams,
+) -> Result<Acted, ActError> {
+    let tools = Tools::without_daemon(exec);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(internal)?;
+    let mut lane = Lane::Here { app, tools: &tools };
+    rt.block_on(act(&mut lane, agent, p, std::future::pending()))
+}
+
+/// Acts for `agent` in `lane`. A wait for an approval ends at the call's deadline, or when
+/// `stop` resolves (nothing is in flight then: stopping is safe).
+async fn act(
+    lane: &mut Lane<'_>,
+    agent: AgentId,
+    p: ActParams,
+    stop: impl Future<Output = ()>,
+) -> Result<Acted, ActError> {
+    lane.tools()
+        .check(&p.action)
+        .map_err(|why| ActError::Other(GatewayError::new(ErrorCode::Unavailable, why)))?;
+    let wait = lane.wait(&p);
+    // Taken before the first look at the approval: a decision committed after it changes it.
+    let mut decisions = lane.locked(|app| Ok(app.watch_decisions())).await?;
+    let first = {
+        let p = p.clone();
+        lane.locked(move |app| first_step(app, agent, &p)).await?
+    };
+    let call = match first {
+        Step::Performed(call) => call,
+        Step::Waiting(id) => {
+            let deadline = tokio::time::Instant::now() + wait;
+            let mut stop = std::pin::pin!(stop);
+            loop {
+                let p2 = p.clone();
+                // Looked at now: an approved approval is used by the next decision, so a
+                // provider must still be there first, or an unreachable bus uses it up for
+                // nothing.
+                let reachable = lane.tools().check(&p.action);
+                let step = lane
+                    .locked(move |app| after_decision(app, agent, &p2, id, reachable))
+                    .await?;
+                if let Some(call) = step {
+                    break call;
+                }
+                let woke = tokio::select! {
+                    changed = tokio::time::timeout_at(deadline, decisions.changed()) => Some(changed),
+                    () = &mut stop => None,
+                };
+                match woke {
+                    Some(Ok(Ok(()))) => continue,
+                    // The daemon's `App` is gone: it is shutting down.
+                    Some(Ok(Err(_))) => {
+                        return Err(internal(format!(
+                            "the runtime is stopping; approval {id} still waits"
+                        )))
+                    }
+                    Some(Err(_)) | None => {
+                        return Err(ActError::Pending {
+                            approval: id,
+                            waited: wait,
+                        })
+                    }
+                }
+            }
+        }
+    };
+    let performed = call.performed;
+    let result = lane.tools().call(&call).await.map_err(|why| {
+        if matches!(lane, Lane::Daemon(_)) {
+            tracing::warn!(%agent, %performed, action = %call.action, "tool provider failed: {why}");
+        }
+        ActError::Other(GatewayError::new(
+            ErrorCode::ToolFailed,
+            format!(
+                "{} on {} was authorized and recorded as performed ({performed}; the spend \
+                 stands), but its tool provider failed: {why}",
+                call.action, call.resource
+            ),
+        ))
+    })?;
+    Ok(Acted {
+        call: *call,
+        result,
+    })
+}
 
 /// Where a decision left the call.
 enum Step {
@@ -41,67 +288,6 @@ enum Step {
     Performed(Box<ToolCall>),
     /// Waiting for a human's decision on this approval.
     Waiting(ApprovalId),
-}
-
-/// Answers `act` for `agent`.
-pub(super) async fn act(
-    d: Arc<Daemon>,
-    agent: AgentId,
-    p: ActParams,
-) -> Result<Value, GatewayError> {
-    let unavailable = |why: String| GatewayError::new(ErrorCode::Unavailable, why);
-    d.tools.check(&p.action).map_err(unavailable)?;
-    let wait = p.wait();
-    // Taken before the first look at the approval: a decision committed after it changes it.
-    let mut decisions = locked(&d, |app| Ok(app.watch_decisions())).await?;
-    let first = {
-        let p = p.clone();
-        locked(&d, move |app| first_step(app, agent, &p)).await?
-    };
-    let call = match first {
-        Step::Performed(call) => call,
-        Step::Waiting(id) => {
-            let deadline = tokio::time::Instant::now() + wait;
-            loop {
-                let p = p.clone();
-                let d2 = d.clone();
-                let step = locked(&d, move |app| after_decision(&d2, app, agent, &p, id)).await?;
-                if let Some(call) = step {
-                    break call;
-                }
-                let changed = tokio::time::timeout_at(deadline, decisions.changed()).await;
-                match changed {
-                    Ok(Ok(())) => continue,
-                    // The daemon's `App` is gone: it is shutting down.
-                    Ok(Err(_)) => {
-                        return Err(GatewayError::new(
-                            ErrorCode::Internal,
-                            format!("the runtime is stopping; approval {id} still waits"),
-                        ))
-                    }
-                    Err(_) => return Err(pending(id, wait.as_secs())),
-                }
-            }
-        }
-    };
-    let performed = call.performed;
-    let result = d.tools.call(&call).await.map_err(|why| {
-        tracing::warn!(%agent, %performed, action = %call.action, "tool provider failed: {why}");
-        GatewayError::new(
-            ErrorCode::ToolFailed,
-            format!(
-                "{} on {} was authorized and recorded as performed ({performed}; the spend \
-                 stands), but its tool provider failed: {why}",
-                call.action, call.resource
-            ),
-        )
-    })?;
-    Ok(json!({
-        "performed": performed,
-        "chain": call.chain,
-        "approval": call.approval,
-        "result": result,
-    }))
 }
 
 /// The `pending` answer for approval `id` after waiting `secs`.
@@ -116,36 +302,13 @@ fn pending(id: ApprovalId, secs: u64) -> GatewayError {
     )
 }
 
-/// Runs `f` on the daemon's `App`, locked, on the blocking pool (a decision appends and
-/// flushes).
-async fn locked<T: Send + 'static>(
-    d: &Arc<Daemon>,
-    f: impl FnOnce(&mut App) -> Result<T, GatewayError> + Send + 'static,
-) -> Result<T, GatewayError> {
-    let d = d.clone();
-    let run = tokio::task::spawn_blocking(move || {
-        let mut app = d.app().map_err(internal)?;
-        f(&mut app)
-    });
-    match run.await {
-        Ok(result) => result,
-        Err(e) => {
-            tracing::error!("act failed: {e}");
-            Err(GatewayError::new(
-                ErrorCode::Internal,
-                "the runtime failed to answer; the request may be retried",
-            ))
-        }
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> GatewayError {
-    GatewayError::new(ErrorCode::Internal, e.to_string())
+fn internal(e: impl std::fmt::Display) -> ActError {
+    ActError::Other(GatewayError::new(ErrorCode::Internal, e.to_string()))
 }
 
 /// The first decision: with an earlier approval that still waits, wait for it (nothing is
 /// recorded); otherwise decide `Act` as the agent.
-fn first_step(app: &mut App, agent: AgentId, p: &ActParams) -> Result<Step, GatewayError> {
+fn first_step(app: &mut App, agent: AgentId, p: &ActParams) -> Result<Step, ActError> {
     if let Some(id) = p.approval {
         let ours = app.world.approval(id).is_some_and(|ap| {
             ap.decision.is_none()
@@ -166,12 +329,12 @@ fn first_step(app: &mut App, agent: AgentId, p: &ActParams) -> Result<Step, Gate
 
 /// After a wake-up: the approval's decision, acted on; `None` while nobody has decided.
 fn after_decision(
-    d: &Daemon,
     app: &mut App,
     agent: AgentId,
     p: &ActParams,
     id: ApprovalId,
-) -> Result<Option<Box<ToolCall>>, GatewayError> {
+    reachable: Result<(), String>,
+) -> Result<Option<Box<ToolCall>>, ActError> {
     let Some(ap) = app.world.approval(id) else {
         return Err(internal(format!("approval {id} is not in the log")));
     };
@@ -182,19 +345,18 @@ fn after_decision(
                 .note
                 .as_ref()
                 .map_or_else(String::new, |n| format!(": {n}"));
-            Err(GatewayError::new(
+            Err(ActError::Other(GatewayError::new(
                 ErrorCode::Denied,
                 format!("approval {id} was refused by {}{note}", dec.by),
-            ))
+            )))
         }
         Some(_) => {
-            // The approval is used by the next decision: make sure a provider is still there
-            // first, so that an unreachable bus does not use it up for nothing.
-            d.tools.check(&p.action).map_err(|why| {
-                GatewayError::new(
+            // The approval is used by the next decision: a provider must still be there.
+            reachable.map_err(|why| {
+                ActError::Other(GatewayError::new(
                     ErrorCode::Unavailable,
                     format!("{why}; approval {id} is granted and still unused: act again with it"),
-                )
+                ))
             })?;
             let envelopes = execute(app, agent, p, Some(id))?;
             match step_of(&app.world, &envelopes, p)? {
@@ -214,7 +376,7 @@ fn execute(
     agent: AgentId,
     p: &ActParams,
     approval: Option<ApprovalId>,
-) -> Result<Vec<Envelope>, GatewayError> {
+) -> Result<Vec<Envelope>, ActError> {
     let command = Command::Act {
         action: p.action.clone(),
         resource: p.resource.clone(),
@@ -223,24 +385,27 @@ fn execute(
     };
     match app.execute(command, &Actor::Agent(agent)) {
         Ok(envelopes) => Ok(envelopes),
-        Err(CliError::Refused(r)) => Err(denied(&app.world, &r, approval)),
+        Err(CliError::Refused(r)) => Err(denied(&app.world, r, approval)),
         Err(e) => Err(internal(e)),
     }
 }
 
-/// The `denied` answer for `r`, with the operator's note when they refused `approval`.
-fn denied(world: &World, r: &Rejected, approval: Option<ApprovalId>) -> GatewayError {
+/// The refusal `r`, with the operator's note when they refused `approval`.
+fn denied(world: &World, r: Rejected, approval: Option<ApprovalId>) -> ActError {
     let note = approval
         .and_then(|id| world.approval(id))
         .and_then(|ap| ap.decision.as_ref())
         .filter(|dec| !dec.approved)
         .and_then(|dec| dec.note.as_ref())
         .map_or_else(String::new, |n| format!(" (the operator's note: {n})"));
-    GatewayError::new(ErrorCode::Denied, format!("{}{note}", r.rejection))
+    ActError::Refused {
+        why: format!("{}{note}", r.rejection),
+        rejected: Box::new(r),
+    }
 }
 
 /// What the committed `envelopes` of an `Act` mean for the call.
-fn step_of(world: &World, envelopes: &[Envelope], p: &ActParams) -> Result<Step, GatewayError> {
+fn step_of(world: &World, envelopes: &[Envelope], p: &ActParams) -> Result<Step, ActError> {
     let Some(first) = envelopes.first() else {
         return Err(internal("the decision recorded nothing"));
     };

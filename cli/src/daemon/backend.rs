@@ -45,7 +45,7 @@ impl Backend for DaemonBackend {
             ))));
         };
         Box::pin(async move {
-            let result = super::act::act(d.clone(), agent, params).await;
+            let result = super::act::for_agent(d.clone(), agent, params).await;
             d.poke();
             result
         })

@@ -10,14 +10,15 @@
 //! - `control`: what operator commands ask of the containers (stop, start, logs, exec, purge).
 //! - `context`: `publish` and `subscribe` over the bus, with the share checks where a message
 //!   leaves and where it arrives.
-//! - `act`: the gateway's `act` — decide, wait for a human's approval without holding the lock,
-//!   record the spend, call the tool provider. `tools`: the providers (a program configured in
-//!   `roster.toml`, or a service on `NS.tool.ACTION`).
+//! - `act`: `act`, for an agent's gateway and for `roster act` — decide, wait for a human's
+//!   approval without holding the lock, record the spend, call the tool provider (also run
+//!   without a daemon, on a data directory a command opened). `tools`: the providers (a program
+//!   configured in `roster.toml`, or a service on `NS.tool.ACTION`).
 //!
 //! One decision lane: the store and world sit behind one mutex ([`Daemon::app`]); commands from
 //! the admin socket and calls from agents' gateways take it for the length of one decision.
 
-mod act;
+pub(crate) mod act;
 pub mod admin;
 mod backend;
 mod context;

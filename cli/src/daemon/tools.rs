@@ -9,7 +9,9 @@
 //!
 //! A provider gets exactly the call (the action, resource, amount and arguments the decision
 //! covered, the agent, the grant chain, the approval, the `ActionPerformed` id): no other grant,
-//! no secret. It runs with the daemon's environment, outside every agent's container.
+//! no secret. It runs with the daemon's environment, outside every agent's container — or,
+//! for a `roster act` run while no daemon does ([`Tools::without_daemon`]), with that
+//! command's, which reaches the programs only: services on NATS need `roster serve --bus`.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -25,13 +27,24 @@ use crate::config::{ExecTool, DEFAULT_TOOL_SECS};
 /// How much of a failed program's stderr an error quotes, in bytes (its end).
 const STDERR_TAIL: usize = 2048;
 
-/// The tool providers of a running daemon.
+/// The tool providers of a running daemon, or of a command run without one.
 #[derive(Debug)]
 pub(crate) struct Tools {
     /// Programs, by action.
     exec: HashMap<Action, ExecTool>,
-    /// The NATS bus and namespace, when the daemon has one.
-    nats: Option<(roster_bus::Client, Name)>,
+    /// Where services are.
+    services: Services,
+}
+
+/// Where the services answering on `NS.tool.ACTION` are.
+#[derive(Debug)]
+enum Services {
+    /// On the daemon's NATS bus, in its namespace.
+    Nats(roster_bus::Client, Name),
+    /// Nowhere: the daemon runs on the in-process bus.
+    None,
+    /// Out of reach: no daemon runs (only `roster serve --bus` talks to them).
+    NoDaemon,
 }
 
 impl Tools {
@@ -41,7 +54,19 @@ impl Tools {
         exec: HashMap<Action, ExecTool>,
         nats: Option<(roster_bus::Client, Name)>,
     ) -> Self {
-        Self { exec, nats }
+        let services = match nats {
+            Some((client, ns)) => Services::Nats(client, ns),
+            None => Services::None,
+        };
+        Self { exec, services }
+    }
+
+    /// The providers a command can run while no daemon does: the programs of `roster.toml`.
+    pub(crate) fn without_daemon(exec: HashMap<Action, ExecTool>) -> Self {
+        Self {
+            exec,
+            services: Services::NoDaemon,
+        }
     }
 
     /// Whether a provider could carry out `action` now; the sentence to answer when not.
@@ -50,18 +75,24 @@ impl Tools {
         if self.exec.contains_key(action) {
             return Ok(());
         }
-        match &self.nats {
-            Some((client, _)) if roster_bus::is_connected(client) => Ok(()),
-            Some((_, ns)) => Err(format!(
+        match &self.services {
+            Services::Nats(client, _) if roster_bus::is_connected(client) => Ok(()),
+            Services::Nats(_, ns) => Err(format!(
                 "no tool provider can be reached for {action}: the NATS bus is unreachable (its \
                  providers answer on {}); nothing was recorded, try again later",
                 roster_bus::subject::tool(ns, action)
             )),
-            None => Err(format!(
+            Services::None => Err(format!(
                 "no tool provider for {action}: the operator must configure one, either a \
                  program in roster.toml ([tools.\"{action}\"] exec = [...]) or a service on a \
                  NATS bus (roster serve --bus nats://…) answering on NS.tool.{action}; nothing \
                  was recorded"
+            )),
+            Services::NoDaemon => Err(format!(
+                "no tool provider for {action} can run here: roster.toml has no program for it \
+                 ([tools.\"{action}\"] exec = [...]), and a service on NATS (NS.tool.{action}) \
+                 is reached only through a running `roster serve --bus nats://…` — start it, or \
+                 configure a program; nothing was recorded"
             )),
         }
     }
@@ -72,14 +103,16 @@ impl Tools {
             let input = serde_json::to_vec(call).map_err(|e| format!("cannot encode: {e}"))?;
             return run(tool, &input).await;
         }
-        match &self.nats {
-            Some((client, ns)) => {
+        match &self.services {
+            Services::Nats(client, ns) => {
                 let timeout = Duration::from_secs(u64::from(DEFAULT_TOOL_SECS));
                 roster_bus::tool::request(client, ns, call, timeout)
                     .await
                     .map_err(|e| e.to_string())
             }
-            None => Err(format!("no tool provider for {}", call.action)),
+            Services::None | Services::NoDaemon => {
+                Err(format!("no tool provider for {}", call.action))
+            }
         }
     }
 }
@@ -247,8 +280,18 @@ mod tests {
             "{why}"
         );
         let exec = HashMap::from([(Action::parse("email.send").unwrap(), sh("cat", None))]);
-        let tools = Tools::new(exec, None);
+        let tools = Tools::new(exec.clone(), None);
         assert!(tools.check(&Action::parse("email.send").unwrap()).is_ok());
         assert!(tools.check(&Action::parse("email.read").unwrap()).is_err());
+        // Without a daemon, the programs still run; NATS needs `roster serve --bus`.
+        let here = Tools::without_daemon(exec);
+        assert!(here.check(&Action::parse("email.send").unwrap()).is_ok());
+        let why = here
+            .check(&Action::parse("email.read").unwrap())
+            .unwrap_err();
+        assert!(
+            why.contains("roster serve --bus") && why.contains("[tools.\"email.read\"]"),
+            "{why}"
+        );
     }
 }
