@@ -558,4 +558,28 @@ fn operators_act_as_the_agent_through_the_daemon() {
         .find(|a| a["id"] == qa.as_str())
         .unwrap();
     assert_eq!(ap["state"], "approved", "{ap}");
+
+    // So does an agent that hangs up on its gateway while it waits.
+    s.wait_up("scout");
+    let scout = s.agent("scout")["id"].as_str().unwrap().to_owned();
+    let mut g = Gateway::connect(&s, &scout);
+    g.send(
+        "act",
+        json!({"action": "deploy.run", "resource": "env:dev", "timeout_secs": 600}),
+    );
+    let dev = waiting_for(&s, "env:dev");
+    drop(g);
+    std::thread::sleep(Duration::from_secs(1));
+    s.ok(&["approve", &dev]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        s.count("ActionPerformed"),
+        performed,
+        "carried out for an agent that had hung up"
+    );
+    let ap = approvals(&s, true)
+        .into_iter()
+        .find(|a| a["id"] == dev.as_str())
+        .unwrap();
+    assert_eq!(ap["state"], "approved", "{ap}");
 }

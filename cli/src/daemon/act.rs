@@ -158,13 +158,18 @@ impl From<ActError> for GatewayError {
     }
 }
 
-/// Answers an agent's `act` through its gateway.
+/// Answers an agent's `act` through its gateway; a wait for an approval ends when the agent
+/// hangs up (`hung_up` resolves).
 pub(super) async fn for_agent(
     d: Arc<Daemon>,
     agent: AgentId,
     p: ActParams,
+    hung_up: crate::gateway::HungUp,
 ) -> Result<Value, GatewayError> {
-    act(&mut Lane::Daemon(d), agent, p, std::future::pending())
+    let left = async move {
+        let _ = hung_up.await;
+    };
+    act(&mut Lane::Daemon(d), agent, p, left)
         .await
         .map(|a| a.answer())
         .map_err(GatewayError::from)

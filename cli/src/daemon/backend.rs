@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::Daemon;
 use crate::app::CliError;
 use crate::gateway::answer::read_only;
-use crate::gateway::{ActAnswer, Backend, Pushes};
+use crate::gateway::{ActAnswer, Backend, HungUp, Pushes};
 
 /// The daemon's backend.
 #[derive(Debug)]
@@ -37,7 +37,7 @@ impl Backend for DaemonBackend {
         result
     }
 
-    fn act(&self, agent: AgentId, params: ActParams) -> ActAnswer {
+    fn act(&self, agent: AgentId, params: ActParams, hung_up: HungUp) -> ActAnswer {
         let Some(d) = self.0.upgrade() else {
             return Box::pin(std::future::ready(Err(GatewayError::new(
                 ErrorCode::Internal,
@@ -45,7 +45,7 @@ impl Backend for DaemonBackend {
             ))));
         };
         Box::pin(async move {
-            let result = super::act::for_agent(d.clone(), agent, params).await;
+            let result = super::act::for_agent(d.clone(), agent, params, hung_up).await;
             d.poke();
             result
         })

@@ -299,11 +299,20 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
                         }
                     }
                 }
-                // Awaited here, not on the blocking pool: it may wait for a human.
+                // Awaited here, not on the blocking pool: it may wait for a human. An agent
+                // that hangs up while it waits has given up: its act is dropped (nothing is
+                // carried out for nobody when the approval comes later).
                 Ok(Request {
                     id,
                     call: Call::Act(params),
-                }) => (Some(id), cx.backend.act(cx.agent, params).await),
+                }) => {
+                    let (hang_up, hung_up) = tokio::sync::oneshot::channel();
+                    let act = cx.backend.act(cx.agent, params, hung_up);
+                    (
+                        Some(id),
+                        watching_for_hang_up(&mut read, act, hang_up).await,
+                    )
+                }
                 Ok(request) => (Some(request.id), call(&cx, request.call).await),
             },
         };
@@ -315,6 +324,31 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
     drop(conn);
     // Whatever was queued still goes out (the agent may have half-closed only its side).
     let _ = writer.await;
+}
+
+/// Awaits `work`, telling it through `hang_up` if the client hangs up meanwhile (`work` then
+/// ends by itself: an `act` stops waiting for an approval, but one already decided is still
+/// carried out and recorded). Looks at the connection only through `fill_buf`, which consumes
+/// nothing: once the client has sent its next request (it is still there), `work` is simply
+/// awaited.
+async fn watching_for_hang_up<R: AsyncBufRead + Unpin, T>(
+    read: &mut R,
+    work: impl std::future::Future<Output = T>,
+    hang_up: tokio::sync::oneshot::Sender<()>,
+) -> T {
+    tokio::pin!(work);
+    tokio::select! {
+        done = &mut work => return done,
+        filled = read.fill_buf() => {
+            if matches!(filled, Ok([]) | Err(_)) {
+                let _ = hang_up.send(());
+                return work.await;
+            }
+        }
+    }
+    let done = work.await;
+    drop(hang_up);
+    done
 }
 
 /// Asks the backend for a subscription, on the blocking pool like every other call.

@@ -55,10 +55,11 @@ pub trait Backend: Send + Sync + 'static {
     fn call(&self, agent: AgentId, call: Call) -> Result<serde_json::Value, GatewayError>;
 
     /// Answers `act` for `agent`. A future, awaited on the connection's own task: an `act`
-    /// may wait for a human for up to an hour, and must hold no thread meanwhile. The default
-    /// refuses.
-    fn act(&self, agent: AgentId, params: ActParams) -> ActAnswer {
-        let _ = (agent, params);
+    /// may wait for a human for up to an hour, and must hold no thread meanwhile. `hung_up`
+    /// resolves when the agent closes the connection: a wait for an approval ends then (the
+    /// agent gave up; nothing is carried out for nobody). The default refuses.
+    fn act(&self, agent: AgentId, params: ActParams, hung_up: HungUp) -> ActAnswer {
+        let _ = (agent, params, hung_up);
         Box::pin(std::future::ready(Err(GatewayError::new(
             roster_core::gateway::ErrorCode::UnknownMethod,
             "`act` is not served here",
@@ -81,6 +82,9 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// The answer to an `act`, to be awaited.
+/// Resolves (with `Ok` or `Err`) when an agent hangs up while its `act` is under way.
+pub type HungUp = tokio::sync::oneshot::Receiver<()>;
+
 pub type ActAnswer = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<serde_json::Value, GatewayError>> + Send>,
 >;
