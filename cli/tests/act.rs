@@ -11,10 +11,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{wait_for, Gateway, Served};
+use common::{last_call, recording_provider, wait_for, Gateway, Served};
 use roster_bus::NatsServer;
 use serde_json::{json, Value};
 
@@ -74,24 +73,6 @@ fn waiting_for(s: &Served, resource: &str) -> String {
         },
     );
     id.unwrap()
-}
-
-/// A provider program: writes the call it got to `dir/call.json`, answers `answer`.
-fn recording_provider(dir: &Path, answer: &str) -> String {
-    let script = dir.join("provider.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\ncat > '{}/call.json'\nprintf '%s' '{answer}'\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    script.display().to_string()
-}
-
-fn last_call(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("call.json")).unwrap()).unwrap()
 }
 
 #[test]

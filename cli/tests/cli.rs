@@ -3,9 +3,12 @@
 //! `AccessDenied` record where an agent asked.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::last_call;
 use serde_json::Value;
 
 fn roster(dir: &Path, args: &[&str]) -> Output {
@@ -255,33 +258,14 @@ fn replay_shows_the_past_and_verify_catches_an_edited_export() {
     fails(&copy, &["import", export.to_str().expect("utf-8")], 2);
 }
 
-/// A provider program for `actions` in `dir`'s roster.toml: it writes the call it got to
-/// `dir/call.json` and answers `answer`.
+/// A [`common::recording_provider`] in `dir`, configured in its roster.toml for `actions`.
 fn recording_provider(dir: &Path, actions: &[&str], answer: &str) {
-    let script = dir.join("provider.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\ncat > '{}/call.json'\nprintf '%s' '{answer}'\n",
-            dir.display()
-        ),
-    )
-    .expect("write provider");
+    let script = common::recording_provider(dir, answer);
     let config: String = actions
         .iter()
-        .map(|a| {
-            format!(
-                "[tools.\"{a}\"]\nexec = [\"/bin/sh\", \"{}\"]\n",
-                script.display()
-            )
-        })
+        .map(|a| format!("[tools.\"{a}\"]\nexec = [\"/bin/sh\", \"{script}\"]\n"))
         .collect();
     std::fs::write(dir.join("roster.toml"), config).expect("write roster.toml");
-}
-
-fn last_call(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("call.json")).expect("the provider ran"))
-        .expect("json")
 }
 
 fn count(dir: &Path, kind: &str) -> usize {

@@ -402,3 +402,24 @@ pub fn restart_engine() {
         docker(&["info"]).status.success()
     });
 }
+
+/// A tool provider program in `dir`: it writes the call it got to `dir/call.json` and answers
+/// `answer`. Its path, for an `exec` in roster.toml.
+pub fn recording_provider(dir: &Path, answer: &str) -> String {
+    let script = dir.join("provider.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat > '{}/call.json'\nprintf '%s' '{answer}'\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    script.display().to_string()
+}
+
+/// The last call the [`recording_provider`] in `dir` got.
+pub fn last_call(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("call.json")).expect("the provider ran"))
+        .unwrap()
+}
