@@ -36,11 +36,6 @@ pub struct Engine {
     runtimes: Arc<OnceCell<Vec<Registered>>>,
 }
 
-/// The name of a runtime as the engine knows it.
-pub(crate) fn runtime_name(kind: RuntimeKind) -> &'static str {
-    kind.as_str()
-}
-
 impl Engine {
     /// Connects to the local engine (`DOCKER_HOST` or `/var/run/docker.sock`) and negotiates the
     /// API version, so that one binary works with Debian's 1.41 engine and newer ones; fails with
@@ -136,7 +131,7 @@ impl Engine {
 
     /// Whether the engine has the runtime of `kind`.
     pub async fn has_runtime(&self, kind: RuntimeKind) -> Result<bool, SandboxError> {
-        let name = runtime_name(kind);
+        let name = kind.as_str();
         Ok(self.runtimes().await?.iter().any(|k| k == name))
     }
 

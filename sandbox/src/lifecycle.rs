@@ -65,8 +65,7 @@ impl Engine {
     /// its limits hold, its image present and declaring nothing that widens a sandbox. Lets a
     /// hire be refused before it is recorded, rather than recorded and never started.
     pub async fn admit(&self, spec: &AgentSpec) -> Result<(), SandboxError> {
-        self.require_runtime(crate::engine::runtime_name(spec.runtime))
-            .await?;
+        self.require_runtime(spec.runtime.as_str()).await?;
         self.admit_image(&spec.image).await
     }
 

@@ -20,7 +20,7 @@ use roster_core::event::{AgentSpec, Resources, RuntimeKind};
 use roster_core::id::{AgentId, Entropy, TeamId};
 use roster_core::time::Timestamp;
 
-use crate::engine::{runtime_name, Engine};
+use crate::engine::Engine;
 use crate::error::SandboxError;
 use crate::exec::ExecOutput;
 use crate::plan::{plan, ContainerPlan, HostPaths};
@@ -174,7 +174,7 @@ pub async fn run_suite(
     busybox: &Path,
     scratch_dir: &Path,
 ) -> Result<Vec<Check>, SandboxError> {
-    engine.require_runtime(runtime_name(runtime)).await?;
+    engine.require_runtime(runtime.as_str()).await?;
     engine.ensure_base_image(busybox, agent_binary).await?;
     let run = hex(&random::<6>());
     let run_dir = scratch_dir.join(format!("roster-verify-{run}"));
