@@ -240,6 +240,21 @@ impl Drop for Served {
     }
 }
 
+/// The reliability suite's long form (`scripts/reliability`, `ROSTER_LONG=1`): more rounds,
+/// more agents, more cases. The short form runs in CI.
+pub fn long() -> bool {
+    std::env::var_os("ROSTER_LONG").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `short` in CI's run, `long` in the long form.
+pub fn scaled(short: usize, long_form: usize) -> usize {
+    if long() {
+        long_form
+    } else {
+        short
+    }
+}
+
 pub fn rand_u32() -> u32 {
     let mut b = [0u8; 4];
     std::fs::File::open("/dev/urandom")

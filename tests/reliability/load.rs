@@ -1,0 +1,5 @@
+//! Reliability suite: load (being written).
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+#[path = "../../cli/tests/common/mod.rs"]
+mod common;
