@@ -13,6 +13,10 @@
 //! whose every field is a validated core type (names, capabilities, actions, resources, topics),
 //! or into a [`GatewayError`] that says what is wrong and carries the request id whenever one
 //! could be read, so the agent can match the answer. It never panics, whatever the bytes.
+//!
+//! [`frame`] cuts the byte stream into those lines, under [`MAX_LINE`], without I/O.
+
+pub mod frame;
 
 use std::collections::BTreeMap;
 

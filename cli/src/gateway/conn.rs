@@ -5,6 +5,7 @@ use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use roster_core::gateway::frame::{Frame, Framer};
 use roster_core::gateway::{
     decode_request, encode_response, Call, ErrorCode, GatewayError, Request, RequestId, MAX_LINE,
 };
@@ -23,62 +24,27 @@ const READ_BUF: usize = 64 * 1024;
 /// does not keep a megabyte because of one large request.
 const KEEP_BUF: usize = 64 * 1024;
 
-/// What one read of a line gave.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Line {
-    /// A whole line is in the buffer (newline and a final `\r` removed). The last line of a
-    /// stream may lack its newline.
-    Complete,
-    /// The line was longer than the cap; it was read to its newline (or the end) and dropped.
-    TooLong {
-        /// Its length in bytes, newline excluded.
-        len: usize,
-    },
-    /// The peer closed the stream between lines.
-    Eof,
-}
-
 /// Reads one line into `buf` (cleared first), never holding more than `cap` bytes of it: past
-/// the cap the rest of the line is consumed and dropped as it arrives.
+/// the cap the rest of the line is consumed and dropped as it arrives ([`Framer`]).
 pub(super) async fn read_line<R: AsyncBufRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
     cap: usize,
-) -> io::Result<Line> {
+) -> io::Result<Frame> {
     if buf.capacity() > KEEP_BUF {
         *buf = Vec::new();
     }
     buf.clear();
-    let mut dropped: Option<usize> = None;
+    let mut framer = Framer::new(cap);
     loop {
         let chunk = r.fill_buf().await?;
         if chunk.is_empty() {
-            return Ok(match dropped {
-                Some(len) => Line::TooLong { len },
-                None if buf.is_empty() => Line::Eof,
-                None => Line::Complete,
-            });
+            return Ok(framer.end(buf));
         }
-        let newline = chunk.iter().position(|&b| b == b'\n');
-        let part = &chunk[..newline.unwrap_or(chunk.len())];
-        match &mut dropped {
-            Some(len) => *len = len.saturating_add(part.len()),
-            None if buf.len() + part.len() > cap => {
-                dropped = Some(buf.len() + part.len());
-                *buf = Vec::new();
-            }
-            None => buf.extend_from_slice(part),
-        }
-        let used = newline.map_or(chunk.len(), |i| i + 1);
+        let (used, line) = framer.feed(chunk, buf);
         r.consume(used);
-        if newline.is_some() {
-            if let Some(len) = dropped {
-                return Ok(Line::TooLong { len });
-            }
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
-            }
-            return Ok(Line::Complete);
+        if let Some(line) = line {
+            return Ok(line);
         }
     }
 }
@@ -230,12 +196,12 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
     let mut buf = Vec::new();
     loop {
         let line = match read_line(&mut read, &mut buf, MAX_LINE).await {
-            Ok(Line::Eof) | Err(_) => break,
+            Ok(Frame::Eof) | Err(_) => break,
             Ok(line) => line,
         };
         if let Err(wait) = take_token(&cx.bucket) {
             let id = match line {
-                Line::Complete => match decode_request(&buf) {
+                Frame::Line => match decode_request(&buf) {
                     Ok(r) => Some(r.id),
                     Err((id, _)) => id,
                 },
@@ -254,7 +220,7 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
             continue;
         }
         let (id, result) = match line {
-            Line::TooLong { len } => (
+            Frame::TooLong { len } => (
                 None,
                 Err(GatewayError::new(
                     ErrorCode::LineTooLong,
@@ -406,14 +372,14 @@ pub(super) async fn refuse(mut stream: UnixStream, max: usize) {
 mod tests {
     use super::*;
 
-    async fn lines(input: &[u8], cap: usize) -> Vec<(Line, Vec<u8>)> {
+    async fn lines(input: &[u8], cap: usize) -> Vec<(Frame, Vec<u8>)> {
         // A tiny read buffer, so that lines straddle reads.
         let mut r = BufReader::with_capacity(3, input);
         let mut buf = Vec::new();
         let mut out = Vec::new();
         loop {
             let l = read_line(&mut r, &mut buf, cap).await.unwrap();
-            if l == Line::Eof {
+            if l == Frame::Eof {
                 return out;
             }
             assert!(buf.len() <= cap);
@@ -427,16 +393,16 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (Line::Complete, b"ab".to_vec()),
-                (Line::Complete, b"cd".to_vec()),
-                (Line::Complete, b"".to_vec()),
-                (Line::TooLong { len: 10 }, Vec::new()),
-                (Line::Complete, b"xy".to_vec()),
+                (Frame::Line, b"ab".to_vec()),
+                (Frame::Line, b"cd".to_vec()),
+                (Frame::Line, b"".to_vec()),
+                (Frame::TooLong { len: 10 }, Vec::new()),
+                (Frame::Line, b"xy".to_vec()),
             ]
         );
         assert_eq!(
             lines(b"12345\n123456", 5).await[1].0,
-            Line::TooLong { len: 6 }
+            Frame::TooLong { len: 6 }
         );
     }
 
