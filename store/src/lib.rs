@@ -36,5 +36,5 @@ mod test_support;
 pub use clock::{now, OsEntropy};
 pub use jsonl::{export_jsonl, import_jsonl, AppendSealed, ExportError, ImportError};
 pub use mem::MemLog;
-pub use sled_log::{SledLog, TAIL_CHECK};
+pub use sled_log::{SledLog, StoreFault, RESERVE, TAIL_CHECK};
 pub use subscription::Subscription;

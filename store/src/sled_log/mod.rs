@@ -5,8 +5,35 @@
 //!   half), and [`commit`]: the committer thread, which makes groups durable and visible.
 //! - [`index`]: the team index, one entry per run of a team's stream.
 //! - [`walk`]: reading records back, verified and linked.
+//! - [`fault`]: what appends are refused with after a failed write ([`StoreFault`]), and the
+//!   disk reserve.
+//!
+//! # A full disk, and other failed writes
+//!
+//! An append is acknowledged only once durable, and a failed one leaves no trace: when sled
+//! fails to write or flush a group (`ENOSPC` included), every caller of that group gets
+//! [`LogError::Storage`] whose source is a [`StoreFault`] (`DiskFull` names the full disk),
+//! nothing was published to readers, and the store then:
+//!
+//! 1. refuses every append with that fault — groups already staged on top of the failed one
+//!    included — and never hands a caller a half-done result;
+//! 2. reopens sled at once, because sled 0.34 poisons a handle after its first failed write
+//!    (every later write fails, and reads touching the failed buffer too, even once space
+//!    returns). On a full disk it first deletes its [`RESERVE`] file, so that sled has the
+//!    room to reopen; reads then work again. The reopened log must hold every acknowledged
+//!    event with the acknowledged last hash; whatever of the failed groups sled did get onto
+//!    the disk (a batch is all or nothing there) is removed and the team index rebuilt, so a
+//!    refused append never shows up later, not even after a restart;
+//! 3. at the next append, writes the reserve back: if there is room, appends are accepted
+//!    again, without a restart; if not, the append is refused with `DiskFull` at once.
+//!
+//! A store opened on a disk too full for its reserve opens all the same (freeing its old
+//! reserve if sled needs that room to open) and serves reads, refusing appends in the same
+//! way until the reserve fits. If sled cannot be reopened at all, reads fail with the fault
+//! too, and every append retries the reopen.
 
 mod commit;
+mod fault;
 #[cfg(test)]
 mod gate;
 mod index;
@@ -19,7 +46,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,8 +55,10 @@ use roster_core::id::TeamId;
 use roster_core::port::{AppendRequest, EventLog, LogError};
 
 use crate::keys;
+use fault::Reserve;
 use writer::{Job, Work};
 
+pub use fault::{StoreFault, RESERVE};
 pub use open::TAIL_CHECK;
 
 /// Maps a sled error into [`LogError::Storage`], naming what was being done.
@@ -43,24 +72,63 @@ pub(crate) fn storage(op: &'static str) -> impl FnOnce(sled::Error) -> LogError 
 /// What the writer, the committer and the readers share.
 #[derive(Debug)]
 struct Shared {
-    db: sled::Db,
+    /// The store's directory.
+    dir: PathBuf,
+    /// sled; `None` only while the committer reopens it, or when it could not (see the
+    /// module docs). Readers hold the read side for the duration of a read, so a reopen
+    /// waits for them and then owns sled's file lock.
+    db: RwLock<Option<sled::Db>>,
     /// Committed (durable) length; readers never look past it. Guarded for the condvar.
     len: Mutex<u64>,
     grown: Condvar,
     /// Committed team versions (published before `len`).
     versions: RwLock<HashMap<TeamId, u64>>,
     flushes: AtomicU64,
-    /// The storage failure after which no append is accepted, once there was one.
-    failed: OnceLock<String>,
+    /// Why appends are refused, while they are (see the module docs).
+    fault: Mutex<Option<StoreFault>>,
     #[cfg(test)]
     gate: gate::FlushGate,
 }
 
 impl Shared {
+    /// Runs `read` on sled, unless it is closed after a fault it could not be reopened from.
+    fn with_db<T>(
+        &self,
+        op: &'static str,
+        read: impl FnOnce(&sled::Db) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_ref() {
+            Some(db) => read(db),
+            None => Err(self
+                .fault()
+                .unwrap_or_else(|| StoreFault::Io {
+                    dir: self.dir.clone(),
+                    detail: "the store is closed".into(),
+                })
+                .error(op)),
+        }
+    }
+
+    /// Flushes sled (the committer's durable step).
     fn flush(&self) -> Result<(), LogError> {
-        self.db.flush().map_err(storage("flush to disk"))?;
+        self.with_db("flush to disk", |db| {
+            db.flush().map_err(storage("flush to disk")).map(drop)
+        })?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Why appends are refused now, if they are.
+    fn fault(&self) -> Option<StoreFault> {
+        self.fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_fault(&self, fault: Option<StoreFault>) {
+        *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = fault;
     }
 
     /// Makes a durable group visible: versions first, then the length, then wake waiters.
@@ -113,16 +181,44 @@ impl fmt::Debug for SledLog {
 impl SledLog {
     /// Opens (or creates) the log in `dir`. Refuses a store of an unknown format, a log with a
     /// missing position, and a tail (the last [`TAIL_CHECK`] events) whose chain does not verify.
+    ///
+    /// The store keeps a [`RESERVE`] of disk space next to its files (see the module docs). On
+    /// a disk too full for it the log opens all the same and serves reads, and appends are
+    /// refused with [`StoreFault::DiskFull`] until there is room.
     pub fn open(dir: &Path) -> Result<SledLog, LogError> {
-        let db = open_db(dir)?;
-        let head = open::load(&db)?;
+        Self::open_with_reserve(dir, RESERVE)
+    }
+
+    /// [`SledLog::open`] with a reserve of `reserve` bytes instead of [`RESERVE`] (tests that
+    /// fill a small disk).
+    pub fn open_with_reserve(dir: &Path, reserve: u64) -> Result<SledLog, LogError> {
+        let reserve = Reserve::new(dir, reserve);
+        let full = |e: LogError| match StoreFault::classify(dir, &e) {
+            fault @ StoreFault::DiskFull { .. } => fault.error("open the store"),
+            StoreFault::Io { .. } => e,
+        };
+        let db = match open_db(dir) {
+            Err(e) if StoreFault::classify(dir, &e).is_disk_full() => {
+                // No room for sled to open: the reserve is there for this.
+                reserve.free();
+                open_db(dir).map_err(full)?
+            }
+            opened => opened?,
+        };
+        let head = open::load(&db).map_err(full)?;
+        let fault = reserve.take().err().map(|e| fault::reserve_fault(dir, &e));
+        if let Some(fault) = &fault {
+            tracing::warn!("the store opens read-only until there is room: {fault}");
+        }
+        let durable = head.clone();
         let shared = Arc::new(Shared {
-            db,
+            dir: dir.to_path_buf(),
+            db: RwLock::new(Some(db)),
             len: Mutex::new(head.len),
             grown: Condvar::new(),
             versions: RwLock::new(head.versions.clone()),
             flushes: AtomicU64::new(0),
-            failed: OnceLock::new(),
+            fault: Mutex::new(fault),
             #[cfg(test)]
             gate: gate::FlushGate::default(),
         });
@@ -136,7 +232,7 @@ impl SledLog {
         let for_committer = Arc::clone(&shared);
         let committer = std::thread::Builder::new()
             .name("roster-store-commit".into())
-            .spawn(move || commit::run(for_committer, groups))
+            .spawn(move || commit::run(for_committer, groups, durable, reserve))
             .map_err(start)?;
         // If this fails, the committer sees its channel close and ends by itself.
         let (queue, jobs) = mpsc::channel();
@@ -181,11 +277,10 @@ impl SledLog {
     /// Checkpoints are a consumer's progress, not state: losing one only means re-publishing
     /// from an earlier position, which the consumer's dedup absorbs.
     pub fn checkpoint(&self, name: &str) -> Result<Option<u64>, LogError> {
-        let value = self
-            .shared
-            .db
-            .get(keys::checkpoint(name))
-            .map_err(storage("read a checkpoint"))?;
+        let value = self.shared.with_db("read a checkpoint", |db| {
+            db.get(keys::checkpoint(name))
+                .map_err(storage("read a checkpoint"))
+        })?;
         match value {
             None => Ok(None),
             Some(bytes) => keys::u64_value(&bytes)
@@ -198,12 +293,19 @@ impl SledLog {
     }
 
     /// Records durably that consumer `name` has handled everything before position `seq`.
+    /// Written by the committer like an append (so a full disk is handled the same way).
     pub fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError> {
-        self.shared
-            .db
-            .insert(keys::checkpoint(name), &seq.to_be_bytes())
-            .map_err(storage("write a checkpoint"))?;
-        self.shared.flush()
+        self.submit(Work::Checkpoint {
+            name: name.to_owned(),
+            seq,
+        })
+        .map(drop)
+    }
+
+    /// Why appends are refused now (a full disk, a failed write), if they are; `None` when
+    /// the store accepts appends. The next append retries, so this may be stale.
+    pub fn fault(&self) -> Option<StoreFault> {
+        self.shared.fault()
     }
 
     fn submit(&self, work: Work) -> Result<Vec<Envelope>, LogError> {
@@ -222,7 +324,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// Opens sled in `dir`, waiting up to [`LOCK_WAIT`] for its file lock: sled's background
 /// threads can hold the lock of a handle for a moment after it was dropped, so a reopen in the
 /// same process would otherwise fail at random. A store another process keeps open still fails.
-fn open_db(dir: &Path) -> Result<sled::Db, LogError> {
+pub(super) fn open_db(dir: &Path) -> Result<sled::Db, LogError> {
     let config = sled::Config::new()
         .path(dir)
         // Every commit flushes explicitly; a background flusher would add nothing.
@@ -289,9 +391,11 @@ impl EventLog for SledLog {
             .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
             .min(len);
         let mut out = Vec::new();
-        walk::records(&self.shared.db, from, to, None, |env| {
-            out.push(env);
-            Ok(())
+        self.shared.with_db("read the log", |db| {
+            walk::records(db, from, to, None, |env| {
+                out.push(env);
+                Ok(())
+            })
         })?;
         Ok(out)
     }
@@ -306,7 +410,9 @@ impl EventLog for SledLog {
         let to = from
             .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
             .min(self.shared.version(team) + 1);
-        index::read_team(&self.shared.db, team, from, to)
+        self.shared.with_db("read the team index", |db| {
+            index::read_team(db, team, from, to)
+        })
     }
 
     fn team_version(&self, team: TeamId) -> Result<u64, LogError> {
@@ -336,9 +442,11 @@ impl EventLog for SledLog {
     fn verify(&self) -> Result<u64, LogError> {
         let len = self.len();
         let mut count = 0u64;
-        walk::records(&self.shared.db, 0, len, None, |_| {
-            count += 1;
-            Ok(())
+        self.shared.with_db("verify the log", |db| {
+            walk::records(db, 0, len, None, |_| {
+                count += 1;
+                Ok(())
+            })
         })?;
         Ok(count)
     }

@@ -162,10 +162,62 @@ fn count_indexed_teams(db: &sled::Db) -> Result<Option<usize>, LogError> {
     Ok(Some(teams))
 }
 
+/// Brings a log reopened after a failed write back to exactly what was acknowledged,
+/// `durable`: it must hold those events (the same last hash); records past them — what of a
+/// failed group reached the disk — are removed and the team index rebuilt without them, in
+/// one atomic batch. So an append that was refused never appears, not even after a restart.
+pub(super) fn truncate_to(db: &sled::Db, durable: &Head) -> Result<(), LogError> {
+    let found = load(db)?;
+    let lost = |why: String| LogError::Damaged { why };
+    if found.len < durable.len {
+        return Err(lost(format!(
+            "the store reopened with {} events after a failed write; {} were acknowledged",
+            found.len, durable.len
+        )));
+    }
+    let last_hash = match durable.len.checked_sub(1) {
+        None => Hash::ZERO,
+        Some(last) => walk::get(db, last)?.hash(),
+    };
+    if last_hash != durable.last_hash {
+        return Err(lost(format!(
+            "the store reopened after a failed write with another event at position {}",
+            durable.len.saturating_sub(1)
+        )));
+    }
+    if found.len == durable.len {
+        return Ok(());
+    }
+    tracing::warn!(
+        "removing positions {}..{} of a failed write from the log",
+        durable.len,
+        found.len
+    );
+    let mut batch = sled::Batch::default();
+    for seq in durable.len..found.len {
+        batch.remove(&keys::event(seq));
+    }
+    let versions = rebuild_index_in(db, durable.len, batch)?;
+    if versions != durable.versions {
+        return Err(lost(
+            "the team versions of the reopened store disagree with the acknowledged ones".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Rebuilds the team index and versions from the (fully verified) log, and stamps the format
 /// this build writes, in one atomic batch.
 fn rebuild_index(db: &sled::Db, len: u64) -> Result<HashMap<TeamId, u64>, LogError> {
-    let mut batch = sled::Batch::default();
+    rebuild_index_in(db, len, sled::Batch::default())
+}
+
+/// [`rebuild_index`] of the log's first `len` records, in one atomic batch with `batch`.
+fn rebuild_index_in(
+    db: &sled::Db,
+    len: u64,
+    mut batch: sled::Batch,
+) -> Result<HashMap<TeamId, u64>, LogError> {
     for prefix in [keys::TEAM_PREFIX, keys::VERSION_PREFIX] {
         for key in db.scan_prefix([prefix]).keys() {
             batch.remove(key.map_err(storage("walk the team index"))?);

@@ -19,22 +19,22 @@
 //! travels with its group, so it is sent only once everything staged before it is durable —
 //! the version a conflict reports is one a reader can already see.
 //!
-//! If sled fails to write or flush, the callers of that commit get the error, and every later
-//! append is refused (see [`super::commit`]): what reached the disk is unknown, and only
-//! reopening the store (which re-checks it) finds out. Acknowledged events are never affected.
+//! If sled fails to write or flush, the callers of that commit get the error, and appends are
+//! refused until the committer has reopened sled and taken back its disk reserve (see the
+//! parent module's docs). The writer asks for that with [`ToCommitter::Recover`] when it has
+//! work while appends are refused, and then stages on top of the durable head the committer
+//! hands back — never on top of groups that failed. Acknowledged events are never affected.
 
-use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, SendError, SyncSender};
+use std::sync::mpsc::{self, Receiver, SendError, SyncSender};
 use std::sync::Arc;
 
 use roster_core::envelope::Envelope;
-use roster_core::id::TeamId;
 use roster_core::port::{AppendRequest, LogError};
 
 use super::index::Runs;
-use super::Shared;
+use super::{Shared, StoreFault};
 use crate::clock::{self, OsEntropy};
-use crate::head::Head;
+use crate::head::{Advance, Head};
 use crate::{keys, record};
 
 /// The most requests one group stages.
@@ -47,6 +47,13 @@ pub(super) enum Work {
     Append(AppendRequest),
     /// Append envelopes sealed elsewhere, unchanged.
     Sealed(Vec<Envelope>),
+    /// Record a consumer's checkpoint (answered with no envelopes).
+    Checkpoint {
+        /// The consumer.
+        name: String,
+        /// The position it has handled everything before.
+        seq: u64,
+    },
 }
 
 /// Where the answer to one request goes.
@@ -64,12 +71,20 @@ pub(super) struct Job {
 pub(super) struct Group {
     /// The writes of every accepted request; `None` when every request was refused.
     pub(super) batch: Option<sled::Batch>,
-    /// The log's length once this group is durable.
-    pub(super) len: u64,
-    /// The team versions this group moves.
-    pub(super) versions: HashMap<TeamId, u64>,
+    /// What the durable head becomes once this group is durable.
+    pub(super) advance: Advance,
     /// Each request's answer, in order: the envelopes (sent once durable) or its refusal.
     pub(super) answers: Vec<(Reply, Result<Vec<Envelope>, LogError>)>,
+}
+
+/// What the writer hands the committer.
+#[derive(Debug)]
+pub(super) enum ToCommitter {
+    /// A staged group to make durable.
+    Group(Group),
+    /// Appends are refused: reopen sled if it needs it and take back the reserve, then answer
+    /// with the durable head to stage on, or with why appends are still refused.
+    Recover(SyncSender<Result<Head, LogError>>),
 }
 
 /// Runs until every sender is gone and the queue is drained, then lets the committer finish.
@@ -77,7 +92,7 @@ pub(super) fn run(
     shared: Arc<Shared>,
     queue: Receiver<Job>,
     mut head: Head,
-    to: SyncSender<Group>,
+    to: SyncSender<ToCommitter>,
 ) {
     let mut entropy = OsEntropy::new();
     while let Ok(first) = queue.recv() {
@@ -88,14 +103,21 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        if let Some(why) = shared.failed.get() {
-            for job in jobs {
-                let _ = job.reply.send(Err(broken(why)));
+        if shared.fault().is_some() {
+            match recover(&to) {
+                // Everything handed over before is answered: stage on what is durable.
+                Ok(durable) => head = durable,
+                Err(e) => {
+                    let why = StoreFault::classify(&shared.dir, &e);
+                    for job in jobs {
+                        let _ = job.reply.send(Err(why.error(job.work.op())));
+                    }
+                    continue;
+                }
             }
-            continue;
         }
         let group = stage(&mut head, &mut entropy, jobs);
-        if let Err(SendError(group)) = to.send(group) {
+        if let Err(SendError(ToCommitter::Group(group))) = to.send(ToCommitter::Group(group)) {
             // The committer is gone (it can only have panicked): nothing becomes durable now.
             for (reply, _) in group.answers {
                 let _ = reply.send(Err(LogError::Closed));
@@ -104,12 +126,22 @@ pub(super) fn run(
     }
 }
 
-/// The error of every append after a storage failure.
-pub(super) fn broken(why: &str) -> LogError {
-    LogError::Storage {
-        op: "append after an earlier storage failure (reopen the store)",
-        source: why.into(),
+impl Work {
+    /// What a refused request was, for its error.
+    pub(super) fn op(&self) -> &'static str {
+        match self {
+            Work::Append(_) | Work::Sealed(_) => "append",
+            Work::Checkpoint { .. } => "write a checkpoint",
+        }
     }
+}
+
+/// Asks the committer to recover; the durable head to stage on, or why appends are refused.
+fn recover(to: &SyncSender<ToCommitter>) -> Result<Head, LogError> {
+    let (reply, answer) = mpsc::sync_channel(1);
+    to.send(ToCommitter::Recover(reply))
+        .map_err(|_| LogError::Closed)?;
+    answer.recv().map_err(|_| LogError::Closed)?
 }
 
 /// Validates, seals and encodes one group on top of `head`, and moves `head` past it: the next
@@ -121,7 +153,7 @@ fn stage(head: &mut Head, entropy: &mut OsEntropy, jobs: Vec<Job>) -> Group {
         jobs.iter()
             .map(|job| match &job.work {
                 Work::Append(request) => request.events.len(),
-                Work::Sealed(_) => 0,
+                Work::Sealed(_) | Work::Checkpoint { .. } => 0,
             })
             .sum(),
     );
@@ -129,6 +161,7 @@ fn stage(head: &mut Head, entropy: &mut OsEntropy, jobs: Vec<Job>) -> Group {
     let mut batch = sled::Batch::default();
     let mut runs = Runs::default();
     let mut answers = Vec::with_capacity(jobs.len());
+    let mut checkpoints = false;
     for job in jobs {
         let result = match job.work {
             Work::Append(request) => stage.seal(request, now, entropy).map(|sealed| {
@@ -144,24 +177,27 @@ fn stage(head: &mut Head, entropy: &mut OsEntropy, jobs: Vec<Job>) -> Group {
                 }
                 envelopes
             }),
+            Work::Checkpoint { name, seq } => {
+                batch.insert(keys::checkpoint(&name), &seq.to_be_bytes());
+                checkpoints = true;
+                Ok(Vec::new())
+            }
         };
         for env in result.iter().flatten() {
             runs.push(env.team, env.version, env.seq);
         }
         answers.push((job.reply, result));
     }
-    let staged = !stage.is_empty();
+    let staged = !stage.is_empty() || checkpoints;
     runs.write(&mut batch);
     let advance = stage.finish();
     for (team, version) in &advance.versions {
         batch.insert(&keys::version(*team), &version.to_be_bytes());
     }
-    let group = Group {
+    head.advance(advance.clone());
+    Group {
         batch: staged.then_some(batch),
-        len: advance.len,
-        versions: advance.versions.clone(),
+        advance,
         answers,
-    };
-    head.advance(advance);
-    group
+    }
 }
