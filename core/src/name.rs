@@ -142,11 +142,13 @@ impl Label {
                 max: Self::MAX_CHARS,
             });
         }
-        // Control characters, and the invisible format characters that reorder or hide text
-        // on a terminal (bidirectional overrides, zero-width characters, byte-order mark).
+        // Control characters, the line and paragraph separators (a second line by another
+        // name), and the invisible format characters that reorder or hide text on a terminal
+        // or from a reader (bidirectional marks and overrides, zero-width characters, the
+        // byte-order mark, tag characters — invisible text a model still reads).
         let hidden = |c: &char| {
             c.is_control()
-                || matches!(*c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+                || matches!(*c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{E0000}'..='\u{E007F}')
         };
         if let Some(found) = s.chars().find(hidden) {
             return Err(NameError::BadChar {
@@ -272,6 +274,16 @@ mod tests {
             "a bidi override reorders a terminal"
         );
         assert!(Label::parse("zero\u{200B}width").is_err());
+        // Found by the fuzz suite (tests/tests/fuzz.rs): a second line, and hidden text.
+        for hidden in [
+            "\u{2028}",
+            "\u{2029}",
+            "\u{061C}",
+            "\u{E0041}\u{E0042}",
+            "\u{206A}",
+        ] {
+            assert!(Label::parse(&format!("a{hidden}b")).is_err(), "{hidden:?}");
+        }
         assert!(Label::parse("Ünïcödé role, 研究").is_ok());
         assert!(ImageRef::parse("roster/agent:1").is_ok());
         assert!(ImageRef::parse("x y").is_err());
