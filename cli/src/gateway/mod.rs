@@ -33,6 +33,8 @@
 
 pub mod answer;
 mod conn;
+#[cfg(test)]
+mod fuzz;
 mod server;
 #[cfg(test)]
 pub(crate) mod testing;
