@@ -236,8 +236,9 @@ fn line() -> impl Strategy<Value = Vec<u8>> {
         1 => Just(Vec::new()),
         1 => proptest::sample::select(METHODS)
             .prop_map(|m| format!(r#"{{"id":1,"method":"{m}","params":{{"x":[{{}}]}},"as":"operator"}}"#).into_bytes()),
-        1 => proptest::bool::weighted(0.01).prop_map(|long| {
-            vec![b'x'; if long { MAX_LINE + 1 } else { MAX_LINE }]
+        // Up to 1000 bytes; one in 500 at the cap or one past it.
+        1 => (0usize..1000).prop_map(|n| {
+            vec![b'x'; match n { 0 => MAX_LINE, 1 => MAX_LINE + 1, n => n }]
         }),
     ]
 }
