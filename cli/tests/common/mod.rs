@@ -438,3 +438,38 @@ pub fn last_call(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("call.json")).expect("the provider ran"))
         .unwrap()
 }
+
+impl Served {
+    /// A daemon like [`Served::configured`] whose data directory is made inside `tmp` (say, a
+    /// directory on a filesystem of the test's choosing), removed on drop with it.
+    pub fn in_tmp(tmp: tempfile::TempDir, ns: String) -> Self {
+        let dir = tmp.path().join("data");
+        let mut s = Served {
+            _tmp: tmp,
+            dir,
+            ns,
+            serve_args: Vec::new(),
+            child: None,
+        };
+        s.ok(&["init"]);
+        s.start();
+        s
+    }
+}
+
+impl Served {
+    /// The process id of the running `roster serve`.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("roster serve is running").id()
+    }
+}
+
+/// The resident set of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
