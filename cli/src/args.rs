@@ -493,6 +493,15 @@ pub struct BenchArgs {
     /// Agents running at once for the memory figure (hire).
     #[arg(long, default_value_t = 100)]
     pub agents: usize,
+    /// Agents in the fleet (scale).
+    #[arg(long, default_value_t = 200)]
+    pub fleet: usize,
+    /// `whoami` round trips each agent makes at once with all the others (scale).
+    #[arg(long, default_value_t = 50)]
+    pub calls: usize,
+    /// Agents flooding their gateways while a quiet one is timed (scale).
+    #[arg(long, default_value_t = 100)]
+    pub flooders: usize,
     /// Messages to time (share).
     #[arg(long, default_value_t = 1000)]
     pub messages: usize,
@@ -535,6 +544,10 @@ pub enum BenchWhich {
     /// hire → first gateway call of the agent, vs docker create + start of the same container;
     /// and the daemon's memory per running agent (needs Docker).
     Hire,
+    /// A fleet (`--fleet`, 200) in 4 teams: time until all run vs raw create + start of as
+    /// many, memory per agent, gateway round trips from all at once vs bare sockets, and a quiet
+    /// agent's round trips while 100 others flood vs idle (needs Docker).
+    Scale,
     /// All of them.
     All,
 }

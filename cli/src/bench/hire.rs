@@ -84,7 +84,7 @@ pub(super) fn with_daemon<T>(
 }
 
 /// Removes every container and home of `engine`'s namespace.
-async fn remove_all(engine: &Engine) -> anyhow::Result<()> {
+pub(super) async fn remove_all(engine: &Engine) -> anyhow::Result<()> {
     for f in engine.list().await? {
         if let Ok(agent) = f.agent {
             engine.remove(agent).await?;
@@ -184,7 +184,7 @@ pub(super) fn ms(d: Duration) -> f64 {
 }
 
 /// This process's resident set size, in KiB.
-fn rss_kib() -> anyhow::Result<u64> {
+pub(super) fn rss_kib() -> anyhow::Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     status
         .lines()

@@ -15,8 +15,12 @@
 //! - `share` (module `share`): an agent's `publish` to another team's agent through an open
 //!   share over NATS, vs a raw NATS request/reply on the same server; and the outbox's fan-out
 //!   of committed events to JetStream, vs raw pipelined JetStream publishing of the same bytes.
+//! - `scale` (module `scale`): a fleet of 200 agents in 4 teams — until all run vs raw create +
+//!   start of as many, memory per agent, gateway round trips from all at once vs bare sockets,
+//!   and a quiet agent's round trips while 100 others flood vs the same agent idle.
 
 mod hire;
+mod scale;
 mod share;
 
 use std::sync::Arc;
@@ -60,6 +64,9 @@ pub fn run(args: BenchArgs, out: Out) -> anyhow::Result<()> {
     }
     if all || args.which == BenchWhich::Share {
         results.push(share::run(&args)?);
+    }
+    if all || args.which == BenchWhich::Scale {
+        results.push(scale::run(&args)?);
     }
     if out.json {
         for r in &results {
