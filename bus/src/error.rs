@@ -47,6 +47,17 @@ pub enum BusError {
         /// The filter asked for now.
         wants: String,
     },
+    /// The durable subscription vanished from the server while it was read (deleted, or lost
+    /// with a server that lost its JetStream store): its position is gone with it.
+    #[error(
+        "durable subscription `{name}` no longer exists on the server (deleted, or the server \
+         lost its JetStream store): its position is lost; subscribe again to start it anew \
+         (from the beginning, or --from a position)"
+    )]
+    DurableGone {
+        /// The durable's name.
+        name: String,
+    },
     /// The events stream holds events this log did not write (another data directory publishes
     /// to the same namespace); the outbox publishes nothing into it.
     #[error("stream `{stream}` does not hold this log's events: {why}; give each data directory its own namespace")]

@@ -78,6 +78,12 @@ enum Source {
     Durable {
         consumer: Box<PullConsumer>,
         batch: Option<Box<Batch>>,
+        /// Messages the current batch brought.
+        pulled: u64,
+        /// Where to ask whether the consumer still exists.
+        js: Box<jetstream::Context>,
+        /// Its name.
+        name: Name,
     },
 }
 
@@ -147,6 +153,9 @@ impl EventSubscription {
                     Source::Durable {
                         consumer: Box::new(consumer),
                         batch: None,
+                        pulled: 0,
+                        js: Box::new(js.clone()),
+                        name: durable.clone(),
                     },
                     from,
                 )
@@ -198,15 +207,32 @@ impl EventSubscription {
                     Some(Err(e)) => return Err(BusError::from_nats("read the events stream")(e)),
                     None => return Err(BusError::Stopped),
                 },
-                Source::Durable { consumer, batch } => {
-                    let pulled = match batch {
+                Source::Durable {
+                    consumer,
+                    batch,
+                    pulled,
+                    js,
+                    name,
+                } => {
+                    let next = match batch {
                         Some(b) => b.next().await,
                         None => None,
                     };
-                    match pulled {
-                        Some(Ok(m)) => m,
+                    match next {
+                        Some(Ok(m)) => {
+                            *pulled += 1;
+                            m
+                        }
                         Some(Err(e)) => return Err(BusError::nats("read the events stream")(e)),
                         None => {
+                            // A pull that brought nothing may be a pull from a consumer that
+                            // no longer exists (deleted, or lost with the server's store):
+                            // the server answers those with silence, so without this check the
+                            // subscriber would wait forever for events that keep coming.
+                            if batch.is_some() && *pulled == 0 {
+                                check_durable(js, &self.stream, name).await?;
+                            }
+                            *pulled = 0;
                             let want = self
                                 .limit
                                 .map_or(PULL as u64, |l| (l - self.delivered).min(PULL as u64));
@@ -248,6 +274,27 @@ impl EventSubscription {
                 message: durable.then_some(message),
             }));
         }
+    }
+}
+
+/// Fails with [`BusError::DurableGone`] if the durable `name` no longer exists on `stream`.
+/// Any other failure (the server unreachable for now) is not this check's to report: the
+/// next pull waits for the server as before.
+async fn check_durable(js: &jetstream::Context, stream: &str, name: &Name) -> Result<(), BusError> {
+    match js
+        .get_consumer_from_stream::<pull::Config, _, _>(name.as_str(), stream)
+        .await
+    {
+        Err(e)
+            if matches!(e.kind(), ConsumerErrorKind::JetStream(ref j)
+            if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND
+                || j.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            Err(BusError::DurableGone {
+                name: name.to_string(),
+            })
+        }
+        _ => Ok(()),
     }
 }
 
