@@ -4,7 +4,10 @@
 //! place after a gap or an outage). With a durable name, a durable pull consumer with explicit
 //! acks that resumes where it stopped; each event is acknowledged (and the server confirms the
 //! acknowledgement) only when the caller says it is handled, so a subscriber that dies before
-//! printing an event gets it again.
+//! printing an event gets it again. A durable has one reader at a time: opening it while the
+//! server still holds events handed to an earlier reader and never acknowledged (it died, or
+//! they reached it as it stopped) starts it again right after the last event acknowledged, so
+//! they come first and in order instead of after the server's ack wait.
 //!
 //! Starting at a log position: the stream's sequence of an event is its position + 1 only while
 //! the stream holds every event exactly once (the outbox's normal state). That is checked by
@@ -362,25 +365,39 @@ async fn durable_consumer(
                 .and_then(|d| d.strip_prefix(FROM_PREFIX))
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
-            Ok((consumer, from))
+            let info = consumer.cached_info();
+            if info.num_ack_pending == 0 && info.num_waiting == 0 {
+                return Ok((consumer, from));
+            }
+            // Events the server handed to an earlier reader that never acknowledged them — it
+            // died holding them, or they reached it as it stopped — would come again only after
+            // the server's ack wait, behind later ones; and a pull that reader left waiting may
+            // still take more. Start again right after the last event acknowledged in order.
+            let floor = info.ack_floor.stream_sequence;
+            js.delete_consumer_from_stream(name.as_str(), stream_name)
+                .await
+                .map_err(BusError::from_nats("reset the durable subscription"))?;
+            let start = if floor == 0 {
+                start_policy(stream, from).await?
+            } else {
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: floor + 1,
+                }
+            };
+            Ok((
+                create_durable(stream, name, filter, from, start).await?,
+                from,
+            ))
         }
         Err(e)
             if matches!(e.kind(), ConsumerErrorKind::JetStream(ref j)
             if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND) =>
         {
-            let config = pull::Config {
-                durable_name: Some(name.to_string()),
-                description: Some(format!("{FROM_PREFIX}{from}")),
-                filter_subject: filter.to_owned(),
-                deliver_policy: start_policy(stream, from).await?,
-                ack_policy: AckPolicy::Explicit,
-                ..Default::default()
-            };
-            let consumer = stream
-                .create_consumer(config)
-                .await
-                .map_err(BusError::from_nats("create the durable subscription"))?;
-            Ok((consumer, from))
+            let start = start_policy(stream, from).await?;
+            Ok((
+                create_durable(stream, name, filter, from, start).await?,
+                from,
+            ))
         }
         Err(e) if e.kind() == ConsumerErrorKind::InvalidConsumerType => {
             Err(BusError::DurableMismatch {
@@ -391,4 +408,27 @@ async fn durable_consumer(
         }
         Err(e) => Err(BusError::from_nats("read the durable subscription")(e)),
     }
+}
+
+/// Creates the durable pull consumer `name` on `filter`, delivering from `start`, remembering
+/// `from` (the position it drops events before) in its description.
+async fn create_durable(
+    stream: &Stream,
+    name: &Name,
+    filter: &str,
+    from: u64,
+    start: DeliverPolicy,
+) -> Result<PullConsumer, BusError> {
+    let config = pull::Config {
+        durable_name: Some(name.to_string()),
+        description: Some(format!("{FROM_PREFIX}{from}")),
+        filter_subject: filter.to_owned(),
+        deliver_policy: start,
+        ack_policy: AckPolicy::Explicit,
+        ..Default::default()
+    };
+    stream
+        .create_consumer(config)
+        .await
+        .map_err(BusError::from_nats("create the durable subscription"))
 }

@@ -97,6 +97,65 @@ async fn a_durable_subscription_resumes_with_exactly_the_rest() {
     assert_eq!(info.delivered.stream_sequence, 130);
 }
 
+/// Each subscriber of the name below is a client of its own, as a `roster subscribe` process
+/// is, gone when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_resumes_in_order_after_a_reader_that_stopped_while_waiting_or_crashed() {
+    let server = server();
+    let publisher = client(&server).await;
+    let (_dir, log) = log();
+    let t = team(&log, "research", 1);
+    retire_many(&log, t, 4);
+    publish_all(&log, &publisher).await;
+    let ns = name("roster");
+    let durable = SubscribeOptions {
+        durable: Some(name("audit")),
+        ..options()
+    };
+
+    // A reader that has read everything there was, and stops cleanly while its pull still
+    // waits on the server for more.
+    let c = client(&server).await;
+    let mut sub = EventSubscription::open(&c, &ns, durable.clone())
+        .await
+        .unwrap();
+    assert_eq!(take(&mut sub, 5).await, (0..5).collect::<Vec<_>>());
+    sub.close().await.unwrap();
+    c.flush().await.unwrap();
+    drop(c);
+    // Published after it left: nobody has read these.
+    retire_many(&log, t, 5);
+    publish_all(&log, &publisher).await;
+
+    // The next reader gets them first, then what comes later: never the later ones before.
+    let c = client(&server).await;
+    let mut sub = EventSubscription::open(&c, &ns, durable.clone())
+        .await
+        .unwrap();
+    retire_many(&log, t, 5);
+    publish_all(&log, &publisher).await;
+    assert_eq!(take(&mut sub, 10).await, (5..15).collect::<Vec<_>>());
+
+    // A reader that dies holding an event it did not acknowledge (killed while printing it, or
+    // handed it by the server just as it stopped): the next one gets that event again (at
+    // least once), then the rest, in order.
+    retire_many(&log, t, 5);
+    publish_all(&log, &publisher).await;
+    let d = within("an event", sub.next()).await.unwrap().unwrap();
+    assert_eq!(d.seq, 15);
+    drop(d);
+    drop(sub);
+    drop(c);
+    let c = client(&server).await;
+    let mut sub = EventSubscription::open(&c, &ns, durable.clone())
+        .await
+        .unwrap();
+    retire_many(&log, t, 5);
+    publish_all(&log, &publisher).await;
+    assert_eq!(take(&mut sub, 10).await, (15..25).collect::<Vec<_>>());
+    sub.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_with_another_filter_is_refused_with_a_clear_error() {
     let server = server();
