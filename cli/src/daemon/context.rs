@@ -322,12 +322,15 @@ impl Context {
 
     /// The team's inbox, started on first use (and again if its feed ended).
     fn inbox(&self, d: &Daemon, team: &Name) -> Result<broadcast::Receiver<Inbound>, GatewayError> {
+        // Refused while the bus is down even when a teammate's subscription already holds the
+        // team's feed: the answer does not depend on who else listens, and an agent told "ok"
+        // would wait for messages that cannot come until the bus is back.
+        if !self.available() {
+            return Err(unavailable());
+        }
         let mut inboxes = self.inboxes.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(tx) = inboxes.get(team) {
             return Ok(tx.subscribe());
-        }
-        if !self.available() {
-            return Err(unavailable());
         }
         // Bounded: the lock is held for at most BUS_WAIT.
         let feed =
