@@ -261,8 +261,14 @@ fn nats_stopped_and_restarted_mid_run_loses_nothing() {
         let before = s.events().len();
         let team = format!("late-{round}");
         s.ok(&["team", "create", &team]);
-        let late = s.hire_into(&team, "newcomer", &[]);
-        s.ok(&["grant", "research/scout", "email.send@mailbox:bob"]);
+        // Names unique across teams: `Served::agent` finds an agent by name alone.
+        let newcomer = format!("newcomer-{round}");
+        let late = s.hire_into(&team, &newcomer, &[]);
+        s.ok(&[
+            "grant",
+            "research/scout",
+            &format!("email.send@mailbox:bob-{round}"),
+        ]);
         let e = g_scout
             .call("hire", json!({ "name": "c", "grants": ["email.send@**"] }))
             .unwrap_err();
@@ -287,7 +293,7 @@ fn nats_stopped_and_restarted_mid_run_loses_nothing() {
         // So does roster-agent inside the container: exit 1, the same message.
         let out = s.run(&[
             "exec",
-            &format!("{team}/newcomer"),
+            &format!("{team}/{newcomer}"),
             "--",
             "roster-agent",
             "share",
@@ -317,11 +323,21 @@ fn nats_stopped_and_restarted_mid_run_loses_nothing() {
         let total = all_published(&s);
         assert_eq!(total, events);
         let log = export(&s);
+        let got: Vec<u64> = audit
+            .until(total, LIMIT)
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
         assert_eq!(
-            audit.until(total, LIMIT),
-            &log[..],
-            "the durable subscriber's lines are not the log's"
+            got,
+            (0..total as u64).collect::<Vec<_>>(),
+            "round {round}: the durable subscriber's events are not the log's, in order, once"
         );
+        assert_eq!(audit.until(total, LIMIT), &log[..]);
         assert_eq!(stream_lines(&url, &s.ns, total), log);
 
         // The listeners from before the outage hear again, inside the team and across.
