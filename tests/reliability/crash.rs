@@ -205,9 +205,10 @@ struct Lead {
     grant: String,
     /// The helpers it hired (acknowledged) and has not retired.
     helpers: Vec<String>,
-    /// Helpers whose retirement was asked and not answered: retired or not, they are no
-    /// longer used.
+    /// Helpers whose retirement was asked and not answered: asked again.
     dropped: Vec<String>,
+    /// Helpers whose retirement, asked again, was refused: the first one happened.
+    retired: Vec<String>,
     /// A hire whose answer was lost: tried again first.
     pending: Option<String>,
     hired: usize,
@@ -265,6 +266,27 @@ impl Burst<'_> {
         let mut turn = 0usize;
         while !self.stopped() {
             turn += 1;
+            // Keep at most two helpers (three while one is being hired); a retirement whose
+            // answer was lost is asked again first.
+            while !me.dropped.is_empty() || me.helpers.len() > 2 {
+                let (agent, retry) = match me.dropped.pop() {
+                    Some(a) => (a, true),
+                    None => (me.helpers.remove(0), false),
+                };
+                match c.call("retire", json!({ "agent": agent }), self.stop) {
+                    Outcome::Done(v) => {
+                        let events = v["events"].as_array().unwrap().clone();
+                        self.ack(format!("lead {index} retire {agent}"), events, None);
+                    }
+                    // The lost retirement happened: checked after the next crash.
+                    Outcome::Refused(_) if retry => me.retired.push(agent),
+                    Outcome::Refused(e) => panic!("lead {index} retire {agent} refused: {e}"),
+                    Outcome::Lost => {
+                        me.dropped.push(agent);
+                        return self.gone();
+                    }
+                }
+            }
             if hires_left > 0 {
                 let retry = me.pending.is_some();
                 let name = me.pending.take().unwrap_or_else(|| {
@@ -317,20 +339,6 @@ impl Burst<'_> {
                 }
                 Outcome::Refused(e) => panic!("lead {index} act refused: {e}"),
                 Outcome::Lost => return self.gone(),
-            }
-            if me.helpers.len() > 2 {
-                let agent = me.helpers.remove(0);
-                match c.call("retire", json!({ "agent": agent }), self.stop) {
-                    Outcome::Done(v) => {
-                        let events = v["events"].as_array().unwrap().clone();
-                        self.ack(format!("lead {index} retire {agent}"), events, None);
-                    }
-                    Outcome::Refused(e) => panic!("lead {index} retire {agent} refused: {e}"),
-                    Outcome::Lost => {
-                        me.dropped.push(agent);
-                        return self.gone();
-                    }
-                }
             }
         }
     }
@@ -435,16 +443,24 @@ impl Burst<'_> {
             } else {
                 panic!("roster act: {}", String::from_utf8_lossy(&out.stderr));
             }
-            if op.agents.len() > 1 {
-                let agent = op.agents.remove(0);
+            while !op.dropped.is_empty() || op.agents.len() > 1 {
+                let (agent, retry) = match op.dropped.pop() {
+                    Some(a) => (a, true),
+                    None => (op.agents.remove(0), false),
+                };
                 let out = roster(self.dir, &["--json", "retire", &agent]);
+                let stderr = String::from_utf8_lossy(&out.stderr);
                 if out.status.success() {
                     let events = json_lines(&String::from_utf8(out.stdout).unwrap());
                     self.ack(format!("operator retire {agent}"), events, None);
-                } else if lost(&String::from_utf8_lossy(&out.stderr)) {
+                } else if lost(&stderr) {
+                    op.dropped.push(agent);
                     return self.gone();
+                } else if retry {
+                    // The lost retirement happened: checked after the next crash.
+                    op.retired.push(agent);
                 } else {
-                    panic!("roster retire: {}", String::from_utf8_lossy(&out.stderr));
+                    panic!("roster retire {agent}: {stderr}");
                 }
             }
         }
@@ -460,6 +476,10 @@ fn lost(stderr: &str) -> bool {
 #[derive(Debug, Default)]
 struct Operator {
     agents: Vec<String>,
+    /// Retirements whose answer was lost: asked again.
+    dropped: Vec<String>,
+    /// Retirements asked again and refused: the first one happened.
+    retired: Vec<String>,
     pending: Option<String>,
     hired: usize,
     turn: usize,
@@ -753,7 +773,7 @@ fn check_subscriber(sub: &Subscriber, export: &[String], round: usize) {
 #[test]
 fn acknowledged_work_survives_sigkill_of_the_daemon_and_subscribers_see_it_once() {
     let started = Instant::now();
-    let rounds = scaled(5, 40);
+    let rounds = scaled(5, 20);
     let leads_n = scaled(3, 5);
     let hires = scaled(1, 2);
 
@@ -790,6 +810,7 @@ fn acknowledged_work_survives_sigkill_of_the_daemon_and_subscribers_see_it_once(
                 grant,
                 helpers: Vec::new(),
                 dropped: Vec::new(),
+                retired: Vec::new(),
                 pending: None,
                 hired: 0,
             }
@@ -856,12 +877,22 @@ fn acknowledged_work_survives_sigkill_of_the_daemon_and_subscribers_see_it_once(
             stop.store(true, Ordering::SeqCst);
         });
         let acked = acks.lock().unwrap().len() - before;
+        let (exported, serving) = check_store(&dir, &acks.lock().unwrap(), round);
         eprintln!(
-            "round {round}: killed after {delay:?}, {acked} acknowledgements; {:?} so far",
+            "round {round}: killed after {delay:?}, {acked} acknowledgements, {} agents in \
+             service (helpers {:?}); {:?} so far",
+            serving.len(),
+            leads.iter().map(|l| l.helpers.len()).collect::<Vec<_>>(),
             started.elapsed()
         );
-
-        let (exported, serving) = check_store(&dir, &acks.lock().unwrap(), round);
+        for lead in &leads {
+            for agent in lead.retired.iter().chain(&operator.retired) {
+                assert!(
+                    !serving.contains(agent),
+                    "round {round}: {agent}'s retirement was refused as done, yet it serves"
+                );
+            }
+        }
         export = exported;
         in_service = serving;
         s.start();
