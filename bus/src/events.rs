@@ -97,6 +97,8 @@ pub struct EventSubscription {
     filter: String,
     /// Events before this position are dropped here (acknowledged, for a durable).
     from: u64,
+    /// The stream sequence of the last message delivered.
+    last_stream_seq: u64,
     delivered: u64,
     limit: Option<u64>,
 }
@@ -169,6 +171,7 @@ impl EventSubscription {
             stream: name,
             filter,
             from,
+            last_stream_seq: 0,
             delivered: 0,
             limit: options.limit,
         })
@@ -270,6 +273,20 @@ impl EventSubscription {
                 }
                 continue;
             }
+            // The stream's own sequence only grows along it: a message at or before the last
+            // one delivered is a redelivery (a server killed before it saved the durable's
+            // position sends from an older one), dropped like what precedes `from`.
+            let stream_seq = message.info().map_or(0, |i| i.stream_sequence);
+            if stream_seq != 0 && stream_seq <= self.last_stream_seq {
+                if durable {
+                    message
+                        .ack_with(AckKind::Ack)
+                        .await
+                        .map_err(BusError::nats("acknowledge an event"))?;
+                }
+                continue;
+            }
+            self.last_stream_seq = stream_seq;
             self.delivered += 1;
             return Ok(Some(Delivery {
                 seq,
