@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::Daemon;
 use crate::app::CliError;
-use crate::gateway::answer::read_only;
+use crate::gateway::answer::{self, read_only};
 use crate::gateway::{ActAnswer, Backend, HungUp, Pushes};
 
 /// The daemon's backend.
@@ -72,6 +72,14 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
         Call::Publish(p) => return d.context.publish(d, agent, p),
         other => other,
     };
+    if let Call::History(p) = &call {
+        // The world only says which team; the page is read from the log after letting go.
+        let (log, team) = {
+            let app = d.app().map_err(internal)?;
+            (app.log.clone(), answer::history_team(&app.world, agent)?)
+        };
+        return answer::team_history(&*log, team, p);
+    }
     let mut app = d.app().map_err(internal)?;
     if let Some(read) = read_only(&*app.log, &app.world, agent, &call, crate::app::now()) {
         return read;

@@ -11,7 +11,7 @@
 
 use roster_core::envelope::Envelope;
 use roster_core::gateway::{Call, ErrorCode, GatewayError, HistoryParams};
-use roster_core::id::AgentId;
+use roster_core::id::{AgentId, TeamId};
 use roster_core::port::EventLog;
 use roster_core::time::Timestamp;
 use roster_core::world::{Agent, AgentStatus, Grant, World};
@@ -138,7 +138,21 @@ pub fn history(
     agent: AgentId,
     params: &HistoryParams,
 ) -> Result<Value, GatewayError> {
-    let a = in_service(world, agent)?;
+    team_history(log, history_team(world, agent)?, params)
+}
+
+/// The team whose history `agent` may read: its own, while it is in service.
+pub fn history_team(world: &World, agent: AgentId) -> Result<TeamId, GatewayError> {
+    Ok(in_service(world, agent)?.team)
+}
+
+/// [`history`] once the team is known: reads the log only, so the daemon answers it without
+/// holding its world (a page of events is the costliest read an agent can ask for).
+pub fn team_history(
+    log: &dyn EventLog,
+    team: TeamId,
+    params: &HistoryParams,
+) -> Result<Value, GatewayError> {
     let from = params.from.unwrap_or(1);
     if from == 0 {
         return Err(GatewayError::new(
@@ -150,12 +164,12 @@ pub fn history(
     let failed = |e: roster_core::port::LogError| {
         GatewayError::new(ErrorCode::Internal, format!("cannot read the log: {e}"))
     };
-    let version = log.team_version(a.team).map_err(failed)?;
+    let version = log.team_version(team).map_err(failed)?;
     let events: Vec<Envelope> = if limit == 0 {
         Vec::new()
     } else {
         let n = usize::try_from(limit).unwrap_or(usize::MAX);
-        log.read_team(a.team, from, n).map_err(failed)?
+        log.read_team(team, from, n).map_err(failed)?
     };
     let next = events.last().map_or(from, |e| e.version + 1);
     let events = serde_json::to_value(&events).map_err(|e| {

@@ -341,7 +341,16 @@ async fn on_blocking_pool<T: Send + 'static>(
 ) -> Result<T, GatewayError> {
     let backend = Arc::clone(&cx.backend);
     let agent = cx.agent;
-    match tokio::task::spawn_blocking(move || f(&*backend, agent)).await {
+    // Its turn among every agent's calls first (a flood cannot starve a quiet agent); the
+    // place is held, and the agent charged, until the backend has answered.
+    let admitted = super::fair::Fair::global().admit(agent).await;
+    match tokio::task::spawn_blocking(move || {
+        let answer = f(&*backend, agent);
+        drop(admitted);
+        answer
+    })
+    .await
+    {
         Ok(result) => result,
         Err(e) => {
             tracing::error!(%agent, "gateway backend failed: {e}");

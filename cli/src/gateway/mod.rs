@@ -14,13 +14,16 @@
 //!   [`AgentGateway`] stops it and removes the socket.
 //! - `conn`: one connection — reading lines under a hard size cap, the per-agent token bucket,
 //!   answering in request order.
+//! - `fair`: every agent's calls are admitted to the backend one per core at a time, the agent
+//!   that used the runtime least lately first (start-time fair queueing).
 //!
 //! # Why it cannot be used against the runtime or another agent
 //! Every line is decoded into validated types or answered with a typed error, and the
 //! connection goes on; no line may make the server hold more than [`MAX_LINE`] + 1 bytes of it.
 //! Each agent has its own accept loop, its own connection cap and its own token bucket; backend
 //! calls run on the blocking pool, so an agent that floods slows only itself (it is rate-limited,
-//! then read from more slowly, so its own socket buffer fills and its writes block).
+//! then read from more slowly, so its own socket buffer fills and its writes block; and what it
+//! is served waits behind every quieter agent's calls, see `fair`).
 //!
 //! # Pushed messages
 //! After `subscribe` answers, the agent also receives lines it did not ask for: `{"push":{…}}`
@@ -33,6 +36,7 @@
 
 pub mod answer;
 mod conn;
+mod fair;
 #[cfg(test)]
 mod fuzz;
 mod server;
