@@ -11,71 +11,18 @@
 
 #[path = "../../cli/tests/common/mod.rs"]
 mod common;
+mod tmpfs;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{rand_u32, Served};
 use serde_json::Value;
+use tmpfs::Tmpfs;
 
 /// The store's disk reserve (`roster_store::RESERVE`), in MiB.
 const RESERVE_MIB: u64 = 8;
-
-/// A tmpfs mounted on a temporary directory, unmounted on drop (even when the test fails).
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(mib: u64) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run mount (this test needs root): {e}"));
-        assert!(
-            out.status.success(),
-            "cannot mount a tmpfs on {} (this test needs root): {}",
-            dir.path().display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn grow(&self, mib: u64) {
-        let out = Command::new("mount")
-            .args(["-o", &format!("remount,size={mib}m")])
-            .arg(self.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "remount: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let umount = |args: &[&str]| {
-            Command::new("umount")
-                .args(args)
-                .arg(self.dir.path())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !umount(&[]) && !umount(&["-l"]) {
-            eprintln!("could not unmount {}", self.dir.path().display());
-        }
-    }
-}
 
 /// Grows the file `dir/filler` until the disk is full, as another program filling the disk
 /// would; again after the daemon may have freed some room.

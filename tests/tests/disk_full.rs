@@ -9,9 +9,11 @@
 //! Needs root (it mounts tmpfs); without it the tests fail, saying so — they never skip.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../reliability/tmpfs.rs"]
+mod tmpfs;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use roster_core::actor::Actor;
@@ -21,63 +23,7 @@ use roster_core::id::{AgentId, CountingEntropy, TeamId};
 use roster_core::port::{AppendRequest, EventLog, LogError};
 use roster_core::time::Timestamp;
 use roster_store::{SledLog, StoreFault, RESERVE};
-
-/// A tmpfs mounted on a temporary directory, unmounted on drop (even when the test fails).
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(mib: u64) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run mount (this test needs root): {e}"));
-        assert!(
-            out.status.success(),
-            "cannot mount a tmpfs on {} (this test needs root): {}",
-            dir.path().display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Gives the tmpfs `mib` MiB in all, as an operator freeing space would.
-    fn grow(&self, mib: u64) {
-        let out = Command::new("mount")
-            .args(["-o", &format!("remount,size={mib}m")])
-            .arg(self.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "remount: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let umount = |args: &[&str]| {
-            Command::new("umount")
-                .args(args)
-                .arg(self.dir.path())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        // A store still open in a panicking test keeps files open: detach it then.
-        if !umount(&[]) && !umount(&["-l"]) {
-            eprintln!("could not unmount {}", self.dir.path().display());
-        }
-    }
-}
+use tmpfs::Tmpfs;
 
 fn team(n: u64) -> TeamId {
     TeamId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(n))
