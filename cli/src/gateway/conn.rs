@@ -342,11 +342,12 @@ async fn on_blocking_pool<T: Send + 'static>(
     let backend = Arc::clone(&cx.backend);
     let agent = cx.agent;
     // Its turn among every agent's calls first (a flood cannot starve a quiet agent); the
-    // place is held, and the agent charged, until the backend has answered.
+    // place is held until the backend has answered, and the agent charged the CPU time it took.
     let admitted = super::fair::Fair::global().admit(agent).await;
     match tokio::task::spawn_blocking(move || {
+        let cpu = super::fair::thread_cpu();
         let answer = f(&*backend, agent);
-        drop(admitted);
+        admitted.done(super::fair::thread_cpu().saturating_sub(cpu));
         answer
     })
     .await

@@ -13,6 +13,11 @@
 //!   `a`'s previous call finished on that clock (its start tag plus the time it took);
 //! - waiting calls are admitted in order of their start tags.
 //!
+//! A call's time is the CPU time its thread spent on it ([`Admitted::done`]), not the time it
+//! was held: a call preempted by the OS, or waiting for a lock another agent's append holds, costs
+//! its agent nothing for the wait (charging it would push that agent far behind a clock that
+//! advances by a two-hundredth of real time when two hundred agents are busy).
+//!
 //! An agent that floods keeps pushing its `F` ahead of `V` by the time its calls take; a quiet
 //! agent's tag is `V` itself, so its call is admitted as soon as a running one ends, however
 //! many of the flood's wait. An agent idle for a while does not bank credit: its tag is never
@@ -133,6 +138,7 @@ impl Fair {
             tag,
             estimate,
             since: Instant::now(),
+            cost: None,
         }
     }
 
@@ -192,11 +198,32 @@ pub struct Admitted<'a> {
     /// What the call was reckoned to cost when it arrived.
     estimate: u64,
     since: Instant,
+    /// What it cost, when its caller measured it.
+    cost: Option<u64>,
+}
+
+impl Admitted<'_> {
+    /// Ends the call, charging its agent `cost` (the CPU time it took) instead of the time the
+    /// place was held.
+    pub fn done(mut self, cost: std::time::Duration) {
+        self.cost = Some(u64::try_from(cost.as_nanos()).unwrap_or(u64::MAX));
+    }
+}
+
+/// CPU time this thread has used so far (for [`Admitted::done`]).
+pub fn thread_cpu() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        let cost = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let cost = self
+            .cost
+            .unwrap_or_else(|| u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX));
         {
             let mut s = self.fair.state();
             if let Some(u) = s.agents.get_mut(&self.agent) {
