@@ -5,33 +5,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use roster_bus::{BusError, EventSubscription, Outbox, SubscribeOptions};
-use roster_core::port::EventLog;
-use roster_store::SledLog;
+use roster_bus::{BusError, EventSubscription, SubscribeOptions};
 
 use common::*;
-
-/// Publishes everything `log` holds and stops the outbox.
-async fn publish_all(log: &Arc<SledLog>, client: &async_nats::Client) {
-    let outbox = Outbox::spawn(Arc::clone(log), client.clone(), name("roster"));
-    within("the outbox", outbox.published(log.len()))
-        .await
-        .unwrap();
-    outbox.stop().await;
-}
-
-/// Reads `n` events, acknowledging each; returns their positions.
-async fn take(sub: &mut EventSubscription, n: usize) -> Vec<u64> {
-    let mut seqs = Vec::new();
-    while seqs.len() < n {
-        let d = within("an event", sub.next()).await.unwrap().unwrap();
-        seqs.push(d.seq);
-        d.ack().await.unwrap();
-    }
-    seqs
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_lost_with_the_servers_store_is_an_error_not_a_silent_wait() {

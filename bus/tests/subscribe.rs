@@ -5,37 +5,13 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use async_nats::jetstream;
-use roster_bus::{wire, BusError, EventSubscription, Outbox, SubscribeOptions};
+use roster_bus::{wire, BusError, EventSubscription, SubscribeOptions};
 use roster_core::envelope::Envelope;
 use roster_core::port::EventLog;
 use roster_store::SledLog;
 
 use common::*;
-
-/// Publishes everything `log` holds and stops the outbox.
-async fn publish_all(log: &Arc<SledLog>, client: &async_nats::Client) {
-    let outbox = Outbox::spawn(Arc::clone(log), client.clone(), name("roster"));
-    within("the outbox", outbox.published(log.len()))
-        .await
-        .unwrap();
-    outbox.stop().await;
-}
-
-/// Reads `n` events, acknowledging each; returns their positions.
-async fn take(sub: &mut EventSubscription, n: usize) -> Vec<u64> {
-    let mut seqs = Vec::new();
-    while seqs.len() < n {
-        let d = within("an event", sub.next()).await.unwrap().unwrap();
-        let env: serde_json::Value = serde_json::from_slice(&d.json).unwrap();
-        assert_eq!(env["seq"], d.seq, "Roster-Seq is the envelope's seq");
-        seqs.push(d.seq);
-        d.ack().await.unwrap();
-    }
-    seqs
-}
 
 fn options() -> SubscribeOptions {
     SubscribeOptions::default()

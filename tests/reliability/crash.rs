@@ -27,12 +27,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{docker, rand_u32, scaled, wait_for, Served};
+use common::{docker, ok_in, rand_u32, roster_in, scaled, wait_for, Served};
 use roster_bus::NatsServer;
 use serde_json::{json, Value};
 
@@ -82,32 +82,6 @@ fn text(v: &Value) -> String {
         .to_owned()
 }
 
-/// `roster ARGS` on the data directory: through the daemon when it runs, else on the store.
-fn roster(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_roster"))
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--as")
-        .arg("tester")
-        .args(args)
-        .env_remove("ROSTER_JSON")
-        .env_remove("ROSTER_BUS")
-        .output()
-        .expect("run roster")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = roster(dir, args);
-    assert!(
-        out.status.success(),
-        "roster {args:?} failed ({:?}): {}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -117,7 +91,7 @@ fn json_lines(text: &str) -> Vec<Value> {
 fn json(dir: &Path, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
-    json_lines(&ok(dir, &all))
+    json_lines(&ok_in(dir, &all))
 }
 
 /// What became of one request on a connection the daemon may drop at any moment.
@@ -380,7 +354,7 @@ impl Burst<'_> {
                     format!("op-{}", op.hired)
                 });
                 let cap = "spend.usd@vendor:op,budget=1000000";
-                let out = roster(
+                let out = roster_in(
                     self.dir,
                     &[
                         "--json", "hire", "--team", TEAM, "--name", &name, "--grant", cap,
@@ -409,7 +383,7 @@ impl Burst<'_> {
             }
             let lead = &leads[op.turn % leads.len()];
             let cap = format!("email.send@mailbox:m{}", op.turn);
-            let out = roster(self.dir, &["--json", "grant", lead, &cap]);
+            let out = roster_in(self.dir, &["--json", "grant", lead, &cap]);
             if out.status.success() {
                 let events = json_lines(&String::from_utf8(out.stdout).unwrap());
                 self.ack(format!("operator grant {cap} to {lead}"), events, None);
@@ -418,7 +392,7 @@ impl Burst<'_> {
             } else {
                 panic!("roster grant: {}", String::from_utf8_lossy(&out.stderr));
             }
-            let out = roster(
+            let out = roster_in(
                 self.dir,
                 &[
                     "--json",
@@ -448,7 +422,7 @@ impl Burst<'_> {
                     Some(a) => (a, true),
                     None => (op.agents.remove(0), false),
                 };
-                let out = roster(self.dir, &["--json", "retire", &agent]);
+                let out = roster_in(self.dir, &["--json", "retire", &agent]);
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 if out.status.success() {
                     let events = json_lines(&String::from_utf8(out.stdout).unwrap());
@@ -599,9 +573,9 @@ fn containers(ns: &str) -> BTreeMap<String, Vec<String>> {
 /// chain, one hire per agent and per name, the folded agents and grants. Returns the log's
 /// export lines and the agents in service.
 fn check_store(dir: &Path, acks: &[Ack], round: usize) -> (Vec<String>, Vec<String>) {
-    let verify = ok(dir, &["verify"]);
+    let verify = ok_in(dir, &["verify"]);
     assert!(verify.starts_with("ok:"), "round {round}: {verify}");
-    let export: Vec<String> = ok(dir, &["export"]).lines().map(str::to_owned).collect();
+    let export: Vec<String> = ok_in(dir, &["export"]).lines().map(str::to_owned).collect();
     let log = json(dir, &["log"]);
     assert_eq!(log.len(), export.len());
     for (i, e) in log.iter().enumerate() {
@@ -782,7 +756,7 @@ fn acknowledged_work_survives_sigkill_of_the_daemon_and_subscribers_see_it_once(
     let ns = format!("t{:x}", rand_u32());
     let mut s = Served::configured(ns.clone(), &["--bus", &url], Some(TOOLS));
     let dir = s.dir.clone();
-    ok(&dir, &["team", "create", TEAM]);
+    ok_in(&dir, &["team", "create", TEAM]);
     let mut leads: Vec<Lead> = (0..leads_n)
         .map(|i| {
             let name = format!("lead-{i}");
@@ -899,7 +873,10 @@ fn acknowledged_work_survives_sigkill_of_the_daemon_and_subscribers_see_it_once(
     }
     check_running(&s, &in_service, rounds);
     // The log at rest (no burst, containers converged): the subscriber has it all, once.
-    let final_export: Vec<String> = ok(&dir, &["export"]).lines().map(str::to_owned).collect();
+    let final_export: Vec<String> = ok_in(&dir, &["export"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
     assert!(final_export.len() >= export.len());
     check_subscriber(&sub, &final_export, rounds);
     sub.stop();

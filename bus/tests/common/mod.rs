@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream::Stream};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
-use roster_bus::{wire, BusUrl, NatsServer};
+use roster_bus::{wire, BusUrl, EventSubscription, NatsServer, Outbox};
 use roster_core::actor::Actor;
 use roster_core::envelope::Envelope;
 use roster_core::event::Event;
@@ -249,4 +249,26 @@ impl Drop for Valve {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Publishes everything `log` holds and stops the outbox.
+pub async fn publish_all(log: &Arc<SledLog>, client: &async_nats::Client) {
+    let outbox = Outbox::spawn(Arc::clone(log), client.clone(), name("roster"));
+    within("the outbox", outbox.published(log.len()))
+        .await
+        .unwrap();
+    outbox.stop().await;
+}
+
+/// Reads `n` events, acknowledging each; returns their positions.
+pub async fn take(sub: &mut EventSubscription, n: usize) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < n {
+        let d = within("an event", sub.next()).await.unwrap().unwrap();
+        let env: serde_json::Value = serde_json::from_slice(&d.json).unwrap();
+        assert_eq!(env["seq"], d.seq, "Roster-Seq is the envelope's seq");
+        seqs.push(d.seq);
+        d.ack().await.unwrap();
+    }
+    seqs
 }

@@ -136,27 +136,11 @@ impl Served {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_roster"))
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .arg("--as")
-            .arg("tester")
-            .args(args)
-            .env_remove("ROSTER_JSON")
-            .output()
-            .expect("run roster")
+        roster_in(&self.dir, args)
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "roster {args:?} failed ({:?}): {}{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        ok_in(&self.dir, args)
     }
 
     /// `roster exec AGENT -- CMD…`: its stdout.
@@ -238,6 +222,35 @@ impl Drop for Served {
             docker(&["volume", "rm", "-f", v]);
         }
     }
+}
+
+/// `roster ARGS` on data directory `dir`, as the operator `tester`: through its daemon when one
+/// runs, else on the store itself. A `ROSTER_JSON` or `ROSTER_BUS` of the test's own
+/// environment is not passed on.
+pub fn roster_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_roster"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--as")
+        .arg("tester")
+        .args(args)
+        .env_remove("ROSTER_JSON")
+        .env_remove("ROSTER_BUS")
+        .output()
+        .expect("run roster")
+}
+
+/// [`roster_in`] that must succeed: its stdout.
+pub fn ok_in(dir: &Path, args: &[&str]) -> String {
+    let out = roster_in(dir, args);
+    assert!(
+        out.status.success(),
+        "roster {args:?} failed ({:?}): {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The reliability suite's long form (`scripts/reliability`, `ROSTER_LONG=1`): more rounds,
