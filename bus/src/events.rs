@@ -264,20 +264,13 @@ impl EventSubscription {
                 });
             };
             let durable = matches!(self.source, Source::Durable { .. });
-            if seq < self.from {
-                if durable {
-                    message
-                        .ack_with(AckKind::Ack)
-                        .await
-                        .map_err(BusError::nats("acknowledge an event"))?;
-                }
-                continue;
-            }
-            // The stream's own sequence only grows along it: a message at or before the last
+            // Dropped (acknowledged, for a durable): what precedes `from`, and what comes again.
+            // The stream's own sequence only grows along it, so a message at or before the last
             // one delivered is a redelivery (a server killed before it saved the durable's
-            // position sends from an older one), dropped like what precedes `from`.
+            // position sends from an older one).
             let stream_seq = message.info().map_or(0, |i| i.stream_sequence);
-            if stream_seq != 0 && stream_seq <= self.last_stream_seq {
+            let again = stream_seq != 0 && stream_seq <= self.last_stream_seq;
+            if seq < self.from || again {
                 if durable {
                     message
                         .ack_with(AckKind::Ack)
