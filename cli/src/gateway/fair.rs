@@ -23,8 +23,7 @@
 //! many of the flood's wait. An agent idle for a while does not bank credit: its tag is never
 //! below `V`.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
@@ -49,10 +48,8 @@ struct State {
     clock: u64,
     /// Each agent's virtual finish and the time its last call took.
     agents: HashMap<AgentId, Usage>,
-    /// Waiting calls by start tag, then arrival.
-    waiting: BinaryHeap<Reverse<(u64, u64)>>,
-    /// The waiting calls' wake-ups, by arrival.
-    wakers: HashMap<u64, oneshot::Sender<()>>,
+    /// Waiting calls' wake-ups, by start tag, then arrival.
+    waiting: BTreeMap<(u64, u64), oneshot::Sender<()>>,
     /// Arrivals so far.
     arrivals: u64,
 }
@@ -71,8 +68,7 @@ impl Fair {
                 free: slots.max(1),
                 clock: 0,
                 agents: HashMap::new(),
-                waiting: BinaryHeap::new(),
-                wakers: HashMap::new(),
+                waiting: BTreeMap::new(),
                 arrivals: 0,
             }),
         }
@@ -117,8 +113,7 @@ impl Fair {
                 let arrival = s.arrivals;
                 s.arrivals += 1;
                 let (wake, woken) = oneshot::channel();
-                s.waiting.push(Reverse((tag, arrival)));
-                s.wakers.insert(arrival, wake);
+                s.waiting.insert((tag, arrival), wake);
                 (tag, estimate, Some(woken))
             }
         };
@@ -128,7 +123,7 @@ impl Fair {
                 woken,
                 admitted: false,
             };
-            // The sender stays in `wakers` until it sends: it is never dropped unsent while
+            // The sender stays in `waiting` until it sends: it is never dropped unsent while
             // this future waits, so the only answer is our turn.
             waiting.admitted = (&mut waiting.woken).await.is_ok();
         }
@@ -147,15 +142,15 @@ impl Fair {
         loop {
             let wake = {
                 let mut s = self.state();
-                let Some(Reverse((tag, arrival))) = s.waiting.pop() else {
+                let Some(((tag, _), wake)) = s.waiting.pop_first() else {
                     s.free += 1;
                     return;
                 };
                 s.clock = s.clock.max(tag);
-                s.wakers.remove(&arrival)
+                wake
             };
             // A waiter that has gone (its connection closed) cannot take the place: next.
-            if wake.is_some_and(|w| w.send(()).is_ok()) {
+            if wake.send(()).is_ok() {
                 return;
             }
         }
