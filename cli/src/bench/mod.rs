@@ -22,6 +22,7 @@
 mod hire;
 mod scale;
 mod share;
+mod socket;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

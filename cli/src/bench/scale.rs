@@ -38,6 +38,7 @@ use serde_json::{json, Value};
 
 use super::hire::{create_team, hire, ms, rss_kib, wait_first_call, with_daemon};
 use super::percentile;
+use super::socket::Socket;
 use crate::args::BenchArgs;
 use crate::daemon::Daemon;
 
@@ -50,9 +51,6 @@ const QUIET_CALLS: usize = 500;
 /// Time between two of the quiet agent's calls: an agent at work (100 calls a second, half its
 /// rate limit), not a flood.
 const QUIET_PACE: Duration = Duration::from_millis(10);
-
-/// How long a client waits for one answer before it counts it as lost.
-const ANSWER_LIMIT: Duration = Duration::from_secs(30);
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<Value> {
     with_daemon(args, "benchscale", None, |rt, d, data| {
@@ -121,7 +119,7 @@ fn measure(
     );
 
     // 3. Every agent at once, against the raw transport with the same clients.
-    let sockets: Vec<PathBuf> = agents.iter().map(|a| socket_path(d, *a)).collect();
+    let sockets: Vec<PathBuf> = agents.iter().map(|a| Socket::path(d, *a)).collect();
     let calls = args.calls.max(1);
     let ours = load(&sockets, &agents, calls)?;
     let raw_dir = tempfile::tempdir()?;
@@ -207,12 +205,6 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn socket_path(d: &Daemon, agent: AgentId) -> PathBuf {
-    d.supervisor()
-        .gateway_dir(agent)
-        .join(crate::gateway::SOCKET_NAME)
-}
-
 /// Creates and starts `n` containers of the base image at once, straight through the engine;
 /// returns how long until the last start returned.
 fn raw_fleet(
@@ -281,16 +273,16 @@ fn load(sockets: &[PathBuf], agents: &[AgentId], calls: usize) -> anyhow::Result
         let (refused, lost) = (refused.clone(), lost.clone());
         let agent = agents.get(i).map(|a| json!(a));
         threads.push(std::thread::spawn(move || -> anyhow::Result<_> {
-            let mut client = Client::connect(&path)?;
+            let mut client = Socket::connect(&path)?;
             let mut times = Vec::with_capacity(calls);
             let mut answer_len = 0;
             barrier.wait();
             for id in 0..calls {
                 let t = Instant::now();
-                match client.call(id as u64, "whoami") {
-                    Ok((answer, len)) => {
+                match whoami(&mut client, id) {
+                    Ok(answer) => {
                         times.push(t.elapsed());
-                        answer_len = len;
+                        answer_len = client.line_len();
                         let ok = answer.get("ok");
                         let mine = match &agent {
                             Some(agent) => ok.is_some_and(|ok| ok["id"] == *agent),
@@ -375,11 +367,11 @@ fn raw_servers(
 
 /// The quiet agent's `n` round trips, one every [`QUIET_PACE`]; sorted.
 fn quiet_calls(quiet: &(AgentId, PathBuf), n: usize) -> anyhow::Result<Vec<Duration>> {
-    let mut client = Client::connect(&quiet.1)?;
+    let mut client = Socket::connect(&quiet.1)?;
     let mut times = Vec::with_capacity(n);
     for id in 0..n {
         let t = Instant::now();
-        let (answer, _) = client.call(id as u64, "whoami")?;
+        let answer = whoami(&mut client, id)?;
         times.push(t.elapsed());
         if answer.get("ok").is_none_or(|ok| ok["id"] != json!(quiet.0)) {
             anyhow::bail!("the quiet agent was refused: {answer}");
@@ -465,34 +457,8 @@ fn flooding(
     })
 }
 
-/// A blocking client of one gateway socket.
-struct Client {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-    line: String,
-}
-
-impl Client {
-    fn connect(path: &Path) -> anyhow::Result<Client> {
-        let stream = UnixStream::connect(path)
-            .with_context(|| format!("cannot connect to {}", path.display()))?;
-        stream.set_read_timeout(Some(ANSWER_LIMIT))?;
-        Ok(Client {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
-            line: String::new(),
-        })
-    }
-
-    /// One round trip; the answer and its length in bytes.
-    fn call(&mut self, id: u64, method: &str) -> anyhow::Result<(Value, usize)> {
-        let mut bytes = serde_json::to_vec(&json!({ "id": id, "method": method }))?;
-        bytes.push(b'\n');
-        self.writer.write_all(&bytes)?;
-        self.line.clear();
-        if self.reader.read_line(&mut self.line)? == 0 {
-            anyhow::bail!("the gateway closed the connection");
-        }
-        Ok((serde_json::from_str(&self.line)?, self.line.len()))
-    }
+/// One `whoami` round trip, refused or not: its answer.
+fn whoami(client: &mut Socket, id: usize) -> anyhow::Result<Value> {
+    client.send(&json!({ "id": id, "method": "whoami" }))?;
+    client.line()
 }

@@ -17,8 +17,6 @@
 //! publishes the very same bytes and headers, pipelined with the same window, into a stream of
 //! its own (`roster_bus::baseline::jetstream_publish`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +24,7 @@ use anyhow::Context;
 use roster_core::actor::Actor;
 use roster_core::command::{decide, Command};
 use roster_core::event::Event;
-use roster_core::id::{AgentId, TeamId};
+use roster_core::id::TeamId;
 use roster_core::name::Name;
 use roster_core::port::{AppendRequest, EventLog};
 use roster_core::topic::TopicPattern;
@@ -35,6 +33,7 @@ use roster_store::{OsEntropy, SledLog};
 use serde_json::{json, Value};
 
 use super::hire::{create_team, hire, ms, wait_first_call, with_daemon};
+use super::socket::Socket;
 use super::{percentile, rate, sample_event};
 use crate::args::BenchArgs;
 use crate::daemon::Daemon;
@@ -192,54 +191,6 @@ fn open_share(d: &Daemon, from: TeamId, to: TeamId) -> anyhow::Result<()> {
         .context("no share proposed")?;
     app.execute(Command::AcceptShare { share }, &actor)?;
     Ok(())
-}
-
-/// One connection to an agent's gateway socket, line by line.
-struct Socket {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-    line: String,
-}
-
-impl Socket {
-    fn open(d: &Daemon, agent: AgentId) -> anyhow::Result<Socket> {
-        let path = d
-            .supervisor()
-            .gateway_dir(agent)
-            .join(crate::gateway::SOCKET_NAME);
-        let stream = UnixStream::connect(&path)
-            .with_context(|| format!("cannot connect to {}", path.display()))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(Socket {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
-            line: String::new(),
-        })
-    }
-
-    fn send(&mut self, request: &Value) -> anyhow::Result<()> {
-        let mut bytes = serde_json::to_vec(request)?;
-        bytes.push(b'\n');
-        self.writer.write_all(&bytes)?;
-        Ok(())
-    }
-
-    fn line(&mut self) -> anyhow::Result<Value> {
-        self.line.clear();
-        if self.reader.read_line(&mut self.line)? == 0 {
-            anyhow::bail!("the gateway closed the connection");
-        }
-        Ok(serde_json::from_str(&self.line)?)
-    }
-
-    fn call(&mut self, request: &Value) -> anyhow::Result<Value> {
-        self.send(request)?;
-        let answer = self.line()?;
-        if answer.get("ok").is_none() {
-            anyhow::bail!("the gateway refused {request}: {answer}");
-        }
-        Ok(answer)
-    }
 }
 
 /// A log of `n` committed events of one team (its creation, then spends).
