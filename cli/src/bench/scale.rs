@@ -13,7 +13,8 @@
 //!    every agent has made its first gateway call (its process is up and reached the runtime).
 //! 2. Memory: the daemon's resident set with no agent and with the fleet running, per agent.
 //! 3. Load: one client per agent, all at once, each making `--calls` `whoami` round trips one
-//!    after the other. Every answer must be this agent's own, none refused, none missing. The
+//!    after the other (after 3 untimed ones of its own: the first touch of a client thread's
+//!    memory in this process is not the gateway's cost). Every answer must be this agent's own, none refused, none missing. The
 //!    raw baseline is the same clients against bare Unix sockets answered by a task on the same
 //!    runtime with a line of the same size (no decoding, no world, no rate limit).
 //! 4. Flood: a quiet agent's `whoami` round trips, paced, first with every other agent silent,
@@ -47,6 +48,9 @@ const TEAMS: usize = 4;
 
 /// Round trips of the quiet agent, idle and under flood.
 const QUIET_CALLS: usize = 500;
+
+/// Untimed round trips each load client makes before the clients start together.
+const WARMUP: usize = 3;
 
 /// Time between two of the quiet agent's calls: an agent at work (100 calls a second, half its
 /// rate limit), not a flood.
@@ -276,7 +280,12 @@ fn load(sockets: &[PathBuf], agents: &[AgentId], calls: usize) -> anyhow::Result
             let mut client = Socket::connect(&path)?;
             let mut times = Vec::with_capacity(calls);
             let mut answer_len = 0;
+            // Untimed, one client at a time: the connection and this thread's allocations
+            // warmed, so the run measures the gateway, not the first touch of this process's
+            // memory (raw runs the same).
+            let warmed = (0..WARMUP).try_for_each(|id| whoami(&mut client, id).map(drop));
             barrier.wait();
+            warmed?;
             for id in 0..calls {
                 let t = Instant::now();
                 match whoami(&mut client, id) {
