@@ -199,7 +199,7 @@ pub enum AppRef<'a> {
     /// Opened by this process.
     Owned(Box<App>),
     /// The daemon's, locked.
-    Shared(std::sync::MutexGuard<'a, App>),
+    Shared(std::sync::RwLockWriteGuard<'a, App>),
 }
 
 impl std::ops::Deref for AppRef<'_> {

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::Daemon;
 use crate::app::CliError;
 use crate::gateway::answer::{self, read_only};
-use crate::gateway::{ActAnswer, Backend, HungUp, Pushes};
+use crate::gateway::{ActAnswer, Answer, Backend, HungUp, Pushes};
 
 /// The daemon's backend.
 #[derive(Debug)]
@@ -30,11 +30,25 @@ impl Backend for DaemonBackend {
         })?;
         let result = answer(&d, agent, call);
         if result.is_ok() {
-            if let Ok(mut m) = d.first_calls.lock() {
-                m.entry(agent).or_insert_with(std::time::Instant::now);
-            }
+            d.answered(agent);
         }
         result
+    }
+
+    fn call_now(&self, agent: AgentId, call: &Call) -> Option<Answer> {
+        // Only what the world answers by itself (history reads the log: the blocking pool).
+        if !matches!(call, Call::Whoami | Call::Grants | Call::Shares) {
+            return None;
+        }
+        let d = self.0.upgrade()?;
+        let result = {
+            let app = d.try_read_app()?;
+            read_only(&*app.log, &app.world, agent, call, crate::app::now())?
+        };
+        if result.is_ok() {
+            d.answered(agent);
+        }
+        Some(result)
     }
 
     fn act(&self, agent: AgentId, params: ActParams, hung_up: HungUp) -> ActAnswer {
@@ -75,15 +89,18 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
     if let Call::History(p) = &call {
         // The world only says which team; the page is read from the log after letting go.
         let (log, team) = {
-            let app = d.app().map_err(internal)?;
+            let app = d.read_app().map_err(internal)?;
             (app.log.clone(), answer::history_team(&app.world, agent)?)
         };
         return answer::team_history(&*log, team, p);
     }
-    let mut app = d.app().map_err(internal)?;
-    if let Some(read) = read_only(&*app.log, &app.world, agent, &call, crate::app::now()) {
-        return read;
+    {
+        let app = d.read_app().map_err(internal)?;
+        if let Some(read) = read_only(&*app.log, &app.world, agent, &call, crate::app::now()) {
+            return read;
+        }
     }
+    let mut app = d.app().map_err(internal)?;
     let command = match call {
         Call::Hire(p) => {
             let team = own_team(&app.world, agent)?;

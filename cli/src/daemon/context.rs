@@ -393,16 +393,14 @@ async fn run_inbox(
                 // The check only reads the world: done here when the lock is free at once,
                 // on the blocking pool when a decision holds it (it may be flushing).
                 let fast = d
-                    .app
-                    .try_lock()
-                    .ok()
+                    .try_read_app()
                     .map(|app| arrival(&app.world, recorded.as_ref(), &m));
                 let verdict = match fast {
                     Some(v) => v,
                     None => {
                         let (d2, m2) = (d.clone(), m.clone());
                         let checked = tokio::task::spawn_blocking(move || {
-                            d2.app()
+                            d2.read_app()
                                 .map(|app| arrival(&app.world, recorded.as_ref(), &m2))
                                 .unwrap_or_else(|e| Arrival::Drop(e.to_string()))
                         })

@@ -27,7 +27,7 @@ pub mod supervisor;
 mod tools;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use anyhow::Context;
 
@@ -40,7 +40,7 @@ use crate::args::ServeArgs;
 /// The running daemon, as commands see it.
 #[derive(Debug)]
 pub struct Daemon {
-    app: Mutex<App>,
+    app: RwLock<App>,
     data_dir: PathBuf,
     /// The containers' supervisor.
     sup: Arc<supervisor::Supervisor>,
@@ -65,14 +65,22 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// The store and world, locked for one decision (or one read).
-    pub fn app(&self) -> Result<MutexGuard<'_, App>, CliError> {
-        self.app.lock().map_err(|_| {
-            CliError::Input(
-                "the daemon's state was left half-changed by a failure: restart `roster serve`"
-                    .into(),
-            )
-        })
+    /// The store and world, locked for one decision.
+    pub fn app(&self) -> Result<RwLockWriteGuard<'_, App>, CliError> {
+        self.app.write().map_err(|_| half_changed())
+    }
+
+    /// The store and world, for reading only: many readers at once, none while a decision is
+    /// made.
+    pub fn read_app(&self) -> Result<RwLockReadGuard<'_, App>, CliError> {
+        self.app.read().map_err(|_| half_changed())
+    }
+
+    /// The store and world for reading if that needs no waiting at this moment (for a read
+    /// that must not wait); `None` while a decision is made, or if they were left half-changed
+    /// (`app` says so).
+    pub fn try_read_app(&self) -> Option<RwLockReadGuard<'_, App>> {
+        self.app.try_read().ok()
     }
 
     /// Its data directory.
@@ -119,6 +127,13 @@ impl Daemon {
         outbox.as_ref().map(roster_bus::Outbox::status)
     }
 
+    /// Notes that `agent`'s gateway has answered it (the first time counts).
+    fn answered(&self, agent: AgentId) {
+        if let Ok(mut m) = self.first_calls.lock() {
+            m.entry(agent).or_insert_with(std::time::Instant::now);
+        }
+    }
+
     /// When `agent` first got an answer from its gateway, if it did.
     pub fn first_call(&self, agent: AgentId) -> Option<std::time::Instant> {
         self.first_calls
@@ -126,6 +141,12 @@ impl Daemon {
             .ok()
             .and_then(|m| m.get(&agent).copied())
     }
+}
+
+fn half_changed() -> CliError {
+    CliError::Input(
+        "the daemon's state was left half-changed by a failure: restart `roster serve`".into(),
+    )
 }
 
 /// Where roster keeps what it mounts into containers, inside the data directory.
@@ -247,7 +268,7 @@ pub async fn start(
         .map(|client| roster_bus::Outbox::spawn(app.log.clone(), client, ns.clone()));
     let sup = Arc::new(supervisor::Supervisor::new(engine, gateways, agent_binary));
     let daemon = Arc::new_cyclic(|me| Daemon {
-        app: Mutex::new(app),
+        app: RwLock::new(app),
         data_dir: data_dir.to_owned(),
         sup: sup.clone(),
         rt: tokio::runtime::Handle::current(),

@@ -15,7 +15,8 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::Backend;
+use super::fair::{thread_cpu, Admitted, Fair};
+use super::{Answer, Backend};
 
 /// Bytes read from the socket at a time.
 const READ_BUF: usize = 64 * 1024;
@@ -112,6 +113,15 @@ impl std::fmt::Debug for AgentCtx {
     }
 }
 
+/// How long a connection with requests waiting answers them before it lets other connections
+/// have their turn: long enough that its answers go out in one write, short enough that a
+/// quiet agent's request never waits long behind a flood's.
+const TURN: Duration = Duration::from_micros(100);
+
+/// The least time a rate-limited connection is not read: its flood is then answered
+/// `rate_limited` once for every several lines served (at the rate), not once for each.
+const LIMITED_PAUSE: Duration = Duration::from_millis(50);
+
 /// How many lines may wait for the socket; past that, the reader and every subscription wait
 /// too (backpressure, not memory).
 const OUT_QUEUE: usize = 64;
@@ -127,6 +137,28 @@ enum Outgoing {
     Push(Arc<serde_json::Value>),
 }
 
+impl Outgoing {
+    /// Appends the line, newline included. A push is encoded here, when it is written: the
+    /// queue holds the shared message. One that cannot be encoded is left out.
+    fn encode_into(self, batch: &mut Vec<u8>) {
+        match self {
+            Outgoing::Line(line) => batch.extend_from_slice(&line),
+            Outgoing::Push(push) => {
+                let start = batch.len();
+                #[derive(serde::Serialize)]
+                struct Line<'a> {
+                    push: &'a serde_json::Value,
+                }
+                if serde_json::to_writer(&mut *batch, &Line { push: &push }).is_ok() {
+                    batch.push(b'\n');
+                } else {
+                    batch.truncate(start);
+                }
+            }
+        }
+    }
+}
+
 /// The writing side of a connection: every line the agent receives — responses in request
 /// order, and pushed messages between them — goes through one bounded queue to one writer task.
 #[derive(Debug, Clone)]
@@ -136,24 +168,25 @@ pub(super) struct Conn {
 
 impl Conn {
     /// Starts the writer task for `out`; it ends when every sender is gone or a write fails.
+    /// Lines queued while a write was under way go out together in the next one: an agent with
+    /// many requests in flight is woken once for many answers, not once for each.
     fn start(mut out: OwnedWriteHalf) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(OUT_QUEUE);
         let writer = tokio::spawn(async move {
+            let mut batch = Vec::new();
             while let Some(next) = rx.recv().await {
-                let line = match next {
-                    Outgoing::Line(line) => line,
-                    // Encoded here, one at a time: the queue holds the shared message.
-                    Outgoing::Push(push) => {
-                        match serde_json::to_vec(&serde_json::json!({ "push": &*push })) {
-                            Ok(mut line) => {
-                                line.push(b'\n');
-                                line
-                            }
-                            Err(_) => continue,
-                        }
+                if batch.capacity() > KEEP_BUF {
+                    batch = Vec::new();
+                }
+                batch.clear();
+                next.encode_into(&mut batch);
+                while batch.len() < KEEP_BUF {
+                    match rx.try_recv() {
+                        Ok(next) => next.encode_into(&mut batch),
+                        Err(_) => break,
                     }
-                };
-                if out.write_all(&line).await.is_err() {
+                }
+                if out.write_all(&batch).await.is_err() {
                     return;
                 }
             }
@@ -194,12 +227,17 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
     // Dropped (and so aborted) when the connection ends.
     let mut subscriptions = tokio::task::JoinSet::new();
     let mut buf = Vec::new();
+    // When this connection's turn on its worker began (see the end of the loop).
+    let mut turn = Instant::now();
     loop {
         let line = match read_line(&mut read, &mut buf, MAX_LINE).await {
             Ok(Frame::Eof) | Err(_) => break,
             Ok(line) => line,
         };
         if let Err(wait) = take_token(&cx.bucket) {
+            // Not read again before several tokens are back, so that a flood is answered
+            // `rate_limited` once every few lines it is served, not once for each.
+            let wait = wait.max(LIMITED_PAUSE);
             let id = match line {
                 Frame::Line => match decode_request(&buf) {
                     Ok(r) => Some(r.id),
@@ -285,6 +323,14 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
         if conn.send(id, &result).await.is_err() {
             break;
         }
+        // An agent with more requests already here lets every other connection's turn come
+        // once this one's has lasted long enough (its answers so far then go out together).
+        if read.buffer().is_empty() {
+            turn = Instant::now();
+        } else if turn.elapsed() >= TURN {
+            tokio::task::yield_now().await;
+            turn = Instant::now();
+        }
     }
     subscriptions.abort_all();
     drop(conn);
@@ -322,32 +368,53 @@ async fn subscribe(
     cx: &AgentCtx,
     params: roster_core::gateway::SubscribeParams,
 ) -> Result<(serde_json::Value, super::Pushes), GatewayError> {
-    on_blocking_pool(cx, move |backend, agent| backend.subscribe(agent, params)).await
+    let admitted = Fair::global().admit(cx.agent).await;
+    on_blocking_pool(cx, admitted, move |backend, agent| {
+        backend.subscribe(agent, params)
+    })
+    .await
 }
 
-/// Runs the backend on the blocking pool.
-async fn call(
-    cx: &AgentCtx,
-    call: roster_core::gateway::Call,
-) -> Result<serde_json::Value, GatewayError> {
-    on_blocking_pool(cx, move |backend, agent| backend.call(agent, call)).await
+/// Answers a call: on this task if the backend can answer without waiting (a read of the
+/// world: microseconds, no thread hand-off), else in its turn on the blocking pool.
+///
+/// A call answered here needs no place in [`Fair`]: it runs on a worker thread, and there are
+/// only as many of those as cores. It is charged to its agent all the same, so an agent that
+/// floods reads waits longer for its next call that does need a place.
+async fn call(cx: &AgentCtx, call: roster_core::gateway::Call) -> Answer {
+    let fair = Fair::global();
+    let started = Instant::now();
+    match cx.backend.call_now(cx.agent, &call) {
+        Some(answer) => {
+            fair.charge(cx.agent, started.elapsed());
+            answer
+        }
+        None => {
+            // Its turn among every agent's calls (a flood cannot starve a quiet agent); the
+            // place is held until the backend has answered, and the agent charged the CPU
+            // time it took.
+            let admitted = fair.admit(cx.agent).await;
+            on_blocking_pool(cx, admitted, move |backend, agent| {
+                backend.call(agent, call)
+            })
+            .await
+        }
+    }
 }
 
-/// Runs `f` on the blocking pool (a backend may block on the log or the engine); a backend
-/// that panics answers `internal`.
+/// Runs `f` on the blocking pool (a backend may block on the log or the engine), holding the
+/// place `admitted` until it has answered; a backend that panics answers `internal`.
 async fn on_blocking_pool<T: Send + 'static>(
     cx: &AgentCtx,
+    admitted: Admitted<'static>,
     f: impl FnOnce(&dyn Backend, AgentId) -> Result<T, GatewayError> + Send + 'static,
 ) -> Result<T, GatewayError> {
     let backend = Arc::clone(&cx.backend);
     let agent = cx.agent;
-    // Its turn among every agent's calls first (a flood cannot starve a quiet agent); the
-    // place is held until the backend has answered, and the agent charged the CPU time it took.
-    let admitted = super::fair::Fair::global().admit(agent).await;
     match tokio::task::spawn_blocking(move || {
-        let cpu = super::fair::thread_cpu();
+        let cpu = thread_cpu();
         let answer = f(&*backend, agent);
-        admitted.done(super::fair::thread_cpu().saturating_sub(cpu));
+        admitted.done(thread_cpu().saturating_sub(cpu));
         answer
     })
     .await

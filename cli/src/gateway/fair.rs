@@ -18,6 +18,12 @@
 //! its agent nothing for the wait (charging it would push that agent far behind a clock that
 //! advances by a two-hundredth of real time when two hundred agents are busy).
 //!
+//! A call the backend answers at once on the connection's task (a read of the world, see
+//! `Backend::call_now`) takes no place: it runs on a worker thread, of which there are only as
+//! many as cores, and holds no lock another call waits for. Its time is charged to its agent all
+//! the same ([`Fair::charge`]), so an agent that floods reads waits longer for its next call
+//! that does take a place.
+//!
 //! An agent that floods keeps pushing its `F` ahead of `V` by the time its calls take; a quiet
 //! agent's tag is `V` itself, so its call is admitted as soon as a running one ends, however
 //! many of the flood's wait. An agent idle for a while does not bank credit: its tag is never
@@ -135,6 +141,20 @@ impl Fair {
             since: Instant::now(),
             cost: None,
         }
+    }
+
+    /// Charges `agent` for `cost` of the runtime's time spent on a call that needed no place
+    /// (answered on the connection's own task): it waits that much longer for its next call
+    /// that does.
+    pub fn charge(&self, agent: AgentId, cost: std::time::Duration) {
+        let cost = u64::try_from(cost.as_nanos()).unwrap_or(u64::MAX);
+        let mut s = self.state();
+        let clock = s.clock;
+        let usage = s.agents.entry(agent).or_insert(Usage {
+            finish: 0,
+            last_cost: FIRST_ESTIMATE_NS,
+        });
+        usage.finish = usage.finish.max(clock).saturating_add(cost);
     }
 
     /// A place was given back: admit the next waiting call, or keep the place free.
@@ -301,6 +321,25 @@ mod tests {
         drop(calm);
         let next = ready(&mut flooded[0]).expect("the flood is served after it");
         drop(next);
+    }
+
+    #[test]
+    fn reads_answered_without_a_place_still_count_against_their_agent() {
+        let fair = Fair::new(1);
+        let [reader, other, holder]: [AgentId; 3] = agents(3).try_into().unwrap();
+        // `reader` has had many reads answered on its connection's task, `other` none.
+        fair.charge(reader, Duration::from_millis(50));
+        let running = ready(&mut Box::pin(fair.admit(holder))).unwrap();
+        let mut heavy = Box::pin(fair.admit(reader));
+        assert!(ready(&mut heavy).is_none());
+        let mut light = Box::pin(fair.admit(other));
+        assert!(ready(&mut light).is_none());
+        drop(running);
+        // Though it asked first, the agent that used the runtime more waits.
+        let light = ready(&mut light).expect("the lighter agent waited behind the heavy one");
+        assert!(ready(&mut heavy).is_none());
+        drop(light);
+        assert!(ready(&mut heavy).is_some());
     }
 
     #[test]

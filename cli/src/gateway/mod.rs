@@ -14,16 +14,18 @@
 //!   [`AgentGateway`] stops it and removes the socket.
 //! - `conn`: one connection — reading lines under a hard size cap, the per-agent token bucket,
 //!   answering in request order.
-//! - `fair`: every agent's calls are admitted to the backend one per core at a time, the agent
-//!   that used the runtime least lately first (start-time fair queueing).
+//! - `fair`: every agent's calls that need the blocking pool are admitted one per core at a
+//!   time, the agent that used the runtime least lately first (start-time fair queueing).
 //!
 //! # Why it cannot be used against the runtime or another agent
 //! Every line is decoded into validated types or answered with a typed error, and the
 //! connection goes on; no line may make the server hold more than [`MAX_LINE`] + 1 bytes of it.
-//! Each agent has its own accept loop, its own connection cap and its own token bucket; backend
-//! calls run on the blocking pool, so an agent that floods slows only itself (it is rate-limited,
-//! then read from more slowly, so its own socket buffer fills and its writes block; and what it
-//! is served waits behind every quieter agent's calls, see `fair`).
+//! Each agent has its own accept loop, its own connection cap and its own token bucket, so an
+//! agent that floods slows only itself: it is rate-limited, then not read for a while, so its own
+//! socket buffer fills and its writes block. What it is served waits behind every quieter
+//! agent's calls: reads of the world are answered on the connection's task in microseconds, and
+//! a connection with many requests waiting yields its worker after a short turn; everything else
+//! runs on the blocking pool in the order `fair` gives.
 //!
 //! # Pushed messages
 //! After `subscribe` answers, the agent also receives lines it did not ask for: `{"push":{…}}`
@@ -55,10 +57,21 @@ pub use server::{serve_agent, AgentGateway, Limits, SOCKET_NAME};
 /// Separate from the server so that the server knows nothing about the world, the log or
 /// `decide`: the daemon implements it over its state, tests over a real in-memory log. `call`
 /// may block (read the log, wait for an append); the server runs it on tokio's blocking pool,
-/// so a slow answer to one agent never holds up the sockets of another.
+/// so a slow answer to one agent never holds up the sockets of another. What needs no waiting
+/// the backend may answer in `call_now`, on the connection's own task.
 pub trait Backend: Send + Sync + 'static {
     /// Answers `call`, made by `agent` (the owner of the socket it came through).
     fn call(&self, agent: AgentId, call: Call) -> Result<serde_json::Value, GatewayError>;
+
+    /// Answers `call` right away if that takes no waiting — a read of state nobody is changing
+    /// at the moment — or says `None`, and [`call`](Backend::call) answers it on the blocking
+    /// pool. Run on the connection's own task: it must never block (no waiting for a lock, no
+    /// I/O), and costs microseconds, so the answer to a `whoami` takes no thread hand-off. The
+    /// default answers nothing now.
+    fn call_now(&self, agent: AgentId, call: &Call) -> Option<Answer> {
+        let _ = (agent, call);
+        None
+    }
 
     /// Answers `act` for `agent`. A future, awaited on the connection's own task: an `act`
     /// may wait for a human for up to an hour, and must hold no thread meanwhile. `hung_up`
@@ -86,6 +99,9 @@ pub trait Backend: Send + Sync + 'static {
         ))
     }
 }
+
+/// The answer to a call.
+pub type Answer = Result<serde_json::Value, GatewayError>;
 
 /// The answer to an `act`, to be awaited.
 /// Resolves (with `Ok` or `Err`) when an agent hangs up while its `act` is under way.

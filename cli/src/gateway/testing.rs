@@ -183,6 +183,15 @@ impl Team {
 pub(crate) struct TeamBackend(pub Mutex<Team>);
 
 impl Backend for TeamBackend {
+    /// As the daemon's: reads of the world on the connection's task when the lock is free.
+    fn call_now(&self, agent: AgentId, call: &Call) -> Option<super::Answer> {
+        if !matches!(call, Call::Whoami | Call::Grants | Call::Shares) {
+            return None;
+        }
+        let team = self.0.try_lock().ok()?;
+        answer::read_only(&team.log, team.world(), agent, call, now())
+    }
+
     fn call(&self, agent: AgentId, call: Call) -> Result<Value, GatewayError> {
         let team = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         answer::read_only(&team.log, team.world(), agent, &call, now()).unwrap_or_else(|| {

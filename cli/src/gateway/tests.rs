@@ -271,6 +271,26 @@ async fn the_rate_limit_kicks_in_and_recovers() {
 }
 
 #[tokio::test]
+async fn a_read_waits_for_a_decision_that_holds_the_world_then_is_answered() {
+    let s = Setup::new();
+    let gw = s.serve(s.lead, Limits::default()).await;
+    let mut c = Client::connect(gw.path()).await;
+    // Nobody holds the world: answered on the connection's own task.
+    assert!(c.call(1, "whoami", Value::Null).await["ok"].is_object());
+    // A decision holds it (as an append would while it flushes): the read is not answered
+    // from half-changed state, nor refused; it waits on the blocking pool, then is answered.
+    let held = s.team.0.lock().unwrap();
+    c.send(b"{\"id\":2,\"method\":\"whoami\"}\n").await;
+    let mut line = String::new();
+    let early = timeout(Duration::from_millis(300), c.read.read_line(&mut line)).await;
+    assert!(early.is_err(), "answered while the world was held: {line}");
+    drop(held);
+    let r = c.recv().await.unwrap();
+    assert_eq!(r["id"], 2, "{r}");
+    assert_eq!(r["ok"]["id"], json!(s.lead), "{r}");
+}
+
+#[tokio::test]
 async fn connections_over_the_cap_are_told_and_closed() {
     let s = Setup::new();
     let limits = Limits {
