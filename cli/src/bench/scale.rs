@@ -20,7 +20,10 @@
 //! 4. Flood: a quiet agent's `whoami` round trips, paced, first with every other agent silent,
 //!    then while `--flooders` agents send requests as fast as their sockets take them (far above
 //!    their rate limit, so they are held back). The quiet agent's p99 under flood is compared with
-//!    its own p99 idle (target ≤ 2×), and the daemon's memory after the flood with before.
+//!    its own p99 idle (target ≤ 2×), and the daemon's memory after the flood with before. What
+//!    the machine itself gives is measured the same way: the same paced calls to a bare socket
+//!    of step 3, idle and under the same flood (the flood's own clients, threads of this
+//!    process, share the two cores with everything else).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -151,10 +154,13 @@ fn measure(
 
     // 4. A quiet agent, idle and while the others flood.
     let flooders = args.flooders.min(fleet - 1);
-    let quiet = (agents[0], sockets[0].clone());
+    let (quiet, bare) = (&sockets[0], &raw_sockets[0]);
     let rss_before_flood = rss_kib()?;
-    let idle = quiet_calls(&quiet, QUIET_CALLS)?;
-    let flood = flooding(&sockets[1..=flooders], || quiet_calls(&quiet, QUIET_CALLS))?;
+    let idle = quiet_calls(quiet, Some(agents[0]), QUIET_CALLS)?;
+    let bare_idle = quiet_calls(bare, None, QUIET_CALLS)?;
+    let flooded = &sockets[1..=flooders];
+    let flood = flooding(flooded, || quiet_calls(quiet, Some(agents[0]), QUIET_CALLS))?;
+    let bare_flood = flooding(flooded, || quiet_calls(bare, None, QUIET_CALLS))?;
     std::thread::sleep(Duration::from_secs(2));
     let rss_after_flood = rss_kib()?;
     let (i50, i99) = (percentile(&idle, 0.5), percentile(&idle, 0.99));
@@ -163,6 +169,12 @@ fn measure(
         percentile(&flood.quiet, 0.99),
     );
     let flood_ratio = f99.as_secs_f64() / i99.as_secs_f64().max(1e-9);
+    let (bi50, bi99) = (percentile(&bare_idle, 0.5), percentile(&bare_idle, 0.99));
+    let (bf50, bf99) = (
+        percentile(&bare_flood.quiet, 0.5),
+        percentile(&bare_flood.quiet, 0.99),
+    );
+    let bare_ratio = bf99.as_secs_f64() / bi99.as_secs_f64().max(1e-9);
     println!("  a quiet agent ({QUIET_CALLS} whoami, one every {QUIET_PACE:?}) while {flooders} agents flood their gateways:");
     println!(
         "    under flood   p50 {:>7.3} ms   p99 {:>7.3} ms   (the flood: {} answered, {} rate-limited, {:.0}/s)",
@@ -178,6 +190,17 @@ fn measure(
         ms(i99)
     );
     println!("    ratio (p99)   {flood_ratio:>7.2}×   (target ≤ 2×)");
+    println!("    the machine itself: the same calls to a bare socket on the same runtime");
+    println!(
+        "      under the same flood   p50 {:>7.3} ms   p99 {:>7.3} ms",
+        ms(bf50),
+        ms(bf99)
+    );
+    println!(
+        "      idle                   p50 {:>7.3} ms   p99 {:>7.3} ms   ratio (p99) {bare_ratio:.2}×",
+        ms(bi50),
+        ms(bi99)
+    );
     println!(
         "    daemon RSS {:.1} MiB before the flood, {:.1} MiB after",
         mib(rss_before_flood),
@@ -200,6 +223,9 @@ fn measure(
             "p50_ms": ms(f50), "p99_ms": ms(f99), "idle_p50_ms": ms(i50), "idle_p99_ms": ms(i99),
             "ratio_p99": flood_ratio, "flood_answered": flood.answered,
             "flood_rate_limited": flood.limited,
+            "bare_p50_ms": ms(bf50), "bare_p99_ms": ms(bf99),
+            "bare_idle_p50_ms": ms(bi50), "bare_idle_p99_ms": ms(bi99),
+            "bare_ratio_p99": bare_ratio,
             "rss_mib_before": mib(rss_before_flood), "rss_mib_after": mib(rss_after_flood),
         },
     }))
@@ -374,16 +400,20 @@ fn raw_servers(
     Ok(paths)
 }
 
-/// The quiet agent's `n` round trips, one every [`QUIET_PACE`]; sorted.
-fn quiet_calls(quiet: &(AgentId, PathBuf), n: usize) -> anyhow::Result<Vec<Duration>> {
-    let mut client = Socket::connect(&quiet.1)?;
+/// A quiet client's `n` round trips through `socket`, one every [`QUIET_PACE`]; sorted. With
+/// `agent`, every answer must be that agent's own.
+fn quiet_calls(socket: &Path, agent: Option<AgentId>, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut client = Socket::connect(socket)?;
     let mut times = Vec::with_capacity(n);
     for id in 0..n {
         let t = Instant::now();
         let answer = whoami(&mut client, id)?;
         times.push(t.elapsed());
-        if answer.get("ok").is_none_or(|ok| ok["id"] != json!(quiet.0)) {
+        let Some(ok) = answer.get("ok") else {
             anyhow::bail!("the quiet agent was refused: {answer}");
+        };
+        if agent.is_some_and(|a| ok["id"] != json!(a)) {
+            anyhow::bail!("the quiet agent was answered as another: {answer}");
         }
         std::thread::sleep(QUIET_PACE.saturating_sub(t.elapsed()));
     }

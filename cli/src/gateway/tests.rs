@@ -279,12 +279,21 @@ async fn a_read_waits_for_a_decision_that_holds_the_world_then_is_answered() {
     assert!(c.call(1, "whoami", Value::Null).await["ok"].is_object());
     // A decision holds it (as an append would while it flushes): the read is not answered
     // from half-changed state, nor refused; it waits on the blocking pool, then is answered.
-    let held = s.team.0.lock().unwrap();
+    let (held, holding) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let team = s.team.clone();
+    let decision = std::thread::spawn(move || {
+        let _world = team.0.lock().unwrap();
+        held.send(()).unwrap();
+        let _ = released.recv();
+    });
+    holding.recv().unwrap();
     c.send(b"{\"id\":2,\"method\":\"whoami\"}\n").await;
     let mut line = String::new();
     let early = timeout(Duration::from_millis(300), c.read.read_line(&mut line)).await;
     assert!(early.is_err(), "answered while the world was held: {line}");
-    drop(held);
+    release.send(()).unwrap();
+    decision.join().unwrap();
     let r = c.recv().await.unwrap();
     assert_eq!(r["id"], 2, "{r}");
     assert_eq!(r["ok"]["id"], json!(s.lead), "{r}");
