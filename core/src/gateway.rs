@@ -368,6 +368,41 @@ pub const METHODS: &[&str] = &[
     "shares",
 ];
 
+/// The most of a decoder's own words (serde's, which may quote the line) an answer carries:
+/// an error names what is wrong, it does not echo a megabyte back.
+const MAX_QUOTED: usize = 512;
+
+/// `text` if it is short; else its start and its end (where serde says the line and column),
+/// cut on character boundaries, with what was left out counted.
+fn bounded(text: String) -> String {
+    if text.len() <= MAX_QUOTED {
+        return text;
+    }
+    let head = floor_boundary(&text, MAX_QUOTED * 3 / 4);
+    let tail = ceil_boundary(&text, text.len() - MAX_QUOTED / 4);
+    format!(
+        "{} … ({} bytes left out) … {}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    )
+}
+
+/// The last character boundary of `s` at or before `i`.
+fn floor_boundary(s: &str, i: usize) -> usize {
+    (0..=i.min(s.len()))
+        .rev()
+        .find(|&j| s.is_char_boundary(j))
+        .unwrap_or(0)
+}
+
+/// The first character boundary of `s` at or after `i`.
+fn ceil_boundary(s: &str, i: usize) -> usize {
+    (i..=s.len())
+        .find(|&j| s.is_char_boundary(j))
+        .unwrap_or(s.len())
+}
+
 /// Decodes one request line (without its newline). On error, the id is returned when the line
 /// had a readable one, so that the answer can name the request it refuses.
 pub fn decode_request(line: &[u8]) -> Result<Request, (Option<RequestId>, GatewayError)> {
@@ -384,7 +419,7 @@ pub fn decode_request(line: &[u8]) -> Result<Request, (Option<RequestId>, Gatewa
     let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
         (
             None,
-            GatewayError::new(ErrorCode::InvalidJson, format!("not JSON: {e}")),
+            GatewayError::new(ErrorCode::InvalidJson, bounded(format!("not JSON: {e}"))),
         )
     })?;
     let serde_json::Value::Object(mut object) = value else {
@@ -457,7 +492,7 @@ pub fn decode_request(line: &[u8]) -> Result<Request, (Option<RequestId>, Gatewa
     let call: Call = serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
         (
             Some(id),
-            GatewayError::new(ErrorCode::BadParams, format!("{method}: {e}")),
+            GatewayError::new(ErrorCode::BadParams, bounded(format!("{method}: {e}"))),
         )
     })?;
     match &call {
@@ -517,6 +552,25 @@ mod tests {
     fn err(line: &str) -> (Option<RequestId>, ErrorCode, String) {
         let (id, e) = decode_request(line.as_bytes()).unwrap_err();
         (id, e.code, e.message)
+    }
+
+    #[test]
+    fn an_error_quotes_a_long_line_only_in_part() {
+        // Found by the long fuzz run: serde quotes a string it cannot take with each invisible
+        // character escaped (`\u{202e}`, 8 bytes for 3), so an answer outgrew the line 2.7×.
+        let long = "\u{202e}".repeat(300_000);
+        for line in [
+            format!(r#"{{"id":1,"method":"act","params":{{"amount":"{long}"}}}}"#),
+            format!(r#"{{"id":1,"method":"history","params":{{"from":"{long}"}}}}"#),
+        ] {
+            let (_, _, message) = err(&line);
+            assert!(message.len() <= MAX_QUOTED + 64, "{} bytes", message.len());
+            assert!(message.contains("bytes left out"), "{message}");
+        }
+        // A short message is whole, and a cut lands between characters.
+        assert_eq!(bounded("act: nope".into()), "act: nope");
+        let cut = bounded("é".repeat(MAX_QUOTED));
+        assert!(cut.starts_with('é') && cut.ends_with('é'), "{cut}");
     }
 
     #[test]
