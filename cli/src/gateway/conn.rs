@@ -201,8 +201,11 @@ impl Conn {
         id: Option<RequestId>,
         result: &Result<serde_json::Value, GatewayError>,
     ) -> Result<(), Gone> {
-        let mut line = encode_response(id, result).into_bytes();
-        line.push(b'\n');
+        self.send_line(encode_line(id, result)).await
+    }
+
+    /// Queues one response line already encoded by [`encode_line`].
+    async fn send_line(&self, line: Vec<u8>) -> Result<(), Gone> {
         self.out.send(Outgoing::Line(line)).await.map_err(|_| Gone)
     }
 
@@ -215,6 +218,13 @@ impl Conn {
 /// The connection is closed.
 #[derive(Debug)]
 pub(super) struct Gone;
+
+/// The answer to request `id` as the line the agent receives, newline included.
+fn encode_line(id: Option<RequestId>, result: &Answer) -> Vec<u8> {
+    let mut line = encode_response(id, result).into_bytes();
+    line.push(b'\n');
+    line
+}
 
 /// Serves one connection until the agent closes it, a write fails, or the gateway stops (the
 /// task is aborted). Requests are answered one after the other, in order; a `subscribe` adds a
@@ -257,16 +267,16 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
             tokio::time::sleep(wait).await;
             continue;
         }
-        let (id, result) = match line {
-            Frame::TooLong { len } => (
+        let line = match line {
+            Frame::TooLong { len } => encode_line(
                 None,
-                Err(GatewayError::new(
+                &Err(GatewayError::new(
                     ErrorCode::LineTooLong,
                     format!("a request line is at most {MAX_LINE} bytes; this one is {len}"),
                 )),
             ),
             _ => match decode_request(&buf) {
-                Err((id, e)) => (id, Err(e)),
+                Err((id, e)) => encode_line(id, &Err(e)),
                 Ok(Request {
                     id,
                     call: Call::Subscribe(params),
@@ -281,7 +291,7 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
                                  subscribe once with several patterns"
                             ),
                         );
-                        (Some(id), Err(e))
+                        encode_line(Some(id), &Err(e))
                     } else {
                         match subscribe(&cx, params).await {
                             Ok((answer, mut pushes)) => {
@@ -299,7 +309,7 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
                                 });
                                 continue;
                             }
-                            Err(e) => (Some(id), Err(e)),
+                            Err(e) => encode_line(Some(id), &Err(e)),
                         }
                     }
                 }
@@ -312,15 +322,15 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
                 }) => {
                     let (hang_up, hung_up) = tokio::sync::oneshot::channel();
                     let act = cx.backend.act(cx.agent, params, hung_up);
-                    (
+                    encode_line(
                         Some(id),
-                        watching_for_hang_up(&mut read, act, hang_up).await,
+                        &watching_for_hang_up(&mut read, act, hang_up).await,
                     )
                 }
-                Ok(request) => (Some(request.id), call(&cx, request.call).await),
+                Ok(Request { id, call: c }) => call(&cx, id, c).await,
             },
         };
-        if conn.send(id, &result).await.is_err() {
+        if conn.send_line(line).await.is_err() {
             break;
         }
         // An agent with more requests already here lets every other connection's turn come
@@ -375,31 +385,31 @@ async fn subscribe(
     .await
 }
 
-/// Answers a call: on this task if the backend can answer without waiting (a read of the
-/// world: microseconds, no thread hand-off), else in its turn on the blocking pool.
+/// Answers call `id`, as the line the agent receives: on this task if the backend can answer
+/// without waiting (a read of the world: microseconds, no thread hand-off), else in its turn on
+/// the blocking pool.
 ///
 /// A call answered here needs no place in [`Fair`]: it runs on a worker thread, and there are
 /// only as many of those as cores. It is charged to its agent all the same, so an agent that
 /// floods reads waits longer for its next call that does need a place.
-async fn call(cx: &AgentCtx, call: roster_core::gateway::Call) -> Answer {
+async fn call(cx: &AgentCtx, id: RequestId, call: roster_core::gateway::Call) -> Vec<u8> {
     let fair = Fair::global();
     let started = Instant::now();
-    match cx.backend.call_now(cx.agent, &call) {
-        Some(answer) => {
-            fair.charge(cx.agent, started.elapsed());
-            answer
-        }
-        None => {
-            // Its turn among every agent's calls (a flood cannot starve a quiet agent); the
-            // place is held until the backend has answered, and the agent charged the CPU
-            // time it took.
-            let admitted = fair.admit(cx.agent).await;
-            on_blocking_pool(cx, admitted, move |backend, agent| {
-                backend.call(agent, call)
-            })
-            .await
-        }
+    if let Some(answer) = cx.backend.call_now(cx.agent, &call) {
+        let line = encode_line(Some(id), &answer);
+        fair.charge(cx.agent, started.elapsed());
+        return line;
     }
+    // Its turn among every agent's calls (a flood cannot starve a quiet agent); the place is
+    // held until the backend has answered, and the agent charged the CPU time it took. The
+    // answer is encoded there too: a page of history is more work to encode than to read, and
+    // this way it is the asking agent's work, done in its turn, not the connections' workers'.
+    let admitted = fair.admit(cx.agent).await;
+    let line = on_blocking_pool(cx, admitted, move |backend, agent| {
+        Ok(encode_line(Some(id), &backend.call(agent, call)))
+    })
+    .await;
+    line.unwrap_or_else(|e| encode_line(Some(id), &Err(e)))
 }
 
 /// Runs `f` on the blocking pool (a backend may block on the log or the engine), holding the
