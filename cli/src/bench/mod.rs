@@ -184,8 +184,14 @@ fn append(args: &BenchArgs) -> anyhow::Result<Value> {
         "  raw sled batch + flush   {:>10.0} events/s   ({per_flush} records per flush)",
         raw_rate
     );
+    // The target is for batched appends; a writer's single events are bound by flushes.
+    let target = if batch >= 2 {
+        "target ≥ 0.8×, ≥ 50k events/s"
+    } else {
+        "no target: single-event appends wait for their flush"
+    };
     println!(
-        "  ratio                    {:>10.2}×   (target ≥ 0.8×, ≥ 50k events/s)",
+        "  ratio                    {:>10.2}×   ({target})",
         ours_rate / raw_rate
     );
     Ok(
