@@ -17,6 +17,12 @@ fn sled_error(op: &'static str) -> impl Fn(sled::Error) -> LogError {
     }
 }
 
+/// Opens a raw sled db with sled's default configuration, waiting for its file lock as the
+/// log does: a db of this process dropped a moment ago may still hold it.
+fn open_raw(dir: &Path) -> Result<sled::Db, LogError> {
+    crate::sled_log::open_waiting(&sled::Config::new().path(dir))
+}
+
 /// Writes `records` into a new sled db at `dir` in batches of `per_flush`, flushing after each
 /// batch, keyed by position as the log keys them; returns the time it took.
 pub fn insert_and_flush(
@@ -24,7 +30,7 @@ pub fn insert_and_flush(
     records: &[Vec<u8>],
     per_flush: usize,
 ) -> Result<Duration, LogError> {
-    let db = sled::open(dir).map_err(sled_error("open a raw sled db"))?;
+    let db = open_raw(dir)?;
     let started = Instant::now();
     for (c, chunk) in records.chunks(per_flush.max(1)).enumerate() {
         let mut batch = sled::Batch::default();
@@ -54,7 +60,7 @@ pub struct RawReplay {
 /// record's body, twice.
 pub fn iterate_and_decode(dir: &Path) -> Result<RawReplay, LogError> {
     let started = Instant::now();
-    let db = sled::open(dir).map_err(sled_error("open a raw sled db"))?;
+    let db = open_raw(dir)?;
     let records = decode_all(&db)?;
     let cold = started.elapsed();
     let started = Instant::now();

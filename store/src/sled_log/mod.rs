@@ -325,10 +325,17 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// threads can hold the lock of a handle for a moment after it was dropped, so a reopen in the
 /// same process would otherwise fail at random. A store another process keeps open still fails.
 pub(super) fn open_db(dir: &Path) -> Result<sled::Db, LogError> {
-    let config = sled::Config::new()
-        .path(dir)
-        // Every commit flushes explicitly; a background flusher would add nothing.
-        .flush_every_ms(None);
+    open_waiting(
+        &sled::Config::new()
+            .path(dir)
+            // Every commit flushes explicitly; a background flusher would add nothing.
+            .flush_every_ms(None),
+    )
+}
+
+/// Opens sled as `config` says, waiting up to [`LOCK_WAIT`] for its file lock (see
+/// [`open_db`]); the raw baselines open their dbs this way too.
+pub(crate) fn open_waiting(config: &sled::Config) -> Result<sled::Db, LogError> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         match config.open() {
