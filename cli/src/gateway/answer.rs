@@ -35,9 +35,22 @@ pub fn read_only(
     now: Timestamp,
 ) -> Option<Result<Value, GatewayError>> {
     match call {
+        Call::History(p) => Some(history(log, world, agent, p)),
+        _ => from_world(world, agent, call, now),
+    }
+}
+
+/// The answer to a call the world alone answers (no log, no I/O: microseconds), or `None` for
+/// any other. What a backend may answer on a connection's own task (`Backend::call_now`).
+pub fn from_world(
+    world: &World,
+    agent: AgentId,
+    call: &Call,
+    now: Timestamp,
+) -> Option<Result<Value, GatewayError>> {
+    match call {
         Call::Whoami => Some(whoami(world, agent)),
         Call::Grants => Some(grants(world, agent, now)),
-        Call::History(p) => Some(history(log, world, agent, p)),
         Call::Shares => Some(shares(world, agent)),
         _ => None,
     }
