@@ -66,6 +66,17 @@ struct Usage {
     last_cost: u64,
 }
 
+impl State {
+    /// `agent`'s usage; an agent not seen yet has used nothing and is reckoned to cost
+    /// [`FIRST_ESTIMATE_NS`] a call.
+    fn usage(&mut self, agent: AgentId) -> &mut Usage {
+        self.agents.entry(agent).or_insert(Usage {
+            finish: 0,
+            last_cost: FIRST_ESTIMATE_NS,
+        })
+    }
+}
+
 impl Fair {
     /// Admission for `slots` calls at once.
     pub fn new(slots: usize) -> Self {
@@ -103,10 +114,7 @@ impl Fair {
         let (tag, estimate, woken) = {
             let mut s = self.state();
             let clock = s.clock;
-            let usage = s.agents.entry(agent).or_insert(Usage {
-                finish: 0,
-                last_cost: FIRST_ESTIMATE_NS,
-            });
+            let usage = s.usage(agent);
             let tag = usage.finish.max(clock);
             // Until it has run, the call is reckoned to cost what the agent's last one did.
             let estimate = usage.last_cost;
@@ -150,10 +158,7 @@ impl Fair {
         let cost = u64::try_from(cost.as_nanos()).unwrap_or(u64::MAX);
         let mut s = self.state();
         let clock = s.clock;
-        let usage = s.agents.entry(agent).or_insert(Usage {
-            finish: 0,
-            last_cost: FIRST_ESTIMATE_NS,
-        });
+        let usage = s.usage(agent);
         usage.finish = usage.finish.max(clock).saturating_add(cost);
     }
 
