@@ -13,7 +13,7 @@
 //! - [`wire`]: one event on NATS — the envelope's JSON, `Nats-Msg-Id`, `Roster-Seq`
 //!   (documented in `docs/events.md`).
 //! - [`stream`]: [`ensure_events_stream`], the JetStream stream `NS_events`.
-//! - [`outbox`]: [`Outbox`], which publishes every committed event of a `SledLog` from a store
+//! - [`outbox`]: [`Outbox`], which publishes every committed event of a log from a store
 //!   checkpoint, pipelined, through outages, reconciling with the stream at each start.
 //! - [`events`]: [`EventSubscription`], an outside subscriber's view (ordered or durable).
 //! - [`ctx`]: [`CtxBus`], the carrier of context messages (in-process or core NATS) and

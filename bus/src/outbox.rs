@@ -1,6 +1,6 @@
 //! The outbox: every committed event of the log, published to JetStream in log order.
 //!
-//! It tails a [`SledLog`] from its checkpoint ([`CHECKPOINT`], the next position to publish)
+//! It tails the log (any [`CheckpointedLog`]: the daemon's is sled) from its checkpoint ([`CHECKPOINT`], the next position to publish)
 //! and publishes each envelope's JSON on `NS.events.TEAM.KIND` with `Nats-Msg-Id` = the event
 //! id and `Roster-Seq` = its position. Publishes are pipelined: up to a window of them await
 //! their acknowledgement at once, and the checkpoint advances over the contiguous acknowledged
@@ -40,8 +40,7 @@ use async_nats::jetstream::{self, Context};
 use async_nats::Client;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use roster_core::name::Name;
-use roster_core::port::{EventLog, LogError};
-use roster_store::SledLog;
+use roster_core::port::{CheckpointedLog, LogError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -111,12 +110,18 @@ pub struct Outbox {
 impl Outbox {
     /// Starts publishing `log`'s events to namespace `ns` through `client`, on the current
     /// tokio runtime. Never fails: problems show in [`Outbox::status`] and are retried.
-    pub fn spawn(log: Arc<SledLog>, client: Client, ns: Name) -> Outbox {
+    pub fn spawn<L: CheckpointedLog + 'static>(log: Arc<L>, client: Client, ns: Name) -> Outbox {
         Self::spawn_with(log, client, ns, OutboxConfig::default())
     }
 
     /// [`Outbox::spawn`] with a config.
-    pub fn spawn_with(log: Arc<SledLog>, client: Client, ns: Name, config: OutboxConfig) -> Outbox {
+    pub fn spawn_with<L: CheckpointedLog + 'static>(
+        log: Arc<L>,
+        client: Client,
+        ns: Name,
+        config: OutboxConfig,
+    ) -> Outbox {
+        let log: Arc<dyn CheckpointedLog> = log;
         let (progress_tx, progress) = watch::channel(0);
         let (stop, stop_rx) = watch::channel(false);
         let error = Arc::new(Mutex::new(None));
@@ -239,7 +244,7 @@ type Write = JoinHandle<(u64, Result<(), LogError>)>;
 
 /// The outbox's task.
 struct Task {
-    log: Arc<SledLog>,
+    log: Arc<dyn CheckpointedLog>,
     client: Client,
     ns: Name,
     window: usize,
@@ -342,7 +347,7 @@ impl Task {
         js.set_timeout(self.ack_timeout);
         let stream = ensure_events_stream(&js, &self.ns).await?;
         let scan = self.window.saturating_mul(4).max(256);
-        let plan = reconcile(&stream, &self.log, self.next, scan).await?;
+        let plan = reconcile(&stream, &*self.log, self.next, scan).await?;
         self.advance(plan.start);
         let (reader, mut batches) = Reader::start(
             Arc::clone(&self.log),

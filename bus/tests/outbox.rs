@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use futures_util::StreamExt;
 use roster_bus::outbox::CHECKPOINT;
 use roster_bus::{subject, wire, Outbox, OutboxConfig};
-use roster_core::port::EventLog;
+use roster_core::port::{Checkpoints, LogRead};
 
 use common::*;
 

@@ -8,7 +8,7 @@ mod common;
 use async_nats::jetstream;
 use roster_bus::{wire, BusError, EventSubscription, SubscribeOptions};
 use roster_core::envelope::Envelope;
-use roster_core::port::EventLog;
+use roster_core::port::LogRead;
 use roster_store::SledLog;
 
 use common::*;

@@ -4,12 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use roster_core::actor::Actor;
-use roster_core::command::{decide, Command, Decision, Rejected, Rejection};
+use roster_core::command::{Command, Rejected, Rejection};
 use roster_core::envelope::Envelope;
-use roster_core::event::Event;
-use roster_core::name::Name;
-use roster_core::port::{AppendRequest, EventLog, LogError};
-use roster_core::time::Timestamp;
+use roster_core::ledger::{decides_approval, ExecuteError, Ledger, OpenError};
+use roster_core::port::LogError;
 use roster_core::world::{FoldError, World};
 pub use roster_store::now;
 use roster_store::{ImportError, OsEntropy, SledLog};
@@ -46,6 +44,29 @@ pub enum CliError {
     NotInitialized(PathBuf),
 }
 
+impl From<ExecuteError> for CliError {
+    fn from(e: ExecuteError) -> Self {
+        match e {
+            ExecuteError::Refused(r) => CliError::Refused(r),
+            ExecuteError::Log(e) => CliError::Log(e),
+            ExecuteError::Fold(e) => CliError::Fold(e),
+            // `ExecuteError` is non-exhaustive; a new cause is a log failure until it has a
+            // code of its own.
+            other => CliError::Input(other.to_string()),
+        }
+    }
+}
+
+impl From<OpenError> for CliError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Log(e) => CliError::Log(e),
+            OpenError::Fold(e) => CliError::Fold(e),
+            other => CliError::Input(other.to_string()),
+        }
+    }
+}
+
 impl CliError {
     /// 2 for bad input (an id that names nothing included), 3 for a refusal, 4 for a log or an
     /// import that does not verify, 1 otherwise.
@@ -69,15 +90,13 @@ pub fn log_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("log")
 }
 
-/// An opened data directory.
+/// The ledger of the data directory's log: the log and the world folded from it.
+pub type Snapshot = roster_core::ledger::Snapshot<SledLog>;
+
+/// An opened data directory: its [`Ledger`] (the one write path) and what waits on it.
 #[derive(Debug)]
 pub struct App {
-    /// The log.
-    pub log: std::sync::Arc<SledLog>,
-    /// The world as of the log's head.
-    pub world: World,
-    /// The operator at the keyboard.
-    pub operator: Name,
+    ledger: Ledger<SledLog>,
     /// Counts the `ApprovalDecided` events committed through this `App`, so that an `act`
     /// waiting for a human wakes when one is (see [`App::watch_decisions`]).
     decisions: tokio::sync::watch::Sender<u64>,
@@ -95,30 +114,32 @@ impl App {
     }
 
     /// Opens an existing data directory and folds its log.
-    pub fn open(data_dir: &Path, operator: Name) -> Result<App, CliError> {
-        let dir = log_dir(data_dir);
-        if !dir.exists() {
-            return Err(CliError::NotInitialized(data_dir.to_owned()));
-        }
-        let log = std::sync::Arc::new(SledLog::open(&dir)?);
-        let mut app = App {
-            log,
-            world: World::new(),
-            operator,
+    pub fn open(data_dir: &Path) -> Result<App, CliError> {
+        let log = std::sync::Arc::new(App::open_log(data_dir)?);
+        Ok(App {
+            ledger: Ledger::open(log)?,
             decisions: tokio::sync::watch::Sender::new(0),
-        };
-        app.refold()?;
-        Ok(app)
+        })
+    }
+
+    /// The world as of the log's head.
+    pub fn world(&self) -> &World {
+        self.ledger.world()
+    }
+
+    /// The log.
+    pub fn log(&self) -> &std::sync::Arc<SledLog> {
+        self.ledger.log()
+    }
+
+    /// The world now and the log to read, to hold without holding this `App`.
+    pub fn snapshot(&self) -> Snapshot {
+        self.ledger.snapshot()
     }
 
     /// Folds the whole log again (after an import into an empty log).
     pub fn refold(&mut self) -> Result<(), CliError> {
-        let mut world = World::new();
-        for_each(&*self.log, 0, u64::MAX, |e| {
-            world.apply(&e).map_err(CliError::from)
-        })?;
-        self.world = world;
-        Ok(())
+        Ok(self.ledger.refold()?)
     }
 
     /// A receiver that changes each time an approval decision is committed here. Take it
@@ -127,123 +148,22 @@ impl App {
         self.decisions.subscribe()
     }
 
-    /// The operator as an actor.
-    pub fn operator_actor(&self) -> Actor {
-        Actor::Operator(self.operator.clone())
-    }
-
-    /// Whether `command` by `actor` would be accepted now (nothing is recorded): lets a caller
-    /// make a slow outside check (the engine's) only for what the rules allow, and without
-    /// holding the daemon's lock meanwhile.
+    /// Whether `command` by `actor` would be accepted now (nothing is recorded); see
+    /// [`Ledger::would_accept`].
     pub fn would_accept(&self, command: &Command, actor: &Actor) -> bool {
-        let at = now().max(self.world.last_at());
-        decide(
-            &self.world,
-            command.clone(),
-            actor,
-            at,
-            &mut OsEntropy::new(),
-        )
-        .is_ok()
+        self.ledger
+            .would_accept(command, actor, now(), &mut OsEntropy::new())
     }
 
-    /// Decides `command` as `actor`, appends the events and folds them. A refusal of an agent
-    /// still appends its `AccessDenied` record before the error is returned.
-    ///
-    /// The decision and its record share one instant, never earlier than the last event: what
-    /// was checked (expiries) is what the log says was checked.
+    /// Decides `command` as `actor` now, appends the events and folds them; see
+    /// [`Ledger::execute`].
     pub fn execute(&mut self, command: Command, actor: &Actor) -> Result<Vec<Envelope>, CliError> {
-        let at = now().max(self.world.last_at());
-        match decide(&self.world, command, actor, at, &mut OsEntropy::new()) {
-            Ok(decision) => self.commit(decision, actor, at),
-            Err(rejected) => {
-                if let Some(audit) = &rejected.audit {
-                    self.commit((**audit).clone(), actor, at)?;
-                }
-                Err(CliError::Refused(rejected))
-            }
-        }
-    }
-
-    fn commit(
-        &mut self,
-        d: Decision,
-        actor: &Actor,
-        at: Timestamp,
-    ) -> Result<Vec<Envelope>, CliError> {
-        let envelopes = self.log.append(AppendRequest {
-            at: Some(at),
-            team: d.team,
-            expected_version: d.expected_version,
-            events: d.events,
-            actor: actor.clone(),
-            causation: None,
-        })?;
-        for e in &envelopes {
-            self.world.apply(e)?;
-        }
-        let decided = envelopes
-            .iter()
-            .any(|e| matches!(e.body().event, Event::ApprovalDecided { .. }));
-        if decided {
+        let envelopes = self
+            .ledger
+            .execute(command, actor, now(), &mut OsEntropy::new())?;
+        if decides_approval(&envelopes) {
             self.decisions.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(envelopes)
-    }
-}
-
-/// The opened data directory a command works on: its own (no daemon runs), or the daemon's,
-/// held for the command's duration — one decision at a time, whoever asks.
-#[derive(Debug)]
-pub enum AppRef<'a> {
-    /// Opened by this process.
-    Owned(Box<App>),
-    /// The daemon's, locked.
-    Shared(std::sync::RwLockWriteGuard<'a, App>),
-}
-
-impl std::ops::Deref for AppRef<'_> {
-    type Target = App;
-    fn deref(&self) -> &App {
-        match self {
-            AppRef::Owned(a) => a,
-            AppRef::Shared(g) => g,
-        }
-    }
-}
-
-impl std::ops::DerefMut for AppRef<'_> {
-    fn deref_mut(&mut self) -> &mut App {
-        match self {
-            AppRef::Owned(a) => a,
-            AppRef::Shared(g) => g,
-        }
-    }
-}
-
-/// Calls `f` on every envelope from `from` up to (not including) `to` or the head, in chunks;
-/// returns the position after the last one.
-pub fn for_each(
-    log: &dyn EventLog,
-    from: u64,
-    to: u64,
-    mut f: impl FnMut(Envelope) -> Result<(), CliError>,
-) -> Result<u64, CliError> {
-    let mut next = from;
-    loop {
-        let want = usize::try_from(to.saturating_sub(next))
-            .unwrap_or(usize::MAX)
-            .min(4096);
-        if want == 0 {
-            return Ok(next);
-        }
-        let chunk = log.read(next, want)?;
-        if chunk.is_empty() {
-            return Ok(next);
-        }
-        for e in chunk {
-            next = e.seq + 1;
-            f(e)?;
-        }
     }
 }

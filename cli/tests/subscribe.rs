@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roster_bus::{BusUrl, NatsServer, Outbox};
-use roster_core::port::EventLog;
+use roster_core::port::{Checkpoints, LogRead};
 use roster_store::SledLog;
 
 fn roster(dir: &Path) -> Command {

@@ -14,6 +14,9 @@
 //! - [`authz`]: `World::authorize`, the one authorization function.
 //! - [`command`]: commands and [`command::decide`] (`command/`: `decide.rs`, `share.rs`, `ctx.rs`).
 //! - [`port`]: the [`port::EventLog`] trait that `roster-store` implements.
+//! - [`subscription`]: [`subscription::Subscription`], catch-up-then-live reading of any log.
+//! - [`ledger`]: the one write path over that port ([`ledger::Ledger::execute`]: decide, append,
+//!   fold) and the read-only [`ledger::Snapshot`] a reader holds instead.
 //! - [`gateway`]: the agent-gateway protocol: typed requests, [`gateway::decode_request`], errors.
 //! - [`tool`]: the tool-provider protocol: [`tool::ToolCall`], what a provider receives for one
 //!   authorized action.
@@ -66,9 +69,11 @@ pub mod envelope;
 pub mod event;
 pub mod gateway;
 pub mod id;
+pub mod ledger;
 pub mod name;
 pub mod port;
 mod rules;
+pub mod subscription;
 pub mod time;
 pub mod tool;
 pub mod topic;

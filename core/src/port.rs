@@ -1,5 +1,5 @@
-//! Ports: the traits the I/O crates implement. `store` implements [`EventLog`] on sled and in
-//! memory; the daemon and the CLI only ever talk to the trait.
+//! Ports: the traits the I/O crates implement. `store` implements [`EventLog`] and
+//! [`Checkpoints`] on sled and in memory; the daemon and the CLI only ever talk to the trait.
 
 use std::time::Duration;
 
@@ -78,13 +78,19 @@ pub enum LogError {
     Closed,
 }
 
-/// An append-only, hash-chained event log.
+/// An append-only, hash-chained event log: [`LogRead`] and the one way it grows.
 ///
 /// Positions (`seq`) are gapless from 0. `append` returns only once its events are durable.
-pub trait EventLog: Send + Sync {
+/// Only the ledger (`roster_core::ledger`) appends decisions; readers are handed the
+/// [`LogRead`] half.
+pub trait EventLog: LogRead {
     /// Appends one batch atomically and durably; returns the sealed envelopes.
     fn append(&self, request: AppendRequest) -> Result<Vec<Envelope>, LogError>;
+}
 
+/// The reading half of an [`EventLog`]: what a reader, a subscriber or an export needs, and
+/// nothing that can change the log.
+pub trait LogRead: Send + Sync {
     /// The number of committed events (the next `seq`).
     fn len(&self) -> u64;
 
@@ -114,3 +120,22 @@ pub trait EventLog: Send + Sync {
     /// Walks the whole chain and names the first position that does not verify.
     fn verify(&self) -> Result<u64, LogError>;
 }
+
+/// Named positions kept beside a log, outside its chain: how far a consumer of the log (the NATS
+/// outbox, a durable subscriber) has got.
+///
+/// A checkpoint is a consumer's progress, not state: losing one only means handling again from
+/// an earlier position, which the consumer's dedup absorbs.
+pub trait Checkpoints: Send + Sync {
+    /// The position consumer `name` recorded with [`Checkpoints::set_checkpoint`], if any.
+    fn checkpoint(&self, name: &str) -> Result<Option<u64>, LogError>;
+
+    /// Records durably that consumer `name` has handled everything before position `seq`.
+    fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError>;
+}
+
+/// A log and its consumers' checkpoints: what a consumer that tails the log from where it
+/// stopped (the NATS outbox) runs over.
+pub trait CheckpointedLog: LogRead + Checkpoints {}
+
+impl<T: LogRead + Checkpoints + ?Sized> CheckpointedLog for T {}

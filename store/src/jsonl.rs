@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 
 use roster_core::envelope::{ChainError, Envelope, EnvelopeJson};
 use roster_core::event::SCHEMA_VERSION;
-use roster_core::port::{EventLog, LogError};
+use roster_core::port::{EventLog, LogError, LogRead};
 use roster_core::world::{FoldError, World};
 
 use crate::{MemLog, SledLog};
@@ -110,7 +110,7 @@ pub enum ImportError {
 }
 
 /// Writes every committed event of `log`, one JSON object per line; returns how many.
-pub fn export_jsonl(log: &dyn EventLog, out: &mut dyn Write) -> Result<u64, ExportError> {
+pub fn export_jsonl(log: &dyn LogRead, out: &mut dyn Write) -> Result<u64, ExportError> {
     let end = log.len();
     let mut next = 0u64;
     while next < end {

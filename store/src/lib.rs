@@ -11,7 +11,6 @@
 //! - `sled_log`: [`SledLog`] — open checks, the pipelined group commit (a writer thread that
 //!   stages, a committer thread that applies and flushes), verified reads.
 //! - `mem`: [`MemLog`].
-//! - `subscription`: [`Subscription`], catch-up-then-live reading.
 //! - `jsonl`: [`export_jsonl`] and [`import_jsonl`], the JSON-lines form of a log.
 //! - [`baseline`]: raw sled write and read baselines for `roster bench`.
 //! - `clock`: the wall clock and [`OsEntropy`] (OS randomness), the only impure inputs of an
@@ -29,7 +28,6 @@ pub mod keys;
 mod mem;
 pub mod record;
 mod sled_log;
-mod subscription;
 #[cfg(test)]
 mod test_support;
 
@@ -37,4 +35,3 @@ pub use clock::{now, OsEntropy};
 pub use jsonl::{export_jsonl, import_jsonl, AppendSealed, ExportError, ImportError};
 pub use mem::MemLog;
 pub use sled_log::{SledLog, StoreFault, RESERVE, TAIL_CHECK};
-pub use subscription::Subscription;

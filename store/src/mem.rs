@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use roster_core::envelope::Envelope;
 use roster_core::id::TeamId;
-use roster_core::port::{AppendRequest, EventLog, LogError};
+use roster_core::port::{AppendRequest, Checkpoints, EventLog, LogError, LogRead};
 
 use crate::clock::{self, OsEntropy};
 use crate::head::Head;
@@ -20,6 +20,8 @@ struct State {
     events: Vec<Envelope>,
     /// Positions of each team's events, in version order (derivable from `events`).
     by_team: HashMap<TeamId, Vec<u64>>,
+    /// Consumers' positions ([`Checkpoints`]).
+    checkpoints: HashMap<String, u64>,
 }
 
 /// The event log in memory. Appends are serialized by one lock; `append` returns once the
@@ -45,6 +47,7 @@ impl MemLog {
                 entropy: OsEntropy::new(),
                 events: Vec::new(),
                 by_team: HashMap::new(),
+                checkpoints: HashMap::new(),
             }),
             grown: Condvar::new(),
         }
@@ -84,6 +87,17 @@ fn index(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
+impl Checkpoints for MemLog {
+    fn checkpoint(&self, name: &str) -> Result<Option<u64>, LogError> {
+        Ok(self.lock().checkpoints.get(name).copied())
+    }
+
+    fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError> {
+        self.lock().checkpoints.insert(name.to_owned(), seq);
+        Ok(())
+    }
+}
+
 impl EventLog for MemLog {
     fn append(&self, request: AppendRequest) -> Result<Vec<Envelope>, LogError> {
         let mut guard = self.lock();
@@ -101,7 +115,9 @@ impl EventLog for MemLog {
         self.grown.notify_all();
         Ok(sealed)
     }
+}
 
+impl LogRead for MemLog {
     fn len(&self) -> u64 {
         self.lock().head.len
     }

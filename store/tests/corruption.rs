@@ -9,9 +9,10 @@ use roster_core::actor::Actor;
 use roster_core::envelope::ChainError;
 use roster_core::event::Event;
 use roster_core::id::{AgentId, CountingEntropy, TeamId};
-use roster_core::port::{AppendRequest, EventLog, LogError};
+use roster_core::port::{AppendRequest, EventLog, LogError, LogRead};
+use roster_core::subscription::Subscription;
 use roster_core::time::Timestamp;
-use roster_store::{export_jsonl, keys, record, MemLog, SledLog, Subscription, TAIL_CHECK};
+use roster_store::{export_jsonl, keys, record, MemLog, SledLog, TAIL_CHECK};
 
 fn team() -> TeamId {
     TeamId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(1))

@@ -22,7 +22,7 @@ use roster_core::envelope::{Body, Envelope, EnvelopeJson, Hash};
 use roster_core::event::{AgentSpec, Event, Resources, RuntimeKind, StopReason, SCHEMA_VERSION};
 use roster_core::id::{AgentId, ApprovalId, CountingEntropy, EventId, GrantId, ShareId, TeamId};
 use roster_core::name::{Label, Name};
-use roster_core::port::EventLog;
+use roster_core::port::LogRead;
 use roster_core::time::Timestamp;
 use roster_core::topic::{Topic, TopicPattern};
 use roster_core::world::{AgentStatus, ShareState, World};

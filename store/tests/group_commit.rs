@@ -9,7 +9,7 @@ use std::sync::Arc;
 use roster_core::actor::Actor;
 use roster_core::event::Event;
 use roster_core::id::{AgentId, CountingEntropy, TeamId};
-use roster_core::port::{AppendRequest, EventLog, LogError};
+use roster_core::port::{AppendRequest, EventLog, LogError, LogRead};
 use roster_core::time::Timestamp;
 use roster_store::SledLog;
 

@@ -5,17 +5,19 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use roster_core::envelope::ChainError;
-use roster_core::port::EventLog;
+use roster_core::port::LogRead;
 use roster_core::world::World;
 use roster_store::{export_jsonl, import_jsonl, ImportError, MemLog, SledLog};
 
 fn exported() -> (Vec<u8>, Vec<roster_core::envelope::Envelope>) {
     let dir = tempfile::tempdir().unwrap();
-    let log = SledLog::open(dir.path()).unwrap();
+    let log = Arc::new(SledLog::open(dir.path()).unwrap());
     common::populate(&log, 2, 3);
     let mut out = Vec::new();
-    let n = export_jsonl(&log, &mut out).unwrap();
+    let n = export_jsonl(&*log, &mut out).unwrap();
     assert_eq!(n, log.len());
     (out, log.read(0, usize::MAX).unwrap())
 }
@@ -34,12 +36,12 @@ fn export_then_import_gives_identical_envelopes() {
     assert_eq!(lines(&out).len(), original.len());
     let dir = tempfile::tempdir().unwrap();
     {
-        let target = SledLog::open(dir.path()).unwrap();
-        let n = import_jsonl(&target, &mut out.as_slice()).unwrap();
+        let target = Arc::new(SledLog::open(dir.path()).unwrap());
+        let n = import_jsonl(&*target, &mut out.as_slice()).unwrap();
         assert_eq!(n, original.len() as u64);
     }
     // Durable, and identical after a reopen.
-    let target = SledLog::open(dir.path()).unwrap();
+    let target = Arc::new(SledLog::open(dir.path()).unwrap());
     assert_eq!(target.read(0, usize::MAX).unwrap(), original);
     assert_eq!(target.verify().unwrap(), original.len() as u64);
     let world = World::fold(&original).unwrap();
@@ -58,8 +60,8 @@ fn export_then_import_gives_identical_envelopes() {
 /// Imports `text` into a new store and checks that it stayed empty.
 fn refused(text: &str) -> ImportError {
     let dir = tempfile::tempdir().unwrap();
-    let target = SledLog::open(dir.path()).unwrap();
-    let err = import_jsonl(&target, &mut text.as_bytes()).unwrap_err();
+    let target = Arc::new(SledLog::open(dir.path()).unwrap());
+    let err = import_jsonl(&*target, &mut text.as_bytes()).unwrap_err();
     assert!(target.is_empty());
     drop(target);
     assert!(SledLog::open(dir.path()).unwrap().is_empty());
@@ -142,9 +144,9 @@ fn a_chain_that_does_not_fold_is_refused() {
 fn a_non_empty_store_is_refused() {
     let (out, original) = exported();
     let dir = tempfile::tempdir().unwrap();
-    let target = SledLog::open(dir.path()).unwrap();
+    let target = Arc::new(SledLog::open(dir.path()).unwrap());
     common::populate(&target, 1, 0);
-    let err = import_jsonl(&target, &mut out.as_slice()).unwrap_err();
+    let err = import_jsonl(&*target, &mut out.as_slice()).unwrap_err();
     assert!(matches!(err, ImportError::NotEmpty { len: 1 }), "{err:?}");
     assert_eq!(target.len(), 1);
     assert_ne!(original.len(), 1);

@@ -17,8 +17,9 @@ use roster_core::event::{Event, SCHEMA_VERSION};
 use roster_core::id::{AgentId, CountingEntropy, TeamId};
 use roster_core::name::Name;
 use roster_core::port::{AppendRequest, EventLog, LogError};
+use roster_core::subscription::Subscription;
 use roster_core::time::Timestamp;
-use roster_store::{MemLog, SledLog, Subscription};
+use roster_store::{MemLog, SledLog};
 
 #[derive(Debug, Clone)]
 enum Op {

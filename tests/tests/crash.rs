@@ -15,7 +15,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use roster_core::port::EventLog;
+use roster_core::port::LogRead;
 use roster_core::world::World;
 use roster_store::SledLog;
 

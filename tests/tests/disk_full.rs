@@ -20,7 +20,7 @@ use roster_core::actor::Actor;
 use roster_core::envelope::Envelope;
 use roster_core::event::Event;
 use roster_core::id::{AgentId, CountingEntropy, TeamId};
-use roster_core::port::{AppendRequest, EventLog, LogError};
+use roster_core::port::{AppendRequest, Checkpoints, EventLog, LogError, LogRead};
 use roster_core::time::Timestamp;
 use roster_store::{SledLog, StoreFault, RESERVE};
 use tmpfs::Tmpfs;

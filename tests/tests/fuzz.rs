@@ -10,6 +10,7 @@
 
 use std::fmt::{Debug, Display};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -17,18 +18,18 @@ use proptest::test_runner::{Config, FileFailurePersistence};
 use roster_core::actor::Actor;
 use roster_core::capability::Amount;
 use roster_core::capability::{Action, Capability, Resource};
-use roster_core::command::{decide, Command};
+use roster_core::command::Command;
 use roster_core::envelope::{chain_hash, ChainError, Envelope, Hash};
 use roster_core::event::{AgentSpec, Event};
 use roster_core::gateway::frame::{Frame, Framer};
 use roster_core::gateway::{decode_request, encode_response, Call, ErrorCode, MAX_LINE, METHODS};
 use roster_core::id::CountingEntropy;
 use roster_core::id::{AgentId, ApprovalId, EventId, GrantId, ShareId, TeamId};
+use roster_core::ledger::{ExecuteError, Ledger};
 use roster_core::name::{ImageRef, Label, Name};
-use roster_core::port::{AppendRequest, EventLog, LogError};
+use roster_core::port::{LogError, LogRead};
 use roster_core::time::Timestamp;
 use roster_core::topic::{Topic, TopicPattern};
-use roster_core::world::World;
 use roster_store::{baseline, record, MemLog, SledLog};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -680,36 +681,26 @@ proptest! {
 
 /// A small log made the real way (`decide`, append, fold): two teams, hires with grants, a
 /// spend, a refusal, a revocation, a retirement, an approval asked for.
+/// One command through the ledger, as [`sample_log`] runs it.
+type Exec<'a> = dyn FnMut(&mut Ledger<MemLog>, Command, &Actor) -> Vec<Envelope> + 'a;
+
 fn sample_log() -> Vec<Envelope> {
-    let log = MemLog::new();
-    let mut world = World::new();
+    let log = Arc::new(MemLog::new());
+    let mut ledger = Ledger::open(Arc::clone(&log)).unwrap();
     let mut entropy = CountingEntropy::new(7);
     let op = Actor::Operator(Name::parse("op").unwrap());
     let mut at = Timestamp::from_millis(1_790_000_000_000);
-    let mut exec = |world: &mut World, cmd: Command, actor: &Actor| -> Vec<Envelope> {
+    // Each command a millisecond after the last; a refused agent's command leaves its audit.
+    let mut exec = |ledger: &mut Ledger<MemLog>, cmd: Command, actor: &Actor| -> Vec<Envelope> {
         at = Timestamp::from_millis(at.as_millis() + 1);
-        let d = match decide(world, cmd, actor, at, &mut entropy) {
-            Ok(d) => d,
-            Err(r) => *r.audit.expect("an agent's refusal is audited"),
-        };
-        let envelopes = log
-            .append(AppendRequest {
-                team: d.team,
-                expected_version: d.expected_version,
-                events: d.events,
-                actor: actor.clone(),
-                causation: None,
-                at: Some(at),
-            })
-            .unwrap();
-        for e in &envelopes {
-            world.apply(e).unwrap();
+        let before = ledger.log().len();
+        match ledger.execute(cmd, actor, at, &mut entropy) {
+            Ok(envelopes) => envelopes,
+            Err(ExecuteError::Refused(_)) => ledger.log().read(before, 100).unwrap(),
+            Err(e) => panic!("{e}"),
         }
-        envelopes
     };
-    let team = |w: &mut World,
-                exec: &mut dyn FnMut(&mut World, Command, &Actor) -> Vec<Envelope>,
-                n: &str| {
+    let team = |w: &mut Ledger<MemLog>, exec: &mut Exec<'_>, n: &str| {
         exec(
             w,
             Command::CreateTeam {
@@ -719,9 +710,9 @@ fn sample_log() -> Vec<Envelope> {
         )[0]
         .team
     };
-    let research = team(&mut world, &mut exec, "research");
-    let ops = team(&mut world, &mut exec, "ops");
-    let mut hire = |w: &mut World, team, n: &str, by: &Actor, grants: &[&str]| {
+    let research = team(&mut ledger, &mut exec, "research");
+    let ops = team(&mut ledger, &mut exec, "ops");
+    let mut hire = |w: &mut Ledger<MemLog>, team, n: &str, by: &Actor, grants: &[&str]| {
         let cmd = Command::Hire {
             team,
             name: Name::parse(n).unwrap(),
@@ -741,7 +732,7 @@ fn sample_log() -> Vec<Envelope> {
             .unwrap()
     };
     let lead = hire(
-        &mut world,
+        &mut ledger,
         research,
         "lead",
         &op,
@@ -752,13 +743,13 @@ fn sample_log() -> Vec<Envelope> {
         ],
     );
     let scout = hire(
-        &mut world,
+        &mut ledger,
         research,
         "scout",
         &Actor::Agent(lead),
         &["email.send@mailbox:team,budget=5"],
     );
-    hire(&mut world, ops, "other", &op, &["email.send@mailbox:*"]);
+    hire(&mut ledger, ops, "other", &op, &["email.send@mailbox:*"]);
     let act = |action: &str, resource: &str, n| Command::Act {
         action: Action::parse(action).unwrap(),
         resource: Resource::parse(resource).unwrap(),
@@ -766,23 +757,23 @@ fn sample_log() -> Vec<Envelope> {
         approval: None,
     };
     exec(
-        &mut world,
+        &mut ledger,
         act("email.send", "mailbox:team", 3),
         &Actor::Agent(scout),
     );
     exec(
-        &mut world,
+        &mut ledger,
         act("fly.plane", "sky:north", 1),
         &Actor::Agent(scout),
     );
     exec(
-        &mut world,
+        &mut ledger,
         act("spend.usd", "vendor:acme", 2),
         &Actor::Agent(lead),
     );
-    let grant = world.grants_of(scout).next().unwrap().id;
-    exec(&mut world, Command::Revoke { grant }, &op);
-    exec(&mut world, Command::Retire { agent: scout }, &op);
+    let grant = ledger.world().grants_of(scout).next().unwrap().id;
+    exec(&mut ledger, Command::Revoke { grant }, &op);
+    exec(&mut ledger, Command::Retire { agent: scout }, &op);
     let all = log.read(0, 1000).unwrap();
     assert!(all.len() >= 12, "{}", all.len());
     all

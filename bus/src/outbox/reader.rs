@@ -16,8 +16,8 @@ use roster_core::envelope::Envelope;
 use roster_core::event::Event;
 use roster_core::id::TeamId;
 use roster_core::name::Name;
-use roster_core::port::EventLog;
-use roster_store::{SledLog, Subscription};
+use roster_core::port::CheckpointedLog;
+use roster_core::subscription::Subscription;
 use tokio::sync::mpsc;
 
 use super::reconcile::Plan;
@@ -56,7 +56,7 @@ pub(crate) struct Reader {
 impl Reader {
     /// Starts reading `log` at position `plan.start`; batches arrive on the returned receiver.
     pub fn start(
-        log: Arc<SledLog>,
+        log: Arc<dyn CheckpointedLog>,
         ns: Name,
         plan: Plan,
         depth: usize,
@@ -85,7 +85,7 @@ impl Reader {
     }
 }
 
-fn run(log: &Arc<SledLog>, ns: &Name, plan: Plan, tx: &mpsc::Sender<Batch>) {
+fn run(log: &Arc<dyn CheckpointedLog>, ns: &Name, plan: Plan, tx: &mpsc::Sender<Batch>) {
     let mut names = Names::default();
     let mut sub = Subscription::new(Arc::clone(log), plan.start);
     loop {
@@ -97,7 +97,7 @@ fn run(log: &Arc<SledLog>, ns: &Name, plan: Plan, tx: &mpsc::Sender<Batch>) {
         let mut wait = POLL;
         while batch.len() < BATCH {
             match sub.next_timeout(wait) {
-                Ok(Some(envelope)) => match outgoing(log, ns, &mut names, plan, &envelope) {
+                Ok(Some(envelope)) => match outgoing(&**log, ns, &mut names, plan, &envelope) {
                     Ok(o) => batch.push(o),
                     Err(e) => {
                         failed = Some(e);
@@ -123,7 +123,7 @@ fn run(log: &Arc<SledLog>, ns: &Name, plan: Plan, tx: &mpsc::Sender<Batch>) {
 }
 
 fn outgoing(
-    log: &SledLog,
+    log: &dyn CheckpointedLog,
     ns: &Name,
     names: &mut Names,
     plan: Plan,
@@ -148,7 +148,7 @@ struct Names(HashMap<TeamId, Name>);
 
 impl Names {
     /// The name of `envelope`'s team, from its `TeamCreated` event (version 1).
-    fn of(&mut self, log: &SledLog, envelope: &Envelope) -> Result<&Name, BusError> {
+    fn of(&mut self, log: &dyn CheckpointedLog, envelope: &Envelope) -> Result<&Name, BusError> {
         match self.0.entry(envelope.team) {
             Entry::Occupied(known) => Ok(known.into_mut()),
             Entry::Vacant(slot) => {

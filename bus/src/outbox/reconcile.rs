@@ -6,8 +6,7 @@
 
 use async_nats::jetstream::stream::Stream;
 use roster_core::envelope::Hash;
-use roster_core::port::EventLog;
-use roster_store::SledLog;
+use roster_core::port::CheckpointedLog;
 
 use crate::stream::message_at;
 use crate::{wire, BusError};
@@ -57,7 +56,7 @@ struct Hashed {
 /// published: [`BusError::ForeignStream`].
 pub(crate) async fn reconcile(
     stream: &Stream,
-    log: &SledLog,
+    log: &dyn CheckpointedLog,
     next: u64,
     scan: usize,
 ) -> Result<Plan, BusError> {
@@ -128,7 +127,12 @@ pub(crate) async fn reconcile(
 }
 
 /// The stream's last event (position `m`, body `payload`) must be this log's.
-fn check_ours(stream: &str, log: &SledLog, m: u64, payload: &[u8]) -> Result<(), BusError> {
+fn check_ours(
+    stream: &str,
+    log: &dyn CheckpointedLog,
+    m: u64,
+    payload: &[u8],
+) -> Result<(), BusError> {
     let foreign = |why: String| BusError::ForeignStream {
         stream: stream.to_owned(),
         why,

@@ -14,7 +14,7 @@ use roster_core::envelope::Envelope;
 use roster_core::event::Event;
 use roster_core::id::{AgentId, CountingEntropy, TeamId};
 use roster_core::name::Name;
-use roster_core::port::{AppendRequest, EventLog};
+use roster_core::port::{AppendRequest, EventLog, LogRead};
 use roster_core::time::Timestamp;
 use roster_store::SledLog;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

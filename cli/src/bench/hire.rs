@@ -66,12 +66,7 @@ pub(super) fn with_daemon<T>(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let running = rt.block_on(daemon::start(
-        &data,
-        Name::parse("bench")?,
-        &serve,
-        crate::run_for_client,
-    ))?;
+    let running = rt.block_on(daemon::start(&data, &serve, crate::run_for_client))?;
     let d = running.daemon.clone();
     let result = f(&rt, &d, &data);
     // Stop the daemon first (its supervisor would restart what is removed), then clean up.
@@ -193,35 +188,31 @@ pub(super) fn rss_kib() -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))
 }
 
+/// The operator the benches act as.
+pub(super) fn bench_operator() -> Actor {
+    #[allow(clippy::expect_used)] // a provable invariant: the literal is a valid name
+    Actor::Operator(Name::parse("bench").expect("`bench` is a valid name"))
+}
+
 pub(super) fn create_team(d: &Daemon, name: &str) -> anyhow::Result<TeamId> {
-    let mut app = d.app()?;
-    let actor = app.operator_actor();
-    let envs = app.execute(
-        Command::CreateTeam {
-            name: Name::parse(name)?,
-        },
-        &actor,
-    )?;
+    let command = Command::CreateTeam {
+        name: Name::parse(name)?,
+    };
+    let envs = d.decide(|app| app.execute(command, &bench_operator()))??;
     envs.first()
         .map(|e| e.team)
         .ok_or_else(|| anyhow::anyhow!("no team created"))
 }
 
 pub(super) fn hire(d: &Daemon, team: TeamId, name: &str) -> anyhow::Result<AgentId> {
-    let envs = {
-        let mut app = d.app()?;
-        let actor: Actor = app.operator_actor();
-        app.execute(
-            Command::Hire {
-                team,
-                name: Name::parse(name)?,
-                role: Label::default(),
-                spec: AgentSpec::base(),
-                grants: Vec::new(),
-            },
-            &actor,
-        )?
+    let command = Command::Hire {
+        team,
+        name: Name::parse(name)?,
+        role: Label::default(),
+        spec: AgentSpec::base(),
+        grants: Vec::new(),
     };
+    let envs = d.decide(|app| app.execute(command, &bench_operator()))??;
     d.poke();
     envs.iter()
         .find_map(|e| match &e.event {

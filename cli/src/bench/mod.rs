@@ -30,16 +30,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use roster_core::actor::Actor;
 use roster_core::capability::{Action, Capability, Resource, ONE};
-use roster_core::command::{decide, Command};
-use roster_core::envelope::{Body, Envelope};
+use roster_core::command::{decide, Command, Decision};
 use roster_core::event::{AgentSpec, Event};
 use roster_core::id::{AgentId, CountingEntropy, GrantId, TeamId};
+use roster_core::ledger::Ledger;
 use roster_core::name::{Label, Name};
-use roster_core::port::{AppendRequest, EventLog};
+use roster_core::port::{AppendRequest, EventLog, LogRead};
 use roster_core::time::Timestamp;
 use roster_core::world::World;
 use roster_store::record;
-use roster_store::SledLog;
+use roster_store::{MemLog, SledLog};
 use serde_json::{json, Value};
 
 use crate::app::now;
@@ -200,39 +200,23 @@ fn append(args: &BenchArgs) -> anyhow::Result<Value> {
     )
 }
 
-/// Builds a log that folds: 4 teams, 25 agents each with root grants, then spends until `n`.
-fn build_realistic_log(log: &SledLog, n: u64) -> anyhow::Result<()> {
-    let mut world = World::new();
+/// Builds a log that folds: 4 teams, 25 agents each with root grants, then spends until `n`
+/// (500 decided on one world and committed as one append, as a busy runtime's group would be).
+fn build_realistic_log(log: Arc<SledLog>, n: u64) -> anyhow::Result<()> {
+    let mut ledger = Ledger::open(log)?;
     let mut entropy = CountingEntropy::new(42);
     let op = Actor::Operator(name("bench")?);
     let t0 = now();
-    let mut commit = |world: &mut World, cmd: Command, actor: &Actor| -> anyhow::Result<()> {
-        let d = decide(world, cmd, actor, t0, &mut entropy).map_err(|r| anyhow::anyhow!("{r}"))?;
-        for e in log.append(AppendRequest {
-            at: None,
-            team: d.team,
-            expected_version: d.expected_version,
-            events: d.events,
-            actor: actor.clone(),
-            causation: None,
-        })? {
-            world.apply(&e)?;
-        }
-        Ok(())
-    };
     let mut agents = Vec::new();
     for t in 0..4 {
-        commit(
-            &mut world,
-            Command::CreateTeam {
-                name: name(&format!("team-{t}"))?,
-            },
+        let team_name = name(&format!("team-{t}"))?;
+        let created = ledger.execute(
+            Command::CreateTeam { name: team_name },
             &op,
+            t0,
+            &mut entropy,
         )?;
-        let team = world
-            .team_named(&name(&format!("team-{t}"))?)
-            .map(|t| t.id)
-            .context("team")?;
+        let team = created.first().map(|e| e.team).context("team")?;
         for a in 0..25 {
             let cmd = Command::Hire {
                 team,
@@ -241,10 +225,11 @@ fn build_realistic_log(log: &SledLog, n: u64) -> anyhow::Result<()> {
                 spec: AgentSpec::base(),
                 grants: vec![cap("spend.usd@**")?, cap(&format!("email.*@mailbox:{a}"))?],
             };
-            commit(&mut world, cmd, &op)?;
+            ledger.execute(cmd, &op, t0, &mut entropy)?;
         }
         agents.extend(
-            world
+            ledger
+                .world()
                 .agents()
                 .filter(|x| x.team == team)
                 .map(|x| (x.id, team)),
@@ -253,7 +238,7 @@ fn build_realistic_log(log: &SledLog, n: u64) -> anyhow::Result<()> {
     let action = Action::parse("spend.usd")?;
     let resource = Resource::parse("vendor:acme")?;
     let mut i = 0usize;
-    while world.next_seq() < n {
+    while ledger.world().next_seq() < n {
         let (agent, team) = agents[i % agents.len()];
         i += 1;
         let actor = Actor::Agent(agent);
@@ -265,21 +250,16 @@ fn build_realistic_log(log: &SledLog, n: u64) -> anyhow::Result<()> {
                 amount: ONE,
                 approval: None,
             };
-            let d = decide(&world, cmd, &actor, t0, &mut entropy)
+            let d = decide(ledger.world(), cmd, &actor, t0, &mut entropy)
                 .map_err(|r| anyhow::anyhow!("{r}"))?;
             events.extend(d.events);
         }
-        let version = world.team_version(team);
-        for e in log.append(AppendRequest {
-            at: None,
+        let batch = Decision {
             team,
-            expected_version: version,
+            expected_version: ledger.world().team_version(team),
             events,
-            actor,
-            causation: None,
-        })? {
-            world.apply(&e)?;
-        }
+        };
+        ledger.commit(batch, &actor, t0)?;
     }
     Ok(())
 }
@@ -288,8 +268,7 @@ fn replay(args: &BenchArgs) -> anyhow::Result<Value> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("log");
     {
-        let log = SledLog::open(&dir)?;
-        build_realistic_log(&log, args.events)?;
+        build_realistic_log(Arc::new(SledLog::open(&dir)?), args.events)?;
     }
     // Ours, cold: open (with its integrity checks) + read + verify every hash + decode + fold.
     // Then warm: the same read + verify + decode + fold again, with sled's cache filled.
@@ -355,48 +334,24 @@ fn records_of(log: &SledLog) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// A world with `grants` grants: agents with 10 grants each, a third of them hired by another
-/// agent with derived (attenuated) grants, so chains are up to 3 long.
+/// agent with derived (attenuated) grants, so chains are up to 3 long. Recorded in memory.
 fn authz_world(grants: usize) -> anyhow::Result<(World, Vec<AgentId>)> {
-    let mut world = World::new();
+    let mut ledger = Ledger::open(Arc::new(MemLog::new()))?;
     let mut entropy = CountingEntropy::new(7);
     let op = Actor::Operator(name("bench")?);
     let t0 = Timestamp::from_millis(1_700_000_000_000);
-    let mut seq = 0u64;
-    let mut prev = roster_core::envelope::Hash::ZERO;
-    let mut apply = |world: &mut World,
-                     cmd: Command,
-                     actor: &Actor,
-                     entropy: &mut CountingEntropy|
-     -> anyhow::Result<()> {
-        let d = decide(world, cmd, actor, t0, entropy).map_err(|r| anyhow::anyhow!("{r}"))?;
-        for (version, event) in (d.expected_version + 1..).zip(d.events) {
-            let body = Body {
-                seq,
-                id: roster_core::id::EventId::mint(t0, entropy),
-                team: d.team,
-                version,
-                at: t0,
-                actor: actor.clone(),
-                causation: None,
-                schema: roster_core::event::SCHEMA_VERSION,
-                event,
-            };
-            let env = Envelope::seal(body, prev);
-            prev = env.hash();
-            seq += 1;
-            world.apply(&env)?;
-        }
-        Ok(())
+    let mut apply = |ledger: &mut Ledger<MemLog>, cmd: Command, actor: &Actor| {
+        ledger.execute(cmd, actor, t0, &mut entropy).map(drop)
     };
     apply(
-        &mut world,
+        &mut ledger,
         Command::CreateTeam {
             name: name("bench")?,
         },
         &op,
-        &mut entropy,
     )?;
-    let team = world
+    let team = ledger
+        .world()
         .team_named(&name("bench")?)
         .map(|t| t.id)
         .context("team")?;
@@ -445,14 +400,15 @@ fn authz_world(grants: usize) -> anyhow::Result<(World, Vec<AgentId>)> {
             spec: AgentSpec::base(),
             grants,
         };
-        apply(&mut world, cmd, &actor, &mut entropy)?;
-        let id = world
+        apply(&mut ledger, cmd, &actor)?;
+        let id = ledger
+            .world()
             .agent_named(team, &name(&format!("a{i}"))?)
             .map(|a| a.id)
             .context("agent")?;
         agents.push(id);
     }
-    Ok((world, agents))
+    Ok((ledger.world().clone(), agents))
 }
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use roster_core::actor::Actor;
-use roster_core::command::{decide, Command};
+use roster_core::command::Command;
 use roster_core::event::Event;
 use roster_core::id::TeamId;
+use roster_core::ledger::Ledger;
 use roster_core::name::Name;
-use roster_core::port::{AppendRequest, EventLog};
+use roster_core::port::{AppendRequest, EventLog, LogRead};
 use roster_core::topic::TopicPattern;
-use roster_core::world::World;
 use roster_store::{OsEntropy, SledLog};
 use serde_json::{json, Value};
 
@@ -172,16 +172,13 @@ fn timed(
 
 /// Opens a share from `from` to `to` on `findings/**`, as an operator.
 fn open_share(d: &Daemon, from: TeamId, to: TeamId) -> anyhow::Result<()> {
-    let mut app = d.app()?;
-    let actor = app.operator_actor();
-    let proposed = app.execute(
-        Command::ProposeShare {
-            from,
-            to,
-            topics: TopicPattern::parse("findings/**")?,
-        },
-        &actor,
-    )?;
+    let actor = super::hire::bench_operator();
+    let propose = Command::ProposeShare {
+        from,
+        to,
+        topics: TopicPattern::parse("findings/**")?,
+    };
+    let proposed = d.decide(|app| app.execute(propose, &actor))??;
     let share = proposed
         .iter()
         .find_map(|e| match &e.event {
@@ -189,7 +186,7 @@ fn open_share(d: &Daemon, from: TeamId, to: TeamId) -> anyhow::Result<()> {
             _ => None,
         })
         .context("no share proposed")?;
-    app.execute(Command::AcceptShare { share }, &actor)?;
+    d.decide(|app| app.execute(Command::AcceptShare { share }, &actor))??;
     Ok(())
 }
 
@@ -200,24 +197,15 @@ fn fanout_log(dir: &std::path::Path, n: u64) -> anyhow::Result<Arc<SledLog>> {
     let team = Command::CreateTeam {
         name: Name::parse("fanout")?,
     };
-    let created = decide(
-        &World::new(),
+    // The team through the ledger; then raw spends the outbox publishes (they need not fold).
+    let created = Ledger::open(Arc::clone(&log))?.execute(
         team,
         &operator,
         crate::app::now(),
         &mut OsEntropy::new(),
     )?;
-    let team = created.team;
-    let mut version = log
-        .append(AppendRequest {
-            team,
-            expected_version: 0,
-            events: created.events,
-            actor: operator.clone(),
-            causation: None,
-            at: None,
-        })?
-        .len() as u64;
+    let team = created.first().map(|e| e.team).context("no team created")?;
+    let mut version = created.len() as u64;
     let mut i = version;
     while i < n {
         let batch = (n - i).min(1024);

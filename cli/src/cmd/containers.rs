@@ -7,21 +7,24 @@ use roster_core::event::RuntimeKind;
 use roster_core::id::AgentId;
 use serde_json::json;
 
+use roster_core::port::LogRead;
+
 use super::Env;
 use crate::app::CliError;
 use crate::refs::AgentRef;
 
 /// Resolves `agent` and lets go of the store before the daemon acts.
 fn resolve(agent: &AgentRef, env: &Env<'_>) -> Result<AgentId, CliError> {
-    let app = env.open()?;
-    Ok(agent.resolve(&app.world).map_err(CliError::Input)?.id)
+    Ok(agent
+        .resolve(env.read()?.world())
+        .map_err(CliError::Input)?
+        .id)
 }
 
 /// `roster status`: the daemon, its namespace and bus, the outbox's progress.
 pub(super) fn status(env: &Env<'_>) -> anyhow::Result<()> {
     let Some(d) = env.daemon else {
-        let app = env.open()?;
-        let events = roster_core::port::EventLog::len(&*app.log);
+        let events = env.history()?.len();
         if env.out.json {
             return env
                 .out
@@ -33,13 +36,13 @@ pub(super) fn status(env: &Env<'_>) -> anyhow::Result<()> {
         ));
     };
     let (events, running) = {
-        let app = d.app()?;
-        let running = app
-            .world
+        let now = d.snapshot()?;
+        let running = now
+            .world()
             .agents()
             .filter(|a| matches!(a.status, roster_core::world::AgentStatus::Running { .. }))
             .count();
-        (roster_core::port::EventLog::len(&*app.log), running)
+        (now.log().len(), running)
     };
     let ns = d.supervisor().engine.ns().clone();
     let outbox = d.outbox_status();

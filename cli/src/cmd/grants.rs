@@ -10,8 +10,8 @@ use roster_core::id::{AgentId, ApprovalId, GrantId};
 use roster_core::world::World;
 use serde_json::{json, Value};
 
-use super::{actor_for, print_committed, Env};
-use crate::app::{now, CliError};
+use super::{print_committed, Env};
+use crate::app::{now, App, CliError};
 use crate::args::{ActArgs, DecideArgs};
 use crate::config::Config;
 use crate::daemon::act::{act_here, ActError, Acted};
@@ -26,30 +26,33 @@ pub(super) fn grant(
     by: Option<AgentRef>,
     env: &Env<'_>,
 ) -> anyhow::Result<()> {
-    let mut app = env.open()?;
-    let to = agent.resolve(&app.world).map_err(CliError::Input)?.id;
-    let actor = actor_for(&app, by)?;
-    let committed = app.execute(
-        Command::Grant {
+    let (committed, after) = env.decide(|app| {
+        let to = agent.resolve(app.world()).map_err(CliError::Input)?.id;
+        let actor = env.actor(app.world(), by)?;
+        let command = Command::Grant {
             to,
             capability,
             from,
-        },
-        &actor,
-    )?;
-    print_committed(&app, &committed, &env.out)
+        };
+        Ok((app.execute(command, &actor)?, app.snapshot()))
+    })?;
+    print_committed(after.world(), &committed, &env.out)
 }
 
 pub(super) fn revoke(grant: GrantId, by: Option<AgentRef>, env: &Env<'_>) -> anyhow::Result<()> {
-    let mut app = env.open()?;
-    let actor = actor_for(&app, by)?;
-    let committed = app.execute(Command::Revoke { grant }, &actor)?;
+    let (committed, app) = env.decide(|app| {
+        let actor = env.actor(app.world(), by)?;
+        Ok((
+            app.execute(Command::Revoke { grant }, &actor)?,
+            app.snapshot(),
+        ))
+    })?;
     let cascaded = app
-        .world
+        .world()
         .grants()
-        .filter(|g| g.id != grant && app.world.chain_of(g.id).contains(&grant))
+        .filter(|g| g.id != grant && app.world().chain_of(g.id).contains(&grant))
         .count();
-    print_committed(&app, &committed, &env.out)?;
+    print_committed(app.world(), &committed, &env.out)?;
     if !env.out.json && cascaded > 0 {
         env.out.line(format!(
             "       {cascaded} grant(s) derived from it stop working too"
@@ -59,9 +62,9 @@ pub(super) fn revoke(grant: GrantId, by: Option<AgentRef>, env: &Env<'_>) -> any
 }
 
 pub(super) fn list(agent: Option<AgentRef>, env: &Env<'_>) -> anyhow::Result<()> {
-    let app = env.open()?;
+    let app = env.read()?;
     let holder = agent
-        .map(|a| a.resolve(&app.world).map(|a| a.id))
+        .map(|a| a.resolve(app.world()).map(|a| a.id))
         .transpose()
         .map_err(CliError::Input)?;
     let now = now();
@@ -74,22 +77,22 @@ pub(super) fn list(agent: Option<AgentRef>, env: &Env<'_>) -> anyhow::Result<()>
         "parent",
         "issued",
     ]);
-    for g in app.world.grants() {
+    for g in app.world().grants() {
         if holder.is_some_and(|h| h != g.holder) {
             continue;
         }
-        let st = describe::grant_status(&app.world, g.id, now);
+        let st = describe::grant_status(app.world(), g.id, now);
         let budget = g.capability.constraints().budget;
         if env.out.json {
             env.out.json_line(&json!({
-                "id": g.id, "holder": g.holder, "holder_name": describe::agent(&app.world, g.holder),
-                "capability": g.capability, "status": st, "active": app.world.is_active(g.id, now),
+                "id": g.id, "holder": g.holder, "holder_name": describe::agent(app.world(), g.holder),
+                "capability": g.capability, "status": st, "active": app.world().is_active(g.id, now),
                 "spent": g.spent, "budget": budget, "parent": g.parent, "issued_at": g.issued_at,
             }))?;
         }
         table.row(vec![
             g.id.to_string(),
-            describe::agent(&app.world, g.holder),
+            describe::agent(app.world(), g.holder),
             g.capability.to_string(),
             st,
             match budget {
@@ -117,21 +120,23 @@ pub(super) fn check(
     amount: Option<Amount>,
     env: &Env<'_>,
 ) -> anyhow::Result<()> {
-    let app = env.open()?;
-    let a = agent.resolve(&app.world).map_err(CliError::Input)?;
+    let app = env.read()?;
+    let a = agent.resolve(app.world()).map_err(CliError::Input)?;
     let amount = amount.unwrap_or(ONE);
-    let decision = app.world.authorize(a.id, &action, &resource, amount, now());
-    let name = describe::agent(&app.world, a.id);
+    let decision = app
+        .world()
+        .authorize(a.id, &action, &resource, amount, now());
+    let name = describe::agent(app.world(), a.id);
     let chain_text = |chain: &[GrantId]| {
         chain
             .iter()
-            .filter_map(|g| app.world.grant(*g))
+            .filter_map(|g| app.world().grant(*g))
             .map(|g| {
                 format!(
                     "{} {} ({})",
                     g.id.short(),
                     g.capability,
-                    describe::agent(&app.world, g.holder)
+                    describe::agent(app.world(), g.holder)
                 )
             })
             .collect::<Vec<_>>()
@@ -191,7 +196,7 @@ pub(super) fn act(a: ActArgs, env: &Env<'_>) -> anyhow::Result<()> {
         Some(d) => {
             let agent = a
                 .agent
-                .resolve(&d.app()?.world)
+                .resolve(d.snapshot()?.world())
                 .map_err(CliError::Input)?
                 .id;
             let out = env.out.clone();
@@ -201,16 +206,15 @@ pub(super) fn act(a: ActArgs, env: &Env<'_>) -> anyhow::Result<()> {
                 }
             };
             let acted = d.act_for_operator(agent, params, left);
-            // Described under the lock, printed after it: a slow client never holds it.
-            let app = d.app()?;
-            report(&app.world, agent, &a, acted, false)
+            // Described from a snapshot: a slow client never holds the daemon.
+            report(d.snapshot()?.world(), agent, &a, acted, false)
         }
         None => {
             let exec = Config::load(env.data_dir)?.tools;
-            let mut app = env.open()?;
-            let agent = a.agent.resolve(&app.world).map_err(CliError::Input)?.id;
+            let mut app = App::open(env.data_dir)?;
+            let agent = a.agent.resolve(app.world()).map_err(CliError::Input)?.id;
             let acted = act_here(&mut app, exec, agent, params);
-            report(&app.world, agent, &a, acted, true)
+            report(app.world(), agent, &a, acted, true)
         }
     };
     match report {
@@ -340,12 +344,12 @@ fn report(
 }
 
 pub(super) fn approvals(all: bool, env: &Env<'_>) -> anyhow::Result<()> {
-    let app = env.open()?;
+    let app = env.read()?;
     let now = now();
     let mut table = Table::new(&[
         "approval", "agent", "action", "resource", "amount", "since", "state",
     ]);
-    for ap in app.world.approvals() {
+    for ap in app.world().approvals() {
         let state = match (&ap.decision, ap.used) {
             (None, _) => "waiting",
             (Some(d), false) if d.approved => "approved",
@@ -357,7 +361,7 @@ pub(super) fn approvals(all: bool, env: &Env<'_>) -> anyhow::Result<()> {
         }
         if env.out.json {
             env.out.json_line(&json!({
-                "id": ap.id, "agent": ap.agent, "agent_name": describe::agent(&app.world, ap.agent),
+                "id": ap.id, "agent": ap.agent, "agent_name": describe::agent(app.world(), ap.agent),
                 "action": ap.action, "resource": ap.resource, "amount": ap.amount,
                 "requested_at": ap.requested_at, "state": state,
                 "decided_by": ap.decision.as_ref().map(|d| d.by.to_string()),
@@ -367,7 +371,7 @@ pub(super) fn approvals(all: bool, env: &Env<'_>) -> anyhow::Result<()> {
         }
         table.row(vec![
             ap.id.to_string(),
-            describe::agent(&app.world, ap.agent),
+            describe::agent(app.world(), ap.agent),
             ap.action.to_string(),
             ap.resource.to_string(),
             ap.amount.to_string(),
@@ -386,13 +390,12 @@ pub(super) fn approvals(all: bool, env: &Env<'_>) -> anyhow::Result<()> {
 }
 
 pub(super) fn decide_approval(a: DecideArgs, approved: bool, env: &Env<'_>) -> anyhow::Result<()> {
-    let mut app = env.open()?;
-    let actor = app.operator_actor();
     let cmd = Command::DecideApproval {
         approval: a.approval,
         approved,
         note: a.note,
     };
-    let committed = app.execute(cmd, &actor)?;
-    print_committed(&app, &committed, &env.out)
+    let (committed, after) =
+        env.decide(|app| Ok((app.execute(cmd, &env.operator())?, app.snapshot())))?;
+    print_committed(after.world(), &committed, &env.out)
 }

@@ -7,21 +7,20 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use roster_core::envelope::Envelope;
-use roster_core::port::{EventLog, LogError};
+use roster_core::port::{LogError, LogRead};
 use roster_core::world::{AgentStatus, ShareState, World};
 use roster_store::SledLog;
 use serde_json::json;
 
 use super::Env;
-use crate::app::{for_each, log_dir, App, CliError};
+use crate::app::{log_dir, CliError, Snapshot};
 use crate::describe;
 use crate::output::{relative, Table};
 use crate::refs::TeamRef;
 
 pub(super) fn init(env: &Env<'_>) -> anyhow::Result<()> {
     if env.daemon.is_some() {
-        let app = env.open()?;
-        let n = app.log.len();
+        let n = env.read()?.log().len();
         if env.out.json {
             env.out
                 .json_line(&json!({"data_dir": env.data_dir, "events": n, "created": false}))?;
@@ -101,20 +100,20 @@ fn render_event(
     Ok(line)
 }
 
-/// Events rendered per round of `log`: the store (the daemon's lock) is held only to render
-/// them, never while they are written to a reader who may be slow.
+/// Events rendered per round of `log`: each round renders from a fresh snapshot, so a follower
+/// sees the world as of the events it prints.
 const LOG_CHUNK: u64 = 1024;
 
 /// What [`read_log`] does with what it reads (`log`, and `subscribe` on the in-process bus).
-pub(super) trait LogReader {
-    /// Called with the store held at the start of each round; returns the position to read
-    /// from (`next` unless the reader moves it, e.g. to a durable's checkpoint).
-    fn at_round(&mut self, _app: &App, next: u64) -> Result<u64, CliError> {
+pub(super) trait Follower {
+    /// Called at the start of each round with that round's snapshot; returns the position to
+    /// read from (`next` unless the reader moves it, e.g. to a durable's checkpoint).
+    fn at_round(&mut self, _snapshot: &Snapshot, next: u64) -> Result<u64, CliError> {
         Ok(next)
     }
-    /// The line (with its newline) for `e`, or `None` to skip it; called with the store held.
+    /// The line (with its newline) for `e`, or `None` to skip it.
     fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, CliError>;
-    /// Writes the line of the event at `seq`, without the store; `Break` ends the reading.
+    /// Writes the line of the event at `seq`; `Break` ends the reading.
     fn write(&mut self, env: &Env<'_>, _seq: u64, line: &str) -> anyhow::Result<ControlFlow<()>> {
         env.out.write(crate::output::Stream::Out, line)?;
         Ok(ControlFlow::Continue(()))
@@ -125,27 +124,31 @@ pub(super) trait LogReader {
     }
 }
 
-/// Reads the log from `from` in rounds of [`LOG_CHUNK`] events, rendering under the store (the
-/// daemon's lock when one runs) and writing without it; with `follow`, waits for new events
-/// until the reader stops or the client of the daemon leaves.
+/// Reads the log from `from` in rounds of [`LOG_CHUNK`] events, each from a snapshot (nothing a
+/// decision waits for is held while a slow reader takes its lines); with `follow`, waits for new
+/// events until the reader stops or the client of the daemon leaves.
 pub(super) fn read_log(
     env: &Env<'_>,
     from: u64,
     follow: bool,
-    reader: &mut impl LogReader,
+    reader: &mut impl Follower,
 ) -> anyhow::Result<()> {
     let mut next = from;
     loop {
         let (lines, after, start) = {
-            let app = env.open()?;
-            let start = reader.at_round(&app, next)?;
+            let snapshot = env.read()?;
+            let start = reader.at_round(&snapshot, next)?;
             let mut lines = Vec::new();
-            let after = for_each(&*app.log, start, start.saturating_add(LOG_CHUNK), |e| {
-                if let Some(line) = reader.render(&app.world, &e)? {
-                    lines.push((e.seq, line));
-                }
-                Ok(())
-            })?;
+            let after = snapshot.log().for_each(
+                start,
+                start.saturating_add(LOG_CHUNK),
+                |e| -> Result<(), CliError> {
+                    if let Some(line) = reader.render(snapshot.world(), &e)? {
+                        lines.push((e.seq, line));
+                    }
+                    Ok(())
+                },
+            )?;
             (lines, after, start)
         };
         for (seq, line) in &lines {
@@ -177,12 +180,12 @@ struct LogLines {
     now: roster_core::time::Timestamp,
 }
 
-impl LogReader for LogLines {
-    fn at_round(&mut self, app: &App, next: u64) -> Result<u64, CliError> {
+impl Follower for LogLines {
+    fn at_round(&mut self, snapshot: &Snapshot, next: u64) -> Result<u64, CliError> {
         self.team_id = self
             .team
             .as_ref()
-            .map(|t| t.resolve(&app.world).map(|t| t.id))
+            .map(|t| t.resolve(snapshot.world()).map(|t| t.id))
             .transpose()
             .map_err(CliError::Input)?;
         self.now = crate::app::now();
@@ -213,11 +216,8 @@ pub(super) fn log(
 }
 
 pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::Result<()> {
-    // Under the daemon, the log is read without its lock (agents and commands go on).
-    let log: std::sync::Arc<SledLog> = match env.daemon {
-        Some(_) => std::sync::Arc::clone(&env.open()?.log),
-        None => std::sync::Arc::new(App::open_log(env.data_dir)?),
-    };
+    // Under the daemon, the log is read without holding it (agents and commands go on).
+    let log = env.history()?;
     if at >= log.len() {
         let held = match log.len() {
             0 => "the log is empty".to_string(),
@@ -228,7 +228,7 @@ pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::R
     // Only the prefix is read: the world as it stood after `at`.
     let mut world = World::new();
     let mut when = roster_core::time::Timestamp::EPOCH;
-    for_each(&*log, 0, at + 1, |e| {
+    log.for_each(0, at + 1, |e| -> Result<(), CliError> {
         world.apply(&e)?;
         when = e.at;
         Ok(())
@@ -316,7 +316,7 @@ pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
     if !dir.exists() {
         return Err(CliError::NotInitialized(env.data_dir.to_owned()).into());
     }
-    let check = |log: &SledLog| {
+    let check = |log: &dyn LogRead| {
         let n = log.verify()?;
         let head = if n == 0 {
             None
@@ -330,10 +330,7 @@ pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
         ))
     };
     let result = match env.daemon {
-        Some(_) => {
-            let log = std::sync::Arc::clone(&env.open()?.log);
-            check(&log)
-        }
+        Some(_) => check(&env.history()?),
         None => SledLog::open(&dir).and_then(|log| check(&log)),
     };
     match result {
@@ -361,18 +358,18 @@ pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
 }
 
 pub(super) fn export(file: Option<PathBuf>, env: &Env<'_>) -> anyhow::Result<()> {
-    // The log reads without the daemon's lock: agents and other commands go on meanwhile.
-    let log = std::sync::Arc::clone(&env.open()?.log);
+    // The log reads without holding the daemon: agents and other commands go on meanwhile.
+    let log = env.history()?;
     let n = match &file {
         Some(path) => {
             let mut w = BufWriter::new(File::create(env.path(path))?);
-            let n = roster_store::export_jsonl(&*log, &mut w)?;
+            let n = roster_store::export_jsonl(&log, &mut w)?;
             w.flush()?;
             n
         }
         None => {
             let mut w = env.out.writer();
-            let n = roster_store::export_jsonl(&*log, &mut w)?;
+            let n = roster_store::export_jsonl(&log, &mut w)?;
             w.flush()?;
             n
         }
@@ -408,10 +405,11 @@ pub(super) fn import(file: &Path, env: &Env<'_>) -> anyhow::Result<()> {
         Ok((n, head))
     };
     let (n, head) = if env.daemon.is_some() {
-        let mut app = env.open()?;
-        let imported = into(&app.log)?;
-        app.refold()?;
-        imported
+        env.decide(|app| {
+            let imported = into(app.log()).map_err(|e| CliError::Input(e.to_string()))?;
+            app.refold()?;
+            Ok(imported)
+        })?
     } else {
         create_data_dir(env.data_dir)?;
         into(&SledLog::open(&log_dir(env.data_dir))?)?

@@ -13,7 +13,11 @@ use roster_core::actor::Actor;
 use roster_core::envelope::Envelope;
 use roster_core::name::Name;
 
-use crate::app::{App, AppRef, CliError};
+use roster_core::ledger::LogReader;
+use roster_core::world::World;
+use roster_store::SledLog;
+
+use crate::app::{App, CliError, Snapshot};
 use crate::args::Cmd;
 use crate::daemon::Daemon;
 use crate::describe;
@@ -36,18 +40,46 @@ pub struct Env<'a> {
 }
 
 impl Env<'_> {
-    /// The data directory to work on: the daemon's, or opened here.
-    fn open(&self) -> Result<AppRef<'_>, CliError> {
+    /// The world as it stands and the log to read: the daemon's (held without holding
+    /// anything a decision waits for, so a client that reads slowly slows nobody else), or
+    /// opened here.
+    fn read(&self) -> Result<Snapshot, CliError> {
         match self.daemon {
-            Some(d) => {
-                let mut app = d.app()?;
-                app.operator = self.operator.clone();
-                Ok(AppRef::Shared(app))
-            }
-            None => Ok(AppRef::Owned(Box::new(App::open(
+            Some(d) => d.snapshot(),
+            None => Ok(App::open(self.data_dir)?.snapshot()),
+        }
+    }
+
+    /// The log to read history from: the daemon's (without holding its world), or opened here
+    /// without folding it.
+    fn history(&self) -> Result<LogReader<SledLog>, CliError> {
+        match self.daemon {
+            Some(d) => Ok(d.snapshot()?.log().clone()),
+            None => Ok(LogReader::new(std::sync::Arc::new(App::open_log(
                 self.data_dir,
-                self.operator.clone(),
             )?))),
+        }
+    }
+
+    /// Runs `f` on the data directory for a decision: the daemon's, held exclusively for the
+    /// length of `f` (which must write nothing to the client), or opened here.
+    fn decide<T>(&self, f: impl FnOnce(&mut App) -> Result<T, CliError>) -> Result<T, CliError> {
+        match self.daemon {
+            Some(d) => d.decide(f)?,
+            None => f(&mut App::open(self.data_dir)?),
+        }
+    }
+
+    /// The operator at the keyboard, as an actor.
+    fn operator(&self) -> Actor {
+        Actor::Operator(self.operator.clone())
+    }
+
+    /// The actor for a command: the agent named by `--by`, or the operator.
+    fn actor(&self, world: &World, by: Option<AgentRef>) -> Result<Actor, CliError> {
+        match by {
+            Some(r) => Ok(Actor::Agent(r.resolve(world).map_err(CliError::Input)?.id)),
+            None => Ok(self.operator()),
         }
     }
 
@@ -101,9 +133,7 @@ pub fn run(cmd: Cmd, env: &Env<'_>) -> anyhow::Result<()> {
         Cmd::Verify => history::verify(env),
         Cmd::Export { file } => history::export(file, env),
         Cmd::Import { file } => history::import(&file, env),
-        Cmd::Serve(a) => {
-            crate::daemon::serve(env.data_dir, env.operator.clone(), a, crate::run_for_client)
-        }
+        Cmd::Serve(a) => crate::daemon::serve(env.data_dir, a, crate::run_for_client),
         Cmd::Status => containers::status(env),
         Cmd::Stop { agent } => containers::stop(agent, env),
         Cmd::Start { agent } => containers::start(agent, env),
@@ -135,18 +165,9 @@ fn poke(env: &Env<'_>) {
     }
 }
 
-/// The actor for a command: the agent named by `--by`, or the operator.
-fn actor_for(app: &App, by: Option<AgentRef>) -> Result<Actor, CliError> {
-    match by {
-        Some(r) => Ok(Actor::Agent(
-            r.resolve(&app.world).map_err(CliError::Input)?.id,
-        )),
-        None => Ok(app.operator_actor()),
-    }
-}
-
-/// Prints what a mutating command committed: envelopes as JSON lines, or one line each.
-fn print_committed(app: &App, envelopes: &[Envelope], out: &Out) -> anyhow::Result<()> {
+/// Prints what a mutating command committed: envelopes as JSON lines, or one line each. Given
+/// the world after them (a snapshot: nothing is held while the client reads).
+fn print_committed(world: &World, envelopes: &[Envelope], out: &Out) -> anyhow::Result<()> {
     for e in envelopes {
         if out.json {
             out.json_line(e)?;
@@ -154,7 +175,7 @@ fn print_committed(app: &App, envelopes: &[Envelope], out: &Out) -> anyhow::Resu
             out.line(format!(
                 "#{:<5} {}",
                 e.seq,
-                describe::event(&app.world, &e.event)
+                describe::event(world, &e.event)
             ))?;
         }
     }

@@ -6,7 +6,7 @@ use roster_core::name::ImageRef;
 use roster_core::world::AgentStatus;
 use serde_json::json;
 
-use super::{actor_for, poke, print_committed, Env};
+use super::{poke, print_committed, Env};
 use crate::app::{now, CliError};
 use crate::args::{HireArgs, TeamCmd};
 use crate::describe;
@@ -14,19 +14,21 @@ use crate::output::{relative, Table};
 use crate::refs::{AgentRef, TeamRef};
 
 pub(super) fn team(cmd: TeamCmd, env: &Env<'_>) -> anyhow::Result<()> {
-    let mut app = env.open()?;
     match cmd {
         TeamCmd::Create { name } => {
-            let actor = app.operator_actor();
-            let committed = app.execute(Command::CreateTeam { name }, &actor)?;
-            print_committed(&app, &committed, &env.out)
+            let (committed, after) = env.decide(|app| {
+                let committed = app.execute(Command::CreateTeam { name }, &env.operator())?;
+                Ok((committed, app.snapshot()))
+            })?;
+            print_committed(after.world(), &committed, &env.out)
         }
         TeamCmd::List => {
+            let app = env.read()?;
             let now = now();
             let mut table = Table::new(&["team", "agents", "events", "created", "id"]);
-            for t in app.world.teams() {
+            for t in app.world().teams() {
                 let agents = app
-                    .world
+                    .world()
                     .agents()
                     .filter(|a| a.team == t.id && !a.is_retired())
                     .count();
@@ -58,9 +60,9 @@ pub(super) fn team(cmd: TeamCmd, env: &Env<'_>) -> anyhow::Result<()> {
 
 pub(super) fn hire(a: HireArgs, env: &Env<'_>) -> anyhow::Result<()> {
     let (team, actor) = {
-        let app = env.open()?;
-        let team = a.team.resolve(&app.world).map_err(CliError::Input)?.id;
-        (team, actor_for(&app, a.by)?)
+        let app = env.read()?;
+        let team = a.team.resolve(app.world()).map_err(CliError::Input)?.id;
+        (team, env.actor(app.world(), a.by)?)
     };
     let mut spec = AgentSpec::base();
     spec.image = a.image.unwrap_or_else(ImageRef::base);
@@ -88,23 +90,24 @@ pub(super) fn hire(a: HireArgs, env: &Env<'_>) -> anyhow::Result<()> {
     // before it is recorded; the engine is asked without holding the daemon's lock. (Without a
     // daemon, the daemon refuses to start it at its next start, and says why.)
     if let Some(d) = env.daemon {
-        if env.open()?.would_accept(&cmd, &actor) {
+        if d.read(|app| app.would_accept(&cmd, &actor))? {
             d.admit(&spec)?;
         }
     }
-    let mut app = env.open()?;
-    let committed = app.execute(cmd, &actor)?;
+    let (committed, app) = env.decide(|app| Ok((app.execute(cmd, &actor)?, app.snapshot())))?;
     poke(env);
     if !env.out.json {
         if let Some(id) = committed.iter().find_map(|e| match &e.event {
             Event::AgentHired { agent, .. } => Some(*agent),
             _ => None,
         }) {
-            env.out
-                .line(format!("hired {} as {id}", describe::agent(&app.world, id)))?;
+            env.out.line(format!(
+                "hired {} as {id}",
+                describe::agent(app.world(), id)
+            ))?;
         }
     }
-    print_committed(&app, &committed, &env.out)
+    print_committed(app.world(), &committed, &env.out)
 }
 
 /// "5m" for a start five minutes before `now`.
@@ -113,9 +116,9 @@ fn since(t: roster_core::time::Timestamp, now: roster_core::time::Timestamp) -> 
 }
 
 pub(super) fn agents(team: Option<TeamRef>, all: bool, env: &Env<'_>) -> anyhow::Result<()> {
-    let app = env.open()?;
+    let app = env.read()?;
     let team = team
-        .map(|t| t.resolve(&app.world).map(|t| t.id))
+        .map(|t| t.resolve(app.world()).map(|t| t.id))
         .transpose()
         .map_err(CliError::Input)?;
     let now = now();
@@ -131,17 +134,17 @@ pub(super) fn agents(team: Option<TeamRef>, all: bool, env: &Env<'_>) -> anyhow:
         "id",
     ]);
     let mut rows = Vec::new();
-    for ag in app.world.agents() {
+    for ag in app.world().agents() {
         if team.is_some_and(|t| t != ag.team) || (!all && ag.is_retired()) {
             continue;
         }
-        let active = app.world.active_grants_of(ag.id, now).len();
+        let active = app.world().active_grants_of(ag.id, now).len();
         let by = ag.parent.map_or_else(
             || "operator".to_string(),
-            |p| describe::agent(&app.world, p),
+            |p| describe::agent(app.world(), p),
         );
-        let name = describe::agent(&app.world, ag.id);
-        let team = describe::team(&app.world, ag.team);
+        let name = describe::agent(app.world(), ag.id);
+        let team = describe::team(app.world(), ag.team);
         rows.push((ag.clone(), active, by, name, team));
     }
     // The engine is asked without holding the store: agents' gateway calls go on meanwhile.
@@ -210,10 +213,14 @@ pub(super) fn agents(team: Option<TeamRef>, all: bool, env: &Env<'_>) -> anyhow:
 }
 
 pub(super) fn retire(agent: AgentRef, by: Option<AgentRef>, env: &Env<'_>) -> anyhow::Result<()> {
-    let mut app = env.open()?;
-    let id = agent.resolve(&app.world).map_err(CliError::Input)?.id;
-    let actor = actor_for(&app, by)?;
-    let committed = app.execute(Command::Retire { agent: id }, &actor)?;
+    let (committed, after) = env.decide(|app| {
+        let id = agent.resolve(app.world()).map_err(CliError::Input)?.id;
+        let actor = env.actor(app.world(), by)?;
+        Ok((
+            app.execute(Command::Retire { agent: id }, &actor)?,
+            app.snapshot(),
+        ))
+    })?;
     poke(env);
-    print_committed(&app, &committed, &env.out)
+    print_committed(after.world(), &committed, &env.out)
 }

@@ -4,7 +4,7 @@ use roster_core::command::Command;
 use roster_core::world::{Share, ShareState, World};
 use serde_json::json;
 
-use super::{actor_for, poke, print_committed, Env};
+use super::{poke, print_committed, Env};
 use crate::app::CliError;
 use crate::args::ShareCmd;
 use crate::output::Table;
@@ -12,26 +12,26 @@ use crate::refs::TeamRef;
 
 /// `roster share …`
 pub fn share(cmd: ShareCmd, env: &Env<'_>) -> anyhow::Result<()> {
-    let mut app = env.open()?;
-    let (command, by) = match cmd {
-        ShareCmd::Propose {
-            from,
-            to,
-            topics,
-            by,
-        } => {
-            let from = from.resolve(&app.world).map_err(CliError::Input)?.id;
-            let to = to.resolve(&app.world).map_err(CliError::Input)?.id;
-            (Command::ProposeShare { from, to, topics }, by)
-        }
-        ShareCmd::Accept { share, by } => (Command::AcceptShare { share }, by),
-        ShareCmd::Close { share, by } => (Command::CloseShare { share }, by),
-    };
-    let actor = actor_for(&app, by)?;
-    let committed = app.execute(command, &actor)?;
-    print_committed(&app, &committed, &env.out)?;
-    drop(app);
+    let (committed, after) = env.decide(|app| {
+        let (command, by) = match cmd {
+            ShareCmd::Propose {
+                from,
+                to,
+                topics,
+                by,
+            } => {
+                let from = from.resolve(app.world()).map_err(CliError::Input)?.id;
+                let to = to.resolve(app.world()).map_err(CliError::Input)?.id;
+                (Command::ProposeShare { from, to, topics }, by)
+            }
+            ShareCmd::Accept { share, by } => (Command::AcceptShare { share }, by),
+            ShareCmd::Close { share, by } => (Command::CloseShare { share }, by),
+        };
+        let actor = env.actor(app.world(), by)?;
+        Ok((app.execute(command, &actor)?, app.snapshot()))
+    })?;
     poke(env);
+    print_committed(after.world(), &committed, &env.out)?;
     Ok(())
 }
 
@@ -51,21 +51,21 @@ fn team_name(world: &World, id: roster_core::id::TeamId) -> String {
 
 /// `roster shares`
 pub fn list(team: Option<TeamRef>, env: &Env<'_>) -> anyhow::Result<()> {
-    let app = env.open()?;
+    let app = env.read()?;
     let team = team
-        .map(|t| t.resolve(&app.world).map(|t| t.id))
+        .map(|t| t.resolve(app.world()).map(|t| t.id))
         .transpose()
         .map_err(CliError::Input)?;
     let mut table = Table::new(&["share", "from", "to", "topics", "state", "crossed"]);
-    for s in app.world.shares() {
+    for s in app.world().shares() {
         if team.is_some_and(|t| t != s.from && t != s.to) {
             continue;
         }
         if env.out.json {
             env.out.json_line(&json!({
                 "id": s.id,
-                "from": team_name(&app.world, s.from),
-                "to": team_name(&app.world, s.to),
+                "from": team_name(app.world(), s.from),
+                "to": team_name(app.world(), s.to),
                 "topics": s.topics,
                 "state": state(s),
                 "crossings": s.crossings,
@@ -73,8 +73,8 @@ pub fn list(team: Option<TeamRef>, env: &Env<'_>) -> anyhow::Result<()> {
         } else {
             table.row(vec![
                 s.id.to_string(),
-                team_name(&app.world, s.from),
-                team_name(&app.world, s.to),
+                team_name(app.world(), s.from),
+                team_name(app.world(), s.to),
                 s.topics.as_str().to_owned(),
                 state(s).to_owned(),
                 s.crossings.to_string(),

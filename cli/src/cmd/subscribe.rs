@@ -19,9 +19,9 @@ use roster_core::envelope::Envelope;
 use roster_core::name::Name;
 use roster_core::world::World;
 
-use super::history::{read_log, LogReader};
+use super::history::{read_log, Follower};
 use super::Env;
-use crate::app::{App, CliError};
+use crate::app::{CliError, Snapshot};
 use crate::args::SubscribeArgs;
 use crate::config::Config;
 use crate::output::Stream;
@@ -161,8 +161,7 @@ fn from_log(args: SubscribeArgs, env: &Env<'_>) -> anyhow::Result<()> {
     read_log(env, 0, true, &mut reader)?;
     // The position after the last line written, for the next subscriber of this name.
     if reader.checkpoint.is_some() && reader.next != reader.recorded {
-        let app = env.open()?;
-        reader.record(&app)?;
+        reader.record(&env.read()?)?;
     }
     Ok(())
 }
@@ -185,21 +184,21 @@ struct LogSubscriber {
 }
 
 impl LogSubscriber {
-    fn record(&mut self, app: &App) -> Result<(), CliError> {
+    fn record(&mut self, snapshot: &Snapshot) -> Result<(), CliError> {
         if let (Some(name), Some(next)) = (&self.checkpoint, self.next) {
-            app.log.set_checkpoint(name, next)?;
+            snapshot.log().set_checkpoint(name, next)?;
             self.recorded = Some(next);
         }
         Ok(())
     }
 }
 
-impl LogReader for LogSubscriber {
-    fn at_round(&mut self, app: &App, next: u64) -> Result<u64, CliError> {
+impl Follower for LogSubscriber {
+    fn at_round(&mut self, snapshot: &Snapshot, next: u64) -> Result<u64, CliError> {
         if !self.started {
             self.started = true;
             let resumed = match &self.checkpoint {
-                Some(name) => app.log.checkpoint(name)?,
+                Some(name) => snapshot.log().checkpoint(name)?,
                 None => None,
             };
             self.recorded = resumed;
@@ -211,7 +210,7 @@ impl LogReader for LogSubscriber {
         if self.checkpoint.is_some() {
             self.next = Some(next);
             if self.next != self.recorded {
-                self.record(app)?;
+                self.record(snapshot)?;
             }
         }
         Ok(next)

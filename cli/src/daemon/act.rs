@@ -87,10 +87,8 @@ impl Lane<'_> {
             Lane::Here { app, .. } => return f(app),
             Lane::Daemon(d) => d.clone(),
         };
-        let run = tokio::task::spawn_blocking(move || {
-            let mut app = d.app().map_err(internal)?;
-            f(&mut app)
-        });
+        let run =
+            tokio::task::spawn_blocking(move || d.decide(f).map_err(internal).and_then(|r| r));
         match run.await {
             Ok(result) => result,
             Err(e) => {
@@ -315,7 +313,7 @@ fn internal(e: impl std::fmt::Display) -> ActError {
 /// recorded); otherwise decide `Act` as the agent.
 fn first_step(app: &mut App, agent: AgentId, p: &ActParams) -> Result<Step, ActError> {
     if let Some(id) = p.approval {
-        let ours = app.world.approval(id).is_some_and(|ap| {
+        let ours = app.world().approval(id).is_some_and(|ap| {
             ap.decision.is_none()
                 && ap.agent == agent
                 && ap.action == p.action
@@ -329,7 +327,7 @@ fn first_step(app: &mut App, agent: AgentId, p: &ActParams) -> Result<Step, ActE
         // record.
     }
     let envelopes = execute(app, agent, p, p.approval)?;
-    step_of(&app.world, &envelopes, p)
+    step_of(app.world(), &envelopes, p)
 }
 
 /// After a wake-up: the approval's decision, acted on; `None` while nobody has decided.
@@ -340,7 +338,7 @@ fn after_decision(
     id: ApprovalId,
     reachable: Result<(), String>,
 ) -> Result<Option<Box<ToolCall>>, ActError> {
-    let Some(ap) = app.world.approval(id) else {
+    let Some(ap) = app.world().approval(id) else {
         return Err(internal(format!("approval {id} is not in the log")));
     };
     match &ap.decision {
@@ -364,7 +362,7 @@ fn after_decision(
                 ))
             })?;
             let envelopes = execute(app, agent, p, Some(id))?;
-            match step_of(&app.world, &envelopes, p)? {
+            match step_of(app.world(), &envelopes, p)? {
                 Step::Performed(call) => Ok(Some(call)),
                 Step::Waiting(other) => Err(internal(format!(
                     "using approval {id} asked for another approval, {other}"
@@ -390,7 +388,7 @@ fn execute(
     };
     match app.execute(command, &Actor::Agent(agent)) {
         Ok(envelopes) => Ok(envelopes),
-        Err(CliError::Refused(r)) => Err(denied(&app.world, r, approval)),
+        Err(CliError::Refused(r)) => Err(denied(app.world(), r, approval)),
         Err(e) => Err(internal(e)),
     }
 }

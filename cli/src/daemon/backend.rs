@@ -15,7 +15,7 @@ use roster_core::name::ImageRef;
 use serde_json::{json, Value};
 
 use super::Daemon;
-use crate::app::CliError;
+use crate::app::{App, CliError};
 use crate::gateway::answer::{self, read_only};
 use crate::gateway::{ActAnswer, Answer, Backend, HungUp, Pushes};
 
@@ -38,10 +38,8 @@ impl Backend for DaemonBackend {
     fn call_now(&self, agent: AgentId, call: &Call) -> Option<Answer> {
         // Only what the world answers by itself (history reads the log: the blocking pool).
         let d = self.0.upgrade()?;
-        let result = {
-            let app = d.try_read_app()?;
-            answer::from_world(&app.world, agent, call, crate::app::now())?
-        };
+        let result =
+            d.try_read(|app| answer::from_world(app.world(), agent, call, crate::app::now()))??;
         if result.is_ok() {
             d.answered(agent);
         }
@@ -85,26 +83,63 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
     };
     if let Call::History(p) = &call {
         // The world only says which team; the page is read from the log after letting go.
-        let (log, team) = {
-            let app = d.read_app().map_err(internal)?;
-            (app.log.clone(), answer::history_team(&app.world, agent)?)
-        };
-        return answer::team_history(&*log, team, p);
+        let snapshot = d.snapshot().map_err(internal)?;
+        let team = answer::history_team(snapshot.world(), agent)?;
+        return answer::team_history(snapshot.log(), team, p);
     }
-    {
-        let app = d.read_app().map_err(internal)?;
-        if let Some(read) = read_only(&*app.log, &app.world, agent, &call, crate::app::now()) {
-            return read;
+    let read = d
+        .read(|app| read_only(&**app.log(), app.world(), agent, &call, crate::app::now()))
+        .map_err(internal)?;
+    if let Some(read) = read {
+        return read;
+    }
+    let command = d
+        .decide(|app| command_of(app, agent, call))
+        .map_err(internal)??;
+    let actor = Actor::Agent(agent);
+    // A hire the rules allow but no container could be made for is refused before it is
+    // recorded; the engine is asked after the rules (so a refused agent learns nothing of the
+    // host's images) and without holding the ledger.
+    if let Command::Hire { spec, .. } = &command {
+        if d.read(|app| app.would_accept(&command, &actor))
+            .map_err(internal)?
+        {
+            d.admit(spec)
+                .map_err(|e| GatewayError::new(ErrorCode::BadParams, e.to_string()))?;
         }
     }
-    let mut app = d.app().map_err(internal)?;
-    let command = match call {
+    let committed = d
+        .decide(|app| app.execute(command, &actor))
+        .map_err(internal)?;
+    d.poke();
+    match committed {
+        Ok(envelopes) => {
+            let mut answer =
+                json!({ "events": envelopes.iter().map(event_json).collect::<Vec<_>>() });
+            // A hire also answers with what the hirer asked for: the new agent's id.
+            if let Some(hired) = envelopes.iter().find_map(|e| match e.event {
+                Event::AgentHired { agent, .. } => Some(agent),
+                _ => None,
+            }) {
+                answer["agent"] = json!(hired);
+            }
+            Ok(answer)
+        }
+        Err(CliError::Refused(r)) => Err(GatewayError::new(ErrorCode::Denied, r.to_string())),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// The command an agent's call asks for. A share proposed to a team that does not exist is
+/// refused here, and recorded like any refusal (hence the ledger held mutably).
+fn command_of(app: &mut App, agent: AgentId, call: Call) -> Result<Command, GatewayError> {
+    Ok(match call {
         Call::Hire(p) => {
-            let team = own_team(&app.world, agent)?;
+            let team = own_team(app.world(), agent)?;
             // A teammate is confined like its hirer unless it asks for tighter (`decide`
             // refuses looser); its image is the base image unless it names one.
             let mut spec = app
-                .world
+                .world()
                 .agent(agent)
                 .map_or_else(AgentSpec::base, |a| a.spec.clone());
             spec.image = p.image.unwrap_or_else(ImageRef::base);
@@ -121,8 +156,8 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
         }
         Call::Retire(p) => Command::Retire { agent: p.agent },
         Call::SharePropose(p) => {
-            let from = own_team(&app.world, agent)?;
-            let Some(to) = app.world.team_named(&p.to).map(|t| t.id) else {
+            let from = own_team(app.world(), agent)?;
+            let Some(to) = app.world().team_named(&p.to).map(|t| t.id) else {
                 // A probe for a team that does not exist is recorded like any refusal.
                 let why = format!("no team named `{}`", p.to);
                 let denial = Command::RecordDenial {
@@ -162,39 +197,7 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
                 "this method is not answered here",
             ));
         }
-    };
-    let actor = Actor::Agent(agent);
-    // A hire the rules allow but no container could be made for is refused before it is
-    // recorded; the engine is asked after the rules (so a refused agent learns nothing of the
-    // host's images) and without holding the lock.
-    if let Command::Hire { spec, .. } = &command {
-        if app.would_accept(&command, &actor) {
-            let spec = spec.clone();
-            drop(app);
-            d.admit(&spec)
-                .map_err(|e| GatewayError::new(ErrorCode::BadParams, e.to_string()))?;
-            app = d.app().map_err(internal)?;
-        }
-    }
-    let committed = app.execute(command, &actor);
-    drop(app);
-    d.poke();
-    match committed {
-        Ok(envelopes) => {
-            let mut answer =
-                json!({ "events": envelopes.iter().map(event_json).collect::<Vec<_>>() });
-            // A hire also answers with what the hirer asked for: the new agent's id.
-            if let Some(hired) = envelopes.iter().find_map(|e| match e.event {
-                Event::AgentHired { agent, .. } => Some(agent),
-                _ => None,
-            }) {
-                answer["agent"] = json!(hired);
-            }
-            Ok(answer)
-        }
-        Err(CliError::Refused(r)) => Err(GatewayError::new(ErrorCode::Denied, r.to_string())),
-        Err(e) => Err(internal(e)),
-    }
+    })
 }
 
 /// The team of the asking agent.

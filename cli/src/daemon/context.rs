@@ -185,82 +185,85 @@ impl Context {
         }
         let at = crate::app::now();
         let digest = Hash::of(p.message.as_bytes());
-        let mut app = d.app().map_err(internal)?;
-        let (from_id, from) = app
-            .world
-            .agent(agent)
-            .and_then(|a| app.world.team(a.team))
-            .map(|t| (t.id, t.name.clone()))
-            .ok_or_else(|| denied("unknown agent"))?;
-        // Where it goes: the team itself and every open share whose pattern matches, or the
-        // one team named.
-        let mut deliveries: Vec<(Name, Option<(ShareId, EventId)>)> = Vec::new();
-        let targets: Vec<TeamId> = match &p.team {
-            Some(to) if *to != from => {
-                let Some(to_team) = app.world.team_named(to).map(|t| t.id) else {
-                    // A probe for a team that does not exist is refused like any crossing.
-                    let why = format!("no team named `{to}`");
-                    record_denial(
-                        &mut app,
-                        agent,
-                        to,
-                        format!("publish on `{}`: {why}", p.topic.as_str()),
-                    )
-                    .map_err(internal)?;
-                    return Err(denied(why));
-                };
-                vec![to_team]
-            }
-            _ => {
-                deliveries.push((from.clone(), None));
-                let mut to: Vec<TeamId> = app
-                    .world
-                    .shares()
-                    .filter(|s| {
-                        s.from == from_id
-                            && s.state == roster_core::world::ShareState::Open
-                            && s.topics.matches(&p.topic)
-                    })
-                    .map(|s| s.to)
-                    .collect();
-                to.sort();
-                to.dedup();
-                to
-            }
-        };
-        for to in targets {
-            let command = Command::ShareContext {
-                to,
-                topic: p.topic.clone(),
-                digest,
-                size: p.message.len() as u64,
+        // Decided under the ledger; sent after letting go of it.
+        let decided = d.decide(|app| -> Result<_, GatewayError> {
+            let (from_id, from) = app
+                .world()
+                .agent(agent)
+                .and_then(|a| app.world().team(a.team))
+                .map(|t| (t.id, t.name.clone()))
+                .ok_or_else(|| denied("unknown agent"))?;
+            // Where it goes: the team itself and every open share whose pattern matches, or the
+            // one team named.
+            let mut deliveries: Vec<(Name, Option<(ShareId, EventId)>)> = Vec::new();
+            let targets: Vec<TeamId> = match &p.team {
+                Some(to) if *to != from => {
+                    let Some(to_team) = app.world().team_named(to).map(|t| t.id) else {
+                        // A probe for a team that does not exist is refused like any crossing.
+                        let why = format!("no team named `{to}`");
+                        record_denial(
+                            app,
+                            agent,
+                            to,
+                            format!("publish on `{}`: {why}", p.topic.as_str()),
+                        )
+                        .map_err(internal)?;
+                        return Err(denied(why));
+                    };
+                    vec![to_team]
+                }
+                _ => {
+                    deliveries.push((from.clone(), None));
+                    let mut to: Vec<TeamId> = app
+                        .world()
+                        .shares()
+                        .filter(|s| {
+                            s.from == from_id
+                                && s.state == roster_core::world::ShareState::Open
+                                && s.topics.matches(&p.topic)
+                        })
+                        .map(|s| s.to)
+                        .collect();
+                    to.sort();
+                    to.dedup();
+                    to
+                }
             };
-            let committed = match app.execute(command, &Actor::Agent(agent)) {
-                Ok(c) => c,
-                Err(CliError::Refused(r)) => return Err(denied(r)),
-                Err(e) => return Err(internal(e)),
-            };
-            let crossing = committed.iter().find_map(|e| match &e.event {
-                Event::ContextShared { share, .. } => Some((*share, e.id)),
-                _ => None,
-            });
-            let (Some((share, record)), Some(name)) =
-                (crossing, app.world.team(to).map(|t| t.name.clone()))
-            else {
-                return Err(internal("the crossing was not recorded"));
-            };
-            self.crossings.insert(
-                record,
-                Crossing {
-                    share,
-                    sender: agent,
+            for to in targets {
+                let command = Command::ShareContext {
+                    to,
                     topic: p.topic.clone(),
                     digest,
-                },
-            );
-            deliveries.push((name, Some((share, record))));
-        }
-        drop(app);
+                    size: p.message.len() as u64,
+                };
+                let committed = match app.execute(command, &Actor::Agent(agent)) {
+                    Ok(c) => c,
+                    Err(CliError::Refused(r)) => return Err(denied(r)),
+                    Err(e) => return Err(internal(e)),
+                };
+                let crossing = committed.iter().find_map(|e| match &e.event {
+                    Event::ContextShared { share, .. } => Some((*share, e.id)),
+                    _ => None,
+                });
+                let (Some((share, record)), Some(name)) =
+                    (crossing, app.world().team(to).map(|t| t.name.clone()))
+                else {
+                    return Err(internal("the crossing was not recorded"));
+                };
+                self.crossings.insert(
+                    record,
+                    Crossing {
+                        share,
+                        sender: agent,
+                        topic: p.topic.clone(),
+                        digest,
+                    },
+                );
+                deliveries.push((name, Some((share, record))));
+            }
+            Ok((from, deliveries))
+        });
+        let (from, deliveries) = decided.map_err(internal)??;
         let mut answer = Vec::with_capacity(deliveries.len());
         for (to, crossing) in deliveries {
             if crossing.is_none() {
@@ -306,14 +309,15 @@ impl Context {
                 format!("give 1 to {MAX_PATTERNS} topic patterns (`**` is every topic)"),
             ));
         }
-        let team = {
-            let app = d.app().map_err(internal)?;
-            app.world
-                .agent(agent)
-                .and_then(|a| app.world.team(a.team))
-                .map(|t| t.name.clone())
-                .ok_or_else(|| denied("unknown agent"))?
-        };
+        let team = d
+            .read(|app| {
+                app.world()
+                    .agent(agent)
+                    .and_then(|a| app.world().team(a.team))
+                    .map(|t| t.name.clone())
+            })
+            .map_err(internal)?
+            .ok_or_else(|| denied("unknown agent"))?;
         let inbox = self.inbox(d, &team)?;
         let (tx, rx) = mpsc::channel(PUSH_QUEUE);
         d.rt.spawn(forward(inbox, p.topics.clone(), tx));
@@ -392,16 +396,13 @@ async fn run_inbox(
                 let recorded = m.record.and_then(|r| d.context.crossings.take(&r));
                 // The check only reads the world: done here when the lock is free at once,
                 // on the blocking pool when a decision holds it (it may be flushing).
-                let fast = d
-                    .try_read_app()
-                    .map(|app| arrival(&app.world, recorded.as_ref(), &m));
+                let fast = d.try_read(|app| arrival(app.world(), recorded.as_ref(), &m));
                 let verdict = match fast {
                     Some(v) => v,
                     None => {
                         let (d2, m2) = (d.clone(), m.clone());
                         let checked = tokio::task::spawn_blocking(move || {
-                            d2.read_app()
-                                .map(|app| arrival(&app.world, recorded.as_ref(), &m2))
+                            d2.read(|app| arrival(app.world(), recorded.as_ref(), &m2))
                                 .unwrap_or_else(|e| Arrival::Drop(e.to_string()))
                         })
                         .await;
@@ -507,8 +508,8 @@ fn refused(d: &Daemon, m: &ContextMessage, why: &str) {
         m.topic.as_str()
     );
     let recorded = d
-        .app()
-        .and_then(|mut app| record_denial(&mut app, m.sender, &m.to, reason));
+        .decide(|app| record_denial(app, m.sender, &m.to, reason))
+        .and_then(|r| r);
     if let Err(e) = recorded {
         tracing::error!("cannot record a refused crossing: {e}");
     }

@@ -18,9 +18,8 @@ use crate::output::{Out, Stream};
 impl Daemon {
     /// The agent, if it is known and not retired.
     fn live(&self, agent: AgentId) -> Result<Agent, CliError> {
-        let app = self.app()?;
-        match app.world.agent(agent) {
-            Some(a) if !a.is_retired() => Ok(a.clone()),
+        match self.read(|app| app.world().agent(agent).cloned())? {
+            Some(a) if !a.is_retired() => Ok(a),
             Some(_) => Err(CliError::Input(format!("{agent} is retired"))),
             None => Err(CliError::Input(format!("no agent {agent}"))),
         }
@@ -142,9 +141,9 @@ impl Daemon {
 
     /// Deletes a retired agent's container, home volume and gateway directory.
     pub fn purge(&self, agent: AgentId) -> anyhow::Result<()> {
-        match self.app()?.world.agent(agent) {
-            Some(a) if a.is_retired() => {}
-            Some(_) => {
+        match self.read(|app| app.world().agent(agent).map(|a| a.is_retired()))? {
+            Some(true) => {}
+            Some(false) => {
                 return Err(CliError::Input(format!(
                     "{agent} is not retired: retire it first (purging deletes its home)"
                 ))

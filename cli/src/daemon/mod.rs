@@ -27,7 +27,7 @@ pub mod supervisor;
 mod tools;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use anyhow::Context;
 
@@ -65,22 +65,33 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// The store and world, locked for one decision.
-    pub fn app(&self) -> Result<RwLockWriteGuard<'_, App>, CliError> {
-        self.app.write().map_err(|_| half_changed())
+    /// Runs `f` with the store and world held exclusively: the one way anything is decided and
+    /// recorded here. `f` must not wait on anyone else's speed (a client, the engine, a peer):
+    /// everything waits for it.
+    pub fn decide<T>(&self, f: impl FnOnce(&mut App) -> T) -> Result<T, CliError> {
+        let mut app = self.app.write().map_err(|_| half_changed())?;
+        Ok(f(&mut app))
     }
 
-    /// The store and world, for reading only: many readers at once, none while a decision is
-    /// made.
-    pub fn read_app(&self) -> Result<RwLockReadGuard<'_, App>, CliError> {
-        self.app.read().map_err(|_| half_changed())
+    /// Runs `f` on the store and world for reading: many readers at once, none while a
+    /// decision is made. For short looks only; a reader that writes to a client takes a
+    /// [`Daemon::snapshot`] instead.
+    pub fn read<T>(&self, f: impl FnOnce(&App) -> T) -> Result<T, CliError> {
+        let app = self.app.read().map_err(|_| half_changed())?;
+        Ok(f(&app))
     }
 
-    /// The store and world for reading if that needs no waiting at this moment (for a read
-    /// that must not wait); `None` while a decision is made, or if they were left half-changed
-    /// (`app` says so).
-    pub fn try_read_app(&self) -> Option<RwLockReadGuard<'_, App>> {
-        self.app.try_read().ok()
+    /// [`Daemon::read`] if that needs no waiting at this moment (for a read that must not
+    /// wait); `None` while a decision is made, or if they were left half-changed (`decide`
+    /// says so).
+    pub fn try_read<T>(&self, f: impl FnOnce(&App) -> T) -> Option<T> {
+        self.app.try_read().ok().map(|app| f(&app))
+    }
+
+    /// The world as it stands and the log to read, held without holding anything a decision
+    /// waits for: what a reader that writes to a client (however slow) takes.
+    pub fn snapshot(&self) -> Result<crate::app::Snapshot, CliError> {
+        self.read(App::snapshot)
     }
 
     /// Its data directory.
@@ -190,19 +201,14 @@ impl Running {
 }
 
 /// Runs `roster serve` on `data_dir` until SIGINT or SIGTERM.
-pub fn serve(
-    data_dir: &Path,
-    operator: roster_core::name::Name,
-    args: ServeArgs,
-    runner: Runner,
-) -> anyhow::Result<()> {
+pub fn serve(data_dir: &Path, args: ServeArgs, runner: Runner) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async {
-        let running = start(data_dir, operator, &args, runner).await?;
+        let running = start(data_dir, &args, runner).await?;
         eprintln!(
             "roster serve: running on {} (admin socket {}; namespace {})",
             data_dir.display(),
@@ -228,13 +234,8 @@ pub type Runner = fn(&Daemon, admin::AdminRequest, crate::output::Out) -> u8;
 
 /// Starts the daemon inside the current tokio runtime: opens the store, connects to the engine,
 /// builds the base image if needed, reconciles, then supervises and serves the admin socket.
-pub async fn start(
-    data_dir: &Path,
-    operator: roster_core::name::Name,
-    args: &ServeArgs,
-    runner: Runner,
-) -> anyhow::Result<Running> {
-    let app = App::open(data_dir, operator)?;
+pub async fn start(data_dir: &Path, args: &ServeArgs, runner: Runner) -> anyhow::Result<Running> {
+    let app = App::open(data_dir)?;
     // A flag (or its ROSTER_* variable), then DATA/roster.toml, then the default.
     let config = crate::config::Config::load(data_dir)?;
     let exec_tools = config.tools;
@@ -265,7 +266,7 @@ pub async fn start(
     let outbox = bus
         .client
         .clone()
-        .map(|client| roster_bus::Outbox::spawn(app.log.clone(), client, ns.clone()));
+        .map(|client| roster_bus::Outbox::spawn(app.log().clone(), client, ns.clone()));
     let sup = Arc::new(supervisor::Supervisor::new(engine, gateways, agent_binary));
     let daemon = Arc::new_cyclic(|me| Daemon {
         app: RwLock::new(app),
@@ -371,7 +372,7 @@ async fn claim_namespace(
             f.agent
                 .as_ref()
                 .ok()
-                .is_none_or(|a| app.world.agent(*a).is_none())
+                .is_none_or(|a| app.world().agent(*a).is_none())
         })
         .count();
     if strangers > 0 {

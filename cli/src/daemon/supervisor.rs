@@ -142,8 +142,8 @@ pub fn backoff(failures: u32) -> Duration {
 pub async fn record(d: &Arc<Daemon>, agent: AgentId, change: Lifecycle, actor: Actor) {
     let lane = d.clone();
     let done = tokio::task::spawn_blocking(move || {
-        lane.app()
-            .and_then(|mut app| app.execute(Command::Lifecycle { agent, change }, &actor))
+        lane.decide(|app| app.execute(Command::Lifecycle { agent, change }, &actor))
+            .and_then(|r| r)
     })
     .await;
     match done {
@@ -165,8 +165,7 @@ pub async fn record(d: &Arc<Daemon>, agent: AgentId, change: Lifecycle, actor: A
 async fn agents(d: &Arc<Daemon>) -> anyhow::Result<HashMap<AgentId, Agent>> {
     let d = d.clone();
     Ok(tokio::task::spawn_blocking(move || {
-        d.app()
-            .map(|app| app.world.agents().map(|a| (a.id, a.clone())).collect())
+        d.read(|app| app.world().agents().map(|a| (a.id, a.clone())).collect())
     })
     .await??)
 }
@@ -174,10 +173,7 @@ async fn agents(d: &Arc<Daemon>) -> anyhow::Result<HashMap<AgentId, Agent>> {
 /// One agent as the log knows it, read on a blocking thread.
 async fn agent(d: &Arc<Daemon>, id: AgentId) -> anyhow::Result<Option<Agent>> {
     let d = d.clone();
-    Ok(
-        tokio::task::spawn_blocking(move || d.app().map(|app| app.world.agent(id).cloned()))
-            .await??,
-    )
+    Ok(tokio::task::spawn_blocking(move || d.read(|app| app.world().agent(id).cloned())).await??)
 }
 
 /// Makes the supervisor's picture match the engine's: removes containers the log does not want,

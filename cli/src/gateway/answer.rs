@@ -12,7 +12,7 @@
 use roster_core::envelope::Envelope;
 use roster_core::gateway::{Call, ErrorCode, GatewayError, HistoryParams};
 use roster_core::id::{AgentId, TeamId};
-use roster_core::port::EventLog;
+use roster_core::port::LogRead;
 use roster_core::time::Timestamp;
 use roster_core::world::{Agent, AgentStatus, Grant, World};
 use serde_json::{json, Value};
@@ -28,7 +28,7 @@ pub const HISTORY_DEFAULT: u32 = 100;
 /// The answer to a call that only reads, or `None` for a call that changes something (those
 /// go through `decide`, which is the daemon's to run). The daemon's backend starts with this.
 pub fn read_only(
-    log: &dyn EventLog,
+    log: &dyn LogRead,
     world: &World,
     agent: AgentId,
     call: &Call,
@@ -146,7 +146,7 @@ pub(crate) fn grant_json(world: &World, g: &Grant, now: Timestamp) -> Value {
 /// `roster log --json` prints; `next` is the `from` of the following page, `version` the
 /// team's version now.
 pub fn history(
-    log: &dyn EventLog,
+    log: &dyn LogRead,
     world: &World,
     agent: AgentId,
     params: &HistoryParams,
@@ -162,7 +162,7 @@ pub fn history_team(world: &World, agent: AgentId) -> Result<TeamId, GatewayErro
 /// [`history`] once the team is known: reads the log only, so the daemon answers it without
 /// holding its world (a page of events is the costliest read an agent can ask for).
 pub fn team_history(
-    log: &dyn EventLog,
+    log: &dyn LogRead,
     team: TeamId,
     params: &HistoryParams,
 ) -> Result<Value, GatewayError> {
@@ -253,7 +253,7 @@ mod tests {
     fn history_is_the_own_teams_events_as_log_json_prints_them() {
         let t = Team::new();
         let w = t.world();
-        let all = history(&t.log, w, t.scout, &HistoryParams::default()).unwrap();
+        let all = history(t.log(), w, t.scout, &HistoryParams::default()).unwrap();
         let events = all["events"].as_array().unwrap();
         let version = w.team_version(w.agent(t.scout).unwrap().team);
         assert_eq!(events.len() as u64, version);
@@ -266,14 +266,14 @@ mod tests {
         );
         // Same JSON as `roster log --json`: the envelope's own serialization.
         let first = t
-            .log
+            .log()
             .read_team(w.agent(t.scout).unwrap().team, 1, 1)
             .unwrap();
         assert_eq!(events[0], serde_json::to_value(&first[0]).unwrap());
         assert!(events[0]["hash"].is_string() && events[0]["prev_hash"].is_string());
 
         let page = history(
-            &t.log,
+            t.log(),
             w,
             t.scout,
             &HistoryParams {
@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(got, [2, 3]);
         assert_eq!(page["next"], 4);
         let past = history(
-            &t.log,
+            t.log(),
             w,
             t.scout,
             &HistoryParams {
@@ -303,7 +303,7 @@ mod tests {
         assert_eq!(past["events"], json!([]));
         assert_eq!(past["next"], 1000);
         let none = history(
-            &t.log,
+            t.log(),
             w,
             t.scout,
             &HistoryParams {
@@ -320,7 +320,7 @@ mod tests {
         let t = Team::new();
         let w = t.world();
         let e = history(
-            &t.log,
+            t.log(),
             w,
             t.scout,
             &HistoryParams {
@@ -336,7 +336,7 @@ mod tests {
         }
         let w = big.world();
         let page = history(
-            &big.log,
+            big.log(),
             w,
             big.lead,
             &HistoryParams {
@@ -349,7 +349,7 @@ mod tests {
             page["events"].as_array().unwrap().len(),
             HISTORY_MAX as usize
         );
-        let default = history(&big.log, w, big.lead, &HistoryParams::default()).unwrap();
+        let default = history(big.log(), w, big.lead, &HistoryParams::default()).unwrap();
         assert_eq!(
             default["events"].as_array().unwrap().len(),
             HISTORY_DEFAULT as usize
@@ -366,7 +366,7 @@ mod tests {
             let answers = [
                 whoami(w, agent),
                 grants(w, agent, now),
-                history(&t.log, w, agent, &HistoryParams::default()),
+                history(t.log(), w, agent, &HistoryParams::default()),
             ];
             for a in answers {
                 assert_eq!(a.unwrap_err().code, ErrorCode::Denied);
@@ -379,8 +379,8 @@ mod tests {
         let t = Team::new();
         let w = t.world();
         let now = roster_store::now();
-        assert!(read_only(&t.log, w, t.lead, &Call::Whoami, now).is_some());
+        assert!(read_only(t.log(), w, t.lead, &Call::Whoami, now).is_some());
         let sub = Call::Subscribe(roster_core::gateway::SubscribeParams { topics: vec![] });
-        assert!(read_only(&t.log, w, t.lead, &sub, now).is_none());
+        assert!(read_only(t.log(), w, t.lead, &sub, now).is_none());
     }
 }

@@ -19,7 +19,7 @@ use roster_core::gateway::{
     decode_request, ActParams, Call, ErrorCode, GatewayError, SubscribeParams, MAX_LINE, METHODS,
 };
 use roster_core::id::AgentId;
-use roster_core::port::EventLog;
+use roster_core::port::LogRead;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::UnixStream;
@@ -150,7 +150,7 @@ impl Recording {
         let mut team = self.team.0.lock().unwrap_or_else(PoisonError::into_inner);
         let lead = team.lead;
         self.got.lock().unwrap().push(call.clone());
-        let read = answer::read_only(&team.log, team.world(), lead, &call, roster_store::now());
+        let read = answer::read_only(team.log(), team.world(), lead, &call, roster_store::now());
         if read.is_none() {
             team.act_as_lead(true);
             *self.recorded.lock().unwrap() += 1;
@@ -291,7 +291,7 @@ proptest! {
             .into_iter()
             .map(|(f, l)| expected(f, &l))
             .collect();
-        let log_before = backend.team.0.lock().unwrap().log.len();
+        let log_before = backend.team.0.lock().unwrap().log().len();
         let recorded_before = *backend.recorded.lock().unwrap();
         backend.got.lock().unwrap().clear();
         let answers = block_on(async {
@@ -329,6 +329,6 @@ proptest! {
         // Only the lines that decoded reached the backend, in order, and only it wrote.
         prop_assert_eq!(&*backend.got.lock().unwrap(), &calls);
         let recorded = *backend.recorded.lock().unwrap() - recorded_before;
-        prop_assert_eq!(backend.team.0.lock().unwrap().log.len(), log_before + recorded);
+        prop_assert_eq!(backend.team.0.lock().unwrap().log().len(), log_before + recorded);
     }
 }

@@ -1,17 +1,17 @@
-//! Test fixtures: a small world built the real way (`decide`, then append to a real in-memory
-//! log, then fold), and a [`Backend`] over it that answers the read-only calls as the daemon will.
+//! Test fixtures: a small world built the real way (through the ledger, into a real in-memory
+//! log), and a [`Backend`] over it that answers the read-only calls as the daemon will.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use roster_core::actor::Actor;
 use roster_core::capability::{Action, Amount, Capability, Resource};
-use roster_core::command::{decide, Command, Decision};
+use roster_core::command::Command;
 use roster_core::envelope::Envelope;
 use roster_core::event::{AgentSpec, Event};
 use roster_core::gateway::{Call, ErrorCode, GatewayError};
 use roster_core::id::{AgentId, TeamId};
+use roster_core::ledger::{ExecuteError, Ledger};
 use roster_core::name::{Label, Name};
-use roster_core::port::{AppendRequest, EventLog};
 use roster_core::world::World;
 use roster_store::{now, MemLog, OsEntropy};
 use serde_json::Value;
@@ -24,8 +24,7 @@ use super::{answer, Backend};
 /// revoked `email.read@mailbox:*`; the scout holds `email.send@mailbox:team,budget=5`, derived.
 #[derive(Debug)]
 pub(crate) struct Team {
-    pub log: MemLog,
-    world: World,
+    ledger: Ledger<MemLog>,
     pub lead: AgentId,
     pub scout: AgentId,
     pub retired: AgentId,
@@ -47,8 +46,7 @@ fn caps(list: &[&str]) -> Vec<Capability> {
 impl Team {
     pub fn new() -> Team {
         let mut t = Team {
-            log: MemLog::new(),
-            world: World::new(),
+            ledger: Ledger::open(Arc::new(MemLog::new())).unwrap(),
             lead: AgentId::from_uuid(Default::default()),
             scout: AgentId::from_uuid(Default::default()),
             retired: AgentId::from_uuid(Default::default()),
@@ -85,7 +83,7 @@ impl Team {
             &Actor::Agent(t.lead),
         );
         let read = t
-            .world
+            .world()
             .grants_of(t.lead)
             .find(|g| g.capability.to_string() == "email.read@mailbox:*")
             .map(|g| g.id)
@@ -95,7 +93,12 @@ impl Team {
     }
 
     pub fn world(&self) -> &World {
-        &self.world
+        self.ledger.world()
+    }
+
+    /// The log the team was recorded in.
+    pub fn log(&self) -> &MemLog {
+        self.ledger.log()
     }
 
     /// An agent id the world has never seen.
@@ -140,40 +143,17 @@ impl Team {
             .unwrap()
     }
 
-    /// Decides and commits like `App::execute`: a refusal commits its audit record.
+    /// Decides and commits through the ledger, as the daemon does: a refusal of an agent
+    /// commits its audit record (and gives no envelopes back here).
     pub fn exec(&mut self, cmd: Command, actor: &Actor) -> Vec<Envelope> {
-        let at = now().max(self.world.last_at());
-        match decide(&self.world, cmd, actor, at, &mut OsEntropy::new()) {
-            Ok(d) => self.commit(d, actor, at),
-            Err(r) => {
-                let audit = r.audit.expect("a refusal of an agent is audited");
-                self.commit(*audit, actor, at);
-                Vec::new()
-            }
+        match self
+            .ledger
+            .execute(cmd, actor, now(), &mut OsEntropy::new())
+        {
+            Ok(envelopes) => envelopes,
+            Err(ExecuteError::Refused(_)) => Vec::new(),
+            Err(e) => panic!("{e}"),
         }
-    }
-
-    fn commit(
-        &mut self,
-        d: Decision,
-        actor: &Actor,
-        at: roster_core::time::Timestamp,
-    ) -> Vec<Envelope> {
-        let envelopes = self
-            .log
-            .append(AppendRequest {
-                team: d.team,
-                expected_version: d.expected_version,
-                events: d.events,
-                actor: actor.clone(),
-                causation: None,
-                at: Some(at),
-            })
-            .unwrap();
-        for e in &envelopes {
-            self.world.apply(e).unwrap();
-        }
-        envelopes
     }
 }
 
@@ -191,7 +171,7 @@ impl Backend for TeamBackend {
 
     fn call(&self, agent: AgentId, call: Call) -> Result<Value, GatewayError> {
         let team = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        answer::read_only(&team.log, team.world(), agent, &call, now()).unwrap_or_else(|| {
+        answer::read_only(team.log(), team.world(), agent, &call, now()).unwrap_or_else(|| {
             Err(GatewayError::new(
                 ErrorCode::Internal,
                 "not answered by this test backend",

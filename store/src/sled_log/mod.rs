@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use roster_core::envelope::Envelope;
 use roster_core::id::TeamId;
-use roster_core::port::{AppendRequest, EventLog, LogError};
+use roster_core::port::{AppendRequest, Checkpoints, EventLog, LogError, LogRead};
 
 use crate::keys;
 use fault::Reserve;
@@ -271,37 +271,6 @@ impl SledLog {
         self.submit(Work::Sealed(envelopes)).map(drop)
     }
 
-    /// The position consumer `name` (e.g. the NATS outbox) recorded with
-    /// [`SledLog::set_checkpoint`], if any.
-    ///
-    /// Checkpoints are a consumer's progress, not state: losing one only means re-publishing
-    /// from an earlier position, which the consumer's dedup absorbs.
-    pub fn checkpoint(&self, name: &str) -> Result<Option<u64>, LogError> {
-        let value = self.shared.with_db("read a checkpoint", |db| {
-            db.get(keys::checkpoint(name))
-                .map_err(storage("read a checkpoint"))
-        })?;
-        match value {
-            None => Ok(None),
-            Some(bytes) => keys::u64_value(&bytes)
-                .map(Some)
-                .ok_or_else(|| LogError::Storage {
-                    op: "read a checkpoint",
-                    source: format!("checkpoint `{name}` is not a u64").into(),
-                }),
-        }
-    }
-
-    /// Records durably that consumer `name` has handled everything before position `seq`.
-    /// Written by the committer like an append (so a full disk is handled the same way).
-    pub fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError> {
-        self.submit(Work::Checkpoint {
-            name: name.to_owned(),
-            seq,
-        })
-        .map(drop)
-    }
-
     /// Why appends are refused now (a full disk, a failed write), if they are; `None` when
     /// the store accepts appends. The next append retries, so this may be stale.
     pub fn fault(&self) -> Option<StoreFault> {
@@ -380,6 +349,33 @@ impl Drop for SledLog {
     }
 }
 
+impl Checkpoints for SledLog {
+    fn checkpoint(&self, name: &str) -> Result<Option<u64>, LogError> {
+        let value = self.shared.with_db("read a checkpoint", |db| {
+            db.get(keys::checkpoint(name))
+                .map_err(storage("read a checkpoint"))
+        })?;
+        match value {
+            None => Ok(None),
+            Some(bytes) => keys::u64_value(&bytes)
+                .map(Some)
+                .ok_or_else(|| LogError::Storage {
+                    op: "read a checkpoint",
+                    source: format!("checkpoint `{name}` is not a u64").into(),
+                }),
+        }
+    }
+
+    /// Written by the committer like an append (so a full disk is handled the same way).
+    fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError> {
+        self.submit(Work::Checkpoint {
+            name: name.to_owned(),
+            seq,
+        })
+        .map(drop)
+    }
+}
+
 impl EventLog for SledLog {
     fn append(&self, request: AppendRequest) -> Result<Vec<Envelope>, LogError> {
         if request.events.is_empty() {
@@ -387,7 +383,9 @@ impl EventLog for SledLog {
         }
         self.submit(Work::Append(request))
     }
+}
 
+impl LogRead for SledLog {
     fn len(&self) -> u64 {
         self.shared.len()
     }

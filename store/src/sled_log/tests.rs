@@ -1,5 +1,6 @@
 use super::*;
 use roster_core::envelope::{ChainError, Hash};
+use roster_core::port::Checkpoints;
 
 use crate::record;
 use crate::test_support::{req, team};
@@ -219,7 +220,7 @@ fn applied_groups_stay_invisible_until_flushed_while_the_next_is_staged() {
     let log = Arc::new(SledLog::open(dir.path()).unwrap());
     let (a, b) = (team(1), team(2));
     log.append(req(a, 0, 1)).unwrap();
-    let mut sub = crate::Subscription::new(Arc::clone(&log), 0);
+    let mut sub = roster_core::subscription::Subscription::new(Arc::clone(&log), 0);
     assert_eq!(sub.next_timeout(Duration::ZERO).unwrap().unwrap().seq, 0);
     let flushes = log.flush_count();
 

@@ -13,9 +13,10 @@ use roster_core::actor::Actor;
 use roster_core::envelope::Envelope;
 use roster_core::event::Event;
 use roster_core::id::{AgentId, CountingEntropy, TeamId};
-use roster_core::port::{AppendRequest, EventLog};
+use roster_core::port::{AppendRequest, EventLog, LogRead};
+use roster_core::subscription::Subscription;
 use roster_core::time::Timestamp;
-use roster_store::{SledLog, Subscription};
+use roster_store::SledLog;
 
 const APPENDERS: u64 = 6;
 

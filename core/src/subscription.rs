@@ -2,10 +2,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use roster_core::envelope::{ChainError, Envelope, Hash};
-use roster_core::port::{EventLog, LogError};
+use crate::envelope::{ChainError, Envelope, Hash};
+use crate::port::{LogError, LogRead};
 
 /// How many envelopes one storage read fetches.
 const BATCH: usize = 256;
@@ -13,13 +13,13 @@ const BATCH: usize = 256;
 /// Catch-up-then-live reading of a log from a position.
 ///
 /// Reads storage in batches of committed events; when caught up it waits with
-/// [`EventLog::wait_longer_than`] and reads again from its own position, so no event is ever
+/// [`LogRead::wait_longer_than`] and reads again from its own position, so no event is ever
 /// skipped or delivered twice, however appends and waits interleave. It also checks that each
 /// delivered envelope links to the one delivered before it.
 ///
-/// Works with `Arc<SledLog>`, `Arc<MemLog>` and `Arc<dyn EventLog>`.
+/// Works with `Arc<SledLog>`, `Arc<MemLog>` and `Arc<dyn LogRead>`.
 #[derive(Debug)]
-pub struct Subscription<L: EventLog + ?Sized = dyn EventLog> {
+pub struct Subscription<L: LogRead + ?Sized = dyn LogRead> {
     log: Arc<L>,
     /// The position of the next envelope to fetch from storage.
     fetched: u64,
@@ -28,7 +28,7 @@ pub struct Subscription<L: EventLog + ?Sized = dyn EventLog> {
     buffer: VecDeque<Envelope>,
 }
 
-impl<L: EventLog + ?Sized> Subscription<L> {
+impl<L: LogRead + ?Sized> Subscription<L> {
     /// Starts reading `log` at position `from` (0 for everything).
     pub fn new(log: Arc<L>, from: u64) -> Self {
         Self {
@@ -46,20 +46,20 @@ impl<L: EventLog + ?Sized> Subscription<L> {
 
     /// The next envelope, waiting up to `timeout` for one to be committed; `None` if none came.
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Envelope>, LogError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(env) = self.buffer.pop_front() {
-                return Ok(Some(env));
-            }
-            if self.fill()? {
-                continue;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            self.log.wait_longer_than(self.fetched, left);
+        if let Some(env) = self.next_read()? {
+            return Ok(Some(env));
         }
+        // The log says when it grows past what was fetched; the read after it finds what did.
+        self.log.wait_longer_than(self.fetched, timeout);
+        self.next_read()
+    }
+
+    /// The next envelope already committed, if any.
+    fn next_read(&mut self) -> Result<Option<Envelope>, LogError> {
+        if self.buffer.is_empty() {
+            self.fill()?;
+        }
+        Ok(self.buffer.pop_front())
     }
 
     /// Reads the next batch from storage; false when there was nothing new.
@@ -92,7 +92,7 @@ impl<L: EventLog + ?Sized> Subscription<L> {
     }
 }
 
-impl<L: EventLog + ?Sized> Iterator for Subscription<L> {
+impl<L: LogRead + ?Sized> Iterator for Subscription<L> {
     type Item = Result<Envelope, LogError>;
 
     /// Blocks until the next envelope is committed (never returns `None`).
@@ -104,58 +104,5 @@ impl<L: EventLog + ?Sized> Iterator for Subscription<L> {
                 Err(e) => return Some(Err(e)),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::MemLog;
-    use roster_core::actor::Actor;
-    use roster_core::event::Event;
-    use roster_core::id::{AgentId, CountingEntropy, TeamId};
-    use roster_core::port::AppendRequest;
-    use roster_core::time::Timestamp;
-
-    fn append(log: &dyn EventLog, team: TeamId, n: usize) {
-        let agent = AgentId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(5));
-        log.append(AppendRequest {
-            at: None,
-            team,
-            expected_version: log.team_version(team).unwrap(),
-            events: vec![Event::AgentRetired { agent }; n],
-            actor: Actor::Runtime,
-            causation: None,
-        })
-        .unwrap();
-    }
-
-    #[test]
-    fn catches_up_then_follows_live_without_skipping() {
-        let log = Arc::new(MemLog::new());
-        let team = TeamId::mint(Timestamp::from_millis(1), &mut CountingEntropy::new(1));
-        append(&*log, team, 600);
-        let dynlog: Arc<dyn EventLog> = log.clone();
-        let mut sub = Subscription::new(dynlog, 10);
-        let writer = {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                for _ in 0..50 {
-                    append(&*log, team, 3);
-                }
-            })
-        };
-        let mut seen = Vec::new();
-        while seen.len() < 590 + 150 {
-            let env = sub.next().unwrap().unwrap();
-            seen.push(env.seq);
-        }
-        writer.join().unwrap();
-        assert_eq!(seen, (10..750).collect::<Vec<_>>());
-        assert_eq!(sub.position(), 750);
-        assert!(sub
-            .next_timeout(Duration::from_millis(20))
-            .unwrap()
-            .is_none());
     }
 }
