@@ -4,9 +4,8 @@
 //! gateway socket mounted at `/run/roster/gateway.sock`. The socket is the agent's identity: it
 //! holds no token, so this program has nothing to configure and nothing to keep secret.
 //!
-//! It is mounted read-only into images that may have no libc, so it is built statically and
-//! alone (`--no-default-features`): roster-core's protocol types, clap, serde_json and std, no
-//! async runtime.
+//! It is mounted read-only into images that may have no libc, so it is built statically, as a
+//! crate of its own: roster-core's protocol types, clap, serde_json and std, no async runtime.
 //!
 //! # Layout
 //! - `main.rs`: the arguments, and printing: the `ok` value as JSON on stdout, a failure as
