@@ -265,6 +265,17 @@ pub struct ServeArgs {
     pub bus: Option<roster_bus::BusUrl>,
 }
 
+impl From<ServeArgs> for roster_runtime::ServeOptions {
+    fn from(a: ServeArgs) -> Self {
+        roster_runtime::ServeOptions {
+            agent_binary: a.agent_binary,
+            busybox: a.busybox,
+            ns: a.ns,
+            bus: a.bus,
+        }
+    }
+}
+
 /// `share …`
 #[derive(Debug, Subcommand)]
 pub enum ShareCmd {

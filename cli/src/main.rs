@@ -1,26 +1,23 @@
 //! # roster
 //!
-//! The operator's command line (and, as the runtime grows, the daemon).
+//! The operator's command line. The daemon (`roster serve`) is `roster_runtime`; this binary
+//! parses arguments, runs commands against a data directory (or forwards them to the daemon
+//! that owns it, over the admin socket), and prints.
 //!
 //! # Layout
 //! - `args`: the clap command tree; every typed value is validated there.
 //! - `refs`: agent and team references (`agt_…`, `team/name`).
-//! - `app`: one opened data directory; `App::execute` is the only write path (decide → append → fold).
 //! - `cmd/`: one module per group of commands.
-//! - `describe`, `output`: text for people, JSON lines for programs.
+//! - `output`: tables and relative times for people (JSON lines for programs go through
+//!   `roster_runtime::out::Out`).
 //! - `bench`: `roster bench`, figures next to raw baselines from the same run.
 //! - `demo`: `roster demo`, a guided tour in a temporary data directory.
 #![forbid(unsafe_code)]
 
-mod app;
 mod args;
 mod bench;
 mod cmd;
-mod config;
-mod daemon;
 mod demo;
-mod describe;
-mod gateway;
 mod output;
 mod refs;
 
@@ -30,7 +27,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use roster_core::name::Name;
 
-use crate::app::CliError;
+use roster_runtime::app::RuntimeError;
 
 /// mimalloc rather than the system allocator: replaying and folding the log allocates many small
 /// values (names, chains, capabilities), and glibc's malloc was measured to make the same fold
@@ -99,7 +96,7 @@ fn main() -> ExitCode {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     // While `roster serve` runs on the data directory, it owns the store: commands go to it.
     if forwarded(&cli.command, &data_dir) {
-        if let Some(stream) = daemon::admin::connect(&data_dir) {
+        if let Some(stream) = roster_runtime::daemon::admin::connect(&data_dir) {
             let argv: Option<Vec<String>> = std::env::args_os()
                 .skip(1)
                 .map(|a| a.into_string().ok())
@@ -108,13 +105,13 @@ fn main() -> ExitCode {
                 eprintln!("roster: an argument is not UTF-8; `roster serve` takes text only");
                 return ExitCode::from(2);
             };
-            let request = daemon::admin::AdminRequest {
+            let request = roster_runtime::daemon::admin::AdminRequest {
                 argv,
                 operator,
                 json: cli.json,
                 cwd,
             };
-            return match daemon::admin::forward(stream, &request) {
+            return match roster_runtime::daemon::admin::forward(stream, &request) {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("roster: {e}");
@@ -159,8 +156,8 @@ fn execute(cmd: Cmd, env: &cmd::Env<'_>) -> u8 {
             if broken_pipe {
                 return 0;
             }
-            let code = match err.downcast_ref::<CliError>() {
-                Some(CliError::Reported(code)) => return u8::try_from(*code).unwrap_or(1),
+            let code = match err.downcast_ref::<RuntimeError>() {
+                Some(RuntimeError::Reported(code)) => return u8::try_from(*code).unwrap_or(1),
                 Some(e) => e.exit_code(),
                 None => 1,
             };
@@ -172,7 +169,11 @@ fn execute(cmd: Cmd, env: &cmd::Env<'_>) -> u8 {
 }
 
 /// Runs a command a client of the admin socket sent, inside the daemon.
-fn run_for_client(d: &daemon::Daemon, req: daemon::admin::AdminRequest, out: Out) -> u8 {
+fn run_for_client(
+    d: &roster_runtime::daemon::Daemon,
+    req: roster_runtime::daemon::admin::AdminRequest,
+    out: Out,
+) -> u8 {
     let argv = std::iter::once("roster".to_string()).chain(req.argv);
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,

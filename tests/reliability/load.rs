@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use common::{rss_kib, scaled, wait_for, Gateway, Served};
 use serde_json::Value;
 
-/// The gateway's default limits (`Limits::default()` in cli/src/gateway/server.rs).
+/// The gateway's default limits (`Limits::default()` in runtime/src/gateway/server.rs).
 const PER_SEC: f64 = 200.0;
 const BURST: f64 = 400.0;
 

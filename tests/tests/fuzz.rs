@@ -3,8 +3,8 @@
 //! corrupted records. None may panic, hang, or change state; each property below can fail.
 //!
 //! Cases per target: `ROSTER_FUZZ_CASES`, else 1,000,000 in the long form (`ROSTER_LONG=1`),
-//! else a short run for CI. The gateway through a real socket is fuzzed in the `roster` crate
-//! (`cli/src/gateway/fuzz.rs`), where its server is.
+//! else a short run for CI. The gateway through a real socket is fuzzed in `roster-runtime`
+//! (`runtime/src/gateway/fuzz.rs`), where its server is.
 // Helpers of a test crate panic on failure like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

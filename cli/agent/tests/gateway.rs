@@ -1,9 +1,9 @@
 //! `roster-agent`, the client an agent runs in its container, against a gateway on a real Unix
 //! socket.
 //!
-//! The gateway server lives in the `roster` binary crate (no library target), so this test cannot
-//! start it; the server has its own tests over real sockets inside `cli/src/gateway`. Here the
-//! client is under test, so the peer is a small server that speaks the protocol honestly: every
+//! The client is under test here, so the peer is a small server that speaks the protocol
+//! honestly and can also misbehave (go silent, hang up), which roster-runtime's gateway never
+//! does on purpose; that server has its own tests over real sockets in `runtime/src/gateway`. Every
 //! line goes through roster-core's own `decode_request` and every answer through
 //! `encode_response`. It answers each method in a fixed way (an echo of the typed call, a
 //! refusal of each kind, silence, a hang-up) so that each of the client's paths is reached.

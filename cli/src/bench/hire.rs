@@ -23,8 +23,8 @@ use roster_sandbox::Engine;
 use serde_json::{json, Value};
 
 use super::percentile;
-use crate::args::{BenchArgs, ServeArgs};
-use crate::daemon::{self, Daemon};
+use crate::args::BenchArgs;
+use roster_runtime::daemon::{self, Daemon};
 
 /// How long one agent may take to make its first call before the bench gives up.
 const FIRST_CALL_LIMIT: Duration = Duration::from_secs(60);
@@ -56,7 +56,7 @@ pub(super) fn with_daemon<T>(
     let data = tmp.path().join("data");
     crate::cmd::init_data_dir(&data)?;
     let ns = Name::parse(&format!("{prefix}{:x}", std::process::id()))?;
-    let serve = ServeArgs {
+    let serve = roster_runtime::ServeOptions {
         agent_binary: args.agent_binary.clone(),
         busybox: Some(args.busybox.clone()),
         ns: Some(ns.clone()),
@@ -137,7 +137,10 @@ fn measure(
         let agent = hire(d, team, &format!("timed-{i}"))?;
         ours.push(wait_first_call(d, agent, started)? - started);
 
-        let raw_agent = AgentId::mint(crate::app::now(), &mut roster_store::OsEntropy::new());
+        let raw_agent = AgentId::mint(
+            roster_runtime::app::now(),
+            &mut roster_store::OsEntropy::new(),
+        );
         let p = plan(
             raw_engine.ns(),
             &team,

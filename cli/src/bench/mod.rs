@@ -42,9 +42,9 @@ use roster_store::record;
 use roster_store::{MemLog, SledLog};
 use serde_json::{json, Value};
 
-use crate::app::now;
 use crate::args::{BenchArgs, BenchWhich};
 use crate::output::Out;
+use roster_runtime::app::now;
 
 /// Runs the chosen benchmarks.
 pub fn run(args: BenchArgs, out: Out) -> anyhow::Result<()> {

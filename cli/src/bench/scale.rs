@@ -44,7 +44,7 @@ use super::hire::{create_team, hire, ms, rss_kib, wait_first_call, with_daemon};
 use super::percentile;
 use super::socket::Socket;
 use crate::args::BenchArgs;
-use crate::daemon::Daemon;
+use roster_runtime::daemon::Daemon;
 
 /// Teams the fleet is hired into.
 const TEAMS: usize = 4;
@@ -249,11 +249,16 @@ fn raw_fleet(
         agent_binary: d.supervisor().agent_binary.clone(),
     };
     std::fs::create_dir_all(&paths.gateway_dir)?;
-    let team =
-        roster_core::id::TeamId::mint(crate::app::now(), &mut roster_store::OsEntropy::new());
+    let team = roster_core::id::TeamId::mint(
+        roster_runtime::app::now(),
+        &mut roster_store::OsEntropy::new(),
+    );
     let mut plans = Vec::with_capacity(n);
     for _ in 0..n {
-        let agent = AgentId::mint(crate::app::now(), &mut roster_store::OsEntropy::new());
+        let agent = AgentId::mint(
+            roster_runtime::app::now(),
+            &mut roster_store::OsEntropy::new(),
+        );
         plans.push(plan(
             raw_engine.ns(),
             &team,

@@ -36,7 +36,7 @@ use super::hire::{create_team, hire, ms, wait_first_call, with_daemon};
 use super::socket::Socket;
 use super::{percentile, rate, sample_event};
 use crate::args::BenchArgs;
-use crate::daemon::Daemon;
+use roster_runtime::daemon::Daemon;
 
 /// Time between two timed messages: under the gateway's 200 requests/s per agent.
 const PACE: Duration = Duration::from_micros(5_500);
@@ -201,7 +201,7 @@ fn fanout_log(dir: &std::path::Path, n: u64) -> anyhow::Result<Arc<SledLog>> {
     let created = Ledger::open(Arc::clone(&log))?.execute(
         team,
         &operator,
-        crate::app::now(),
+        roster_runtime::app::now(),
         &mut OsEntropy::new(),
     )?;
     let team = created.first().map(|e| e.team).context("no team created")?;

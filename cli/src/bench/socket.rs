@@ -10,7 +10,7 @@ use anyhow::Context;
 use roster_core::id::AgentId;
 use serde_json::Value;
 
-use crate::daemon::Daemon;
+use roster_runtime::daemon::Daemon;
 
 /// How long a read waits for one answer before the bench gives up.
 pub(crate) const ANSWER_LIMIT: Duration = Duration::from_secs(30);
@@ -28,7 +28,7 @@ impl Socket {
     pub(crate) fn path(d: &Daemon, agent: AgentId) -> PathBuf {
         d.supervisor()
             .gateway_dir(agent)
-            .join(crate::gateway::SOCKET_NAME)
+            .join(roster_runtime::gateway::SOCKET_NAME)
     }
 
     /// Connects to `agent`'s socket.

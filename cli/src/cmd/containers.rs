@@ -10,14 +10,14 @@ use serde_json::json;
 use roster_core::port::LogRead;
 
 use super::Env;
-use crate::app::CliError;
 use crate::refs::AgentRef;
+use roster_runtime::app::RuntimeError;
 
 /// Resolves `agent` and lets go of the store before the daemon acts.
-fn resolve(agent: &AgentRef, env: &Env<'_>) -> Result<AgentId, CliError> {
+fn resolve(agent: &AgentRef, env: &Env<'_>) -> Result<AgentId, RuntimeError> {
     Ok(agent
         .resolve(env.read()?.world())
-        .map_err(CliError::Input)?
+        .map_err(RuntimeError::Input)?
         .id)
 }
 
@@ -26,14 +26,14 @@ pub(super) fn status(env: &Env<'_>) -> anyhow::Result<()> {
     let Some(d) = env.daemon else {
         let events = env.history()?.len();
         if env.out.json {
-            return env
+            return Ok(env
                 .out
-                .json_line(&json!({ "serving": false, "events": events }));
+                .json_line(&json!({ "serving": false, "events": events }))?);
         }
-        return env.out.line(format!(
+        return Ok(env.out.line(format!(
             "roster serve is not running on {} ({events} events in the log)",
             env.data_dir.display()
-        ));
+        ))?);
     };
     let (events, running) = {
         let now = d.snapshot()?;
@@ -47,7 +47,7 @@ pub(super) fn status(env: &Env<'_>) -> anyhow::Result<()> {
     let ns = d.supervisor().engine.ns().clone();
     let outbox = d.outbox_status();
     if env.out.json {
-        return env.out.json_line(&json!({
+        return Ok(env.out.json_line(&json!({
             "serving": true,
             "namespace": ns,
             "bus": d.bus().to_string(),
@@ -56,7 +56,7 @@ pub(super) fn status(env: &Env<'_>) -> anyhow::Result<()> {
             "published": outbox.as_ref().map(|o| o.next),
             "bus_connected": outbox.as_ref().map(|o| o.connected),
             "bus_error": outbox.as_ref().and_then(|o| o.last_error.clone()),
-        }));
+        }))?);
     }
     env.out.line(format!(
         "roster serve is running on {} (namespace {ns}); {running} agent(s) running; {events} events",
@@ -81,7 +81,7 @@ pub(super) fn status(env: &Env<'_>) -> anyhow::Result<()> {
                 .unwrap_or_default()
         ),
     };
-    env.out.line(bus)
+    Ok(env.out.line(bus)?)
 }
 
 pub(super) fn stop(agent: AgentRef, env: &Env<'_>) -> anyhow::Result<()> {
@@ -107,9 +107,9 @@ pub(super) fn purge(agent: AgentRef, env: &Env<'_>) -> anyhow::Result<()> {
 
 fn say(env: &Env<'_>, what: &str, id: AgentId) -> anyhow::Result<()> {
     if env.out.json {
-        env.out.json_line(&json!({ "agent": id, what: true }))
+        Ok(env.out.json_line(&json!({ "agent": id, what: true }))?)
     } else {
-        env.out.line(format!("{what} {id}"))
+        Ok(env.out.line(format!("{what} {id}"))?)
     }
 }
 
@@ -131,7 +131,7 @@ pub(super) fn exec(agent: AgentRef, command: Vec<String>, env: &Env<'_>) -> anyh
     if code == 0 {
         Ok(())
     } else {
-        Err(CliError::Reported(i32::try_from(code).unwrap_or(1).clamp(1, 255)).into())
+        Err(RuntimeError::Reported(i32::try_from(code).unwrap_or(1).clamp(1, 255)).into())
     }
 }
 
@@ -143,8 +143,8 @@ pub(super) fn verify(
 ) -> anyhow::Result<()> {
     let agent_binary = match agent_binary {
         Some(p) => p,
-        None => crate::daemon::find_agent_binary().ok_or_else(|| {
-            CliError::Input(
+        None => roster_runtime::daemon::find_agent_binary().ok_or_else(|| {
+            RuntimeError::Input(
                 "no static roster-agent found: build it with scripts/build-agent and pass \
                  --agent-binary (or set ROSTER_AGENT_BINARY)"
                     .into(),
@@ -192,7 +192,7 @@ pub(super) fn verify(
         ))?;
     }
     if failed > 0 {
-        return Err(CliError::Reported(1).into());
+        return Err(RuntimeError::Reported(1).into());
     }
     Ok(())
 }

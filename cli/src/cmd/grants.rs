@@ -11,13 +11,13 @@ use roster_core::world::World;
 use serde_json::{json, Value};
 
 use super::{print_committed, Env};
-use crate::app::{now, App, CliError};
 use crate::args::{ActArgs, DecideArgs};
-use crate::config::Config;
-use crate::daemon::act::{act_here, ActError, Acted};
-use crate::describe;
 use crate::output::{relative, Stream, Table};
 use crate::refs::AgentRef;
+use roster_runtime::app::{now, App, RuntimeError};
+use roster_runtime::config::Config;
+use roster_runtime::daemon::act::{act_here, ActError, Acted};
+use roster_runtime::describe;
 
 pub(super) fn grant(
     agent: AgentRef,
@@ -27,7 +27,7 @@ pub(super) fn grant(
     env: &Env<'_>,
 ) -> anyhow::Result<()> {
     let (committed, after) = env.decide(|app| {
-        let to = agent.resolve(app.world()).map_err(CliError::Input)?.id;
+        let to = agent.resolve(app.world()).map_err(RuntimeError::Input)?.id;
         let actor = env.actor(app.world(), by)?;
         let command = Command::Grant {
             to,
@@ -66,7 +66,7 @@ pub(super) fn list(agent: Option<AgentRef>, env: &Env<'_>) -> anyhow::Result<()>
     let holder = agent
         .map(|a| a.resolve(app.world()).map(|a| a.id))
         .transpose()
-        .map_err(CliError::Input)?;
+        .map_err(RuntimeError::Input)?;
     let now = now();
     let mut table = Table::new(&[
         "grant",
@@ -121,7 +121,7 @@ pub(super) fn check(
     env: &Env<'_>,
 ) -> anyhow::Result<()> {
     let app = env.read()?;
-    let a = agent.resolve(app.world()).map_err(CliError::Input)?;
+    let a = agent.resolve(app.world()).map_err(RuntimeError::Input)?;
     let amount = amount.unwrap_or(ONE);
     let decision = app
         .world()
@@ -175,7 +175,7 @@ pub(super) fn check(
         }
     }
     if verdict == "deny" {
-        return Err(CliError::Reported(3).into());
+        return Err(RuntimeError::Reported(3).into());
     }
     Ok(())
 }
@@ -188,7 +188,7 @@ pub(super) fn act(a: ActArgs, env: &Env<'_>) -> anyhow::Result<()> {
         action: a.action.clone(),
         resource: a.resource.clone(),
         amount: a.amount,
-        args: arg_map(a.args.clone()).map_err(CliError::Input)?,
+        args: arg_map(a.args.clone()).map_err(RuntimeError::Input)?,
         timeout_secs: Some(a.wait),
         approval: a.approval,
     };
@@ -197,7 +197,7 @@ pub(super) fn act(a: ActArgs, env: &Env<'_>) -> anyhow::Result<()> {
             let agent = a
                 .agent
                 .resolve(d.snapshot()?.world())
-                .map_err(CliError::Input)?
+                .map_err(RuntimeError::Input)?
                 .id;
             let out = env.out.clone();
             let left = async move {
@@ -212,7 +212,11 @@ pub(super) fn act(a: ActArgs, env: &Env<'_>) -> anyhow::Result<()> {
         None => {
             let exec = Config::load(env.data_dir)?.tools;
             let mut app = App::open(env.data_dir)?;
-            let agent = a.agent.resolve(app.world()).map_err(CliError::Input)?.id;
+            let agent = a
+                .agent
+                .resolve(app.world())
+                .map_err(RuntimeError::Input)?
+                .id;
             let acted = act_here(&mut app, exec, agent, params);
             report(app.world(), agent, &a, acted, true)
         }
@@ -220,9 +224,9 @@ pub(super) fn act(a: ActArgs, env: &Env<'_>) -> anyhow::Result<()> {
     match report {
         Report::Done { text, answer } => {
             if env.out.json {
-                env.out.json_line(&answer)
+                Ok(env.out.json_line(&answer)?)
             } else {
-                env.out.line(text)
+                Ok(env.out.line(text)?)
             }
         }
         Report::Failed {
@@ -240,7 +244,7 @@ pub(super) fn act(a: ActArgs, env: &Env<'_>) -> anyhow::Result<()> {
             } else {
                 env.out.note(message)?;
             }
-            Err(CliError::Reported(exit).into())
+            Err(RuntimeError::Reported(exit).into())
         }
     }
 }
@@ -302,7 +306,7 @@ fn report(
             }
         }
         Err(ActError::Refused { rejected, why }) => Report::Failed {
-            exit: CliError::Refused(*rejected).exit_code(),
+            exit: RuntimeError::Refused(*rejected).exit_code(),
             code: ErrorCode::Denied,
             message: format!("refused: {why}"),
             approval: None,

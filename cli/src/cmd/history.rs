@@ -13,10 +13,10 @@ use roster_store::SledLog;
 use serde_json::json;
 
 use super::Env;
-use crate::app::{log_dir, CliError, Snapshot};
-use crate::describe;
 use crate::output::{relative, Table};
 use crate::refs::TeamRef;
+use roster_runtime::app::{log_dir, RuntimeError, Snapshot};
+use roster_runtime::describe;
 
 pub(super) fn init(env: &Env<'_>) -> anyhow::Result<()> {
     if env.daemon.is_some() {
@@ -82,9 +82,9 @@ fn render_event(
     e: &Envelope,
     json: bool,
     now: roster_core::time::Timestamp,
-) -> Result<String, CliError> {
+) -> Result<String, RuntimeError> {
     let mut line = if json {
-        serde_json::to_string(e).map_err(|err| CliError::Input(err.to_string()))?
+        serde_json::to_string(e).map_err(|err| RuntimeError::Input(err.to_string()))?
     } else {
         format!(
             "#{:<5} {:>9}  {:<12} v{:<4} {:<22} {}",
@@ -108,11 +108,11 @@ const LOG_CHUNK: u64 = 1024;
 pub(super) trait Follower {
     /// Called at the start of each round with that round's snapshot; returns the position to
     /// read from (`next` unless the reader moves it, e.g. to a durable's checkpoint).
-    fn at_round(&mut self, _snapshot: &Snapshot, next: u64) -> Result<u64, CliError> {
+    fn at_round(&mut self, _snapshot: &Snapshot, next: u64) -> Result<u64, RuntimeError> {
         Ok(next)
     }
     /// The line (with its newline) for `e`, or `None` to skip it.
-    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, CliError>;
+    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, RuntimeError>;
     /// Writes the line of the event at `seq`; `Break` ends the reading.
     fn write(&mut self, env: &Env<'_>, _seq: u64, line: &str) -> anyhow::Result<ControlFlow<()>> {
         env.out.write(crate::output::Stream::Out, line)?;
@@ -142,7 +142,7 @@ pub(super) fn read_log(
             let after = snapshot.log().for_each(
                 start,
                 start.saturating_add(LOG_CHUNK),
-                |e| -> Result<(), CliError> {
+                |e| -> Result<(), RuntimeError> {
                     if let Some(line) = reader.render(snapshot.world(), &e)? {
                         lines.push((e.seq, line));
                     }
@@ -181,18 +181,18 @@ struct LogLines {
 }
 
 impl Follower for LogLines {
-    fn at_round(&mut self, snapshot: &Snapshot, next: u64) -> Result<u64, CliError> {
+    fn at_round(&mut self, snapshot: &Snapshot, next: u64) -> Result<u64, RuntimeError> {
         self.team_id = self
             .team
             .as_ref()
             .map(|t| t.resolve(snapshot.world()).map(|t| t.id))
             .transpose()
-            .map_err(CliError::Input)?;
-        self.now = crate::app::now();
+            .map_err(RuntimeError::Input)?;
+        self.now = roster_runtime::app::now();
         Ok(next)
     }
 
-    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, CliError> {
+    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, RuntimeError> {
         if self.team_id.is_some_and(|t| t != e.team) {
             return Ok(None);
         }
@@ -210,7 +210,7 @@ pub(super) fn log(
         team,
         team_id: None,
         json: env.out.json,
-        now: crate::app::now(),
+        now: roster_runtime::app::now(),
     };
     read_log(env, from, follow, &mut lines)
 }
@@ -223,12 +223,12 @@ pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::R
             0 => "the log is empty".to_string(),
             n => format!("the log holds positions 0 to {}", n - 1),
         };
-        return Err(CliError::Input(format!("there is no position {at}: {held}")).into());
+        return Err(RuntimeError::Input(format!("there is no position {at}: {held}")).into());
     }
     // Only the prefix is read: the world as it stood after `at`.
     let mut world = World::new();
     let mut when = roster_core::time::Timestamp::EPOCH;
-    log.for_each(0, at + 1, |e| -> Result<(), CliError> {
+    log.for_each(0, at + 1, |e| -> Result<(), RuntimeError> {
         world.apply(&e)?;
         when = e.at;
         Ok(())
@@ -237,7 +237,7 @@ pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::R
         .as_ref()
         .map(|t| t.resolve(&world).map(|t| t.id))
         .transpose()
-        .map_err(CliError::Input)?;
+        .map_err(RuntimeError::Input)?;
     let keep = |t| team.is_none_or(|x| x == t);
     if env.out.json {
         for t in world.teams().filter(|t| keep(t.id)) {
@@ -314,7 +314,7 @@ pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::R
 pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
     let dir = log_dir(env.data_dir);
     if !dir.exists() {
-        return Err(CliError::NotInitialized(env.data_dir.to_owned()).into());
+        return Err(RuntimeError::NotInitialized(env.data_dir.to_owned()).into());
     }
     let check = |log: &dyn LogRead| {
         let n = log.verify()?;
@@ -351,9 +351,9 @@ pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
             } else {
                 env.out.line(format!("ALTERED OR CORRUPT: {e}"))?;
             }
-            Err(CliError::Reported(4).into())
+            Err(RuntimeError::Reported(4).into())
         }
-        Err(other) => Err(CliError::Log(other).into()),
+        Err(other) => Err(RuntimeError::Log(other).into()),
     }
 }
 
@@ -385,18 +385,18 @@ pub(super) fn import(file: &Path, env: &Env<'_>) -> anyhow::Result<()> {
     // Read access to the file is checked before anything is created.
     let file = env.path(file);
     let input = File::open(&file)
-        .map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
+        .map_err(|e| RuntimeError::Input(format!("cannot read {}: {e}", file.display())))?;
     let into = |log: &SledLog| -> anyhow::Result<(u64, Option<Envelope>)> {
         if !log.is_empty() {
-            return Err(CliError::Input(format!(
+            return Err(RuntimeError::Input(format!(
                 "{} already holds {} events: import only into an empty data directory",
                 env.data_dir.display(),
                 log.len()
             ))
             .into());
         }
-        let n =
-            roster_store::import_jsonl(log, &mut BufReader::new(input)).map_err(CliError::from)?;
+        let n = roster_store::import_jsonl(log, &mut BufReader::new(input))
+            .map_err(RuntimeError::from)?;
         let head = if n == 0 {
             None
         } else {
@@ -406,7 +406,7 @@ pub(super) fn import(file: &Path, env: &Env<'_>) -> anyhow::Result<()> {
     };
     let (n, head) = if env.daemon.is_some() {
         env.decide(|app| {
-            let imported = into(app.log()).map_err(|e| CliError::Input(e.to_string()))?;
+            let imported = into(app.log()).map_err(|e| RuntimeError::Input(e.to_string()))?;
             app.refold()?;
             Ok(imported)
         })?

@@ -17,12 +17,12 @@ use roster_core::ledger::LogReader;
 use roster_core::world::World;
 use roster_store::SledLog;
 
-use crate::app::{App, CliError, Snapshot};
 use crate::args::Cmd;
-use crate::daemon::Daemon;
-use crate::describe;
 use crate::output::Out;
 use crate::refs::AgentRef;
+use roster_runtime::app::{App, RuntimeError, Snapshot};
+use roster_runtime::daemon::Daemon;
+use roster_runtime::describe;
 
 /// Everything a command needs from the command line.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ impl Env<'_> {
     /// The world as it stands and the log to read: the daemon's (held without holding
     /// anything a decision waits for, so a client that reads slowly slows nobody else), or
     /// opened here.
-    fn read(&self) -> Result<Snapshot, CliError> {
+    fn read(&self) -> Result<Snapshot, RuntimeError> {
         match self.daemon {
             Some(d) => d.snapshot(),
             None => Ok(App::open(self.data_dir)?.snapshot()),
@@ -52,7 +52,7 @@ impl Env<'_> {
 
     /// The log to read history from: the daemon's (without holding its world), or opened here
     /// without folding it.
-    fn history(&self) -> Result<LogReader<SledLog>, CliError> {
+    fn history(&self) -> Result<LogReader<SledLog>, RuntimeError> {
         match self.daemon {
             Some(d) => Ok(d.snapshot()?.log().clone()),
             None => Ok(LogReader::new(std::sync::Arc::new(App::open_log(
@@ -63,7 +63,10 @@ impl Env<'_> {
 
     /// Runs `f` on the data directory for a decision: the daemon's, held exclusively for the
     /// length of `f` (which must write nothing to the client), or opened here.
-    fn decide<T>(&self, f: impl FnOnce(&mut App) -> Result<T, CliError>) -> Result<T, CliError> {
+    fn decide<T>(
+        &self,
+        f: impl FnOnce(&mut App) -> Result<T, RuntimeError>,
+    ) -> Result<T, RuntimeError> {
         match self.daemon {
             Some(d) => d.decide(f)?,
             None => f(&mut App::open(self.data_dir)?),
@@ -76,17 +79,19 @@ impl Env<'_> {
     }
 
     /// The actor for a command: the agent named by `--by`, or the operator.
-    fn actor(&self, world: &World, by: Option<AgentRef>) -> Result<Actor, CliError> {
+    fn actor(&self, world: &World, by: Option<AgentRef>) -> Result<Actor, RuntimeError> {
         match by {
-            Some(r) => Ok(Actor::Agent(r.resolve(world).map_err(CliError::Input)?.id)),
+            Some(r) => Ok(Actor::Agent(
+                r.resolve(world).map_err(RuntimeError::Input)?.id,
+            )),
             None => Ok(self.operator()),
         }
     }
 
     /// The daemon, for commands that act on containers.
-    fn daemon(&self) -> Result<&Daemon, CliError> {
+    fn daemon(&self) -> Result<&Daemon, RuntimeError> {
         self.daemon
-            .ok_or_else(|| CliError::NoDaemon(self.data_dir.to_owned()))
+            .ok_or_else(|| RuntimeError::NoDaemon(self.data_dir.to_owned()))
     }
 
     /// `path` made absolute against the caller's directory.
@@ -98,7 +103,7 @@ impl Env<'_> {
 /// Creates a data directory with an empty log (what `roster init` does), for the benches.
 pub fn init_data_dir(dir: &Path) -> anyhow::Result<()> {
     history::create_data_dir(dir)?;
-    roster_store::SledLog::open(&crate::app::log_dir(dir))?;
+    roster_store::SledLog::open(&roster_runtime::app::log_dir(dir))?;
     Ok(())
 }
 
@@ -133,7 +138,9 @@ pub fn run(cmd: Cmd, env: &Env<'_>) -> anyhow::Result<()> {
         Cmd::Verify => history::verify(env),
         Cmd::Export { file } => history::export(file, env),
         Cmd::Import { file } => history::import(&file, env),
-        Cmd::Serve(a) => crate::daemon::serve(env.data_dir, a, crate::run_for_client),
+        Cmd::Serve(a) => {
+            roster_runtime::daemon::serve(env.data_dir, a.into(), crate::run_for_client)
+        }
         Cmd::Status => containers::status(env),
         Cmd::Stop { agent } => containers::stop(agent, env),
         Cmd::Start { agent } => containers::start(agent, env),

@@ -5,10 +5,10 @@ use roster_core::world::{Share, ShareState, World};
 use serde_json::json;
 
 use super::{poke, print_committed, Env};
-use crate::app::CliError;
 use crate::args::ShareCmd;
 use crate::output::Table;
 use crate::refs::TeamRef;
+use roster_runtime::app::RuntimeError;
 
 /// `roster share …`
 pub fn share(cmd: ShareCmd, env: &Env<'_>) -> anyhow::Result<()> {
@@ -20,8 +20,8 @@ pub fn share(cmd: ShareCmd, env: &Env<'_>) -> anyhow::Result<()> {
                 topics,
                 by,
             } => {
-                let from = from.resolve(app.world()).map_err(CliError::Input)?.id;
-                let to = to.resolve(app.world()).map_err(CliError::Input)?.id;
+                let from = from.resolve(app.world()).map_err(RuntimeError::Input)?.id;
+                let to = to.resolve(app.world()).map_err(RuntimeError::Input)?.id;
                 (Command::ProposeShare { from, to, topics }, by)
             }
             ShareCmd::Accept { share, by } => (Command::AcceptShare { share }, by),
@@ -55,7 +55,7 @@ pub fn list(team: Option<TeamRef>, env: &Env<'_>) -> anyhow::Result<()> {
     let team = team
         .map(|t| t.resolve(app.world()).map(|t| t.id))
         .transpose()
-        .map_err(CliError::Input)?;
+        .map_err(RuntimeError::Input)?;
     let mut table = Table::new(&["share", "from", "to", "topics", "state", "crossed"]);
     for s in app.world().shares() {
         if team.is_some_and(|t| t != s.from && t != s.to) {

@@ -21,17 +21,17 @@ use roster_core::world::World;
 
 use super::history::{read_log, Follower};
 use super::Env;
-use crate::app::{CliError, Snapshot};
 use crate::args::SubscribeArgs;
-use crate::config::Config;
 use crate::output::Stream;
+use roster_runtime::app::{RuntimeError, Snapshot};
+use roster_runtime::config::Config;
 
 /// How long `roster subscribe` waits for a NATS server before saying it cannot reach it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The bus `roster subscribe` reads: `--bus` (or `ROSTER_BUS`), else `[serve] bus` of
 /// DATA/roster.toml, else the in-process one.
-pub(crate) fn bus(args: &SubscribeArgs, data_dir: &Path) -> Result<BusUrl, CliError> {
+pub(crate) fn bus(args: &SubscribeArgs, data_dir: &Path) -> Result<BusUrl, RuntimeError> {
     if let Some(bus) = &args.bus {
         return Ok(bus.clone());
     }
@@ -40,7 +40,7 @@ pub(crate) fn bus(args: &SubscribeArgs, data_dir: &Path) -> Result<BusUrl, CliEr
 
 /// The namespace: `--ns` (or `ROSTER_NS`), else the one the data directory claimed
 /// (DATA/namespace, written by `roster serve`), else `[serve] namespace`, else `roster`.
-fn namespace(args: &SubscribeArgs, data_dir: &Path) -> Result<Name, CliError> {
+fn namespace(args: &SubscribeArgs, data_dir: &Path) -> Result<Name, RuntimeError> {
     if let Some(ns) = &args.ns {
         return Ok(ns.clone());
     }
@@ -48,11 +48,11 @@ fn namespace(args: &SubscribeArgs, data_dir: &Path) -> Result<Name, CliError> {
     match std::fs::read_to_string(&file) {
         Ok(text) => {
             return Name::parse(text.trim())
-                .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))
+                .map_err(|e| RuntimeError::Input(format!("{}: {e}", file.display())))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            return Err(CliError::Input(format!(
+            return Err(RuntimeError::Input(format!(
                 "cannot read {}: {e}",
                 file.display()
             )))
@@ -60,7 +60,7 @@ fn namespace(args: &SubscribeArgs, data_dir: &Path) -> Result<Name, CliError> {
     }
     match Config::load(data_dir)?.serve.namespace {
         Some(ns) => Ok(ns),
-        None => Name::parse("roster").map_err(|e| CliError::Input(e.to_string())),
+        None => Name::parse("roster").map_err(|e| RuntimeError::Input(e.to_string())),
     }
 }
 
@@ -102,11 +102,11 @@ fn from_nats(bus: &BusUrl, ns: &Name, args: SubscribeArgs, env: &Env<'_>) -> any
             .await
             .map_err(|e| match e {
                 roster_bus::BusError::DurableMismatch { .. } => {
-                    CliError::Input(e.to_string()).into()
+                    RuntimeError::Input(e.to_string()).into()
                 }
                 other => anyhow::Error::from(other),
             })?;
-        let signal = crate::daemon::wait_for_signal();
+        let signal = roster_runtime::daemon::wait_for_signal();
         tokio::pin!(signal);
         loop {
             let delivery = tokio::select! {
@@ -138,7 +138,7 @@ fn from_log(args: SubscribeArgs, env: &Env<'_>) -> anyhow::Result<()> {
         std::thread::Builder::new()
             .name("roster-subscribe-signals".into())
             .spawn(move || {
-                rt.block_on(crate::daemon::wait_for_signal());
+                rt.block_on(roster_runtime::daemon::wait_for_signal());
                 stop.store(true, Ordering::SeqCst);
             })
             .context("cannot watch for signals")?;
@@ -184,7 +184,7 @@ struct LogSubscriber {
 }
 
 impl LogSubscriber {
-    fn record(&mut self, snapshot: &Snapshot) -> Result<(), CliError> {
+    fn record(&mut self, snapshot: &Snapshot) -> Result<(), RuntimeError> {
         if let (Some(name), Some(next)) = (&self.checkpoint, self.next) {
             snapshot.log().set_checkpoint(name, next)?;
             self.recorded = Some(next);
@@ -194,7 +194,7 @@ impl LogSubscriber {
 }
 
 impl Follower for LogSubscriber {
-    fn at_round(&mut self, snapshot: &Snapshot, next: u64) -> Result<u64, CliError> {
+    fn at_round(&mut self, snapshot: &Snapshot, next: u64) -> Result<u64, RuntimeError> {
         if !self.started {
             self.started = true;
             let resumed = match &self.checkpoint {
@@ -216,7 +216,7 @@ impl Follower for LogSubscriber {
         Ok(next)
     }
 
-    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, CliError> {
+    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, RuntimeError> {
         if self.kind.is_some_and(|k| k != e.event.kind()) {
             return Ok(None);
         }
@@ -225,7 +225,8 @@ impl Follower for LogSubscriber {
                 return Ok(None);
             }
         }
-        let json = roster_bus::wire::encode(e).map_err(|err| CliError::Input(err.to_string()))?;
+        let json =
+            roster_bus::wire::encode(e).map_err(|err| RuntimeError::Input(err.to_string()))?;
         let mut line = String::from_utf8_lossy(&json).into_owned();
         line.push('\n');
         Ok(Some(line))

@@ -144,6 +144,6 @@ impl Drop for Serve {
 fn agent_binary() -> anyhow::Result<PathBuf> {
     std::env::var_os("ROSTER_AGENT_BINARY")
         .map(PathBuf::from)
-        .or_else(crate::daemon::find_agent_binary)
+        .or_else(roster_runtime::daemon::find_agent_binary)
         .context("no static roster-agent: run scripts/demo, or build it with scripts/build-agent and set ROSTER_AGENT_BINARY")
 }

@@ -149,7 +149,7 @@ pub async fn record(d: &Arc<Daemon>, agent: AgentId, change: Lifecycle, actor: A
     match done {
         Ok(Ok(_)) => {}
         // The store failed: the log and the containers would drift apart from here on.
-        Ok(Err(e @ crate::app::CliError::Log(_))) => {
+        Ok(Err(e @ crate::app::RuntimeError::Log(_))) => {
             tracing::error!("cannot record the lifecycle of {agent}: {e}");
             d.fail(format!(
                 "the store failed while recording {agent}'s lifecycle: {e}"

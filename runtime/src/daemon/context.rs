@@ -43,7 +43,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use super::Daemon;
-use crate::app::{App, CliError};
+use crate::app::{App, RuntimeError};
 use crate::gateway::Pushes;
 
 /// Messages a team's inbox holds for a member that is behind (shared by all its members).
@@ -238,7 +238,7 @@ impl Context {
                 };
                 let committed = match app.execute(command, &Actor::Agent(agent)) {
                     Ok(c) => c,
-                    Err(CliError::Refused(r)) => return Err(denied(r)),
+                    Err(RuntimeError::Refused(r)) => return Err(denied(r)),
                     Err(e) => return Err(internal(e)),
                 };
                 let crossing = committed.iter().find_map(|e| match &e.event {
@@ -357,9 +357,9 @@ fn record_denial(
     agent: AgentId,
     team: &Name,
     reason: String,
-) -> Result<(), CliError> {
+) -> Result<(), RuntimeError> {
     let action =
-        Action::parse(builtin::CONTEXT_SHARE).map_err(|e| CliError::Input(e.to_string()))?;
+        Action::parse(builtin::CONTEXT_SHARE).map_err(|e| RuntimeError::Input(e.to_string()))?;
     let denial = Command::RecordDenial {
         agent,
         action,

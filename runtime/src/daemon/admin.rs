@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream as AsyncUnixStream};
 use tokio::sync::mpsc;
 
-use crate::output::{Remote, Stream};
+use crate::out::{Remote, Stream};
 
 /// The admin socket of a data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -75,7 +75,7 @@ impl Remote for ChannelOut {
 
 /// What runs one client's command on a blocking thread: it gets the request and the output,
 /// and returns the exit code.
-pub type Handler = Arc<dyn Fn(AdminRequest, crate::output::Out) -> u8 + Send + Sync>;
+pub type Handler = Arc<dyn Fn(AdminRequest, crate::out::Out) -> u8 + Send + Sync>;
 
 /// Accepts clients until the task is dropped.
 pub async fn serve(listener: UnixListener, handler: Handler) {
@@ -119,7 +119,7 @@ async fn client(stream: AsyncUnixStream, handler: Handler) {
         }
     };
     let (tx, mut rx) = mpsc::channel::<Frame>(256);
-    let out = crate::output::Out::remote(request.json, Arc::new(ChannelOut(tx.clone())));
+    let out = crate::out::Out::remote(request.json, Arc::new(ChannelOut(tx.clone())));
     let job = tokio::task::spawn_blocking(move || {
         let code = handler(request, out);
         // The receiver may be gone (the client left): nothing to tell then.

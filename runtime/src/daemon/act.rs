@@ -44,7 +44,7 @@ use serde_json::{json, Value};
 
 use super::tools::Tools;
 use super::Daemon;
-use crate::app::{App, CliError};
+use crate::app::{App, RuntimeError};
 use crate::config::ExecTool;
 
 /// Where an `act` is decided, and who can carry it out.
@@ -104,7 +104,7 @@ impl Lane<'_> {
 
 /// An action carried out.
 #[derive(Debug)]
-pub(crate) struct Acted {
+pub struct Acted {
     /// The call its provider got (the recorded `ActionPerformed`, the chain, the approval).
     pub call: ToolCall,
     /// The provider's answer.
@@ -113,7 +113,7 @@ pub(crate) struct Acted {
 
 impl Acted {
     /// The answer as the gateway gives it: `{performed, chain, approval, result}`.
-    pub(crate) fn answer(&self) -> Value {
+    pub fn answer(&self) -> Value {
         json!({
             "performed": self.call.performed,
             "chain": self.call.chain,
@@ -125,7 +125,7 @@ impl Acted {
 
 /// Why an `act` carried nothing out (or, for `tool_failed`, carried it out without an answer).
 #[derive(Debug)]
-pub(crate) enum ActError {
+pub enum ActError {
     /// `decide` refused, and its `AccessDenied` is recorded: the sentence, with the operator's
     /// note when it was their refusal of the approval.
     Refused {
@@ -177,7 +177,7 @@ impl Daemon {
     /// `roster act` forwarded to the daemon: the agent's own `act`, from a command's blocking
     /// thread. Its wait for an approval also ends (as `pending`) when `left` resolves: the
     /// operator's client went away, and nobody would see the action carried out.
-    pub(crate) fn act_for_operator(
+    pub fn act_for_operator(
         &self,
         agent: AgentId,
         p: ActParams,
@@ -193,7 +193,7 @@ impl Daemon {
 /// `roster act` while no daemon runs: the same `act` on `app`, carried out by the programs of
 /// `roster.toml` (`exec`). It never waits for an approval: nobody can decide one while this
 /// command holds the log.
-pub(crate) fn act_here(
+pub fn act_here(
     app: &mut App,
     exec: HashMap<Action, ExecTool>,
     agent: AgentId,
@@ -388,7 +388,7 @@ fn execute(
     };
     match app.execute(command, &Actor::Agent(agent)) {
         Ok(envelopes) => Ok(envelopes),
-        Err(CliError::Refused(r)) => Err(denied(app.world(), r, approval)),
+        Err(RuntimeError::Refused(r)) => Err(denied(app.world(), r, approval)),
         Err(e) => Err(internal(e)),
     }
 }

@@ -14,7 +14,7 @@ use roster_store::{ImportError, OsEntropy, SledLog};
 
 /// Errors the CLI reports, each with its exit code.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub enum RuntimeError {
     /// Bad input that clap could not catch (an unknown agent, a team that does not exist).
     #[error("{0}")]
     Input(String),
@@ -44,43 +44,46 @@ pub enum CliError {
     NotInitialized(PathBuf),
 }
 
-impl From<ExecuteError> for CliError {
+impl From<ExecuteError> for RuntimeError {
     fn from(e: ExecuteError) -> Self {
         match e {
-            ExecuteError::Refused(r) => CliError::Refused(r),
-            ExecuteError::Log(e) => CliError::Log(e),
-            ExecuteError::Fold(e) => CliError::Fold(e),
+            ExecuteError::Refused(r) => RuntimeError::Refused(r),
+            ExecuteError::Log(e) => RuntimeError::Log(e),
+            ExecuteError::Fold(e) => RuntimeError::Fold(e),
             // `ExecuteError` is non-exhaustive; a new cause is a log failure until it has a
             // code of its own.
-            other => CliError::Input(other.to_string()),
+            other => RuntimeError::Input(other.to_string()),
         }
     }
 }
 
-impl From<OpenError> for CliError {
+impl From<OpenError> for RuntimeError {
     fn from(e: OpenError) -> Self {
         match e {
-            OpenError::Log(e) => CliError::Log(e),
-            OpenError::Fold(e) => CliError::Fold(e),
-            other => CliError::Input(other.to_string()),
+            OpenError::Log(e) => RuntimeError::Log(e),
+            OpenError::Fold(e) => RuntimeError::Fold(e),
+            other => RuntimeError::Input(other.to_string()),
         }
     }
 }
 
-impl CliError {
+impl RuntimeError {
     /// 2 for bad input (an id that names nothing included), 3 for a refusal, 4 for a log or an
     /// import that does not verify, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Input(_) | CliError::NotInitialized(_) | CliError::NoDaemon(_) => 2,
-            CliError::Refused(r) if matches!(*r.rejection, Rejection::NotFound { .. }) => 2,
-            CliError::Refused(_) => 3,
-            CliError::Import(ImportError::NotEmpty { .. }) => 2,
-            CliError::Import(ImportError::Io(_)) => 1,
-            CliError::Import(_) => 4,
-            CliError::Log(LogError::Corrupt(_) | LogError::Damaged { .. }) | CliError::Fold(_) => 4,
-            CliError::Log(_) | CliError::Engine(_) => 1,
-            CliError::Reported(code) => *code,
+            RuntimeError::Input(_)
+            | RuntimeError::NotInitialized(_)
+            | RuntimeError::NoDaemon(_) => 2,
+            RuntimeError::Refused(r) if matches!(*r.rejection, Rejection::NotFound { .. }) => 2,
+            RuntimeError::Refused(_) => 3,
+            RuntimeError::Import(ImportError::NotEmpty { .. }) => 2,
+            RuntimeError::Import(ImportError::Io(_)) => 1,
+            RuntimeError::Import(_) => 4,
+            RuntimeError::Log(LogError::Corrupt(_) | LogError::Damaged { .. })
+            | RuntimeError::Fold(_) => 4,
+            RuntimeError::Log(_) | RuntimeError::Engine(_) => 1,
+            RuntimeError::Reported(code) => *code,
         }
     }
 }
@@ -105,16 +108,16 @@ pub struct App {
 impl App {
     /// Opens an existing data directory's log without folding it (for commands that read
     /// history only).
-    pub fn open_log(data_dir: &Path) -> Result<SledLog, CliError> {
+    pub fn open_log(data_dir: &Path) -> Result<SledLog, RuntimeError> {
         let dir = log_dir(data_dir);
         if !dir.exists() {
-            return Err(CliError::NotInitialized(data_dir.to_owned()));
+            return Err(RuntimeError::NotInitialized(data_dir.to_owned()));
         }
         Ok(SledLog::open(&dir)?)
     }
 
     /// Opens an existing data directory and folds its log.
-    pub fn open(data_dir: &Path) -> Result<App, CliError> {
+    pub fn open(data_dir: &Path) -> Result<App, RuntimeError> {
         let log = std::sync::Arc::new(App::open_log(data_dir)?);
         Ok(App {
             ledger: Ledger::open(log)?,
@@ -138,7 +141,7 @@ impl App {
     }
 
     /// Folds the whole log again (after an import into an empty log).
-    pub fn refold(&mut self) -> Result<(), CliError> {
+    pub fn refold(&mut self) -> Result<(), RuntimeError> {
         Ok(self.ledger.refold()?)
     }
 
@@ -157,7 +160,11 @@ impl App {
 
     /// Decides `command` as `actor` now, appends the events and folds them; see
     /// [`Ledger::execute`].
-    pub fn execute(&mut self, command: Command, actor: &Actor) -> Result<Vec<Envelope>, CliError> {
+    pub fn execute(
+        &mut self,
+        command: Command,
+        actor: &Actor,
+    ) -> Result<Vec<Envelope>, RuntimeError> {
         let envelopes = self
             .ledger
             .execute(command, actor, now(), &mut OsEntropy::new())?;

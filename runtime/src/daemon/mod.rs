@@ -18,7 +18,7 @@
 //! One decision lane: the store and world sit behind one mutex ([`Daemon::app`]); commands from
 //! the admin socket and calls from agents' gateways take it for the length of one decision.
 
-pub(crate) mod act;
+pub mod act;
 pub mod admin;
 mod backend;
 mod context;
@@ -34,8 +34,23 @@ use anyhow::Context;
 use roster_core::id::AgentId;
 use roster_sandbox::Engine;
 
-use crate::app::{App, CliError};
-use crate::args::ServeArgs;
+use crate::app::{App, RuntimeError};
+
+/// How a daemon is asked to run; each field left unset falls back to `[serve]` of
+/// DATA/roster.toml, then to its default. (`roster serve` fills it from its flags and their
+/// `ROSTER_*` variables.)
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The static `roster-agent` mounted into every agent container [default: next to this
+    /// executable, or where scripts/build-agent puts it].
+    pub agent_binary: Option<PathBuf>,
+    /// The static busybox the base image is built with [default: /bin/busybox].
+    pub busybox: Option<PathBuf>,
+    /// The namespace of the daemon's containers and volumes [default: roster].
+    pub ns: Option<roster_core::name::Name>,
+    /// The bus [default: in-process].
+    pub bus: Option<roster_bus::BusUrl>,
+}
 
 /// The running daemon, as commands see it.
 #[derive(Debug)]
@@ -68,7 +83,7 @@ impl Daemon {
     /// Runs `f` with the store and world held exclusively: the one way anything is decided and
     /// recorded here. `f` must not wait on anyone else's speed (a client, the engine, a peer):
     /// everything waits for it.
-    pub fn decide<T>(&self, f: impl FnOnce(&mut App) -> T) -> Result<T, CliError> {
+    pub fn decide<T>(&self, f: impl FnOnce(&mut App) -> T) -> Result<T, RuntimeError> {
         let mut app = self.app.write().map_err(|_| half_changed())?;
         Ok(f(&mut app))
     }
@@ -76,7 +91,7 @@ impl Daemon {
     /// Runs `f` on the store and world for reading: many readers at once, none while a
     /// decision is made. For short looks only; a reader that writes to a client takes a
     /// [`Daemon::snapshot`] instead.
-    pub fn read<T>(&self, f: impl FnOnce(&App) -> T) -> Result<T, CliError> {
+    pub fn read<T>(&self, f: impl FnOnce(&App) -> T) -> Result<T, RuntimeError> {
         let app = self.app.read().map_err(|_| half_changed())?;
         Ok(f(&app))
     }
@@ -90,7 +105,7 @@ impl Daemon {
 
     /// The world as it stands and the log to read, held without holding anything a decision
     /// waits for: what a reader that writes to a client (however slow) takes.
-    pub fn snapshot(&self) -> Result<crate::app::Snapshot, CliError> {
+    pub fn snapshot(&self) -> Result<crate::app::Snapshot, RuntimeError> {
         self.read(App::snapshot)
     }
 
@@ -121,10 +136,10 @@ impl Daemon {
     }
 
     /// An owning handle on itself.
-    fn arc(&self) -> Result<Arc<Daemon>, CliError> {
+    fn arc(&self) -> Result<Arc<Daemon>, RuntimeError> {
         self.me
             .upgrade()
-            .ok_or_else(|| CliError::Input("`roster serve` is shutting down".into()))
+            .ok_or_else(|| RuntimeError::Input("`roster serve` is shutting down".into()))
     }
 
     /// The bus it uses.
@@ -154,8 +169,8 @@ impl Daemon {
     }
 }
 
-fn half_changed() -> CliError {
-    CliError::Input(
+fn half_changed() -> RuntimeError {
+    RuntimeError::Input(
         "the daemon's state was left half-changed by a failure: restart `roster serve`".into(),
     )
 }
@@ -201,7 +216,7 @@ impl Running {
 }
 
 /// Runs `roster serve` on `data_dir` until SIGINT or SIGTERM.
-pub fn serve(data_dir: &Path, args: ServeArgs, runner: Runner) -> anyhow::Result<()> {
+pub fn serve(data_dir: &Path, args: ServeOptions, runner: Runner) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -230,11 +245,15 @@ pub fn serve(data_dir: &Path, args: ServeArgs, runner: Runner) -> anyhow::Result
 }
 
 /// Runs one admin client's command; `main` passes the same code a local run uses.
-pub type Runner = fn(&Daemon, admin::AdminRequest, crate::output::Out) -> u8;
+pub type Runner = fn(&Daemon, admin::AdminRequest, crate::out::Out) -> u8;
 
 /// Starts the daemon inside the current tokio runtime: opens the store, connects to the engine,
 /// builds the base image if needed, reconciles, then supervises and serves the admin socket.
-pub async fn start(data_dir: &Path, args: &ServeArgs, runner: Runner) -> anyhow::Result<Running> {
+pub async fn start(
+    data_dir: &Path,
+    args: &ServeOptions,
+    runner: Runner,
+) -> anyhow::Result<Running> {
     let app = App::open(data_dir)?;
     // A flag (or its ROSTER_* variable), then DATA/roster.toml, then the default.
     let config = crate::config::Config::load(data_dir)?;
@@ -469,7 +488,7 @@ fn bind_owner_only(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
-pub(crate) async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),

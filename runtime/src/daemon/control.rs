@@ -12,16 +12,16 @@ use roster_core::world::Agent;
 use roster_sandbox::{ContainerState, OutputStream, SandboxError};
 
 use super::{supervisor, Daemon};
-use crate::app::CliError;
-use crate::output::{Out, Stream};
+use crate::app::RuntimeError;
+use crate::out::{Out, Stream};
 
 impl Daemon {
     /// The agent, if it is known and not retired.
-    fn live(&self, agent: AgentId) -> Result<Agent, CliError> {
+    fn live(&self, agent: AgentId) -> Result<Agent, RuntimeError> {
         match self.read(|app| app.world().agent(agent).cloned())? {
             Some(a) if !a.is_retired() => Ok(a),
-            Some(_) => Err(CliError::Input(format!("{agent} is retired"))),
-            None => Err(CliError::Input(format!("no agent {agent}"))),
+            Some(_) => Err(RuntimeError::Input(format!("{agent} is retired"))),
+            None => Err(RuntimeError::Input(format!("no agent {agent}"))),
         }
     }
 
@@ -40,7 +40,7 @@ impl Daemon {
     pub fn start_agent(&self, agent: AgentId) -> anyhow::Result<()> {
         self.live(agent)?;
         if self.sup.slots().get(&agent).is_some_and(|s| s.running) {
-            return Err(CliError::Input(format!("{agent} is running already")).into());
+            return Err(RuntimeError::Input(format!("{agent} is running already")).into());
         }
         let d = self.arc()?;
         let sup = self.sup.clone();
@@ -58,7 +58,7 @@ impl Daemon {
     /// Refuses a spec no container could be made from here (a runtime the engine lacks or runs
     /// without limits, a missing or widening image), so that a hire that could never start is
     /// refused before it is recorded.
-    pub fn admit(&self, spec: &roster_core::event::AgentSpec) -> Result<(), CliError> {
+    pub fn admit(&self, spec: &roster_core::event::AgentSpec) -> Result<(), RuntimeError> {
         let sup = self.sup.clone();
         let spec = spec.clone();
         self.rt
@@ -68,9 +68,9 @@ impl Daemon {
                 SandboxError::ImageMissing { .. }
                 | SandboxError::ImageRefused { .. }
                 | SandboxError::RuntimeMissing { .. }
-                | SandboxError::RuntimeUnconfined { .. } => CliError::Input(e.to_string()),
+                | SandboxError::RuntimeUnconfined { .. } => RuntimeError::Input(e.to_string()),
                 // The engine failed: not the request's fault.
-                other => CliError::Engine(other.to_string()),
+                other => RuntimeError::Engine(other.to_string()),
             })
     }
 
@@ -144,12 +144,12 @@ impl Daemon {
         match self.read(|app| app.world().agent(agent).map(|a| a.is_retired()))? {
             Some(true) => {}
             Some(false) => {
-                return Err(CliError::Input(format!(
+                return Err(RuntimeError::Input(format!(
                     "{agent} is not retired: retire it first (purging deletes its home)"
                 ))
                 .into())
             }
-            None => return Err(CliError::Input(format!("no agent {agent}")).into()),
+            None => return Err(RuntimeError::Input(format!("no agent {agent}")).into()),
         }
         let sup: Arc<supervisor::Supervisor> = self.sup.clone();
         self.rt.block_on(async move {

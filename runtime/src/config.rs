@@ -34,7 +34,7 @@ use roster_core::gateway::MAX_TOOL_SECS;
 use roster_core::name::Name;
 use serde::Deserialize;
 
-use crate::app::CliError;
+use crate::app::RuntimeError;
 
 /// The file's name inside a data directory.
 pub const FILE: &str = "roster.toml";
@@ -169,19 +169,19 @@ impl AgentDefaults {
 
 impl Config {
     /// Reads `DATA/roster.toml`; a missing file is all defaults.
-    pub fn load(data_dir: &Path) -> Result<Config, CliError> {
+    pub fn load(data_dir: &Path) -> Result<Config, RuntimeError> {
         let path = data_dir.join(FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => {
-                return Err(CliError::Input(format!(
+                return Err(RuntimeError::Input(format!(
                     "cannot read {}: {e}",
                     path.display()
                 )))
             }
         };
-        Self::parse(&text).map_err(|why| CliError::Input(format!("{}: {why}", path.display())))
+        Self::parse(&text).map_err(|why| RuntimeError::Input(format!("{}: {why}", path.display())))
     }
 
     /// Parses and checks the file's text.

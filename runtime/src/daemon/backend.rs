@@ -15,7 +15,7 @@ use roster_core::name::ImageRef;
 use serde_json::{json, Value};
 
 use super::Daemon;
-use crate::app::{App, CliError};
+use crate::app::{App, RuntimeError};
 use crate::gateway::answer::{self, read_only};
 use crate::gateway::{ActAnswer, Answer, Backend, HungUp, Pushes};
 
@@ -125,7 +125,7 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
             }
             Ok(answer)
         }
-        Err(CliError::Refused(r)) => Err(GatewayError::new(ErrorCode::Denied, r.to_string())),
+        Err(RuntimeError::Refused(r)) => Err(GatewayError::new(ErrorCode::Denied, r.to_string())),
         Err(e) => Err(internal(e)),
     }
 }
