@@ -275,19 +275,49 @@ impl Engine {
             labels: HashMap::from([(DIGEST_LABEL.to_string(), digest.clone())]),
             ..Default::default()
         };
-        let mut out = self.docker.build_image(options, None, Some(ctx.into()));
-        while let Some(item) = out.next().await {
-            if let Err(e) = item {
-                return Err(SandboxError::Build {
-                    image: image.into(),
-                    message: e.to_string(),
-                });
+        // Two daemons starting at once on one engine (each test's, or two data directories')
+        // may build the same tag together, and the engine can fail one of the builds: the
+        // image the other one made is as good, so the failure counts only if the tag does not
+        // carry this digest afterwards, and a failed build is tried once more.
+        let mut failed = None;
+        for _ in 0..2 {
+            match self.build(options.clone(), ctx.clone()).await {
+                Ok(()) => {
+                    failed = None;
+                    break;
+                }
+                Err(e) if self.image_digest(image).await.as_deref() == Some(digest.as_str()) => {
+                    tracing::debug!("building {image} failed ({e}), but another build made it");
+                    return Ok(BaseImage::Current { digest });
+                }
+                Err(e) => failed = Some(e),
             }
+        }
+        if let Some(message) = failed {
+            return Err(SandboxError::Build {
+                image: image.into(),
+                message,
+            });
         }
         if old.is_some() {
             self.remove_old_builds().await;
         }
         Ok(BaseImage::Built { digest })
+    }
+
+    /// Builds the context `ctx` as `options` say; the engine's error as text.
+    async fn build(&self, options: BuildImageOptions<String>, ctx: Vec<u8>) -> Result<(), String> {
+        let mut out = self.docker.build_image(options, None, Some(ctx.into()));
+        while let Some(item) = out.next().await {
+            item.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The digest label of `image`, if it exists and has one.
+    async fn image_digest(&self, image: &str) -> Option<String> {
+        let i = self.docker.inspect_image(image).await.ok()?;
+        i.config?.labels?.remove(DIGEST_LABEL)
     }
 
     /// Removes earlier base builds that lost their tag, once no container uses them (best effort:
