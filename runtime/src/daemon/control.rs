@@ -11,6 +11,7 @@ use roster_core::name::Name;
 use roster_core::world::Agent;
 use roster_sandbox::{ContainerState, OutputStream, SandboxError};
 
+use super::policy::Run;
 use super::{supervisor, Daemon};
 use crate::app::RuntimeError;
 use crate::out::{Out, Stream};
@@ -39,7 +40,7 @@ impl Daemon {
     /// Starts `agent` (again) now.
     pub fn start_agent(&self, agent: AgentId) -> anyhow::Result<()> {
         self.live(agent)?;
-        if self.sup.slots().get(&agent).is_some_and(|s| s.running) {
+        if self.sup.slots().get(&agent).is_some_and(|s| s.run.is_up()) {
             return Err(RuntimeError::Input(format!("{agent} is running already")).into());
         }
         let d = self.arc()?;
@@ -49,7 +50,9 @@ impl Daemon {
             let mut slots = self.sup.slots();
             let slot = slots.entry(agent).or_default();
             slot.failures = 0;
-            slot.not_before = None;
+            if let Run::Down { retry } = &mut slot.run {
+                *retry = None;
+            }
         }
         self.rt
             .block_on(async move { supervisor::start(&d, &sup, agent, true).await })

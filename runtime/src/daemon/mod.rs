@@ -4,8 +4,10 @@
 //!
 //! # Layout
 //! - `admin`: the admin socket (server and client) and its JSON-lines protocol.
-//! - `supervisor`: makes the containers match what the log wants (start, restart with backoff,
-//!   timeouts, removal at retirement, reconcile at start and after an engine outage).
+//! - `policy`: what the supervisor should do, a pure function of the world, what it knows of each
+//!   container and the time (`converge`).
+//! - `supervisor`: carries that out (start, restart with backoff, timeouts, removal at
+//!   retirement), and reconciles at start and after an engine outage.
 //! - `backend`: the gateway [`Backend`](crate::gateway::Backend) over the daemon's world and log.
 //! - `control`: what operator commands ask of the containers (stop, start, logs, exec, purge).
 //! - `context`: `publish` and `subscribe` over the bus, with the share checks where a message
@@ -15,14 +17,16 @@
 //!   without a daemon, on a data directory a command opened). `tools`: the providers (a program
 //!   configured in `roster.toml`, or a service on `NS.tool.ACTION`).
 //!
-//! One decision lane: the store and world sit behind one mutex ([`Daemon::app`]); commands from
-//! the admin socket and calls from agents' gateways take it for the length of one decision.
+//! One decision lane: the store and world sit behind one `RwLock`, reached only through
+//! [`Daemon::decide`] (exclusive, for one decision), [`Daemon::read`] (a short look) and
+//! [`Daemon::snapshot`] (what a reader that writes to a client holds instead).
 
 pub mod act;
 pub mod admin;
 mod backend;
 mod context;
 pub mod control;
+pub mod policy;
 pub mod supervisor;
 mod tools;
 

@@ -1,8 +1,9 @@
 //! The supervisor: makes the containers match what the log wants.
 //!
 //! Level-triggered: on every poke (a command committed, an engine event, a timer, or once a
-//! second) it compares each agent's wanted state — a fold of the log, `Agent::wants_running` —
-//! with what it knows of the engine, and converges: starts what should run (after a crash, with
+//! second) it asks the pure policy (`policy::converge`) what to do, given each agent's wanted
+//! state — a fold of the log, `Agent::wants_running` — and what it knows of the engine (each
+//! slot's [`Run`]), and carries the answer out: starts what should run (after a crash, with
 //! exponential backoff), removes the containers of retired agents, stops what ran past its
 //! timeout. Everything it does to an agent is recorded through `decide` as the runtime
 //! (`Command::Lifecycle`), so the log says what happened and why.
@@ -28,6 +29,7 @@ use roster_core::world::{Agent, AgentStatus};
 use roster_sandbox::plan::{plan, HostPaths, STOP_GRACE_SECS};
 use roster_sandbox::{stop_reason, Engine, EngineEvent};
 
+use super::policy::{self, Action, Run};
 use super::Daemon;
 use crate::gateway::AgentGateway;
 
@@ -40,27 +42,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A run this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(60);
 
-/// What the supervisor knows of one agent's container.
+/// What the supervisor holds for one agent.
 #[derive(Debug, Default)]
 pub struct Slot {
-    /// Its current container runs (as far as the engine told us).
-    pub running: bool,
-    /// The engine's id of its current container.
-    pub container: Option<String>,
-    /// When it last started.
-    pub started: Option<Instant>,
-    /// We are stopping it ourselves for this reason: its death is not a crash.
-    pub stopping: Option<StopReason>,
+    /// What it knows of the agent's container: what the policy decides on.
+    pub run: Run,
     /// Crashes in a row.
     pub failures: u32,
-    /// Not before this instant may it be started again.
-    pub not_before: Option<Instant>,
-    /// A start is under way (or queued).
-    pub starting: bool,
     /// Its gateway socket, open while it is not retired.
     pub gateway: Option<AgentGateway>,
-    /// The timeout watch of the current run.
-    pub timeout: Option<tokio::task::JoinHandle<()>>,
     /// Serializes this agent's starts and stops.
     pub op: Arc<tokio::sync::Mutex<()>>,
 }
@@ -209,7 +199,7 @@ pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> anyhow::Result
         let was_running = {
             let mut slots = sup.slots();
             let slot = slots.entry(ag.id).or_default();
-            std::mem::replace(&mut slot.running, false)
+            std::mem::take(&mut slot.run).is_up()
         };
         if was_running || matches!(ag.status, AgentStatus::Running { .. }) {
             // Its container is gone altogether.
@@ -220,7 +210,9 @@ pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> anyhow::Result
     // Whatever failed while the engine was away is not the agents' fault.
     for slot in sup.slots().values_mut() {
         slot.failures = 0;
-        slot.not_before = None;
+        if let Run::Down { retry } = &mut slot.run {
+            *retry = None;
+        }
     }
     Ok(())
 }
@@ -249,22 +241,16 @@ async fn adopt(d: &Arc<Daemon>, sup: &Arc<Supervisor>, ag: &Agent) -> anyhow::Re
         {
             let mut slots = sup.slots();
             let slot = slots.entry(ag.id).or_default();
-            let same = slot.container.as_deref() == Some(state.id.as_str()) && slot.running;
-            slot.running = true;
-            slot.container = Some(state.id.clone());
-            if !same {
-                slot.started = Some(
-                    Instant::now()
-                        .checked_sub(ran_for)
-                        .unwrap_or_else(Instant::now),
-                );
-                if let Some(secs) = ag.spec.resources.timeout_secs {
-                    let left = Duration::from_secs(u64::from(secs)).saturating_sub(ran_for);
-                    replace_timeout(
-                        slot,
-                        watch_timeout(d.clone(), sup.clone(), ag.id, state.id.clone(), left),
-                    );
-                }
+            if slot.run.container() != Some(state.id.as_str()) {
+                // Its timeout counts from when the engine started it.
+                let since = Instant::now()
+                    .checked_sub(ran_for)
+                    .unwrap_or_else(Instant::now);
+                slot.run = Run::Up {
+                    container: state.id.clone(),
+                    since,
+                    stopping: None,
+                };
             }
         }
         if !matches!(&ag.status, AgentStatus::Running { container } if *container == state.id) {
@@ -274,7 +260,7 @@ async fn adopt(d: &Arc<Daemon>, sup: &Arc<Supervisor>, ag: &Agent) -> anyhow::Re
         let was_running = {
             let mut slots = sup.slots();
             let slot = slots.entry(ag.id).or_default();
-            std::mem::replace(&mut slot.running, false)
+            std::mem::take(&mut slot.run).is_up()
         };
         if was_running || matches!(ag.status, AgentStatus::Running { .. }) {
             let reason = stop_reason(
@@ -302,49 +288,75 @@ pub async fn converge_loop(d: Arc<Daemon>, sup: Arc<Supervisor>) {
     }
 }
 
-/// One pass: a start for each agent that should run and does not, a removal for each retired
-/// agent that still has a slot (container, gateway).
+/// One pass: asks the policy what to do now and carries it out, each action on a task of its
+/// own (an agent's are serialized by its `op` lock).
 async fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> anyhow::Result<()> {
     if sup.reconciling.load(Ordering::SeqCst) {
         return Ok(());
     }
-    let known = agents(d).await?;
-    let now = Instant::now();
+    // The world is read on a blocking thread: a decision may hold it while it flushes.
+    let lane = d.clone();
+    let now = tokio::task::spawn_blocking(move || lane.snapshot()).await??;
     let mut slots = sup.slots();
-    for ag in known.values() {
-        if ag.is_retired() {
-            if let Some(mut slot) = slots.remove(&ag.id) {
-                if let Some(t) = slot.timeout.take() {
-                    t.abort();
+    let actions = policy::converge(
+        now.world(),
+        |id| slots.get(&id).map(|s| &s.run),
+        Instant::now(),
+    );
+    for action in actions {
+        match action {
+            Action::Start(id) => {
+                // Marked now, under the slots' lock: the next pass does not start it again.
+                slots.entry(id).or_default().run = Run::Starting;
+                tokio::spawn(start_for_policy(d.clone(), sup.clone(), id));
+            }
+            Action::TimeOut(id) => {
+                if let Some(Run::Up { stopping, .. }) = slots.get_mut(&id).map(|s| &mut s.run) {
+                    *stopping = Some(StopReason::TimedOut);
                 }
-                slot.gateway.take();
-                tokio::spawn(remove_retired(sup.clone(), ag.id, slot.op.clone()));
+                let (d, sup) = (d.clone(), sup.clone());
+                tokio::spawn(async move {
+                    let stopped = stop(&d, &sup, id, StopReason::TimedOut, Actor::Runtime).await;
+                    if let Err(e) = stopped {
+                        tracing::warn!("cannot stop {id} at its timeout: {e:#}");
+                    }
+                });
             }
-            continue;
-        }
-        if !ag.wants_running() {
-            continue;
-        }
-        let slot = slots.entry(ag.id).or_default();
-        if slot.running || slot.starting || slot.not_before.is_some_and(|t| t > now) {
-            continue;
-        }
-        slot.starting = true;
-        let (d, sup, id) = (d.clone(), sup.clone(), ag.id);
-        tokio::spawn(async move {
-            let result = start(&d, &sup, id, false).await;
-            let mut slots = sup.slots();
-            let slot = slots.entry(id).or_default();
-            slot.starting = false;
-            if let Err(e) = result {
-                slot.failures = slot.failures.saturating_add(1);
-                let wait = backoff(slot.failures);
-                slot.not_before = Some(Instant::now() + wait);
-                tracing::warn!("cannot start {id} (retrying in {wait:?}): {e:#}");
+            Action::Remove(id) => {
+                if let Some(mut slot) = slots.remove(&id) {
+                    slot.gateway.take();
+                    tokio::spawn(remove_retired(sup.clone(), id, slot.op.clone()));
+                }
             }
-        });
+        }
     }
     Ok(())
+}
+
+/// A start the policy asked for; a failure waits out a backoff before the next.
+async fn start_for_policy(d: Arc<Daemon>, sup: Arc<Supervisor>, id: AgentId) {
+    let result = start(&d, &sup, id, false).await;
+    let mut slots = sup.slots();
+    let slot = slots.entry(id).or_default();
+    match result {
+        // Started, or not wanted any more (retired or stopped meanwhile): `start` left the run
+        // as it found it, or up.
+        Ok(()) => {
+            if slot.run == Run::Starting {
+                slot.run = Run::Down { retry: None };
+            }
+        }
+        Err(e) => {
+            slot.failures = slot.failures.saturating_add(1);
+            let wait = backoff(slot.failures);
+            if !slot.run.is_up() {
+                slot.run = Run::Down {
+                    retry: Some(Instant::now() + wait),
+                };
+            }
+            tracing::warn!("cannot start {id} (retrying in {wait:?}): {e:#}");
+        }
+    }
 }
 
 /// Opens `agent`'s gateway socket if it is not open.
@@ -381,7 +393,7 @@ pub async fn start(
     let Some(ag) = agent(d, id).await? else {
         anyhow::bail!("{id} is not in the log");
     };
-    let running = sup.slots().get(&id).is_some_and(|s| s.running);
+    let running = sup.slots().get(&id).is_some_and(|s| s.run.is_up());
     if ag.is_retired() || running || (!forced && !ag.wants_running()) {
         // Retired, stopped meanwhile, or started by someone else meanwhile.
         return Ok(());
@@ -394,65 +406,18 @@ pub async fn start(
     let p = plan(sup.engine.ns(), &ag.team, id, &ag.spec, &paths)?;
     sup.engine.remove(id).await?;
     let container = sup.engine.create(&p).await?;
-    {
-        // Marked before it starts, so that even an immediate death is matched to it.
-        let mut slots = sup.slots();
-        let slot = slots.entry(id).or_default();
-        slot.running = true;
-        slot.container = Some(container.clone());
-        slot.started = Some(Instant::now());
-        slot.stopping = None;
-        if let Some(secs) = ag.spec.resources.timeout_secs {
-            let watch = watch_timeout(
-                d.clone(),
-                sup.clone(),
-                id,
-                container.clone(),
-                Duration::from_secs(u64::from(secs)),
-            );
-            replace_timeout(slot, watch);
-        }
-    }
+    // Marked before it starts, so that even an immediate death is matched to it.
+    sup.slots().entry(id).or_default().run = Run::Up {
+        container: container.clone(),
+        since: Instant::now(),
+        stopping: None,
+    };
     if let Err(e) = sup.engine.start(id).await {
-        let mut slots = sup.slots();
-        let slot = slots.entry(id).or_default();
-        slot.running = false;
-        if let Some(t) = slot.timeout.take() {
-            t.abort();
-        }
+        sup.slots().entry(id).or_default().run = Run::Down { retry: None };
         return Err(e.into());
     }
     record(d, id, Lifecycle::Started(container), Actor::Runtime).await;
     Ok(())
-}
-
-fn replace_timeout(slot: &mut Slot, watch: tokio::task::JoinHandle<()>) {
-    if let Some(old) = slot.timeout.replace(watch) {
-        old.abort();
-    }
-}
-
-/// Stops `agent` when its run of `container` has lasted `after`.
-fn watch_timeout(
-    d: Arc<Daemon>,
-    sup: Arc<Supervisor>,
-    agent: AgentId,
-    container: String,
-    after: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        tokio::time::sleep(after).await;
-        let current = sup
-            .slots()
-            .get(&agent)
-            .is_some_and(|s| s.running && s.container.as_deref() == Some(container.as_str()));
-        if !current {
-            return;
-        }
-        if let Err(e) = stop(&d, &sup, agent, StopReason::TimedOut, Actor::Runtime).await {
-            tracing::warn!("cannot stop {agent} at its timeout: {e:#}");
-        }
-    })
 }
 
 /// Stops `agent`'s container for `reason` (SIGTERM, grace, SIGKILL) and records it as `actor`.
@@ -465,7 +430,7 @@ pub async fn stop(
 ) -> anyhow::Result<()> {
     let op = sup.op(agent);
     let _serial = op.lock().await;
-    let running = sup.slots().get(&agent).is_some_and(|s| s.running);
+    let running = sup.slots().get(&agent).is_some_and(|s| s.run.is_up());
     if !running {
         // Not started yet, or waiting for a restart: recording the stop is what keeps it from
         // being started (the supervisor starts only what the log wants running).
@@ -478,22 +443,17 @@ pub async fn stop(
         record(d, agent, Lifecycle::Stopped(reason), actor).await;
         return Ok(());
     }
-    {
-        let mut slots = sup.slots();
-        let slot = slots.entry(agent).or_default();
-        slot.stopping = Some(reason);
-        // The timeout's own stop runs inside its task: aborting it would cut this stop short.
-        if reason != StopReason::TimedOut {
-            if let Some(t) = slot.timeout.take() {
-                t.abort();
-            }
+    let set_stopping = |why: Option<StopReason>| {
+        if let Some(Run::Up { stopping, .. }) = sup.slots().get_mut(&agent).map(|s| &mut s.run) {
+            *stopping = why;
         }
-    }
+    };
+    set_stopping(Some(reason));
     if let Err(e) = sup.engine.stop(agent, GRACE).await {
-        sup.slots().entry(agent).or_default().stopping = None;
+        set_stopping(None);
         return Err(e.into());
     }
-    sup.slots().entry(agent).or_default().running = false;
+    sup.slots().entry(agent).or_default().run = Run::Down { retry: None };
     record(d, agent, Lifecycle::Stopped(reason), actor).await;
     sup.wake.notify_one();
     Ok(())
@@ -563,24 +523,33 @@ async fn died(
     let wait = {
         let mut slots = sup.slots();
         let slot = slots.entry(agent).or_default();
-        if slot.container.as_deref() != Some(container) || !slot.running {
-            // An earlier container of the agent, or a death already accounted for.
+        let Run::Up {
+            container: current,
+            since,
+            stopping,
+        } = &slot.run
+        else {
+            // A death already accounted for.
+            return;
+        };
+        if current != container {
+            // An earlier container of the agent.
             return;
         }
-        slot.running = false;
-        if let Some(t) = slot.timeout.take() {
-            t.abort();
-        }
-        if slot.stopping.take().is_some() {
+        let (lasted, ours) = (since.elapsed(), stopping.is_some());
+        if ours {
             // We stopped it; the stop records itself.
+            slot.run = Run::Down { retry: None };
             return;
         }
-        if slot.started.is_some_and(|s| s.elapsed() >= STABLE) {
+        if lasted >= STABLE {
             slot.failures = 0;
         }
         slot.failures = slot.failures.saturating_add(1);
         let wait = backoff(slot.failures);
-        slot.not_before = Some(Instant::now() + wait);
+        slot.run = Run::Down {
+            retry: Some(Instant::now() + wait),
+        };
         wait
     };
     let reason = stop_reason(code, oom, false, false);
