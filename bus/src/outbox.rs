@@ -110,18 +110,17 @@ pub struct Outbox {
 impl Outbox {
     /// Starts publishing `log`'s events to namespace `ns` through `client`, on the current
     /// tokio runtime. Never fails: problems show in [`Outbox::status`] and are retried.
-    pub fn spawn<L: CheckpointedLog + 'static>(log: Arc<L>, client: Client, ns: Name) -> Outbox {
+    pub fn spawn(log: Arc<dyn CheckpointedLog>, client: Client, ns: Name) -> Outbox {
         Self::spawn_with(log, client, ns, OutboxConfig::default())
     }
 
     /// [`Outbox::spawn`] with a config.
-    pub fn spawn_with<L: CheckpointedLog + 'static>(
-        log: Arc<L>,
+    pub fn spawn_with(
+        log: Arc<dyn CheckpointedLog>,
         client: Client,
         ns: Name,
         config: OutboxConfig,
     ) -> Outbox {
-        let log: Arc<dyn CheckpointedLog> = log;
         let (progress_tx, progress) = watch::channel(0);
         let (stop, stop_rx) = watch::channel(false);
         let error = Arc::new(Mutex::new(None));

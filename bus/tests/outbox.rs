@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -24,7 +23,7 @@ async fn every_event_reaches_the_stream_in_order_with_its_subject_and_headers() 
     let ops = team(&log, "ops", 2);
     retire_many(&log, research, 300);
     start_many(&log, ops, 20);
-    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client.clone(), name("roster"));
     // Some before it started, some while it runs.
     retire_many(&log, ops, 150);
     start_many(&log, research, 30);
@@ -64,7 +63,7 @@ async fn a_nats_outage_delays_events_but_loses_and_repeats_none() {
     let (_dir, log) = log();
     let t = team(&log, "research", 1);
     retire_many(&log, t, 199);
-    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client.clone(), name("roster"));
     within("the first events", outbox.published(200))
         .await
         .unwrap();
@@ -107,7 +106,7 @@ async fn nats_down_at_start_is_waited_for() {
     let (_dir, log) = log();
     let t = team(&log, "research", 1);
     retire_many(&log, t, 49);
-    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client.clone(), name("roster"));
     assert_eq!(outbox.status().next, 0);
     server.restart().unwrap();
     within("the events", outbox.published(50)).await.unwrap();
@@ -130,7 +129,7 @@ async fn a_crash_before_the_checkpoint_republishes_nothing_a_consumer_sees() {
     let t = team(&log, "research", 1);
     retire_many(&log, t, 599);
     let outbox = Outbox::spawn_with(
-        Arc::clone(&log),
+        log.clone(),
         client.clone(),
         name("roster"),
         OutboxConfig::default().with_window(64),
@@ -143,7 +142,7 @@ async fn a_crash_before_the_checkpoint_republishes_nothing_a_consumer_sees() {
 
     let mut raw = client.subscribe("roster.events.>").await.unwrap();
     client.flush().await.unwrap();
-    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client.clone(), name("roster"));
     retire_many(&log, t, 5);
     within("the new events", outbox.published(605))
         .await
@@ -191,7 +190,7 @@ async fn a_gap_in_the_stream_is_never_filled_out_of_order() {
 
     let mut raw = client.subscribe("roster.events.>").await.unwrap();
     client.flush().await.unwrap();
-    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client.clone(), name("roster"));
     retire_many(&log, t, 5);
     within("the new events", outbox.published(305))
         .await
@@ -226,7 +225,7 @@ async fn the_server_refuses_an_event_that_would_land_after_a_later_one() {
     let mut config = OutboxConfig::default();
     // No acknowledgement times out while the valve is held: the refusal is what ends the session.
     config.ack_timeout = Duration::from_secs(60);
-    let outbox = Outbox::spawn_with(Arc::clone(&log), through, name("roster"), config);
+    let outbox = Outbox::spawn_with(log.clone(), through, name("roster"), config);
     within("the first events", outbox.published(10))
         .await
         .unwrap();
@@ -276,7 +275,7 @@ async fn order_holds_through_server_kills_mid_burst() {
     let (_dir, log) = log();
     let t = team(&log, "research", 1);
     retire_many(&log, t, 29_999);
-    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client.clone(), name("roster"));
     for at in [3_000, 10_000, 20_000] {
         eventually("the burst to go on", || outbox.status().next >= at).await;
         server.kill().unwrap();
@@ -318,7 +317,7 @@ async fn a_stream_purged_within_its_duplicate_window_gets_every_event_again() {
     let (_dir, log) = log();
     let t = team(&log, "research", 1);
     retire_many(&log, t, 19);
-    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client.clone(), name("roster"));
     within("the events", outbox.published(20)).await.unwrap();
     outbox.stop().await;
 
@@ -328,7 +327,7 @@ async fn a_stream_purged_within_its_duplicate_window_gets_every_event_again() {
         .purge()
         .await
         .unwrap();
-    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client.clone(), name("roster"));
     within("the events again", outbox.published(20))
         .await
         .unwrap();
@@ -352,7 +351,7 @@ async fn a_deleted_stream_or_a_new_server_gets_every_event_again() {
     retire_many(&log, t, 99);
     let first = server();
     let client1 = client(&first).await;
-    let outbox = Outbox::spawn(Arc::clone(&log), client1.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client1.clone(), name("roster"));
     within("the events", outbox.published(100)).await.unwrap();
     outbox.stop().await;
 
@@ -361,7 +360,7 @@ async fn a_deleted_stream_or_a_new_server_gets_every_event_again() {
         .delete_stream("roster_events")
         .await
         .unwrap();
-    let outbox = Outbox::spawn(Arc::clone(&log), client1.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client1.clone(), name("roster"));
     within("the events again", outbox.published(100))
         .await
         .unwrap();
@@ -374,7 +373,7 @@ async fn a_deleted_stream_or_a_new_server_gets_every_event_again() {
     // Another server altogether.
     let second = server();
     let client2 = client(&second).await;
-    let outbox = Outbox::spawn(Arc::clone(&log), client2.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client2.clone(), name("roster"));
     retire_many(&log, t, 10);
     within("the events on the new server", outbox.published(110))
         .await
@@ -395,7 +394,7 @@ async fn a_server_that_comes_back_empty_gets_every_event_again() {
     let (_dir, log) = log();
     let t = team(&log, "research", 1);
     retire_many(&log, t, 149);
-    let outbox = Outbox::spawn(Arc::clone(&log), client.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client.clone(), name("roster"));
     within("the events", outbox.published(150)).await.unwrap();
     server.kill().unwrap();
     std::fs::remove_dir_all(server.store_dir()).unwrap();
@@ -422,7 +421,7 @@ async fn an_outbox_refuses_a_stream_that_holds_another_logs_events() {
     let (_a, first) = log();
     let t = team(&first, "research", 1);
     retire_many(&first, t, 9);
-    let outbox = Outbox::spawn(Arc::clone(&first), client.clone(), name("roster"));
+    let outbox = Outbox::spawn(first.clone(), client.clone(), name("roster"));
     within("the first log's events", outbox.published(10))
         .await
         .unwrap();
@@ -431,7 +430,7 @@ async fn an_outbox_refuses_a_stream_that_holds_another_logs_events() {
     let (_b, second) = log();
     let u = team(&second, "research", 2);
     retire_many(&second, u, 19);
-    let outbox = Outbox::spawn(Arc::clone(&second), client.clone(), name("roster"));
+    let outbox = Outbox::spawn(second.clone(), client.clone(), name("roster"));
     eventually("the refusal", || outbox.status().last_error.is_some()).await;
     let status = outbox.stop().await;
     let error = status.last_error.unwrap();

@@ -18,6 +18,7 @@ mod args;
 mod bench;
 mod cmd;
 mod demo;
+mod error;
 mod output;
 mod refs;
 
@@ -27,7 +28,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use roster_core::name::Name;
 
-use roster_runtime::app::RuntimeError;
+use crate::error::CliError;
 
 /// mimalloc rather than the system allocator: replaying and folding the log allocates many small
 /// values (names, chains, capabilities), and glibc's malloc was measured to make the same fold
@@ -156,11 +157,10 @@ fn execute(cmd: Cmd, env: &cmd::Env<'_>) -> u8 {
             if broken_pipe {
                 return 0;
             }
-            let code = match err.downcast_ref::<RuntimeError>() {
-                Some(RuntimeError::Reported(code)) => return u8::try_from(*code).unwrap_or(1),
-                Some(e) => e.exit_code(),
-                None => 1,
-            };
+            if let Some(CliError::Reported(code)) = err.downcast_ref::<CliError>() {
+                return u8::try_from(*code).unwrap_or(1);
+            }
+            let code = error::exit_code(&err);
             // If even the error cannot be written, the exit code still says it.
             let _ = env.out.note(message(&err));
             u8::try_from(code).unwrap_or(1)

@@ -622,3 +622,49 @@ fn roster_toml_sets_hire_defaults_that_flags_override_and_a_bad_file_changes_not
     );
     assert_eq!(event_count(&dir), before);
 }
+
+#[test]
+fn grants_and_shares_json_print_the_gateways_answer_types() {
+    use roster_core::gateway::answer::{GrantView, ShareState, ShareView};
+    let (_tmp, dir) = setup();
+    hire_scout(&dir);
+    ok(&dir, &["team", "create", "ops"]);
+    ok(
+        &dir,
+        &[
+            "share",
+            "propose",
+            "--from",
+            "research",
+            "--to",
+            "ops",
+            "--topics",
+            "findings/**",
+        ],
+    );
+    // Each line is exactly a `GrantView`, `left` included; `grants` answers the same type.
+    let grants: Vec<GrantView> = ok(&dir, &["--json", "grants", "research/lead"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let hire = grants
+        .iter()
+        .find(|g| g.capability.to_string() == "agent.hire@team:research,budget=1")
+        .expect("the lead's hire grant");
+    assert_eq!((hire.spent, hire.budget, hire.left), (1, Some(1), Some(0)));
+    assert!(hire.active && hire.status == "active" && hire.holder_name == "research/lead");
+    let shares: Vec<ShareView> = ok(&dir, &["--json", "shares"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(shares.len(), 1);
+    let s = &shares[0];
+    assert_eq!(
+        (
+            s.from.as_ref().map(|n| n.as_str()),
+            s.to.as_ref().map(|n| n.as_str())
+        ),
+        (Some("research"), Some("ops"))
+    );
+    assert_eq!((s.state, s.crossings), (ShareState::Proposed, 0));
+}

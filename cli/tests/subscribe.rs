@@ -86,7 +86,7 @@ fn publish(dir: &Path, server: &NatsServer) {
             .await
             .unwrap();
         let ns = roster_core::name::Name::parse("roster").unwrap();
-        let outbox = Outbox::spawn(Arc::clone(&log), client, ns);
+        let outbox = Outbox::spawn(log.clone(), client, ns);
         tokio::time::timeout(Duration::from_secs(60), outbox.published(log.len()))
             .await
             .expect("the outbox published in time")

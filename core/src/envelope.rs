@@ -277,6 +277,17 @@ impl EnvelopeJson {
     }
 }
 
+/// Read back from its JSON form only through [`EnvelopeJson::check`]: an envelope that did not
+/// come from [`Envelope::seal`] or [`Envelope::open`] still carries a hash that matches its body
+/// (a typed gateway answer read by a client, an example in the docs).
+impl<'de> Deserialize<'de> for Envelope {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        EnvelopeJson::deserialize(d)?
+            .check()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 impl Serialize for Envelope {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]

@@ -14,8 +14,10 @@
 //! or into a [`GatewayError`] that says what is wrong and carries the request id whenever one
 //! could be read, so the agent can match the answer. It never panics, whatever the bytes.
 //!
-//! [`frame`] cuts the byte stream into those lines, under [`MAX_LINE`], without I/O.
+//! [`frame`] cuts the byte stream into those lines, under [`MAX_LINE`], without I/O;
+//! [`answer`] holds what each method answers, typed, for [`encode_response`] to write.
 
+pub mod answer;
 pub mod frame;
 
 use std::collections::BTreeMap;
@@ -527,13 +529,26 @@ pub fn decode_request(line: &[u8]) -> Result<Request, (Option<RequestId>, Gatewa
     Ok(Request { id, call })
 }
 
-/// Encodes the answer to request `id` as one line (without the newline).
-pub fn encode_response(
+/// Encodes the answer to request `id` as one line (without the newline). The runtime gives it
+/// an [`answer::Answer`]; any serializable value is taken, so that a test peer can answer what
+/// the runtime never would.
+///
+/// Through a `serde_json::Value`, whose keys are sorted: every line has its keys in
+/// alphabetical order at every depth, whatever order the types declare them in. An answer that
+/// cannot be encoded (none of [`answer`]'s types can fail) is answered `internal`, not dropped.
+pub fn encode_response<T: Serialize>(
     id: Option<RequestId>,
-    result: &Result<serde_json::Value, GatewayError>,
+    result: &Result<T, GatewayError>,
 ) -> String {
-    let body = match result {
-        Ok(value) => serde_json::json!({ "id": id, "ok": value }),
+    let body = match result.as_ref().map(serde_json::to_value) {
+        Ok(Ok(value)) => serde_json::json!({ "id": id, "ok": value }),
+        Ok(Err(e)) => {
+            let e = GatewayError::new(
+                ErrorCode::Internal,
+                format!("the runtime could not encode its answer: {e}"),
+            );
+            serde_json::json!({ "id": id, "error": e })
+        }
         Err(e) => serde_json::json!({ "id": id, "error": e }),
     };
     body.to_string()
@@ -874,10 +889,14 @@ mod tests {
 
     #[test]
     fn responses_are_one_line_naming_the_request() {
-        let ok = encode_response(Some(3), &Ok(serde_json::json!({"agent": "x"})));
-        assert_eq!(ok, r#"{"id":3,"ok":{"agent":"x"}}"#);
+        let subscribed = answer::Subscribed {
+            topics: vec![TopicPattern::parse("a/**").unwrap()],
+            team: Name::parse("lab").unwrap(),
+        };
+        let ok = encode_response(Some(3), &Ok(answer::Answer::from(subscribed)));
+        assert_eq!(ok, r#"{"id":3,"ok":{"team":"lab","topics":["a/**"]}}"#);
         let e = GatewayError::new(ErrorCode::UnknownMethod, "no\nsuch");
-        let line = encode_response(None, &Err(e));
+        let line = encode_response(None, &Err::<answer::Answer, _>(e));
         assert!(!line.contains('\n'), "{line}");
         assert!(line.contains(r#""code":"unknown_method""#), "{line}");
     }

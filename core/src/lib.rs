@@ -17,7 +17,8 @@
 //! - [`subscription`]: [`subscription::Subscription`], catch-up-then-live reading of any log.
 //! - [`ledger`]: the one write path over that port ([`ledger::Ledger::execute`]: decide, append,
 //!   fold) and the read-only [`ledger::Snapshot`] a reader holds instead.
-//! - [`gateway`]: the agent-gateway protocol: typed requests, [`gateway::decode_request`], errors.
+//! - [`gateway`]: the agent-gateway protocol: typed requests, [`gateway::decode_request`], errors,
+//!   and each method's typed answer ([`gateway::answer`]).
 //! - [`tool`]: the tool-provider protocol: [`tool::ToolCall`], what a provider receives for one
 //!   authorized action.
 #![forbid(unsafe_code)]

@@ -2,11 +2,15 @@
 //! without `roster-agent`. This keeps it from drifting away from the code: every method of
 //! [`METHODS`] has a heading of its own with an example request of that method, every
 //! [`ErrorCode`] has a row in the table of codes, every example request line decodes with
-//! [`decode_request`], and every example answer line is shaped like an answer.
+//! [`decode_request`], and every example answer line is shaped like an answer — its `ok` value
+//! that of its method's type in [`roster_core::gateway::answer`], as the wire encoder
+//! ([`encode_response`]) writes it.
 //!
 //! An example request is a line of a ```` ```json ```` block that starts with `{"id"` and is not
 //! an answer; an example answer is a line of such a block that is a JSON object with `id` and
-//! `ok` or `error`. Lines meant to be refused belong in ```` ```text ```` blocks.
+//! `ok` or `error`. Lines meant to be refused belong in ```` ```text ```` blocks. An `ok` answer
+//! answers the method of the section it is in: the last heading that starts with a code span
+//! naming a method (`` ### `act` ``, `` ## `act` in detail ``).
 
 // Test code: a failed unwrap or a panic is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -14,7 +18,8 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use roster_core::gateway::{decode_request, ErrorCode, METHODS};
+use roster_core::gateway::answer::Answer;
+use roster_core::gateway::{decode_request, encode_response, ErrorCode, METHODS};
 use serde::de::{self, Deserialize, Visitor};
 use serde_json::Value;
 
@@ -74,8 +79,17 @@ fn heading_method(line: &str) -> Option<&str> {
     text.strip_prefix('`')?.strip_suffix('`')
 }
 
-/// The lines of ```` ```json ```` blocks, each with its line number and the method heading it
-/// falls under (if any).
+/// The method a section is about: a heading that starts with a code span naming a method
+/// (`` ### `act` ``, `` ## `act` in detail ``).
+fn section_method(line: &str) -> Option<&str> {
+    let text = line.strip_prefix('#')?.trim_start_matches('#');
+    let text = text.strip_prefix(' ')?.trim().strip_prefix('`')?;
+    let method = &text[..text.find('`')?];
+    METHODS.contains(&method).then_some(method)
+}
+
+/// The lines of ```` ```json ```` blocks, each with its line number and the method of the
+/// section it falls in (if any).
 fn json_lines(doc: &str) -> Vec<(usize, Option<&str>, &str)> {
     let mut out = Vec::new();
     let mut in_json = false;
@@ -95,7 +109,7 @@ fn json_lines(doc: &str) -> Vec<(usize, Option<&str>, &str)> {
             // Blocks inside list items are indented.
             out.push((i + 1, section, line.trim_start()));
         } else if !in_block && line.starts_with('#') {
-            section = heading_method(line).filter(|m| METHODS.contains(m));
+            section = section_method(line);
         }
     }
     out
@@ -130,6 +144,28 @@ fn check_answer(value: &Value) -> Option<Result<(), String>> {
     Some(Ok(()))
 }
 
+/// What is wrong with the `ok` value of an example answer to `method`, if anything: it must
+/// read as that method's answer type, and that type must write it back as it stands (so that a
+/// field the type does not have, one it spells otherwise, or a `null` the runtime leaves out,
+/// all fail).
+fn check_ok(method: Option<&str>, ok: &Value) -> Result<(), String> {
+    let method = method.ok_or("an `ok` answer outside the section of a method")?;
+    let answer = Answer::decode(method, ok.clone())
+        .map_err(|e| format!("not the answer of `{method}`: {e}"))?;
+    let line = encode_response(
+        Some(1),
+        &Ok::<_, roster_core::gateway::GatewayError>(answer),
+    );
+    let written: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+    if &written["ok"] != ok {
+        return Err(format!(
+            "the answer of `{method}` is written otherwise by the runtime: {}",
+            written["ok"]
+        ));
+    }
+    Ok(())
+}
+
 #[test]
 fn every_method_has_a_heading_and_an_example_that_decodes() {
     let doc = doc();
@@ -143,6 +179,7 @@ fn every_method_has_a_heading_and_an_example_that_decodes() {
         }
     }
     let mut exemplified = BTreeSet::new();
+    let mut answered = BTreeSet::new();
     let mut requests = 0;
     for (n, section, line) in json_lines(&doc) {
         if !line.starts_with('{') {
@@ -156,6 +193,10 @@ fn every_method_has_a_heading_and_an_example_that_decodes() {
             }
         };
         if let Some(answer) = check_answer(&value) {
+            let answer = answer.and_then(|()| match value.get("ok") {
+                Some(ok) => check_ok(section, ok).map(|()| answered.extend(section)),
+                None => Ok(()),
+            });
             if let Err(e) = answer {
                 problems.push(format!("line {n}: {e}: {line}"));
             }
@@ -177,6 +218,15 @@ fn every_method_has_a_heading_and_an_example_that_decodes() {
                 "line {n}: the example request does not decode ({:?}: {}): {line}",
                 e.code, e.message
             )),
+        }
+    }
+    // `decide_approval` is always refused: its examples are errors.
+    for method in METHODS.iter().filter(|m| **m != "decide_approval") {
+        if !answered.contains(*method) {
+            problems.push(format!(
+                "no example `ok` answer of `{method}` in its section (a ```json line \
+                 {{\"id\":…,\"ok\":…}})"
+            ));
         }
     }
     for method in METHODS {
@@ -233,4 +283,20 @@ fn the_checks_see_what_they_check() {
     assert!(matches!(check_answer(&bad), Some(Err(_))));
     let request: Value = serde_json::from_str(r#"{"id":1,"method":"whoami"}"#).unwrap();
     assert_eq!(check_answer(&request), None);
+    // Sections: a heading that starts with a method's code span.
+    assert_eq!(section_method("## `act` in detail"), Some("act"));
+    assert_eq!(section_method("### `share_close`"), Some("share_close"));
+    assert_eq!(section_method("## `sudo`"), None);
+    assert_eq!(section_method("## Methods"), None);
+    // An `ok` value is checked against its method's type, both ways.
+    let subscribed: Value = serde_json::from_str(r#"{"team":"lab","topics":["a/**"]}"#).unwrap();
+    assert_eq!(check_ok(Some("subscribe"), &subscribed), Ok(()));
+    assert!(check_ok(None, &subscribed).is_err());
+    assert!(check_ok(Some("publish"), &subscribed).is_err());
+    let extra: Value = serde_json::from_str(r#"{"team":"lab","topics":["a/**"],"x":1}"#).unwrap();
+    assert!(check_ok(Some("subscribe"), &extra).is_err());
+    // A retire has no `agent`: a `null` one is not what the runtime writes.
+    let retired: Value = serde_json::from_str(r#"{"agent":null,"events":[]}"#).unwrap();
+    let e = check_ok(Some("retire"), &retired).unwrap_err();
+    assert!(e.contains("written otherwise"), "{e}");
 }

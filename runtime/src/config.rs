@@ -34,7 +34,7 @@ use roster_core::gateway::MAX_TOOL_SECS;
 use roster_core::name::Name;
 use serde::Deserialize;
 
-use crate::app::RuntimeError;
+use crate::error::ConfigError;
 
 /// The file's name inside a data directory.
 pub const FILE: &str = "roster.toml";
@@ -169,19 +169,14 @@ impl AgentDefaults {
 
 impl Config {
     /// Reads `DATA/roster.toml`; a missing file is all defaults.
-    pub fn load(data_dir: &Path) -> Result<Config, RuntimeError> {
+    pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
         let path = data_dir.join(FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(e) => {
-                return Err(RuntimeError::Input(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )))
-            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        Self::parse(&text).map_err(|why| RuntimeError::Input(format!("{}: {why}", path.display())))
+        Self::parse(&text).map_err(|why| ConfigError::Invalid { path, why })
     }
 
     /// Parses and checks the file's text.

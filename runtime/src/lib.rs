@@ -5,8 +5,10 @@
 //! [`daemon::Running`] handle out, [`daemon::Running::shutdown`] to stop).
 //!
 //! # Layout
-//! - [`app`]: one opened data directory — the ledger over the sled log ([`app::App`]), the
-//!   snapshots readers take, and [`RuntimeError`].
+//! - [`app`]: one opened data directory — the ledger over the sled log ([`app::App`]) and the
+//!   snapshots readers take.
+//! - [`error`]: one error enum per operation ([`RuntimeError`], [`StartError`],
+//!   [`SupervisorError`], [`ControlError`], [`ConfigError`]).
 //! - [`config`]: the configuration file, `DATA/roster.toml`.
 //! - [`daemon`]: the daemon — its world behind one lane ([`daemon::Daemon::decide`],
 //!   [`daemon::Daemon::snapshot`]), the admin socket, the supervisor of the agents'
@@ -21,8 +23,9 @@ pub mod app;
 pub mod config;
 pub mod daemon;
 pub mod describe;
+pub mod error;
 pub mod gateway;
 pub mod out;
 
-pub use app::RuntimeError;
 pub use daemon::ServeOptions;
+pub use error::{ConfigError, ControlError, RuntimeError, StartError, SupervisorError};

@@ -31,60 +31,13 @@ use roster_core::port::{LogError, LogRead};
 use roster_core::time::Timestamp;
 use roster_core::topic::{Topic, TopicPattern};
 use roster_store::{baseline, record, MemLog, SledLog};
+use roster_tests::fuzz::{cases, config, reference_lines};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-/// The long form: `ROSTER_LONG` set to anything but `0`.
-fn long() -> bool {
-    std::env::var_os("ROSTER_LONG").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Cases for a target: `ROSTER_FUZZ_CASES`, else `long` in the long form, else `short`.
-pub fn cases(short: u32, long_form: u32) -> u32 {
-    match std::env::var("ROSTER_FUZZ_CASES") {
-        Ok(n) => n.parse().expect("ROSTER_FUZZ_CASES is a number"),
-        Err(_) if long() => long_form,
-        Err(_) => short,
-    }
-}
-
-/// A proptest config of `cases(short, 1M)`. No regression files: a case worth keeping becomes
-/// a test of its own.
-pub fn config(short: u32) -> Config {
-    Config {
-        cases: cases(short, 1_000_000),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..Config::default()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. Line framing.
-
-/// The lines of `stream` as the protocol defines them, cut all at once: at each `\n`; a `\r`
-/// before it dropped; a line over `cap` (with that `\r`) reported by its length; the last piece
-/// kept as it is if not empty.
-fn reference_lines(stream: &[u8], cap: usize) -> Vec<(Frame, Vec<u8>)> {
-    let mut pieces: Vec<&[u8]> = stream.split(|&b| b == b'\n').collect();
-    let last = pieces.pop().unwrap_or_default();
-    let mut out: Vec<_> = pieces
-        .into_iter()
-        .map(|l| {
-            if l.len() > cap {
-                (Frame::TooLong { len: l.len() }, Vec::new())
-            } else {
-                (Frame::Line, l.strip_suffix(b"\r").unwrap_or(l).to_vec())
-            }
-        })
-        .collect();
-    if last.len() > cap {
-        out.push((Frame::TooLong { len: last.len() }, Vec::new()));
-    } else if !last.is_empty() {
-        out.push((Frame::Line, last.to_vec()));
-    }
-    out
-}
 
 /// Feeds `stream` to framers as a reader would, in chunks of the given sizes (cycled), one
 /// buffer reused like the gateway's; checks each step's bounds on the way.
@@ -205,7 +158,7 @@ fn check_decode(line: &[u8]) {
             assert!(!e.message.is_empty());
             // No amplification: a message may quote the line, not more.
             assert!(e.message.len() <= 2 * line.len() + 1024, "{}", e.message);
-            let answer = encode_response(id, &Err(e.clone()));
+            let answer = encode_response(id, &Err::<Value, _>(e.clone()));
             assert!(!answer.contains('\n'), "{answer}");
             let back: Value = serde_json::from_str(&answer).unwrap();
             assert_eq!(back["id"], json!(id));

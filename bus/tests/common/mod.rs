@@ -253,7 +253,7 @@ impl Drop for Valve {
 
 /// Publishes everything `log` holds and stops the outbox.
 pub async fn publish_all(log: &Arc<SledLog>, client: &async_nats::Client) {
-    let outbox = Outbox::spawn(Arc::clone(log), client.clone(), name("roster"));
+    let outbox = Outbox::spawn(log.clone(), client.clone(), name("roster"));
     within("the outbox", outbox.published(log.len()))
         .await
         .unwrap();

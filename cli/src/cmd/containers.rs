@@ -10,14 +10,14 @@ use serde_json::json;
 use roster_core::port::LogRead;
 
 use super::Env;
+use crate::error::CliError;
 use crate::refs::AgentRef;
-use roster_runtime::app::RuntimeError;
 
 /// Resolves `agent` and lets go of the store before the daemon acts.
-fn resolve(agent: &AgentRef, env: &Env<'_>) -> Result<AgentId, RuntimeError> {
+fn resolve(agent: &AgentRef, env: &Env<'_>) -> Result<AgentId, CliError> {
     Ok(agent
         .resolve(env.read()?.world())
-        .map_err(RuntimeError::Input)?
+        .map_err(CliError::Input)?
         .id)
 }
 
@@ -121,7 +121,7 @@ pub(super) fn logs(
 ) -> anyhow::Result<()> {
     let d = env.daemon()?;
     let id = resolve(&agent, env)?;
-    d.logs(id, follow, tail, &env.out)
+    Ok(d.logs(id, follow, tail, &env.out)?)
 }
 
 pub(super) fn exec(agent: AgentRef, command: Vec<String>, env: &Env<'_>) -> anyhow::Result<()> {
@@ -131,7 +131,7 @@ pub(super) fn exec(agent: AgentRef, command: Vec<String>, env: &Env<'_>) -> anyh
     if code == 0 {
         Ok(())
     } else {
-        Err(RuntimeError::Reported(i32::try_from(code).unwrap_or(1).clamp(1, 255)).into())
+        Err(CliError::Reported(i32::try_from(code).unwrap_or(1).clamp(1, 255)).into())
     }
 }
 
@@ -144,7 +144,7 @@ pub(super) fn verify(
     let agent_binary = match agent_binary {
         Some(p) => p,
         None => roster_runtime::daemon::find_agent_binary().ok_or_else(|| {
-            RuntimeError::Input(
+            CliError::Input(
                 "no static roster-agent found: build it with scripts/build-agent and pass \
                  --agent-binary (or set ROSTER_AGENT_BINARY)"
                     .into(),
@@ -192,7 +192,7 @@ pub(super) fn verify(
         ))?;
     }
     if failed > 0 {
-        return Err(RuntimeError::Reported(1).into());
+        return Err(CliError::Reported(1).into());
     }
     Ok(())
 }

@@ -5,19 +5,23 @@ use std::time::Duration;
 use roster_core::authz::Authorization;
 use roster_core::capability::{Action, Amount, Capability, Resource, ONE};
 use roster_core::command::Command;
+use roster_core::gateway::answer::Performed;
 use roster_core::gateway::{arg_map, ActParams, ErrorCode};
 use roster_core::id::{AgentId, ApprovalId, GrantId};
 use roster_core::world::World;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{print_committed, Env};
 use crate::args::{ActArgs, DecideArgs};
 use crate::output::{relative, Stream, Table};
 use crate::refs::AgentRef;
-use roster_runtime::app::{now, App, RuntimeError};
+use roster_runtime::app::{now, App};
+
+use crate::error::CliError;
 use roster_runtime::config::Config;
 use roster_runtime::daemon::act::{act_here, ActError, Acted};
 use roster_runtime::describe;
+use roster_runtime::gateway::answer::grant_view;
 
 pub(super) fn grant(
     agent: AgentRef,
@@ -27,7 +31,7 @@ pub(super) fn grant(
     env: &Env<'_>,
 ) -> anyhow::Result<()> {
     let (committed, after) = env.decide(|app| {
-        let to = agent.resolve(app.world()).map_err(RuntimeError::Input)?.id;
+        let to = agent.resolve(app.world()).map_err(CliError::Input)?.id;
         let actor = env.actor(app.world(), by)?;
         let command = Command::Grant {
             to,
@@ -66,7 +70,7 @@ pub(super) fn list(agent: Option<AgentRef>, env: &Env<'_>) -> anyhow::Result<()>
     let holder = agent
         .map(|a| a.resolve(app.world()).map(|a| a.id))
         .transpose()
-        .map_err(RuntimeError::Input)?;
+        .map_err(CliError::Input)?;
     let now = now();
     let mut table = Table::new(&[
         "grant",
@@ -81,21 +85,17 @@ pub(super) fn list(agent: Option<AgentRef>, env: &Env<'_>) -> anyhow::Result<()>
         if holder.is_some_and(|h| h != g.holder) {
             continue;
         }
-        let st = describe::grant_status(app.world(), g.id, now);
-        let budget = g.capability.constraints().budget;
+        // The grant as the gateway's `grants` gives it: one type, one shape.
+        let view = grant_view(app.world(), g, now);
         if env.out.json {
-            env.out.json_line(&json!({
-                "id": g.id, "holder": g.holder, "holder_name": describe::agent(app.world(), g.holder),
-                "capability": g.capability, "status": st, "active": app.world().is_active(g.id, now),
-                "spent": g.spent, "budget": budget, "parent": g.parent, "issued_at": g.issued_at,
-            }))?;
+            env.out.json_line(&view)?;
         }
         table.row(vec![
             g.id.to_string(),
-            describe::agent(app.world(), g.holder),
+            view.holder_name,
             g.capability.to_string(),
-            st,
-            match budget {
+            view.status,
+            match view.budget {
                 Some(b) => format!("{}/{b}", g.spent),
                 None => g.spent.to_string(),
             },
@@ -121,7 +121,7 @@ pub(super) fn check(
     env: &Env<'_>,
 ) -> anyhow::Result<()> {
     let app = env.read()?;
-    let a = agent.resolve(app.world()).map_err(RuntimeError::Input)?;
+    let a = agent.resolve(app.world()).map_err(CliError::Input)?;
     let amount = amount.unwrap_or(ONE);
     let decision = app
         .world()
@@ -175,7 +175,7 @@ pub(super) fn check(
         }
     }
     if verdict == "deny" {
-        return Err(RuntimeError::Reported(3).into());
+        return Err(CliError::Reported(3).into());
     }
     Ok(())
 }
@@ -188,7 +188,7 @@ pub(super) fn act(a: ActArgs, env: &Env<'_>) -> anyhow::Result<()> {
         action: a.action.clone(),
         resource: a.resource.clone(),
         amount: a.amount,
-        args: arg_map(a.args.clone()).map_err(RuntimeError::Input)?,
+        args: arg_map(a.args.clone()).map_err(CliError::Input)?,
         timeout_secs: Some(a.wait),
         approval: a.approval,
     };
@@ -197,7 +197,7 @@ pub(super) fn act(a: ActArgs, env: &Env<'_>) -> anyhow::Result<()> {
             let agent = a
                 .agent
                 .resolve(d.snapshot()?.world())
-                .map_err(RuntimeError::Input)?
+                .map_err(CliError::Input)?
                 .id;
             let out = env.out.clone();
             let left = async move {
@@ -212,11 +212,7 @@ pub(super) fn act(a: ActArgs, env: &Env<'_>) -> anyhow::Result<()> {
         None => {
             let exec = Config::load(env.data_dir)?.tools;
             let mut app = App::open(env.data_dir)?;
-            let agent = a
-                .agent
-                .resolve(app.world())
-                .map_err(RuntimeError::Input)?
-                .id;
+            let agent = a.agent.resolve(app.world()).map_err(CliError::Input)?.id;
             let acted = act_here(&mut app, exec, agent, params);
             report(app.world(), agent, &a, acted, true)
         }
@@ -244,7 +240,7 @@ pub(super) fn act(a: ActArgs, env: &Env<'_>) -> anyhow::Result<()> {
             } else {
                 env.out.note(message)?;
             }
-            Err(RuntimeError::Reported(exit).into())
+            Err(CliError::Reported(exit).into())
         }
     }
 }
@@ -255,7 +251,7 @@ const CLIENT_POLL: Duration = Duration::from_millis(250);
 /// What `roster act` prints.
 enum Report {
     /// Carried out: a line for people, the gateway's answer for programs.
-    Done { text: String, answer: Value },
+    Done { text: String, answer: Performed },
     /// Not carried out (or without an answer): the exit code, the gateway's error code, the
     /// sentence, and the approval a `pending` names.
     Failed {
@@ -306,7 +302,7 @@ fn report(
             }
         }
         Err(ActError::Refused { rejected, why }) => Report::Failed {
-            exit: RuntimeError::Refused(*rejected).exit_code(),
+            exit: CliError::from(*rejected).exit_code(),
             code: ErrorCode::Denied,
             message: format!("refused: {why}"),
             approval: None,

@@ -15,7 +15,9 @@ use serde_json::json;
 use super::Env;
 use crate::output::{relative, Table};
 use crate::refs::TeamRef;
-use roster_runtime::app::{log_dir, RuntimeError, Snapshot};
+use roster_runtime::app::{log_dir, RuntimeError, Snapshot, Store};
+
+use crate::error::CliError;
 use roster_runtime::describe;
 
 pub(super) fn init(env: &Env<'_>) -> anyhow::Result<()> {
@@ -82,9 +84,9 @@ fn render_event(
     e: &Envelope,
     json: bool,
     now: roster_core::time::Timestamp,
-) -> Result<String, RuntimeError> {
+) -> Result<String, CliError> {
     let mut line = if json {
-        serde_json::to_string(e).map_err(|err| RuntimeError::Input(err.to_string()))?
+        serde_json::to_string(e).map_err(|err| CliError::Input(err.to_string()))?
     } else {
         format!(
             "#{:<5} {:>9}  {:<12} v{:<4} {:<22} {}",
@@ -108,11 +110,11 @@ const LOG_CHUNK: u64 = 1024;
 pub(super) trait Follower {
     /// Called at the start of each round with that round's snapshot; returns the position to
     /// read from (`next` unless the reader moves it, e.g. to a durable's checkpoint).
-    fn at_round(&mut self, _snapshot: &Snapshot, next: u64) -> Result<u64, RuntimeError> {
+    fn at_round(&mut self, _snapshot: &Snapshot, next: u64) -> Result<u64, CliError> {
         Ok(next)
     }
     /// The line (with its newline) for `e`, or `None` to skip it.
-    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, RuntimeError>;
+    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, CliError>;
     /// Writes the line of the event at `seq`; `Break` ends the reading.
     fn write(&mut self, env: &Env<'_>, _seq: u64, line: &str) -> anyhow::Result<ControlFlow<()>> {
         env.out.write(crate::output::Stream::Out, line)?;
@@ -142,7 +144,7 @@ pub(super) fn read_log(
             let after = snapshot.log().for_each(
                 start,
                 start.saturating_add(LOG_CHUNK),
-                |e| -> Result<(), RuntimeError> {
+                |e| -> Result<(), CliError> {
                     if let Some(line) = reader.render(snapshot.world(), &e)? {
                         lines.push((e.seq, line));
                     }
@@ -181,18 +183,18 @@ struct LogLines {
 }
 
 impl Follower for LogLines {
-    fn at_round(&mut self, snapshot: &Snapshot, next: u64) -> Result<u64, RuntimeError> {
+    fn at_round(&mut self, snapshot: &Snapshot, next: u64) -> Result<u64, CliError> {
         self.team_id = self
             .team
             .as_ref()
             .map(|t| t.resolve(snapshot.world()).map(|t| t.id))
             .transpose()
-            .map_err(RuntimeError::Input)?;
+            .map_err(CliError::Input)?;
         self.now = roster_runtime::app::now();
         Ok(next)
     }
 
-    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, RuntimeError> {
+    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, CliError> {
         if self.team_id.is_some_and(|t| t != e.team) {
             return Ok(None);
         }
@@ -223,12 +225,12 @@ pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::R
             0 => "the log is empty".to_string(),
             n => format!("the log holds positions 0 to {}", n - 1),
         };
-        return Err(RuntimeError::Input(format!("there is no position {at}: {held}")).into());
+        return Err(CliError::Input(format!("there is no position {at}: {held}")).into());
     }
     // Only the prefix is read: the world as it stood after `at`.
     let mut world = World::new();
     let mut when = roster_core::time::Timestamp::EPOCH;
-    log.for_each(0, at + 1, |e| -> Result<(), RuntimeError> {
+    log.for_each(0, at + 1, |e| -> Result<(), CliError> {
         world.apply(&e)?;
         when = e.at;
         Ok(())
@@ -237,7 +239,7 @@ pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::R
         .as_ref()
         .map(|t| t.resolve(&world).map(|t| t.id))
         .transpose()
-        .map_err(RuntimeError::Input)?;
+        .map_err(CliError::Input)?;
     let keep = |t| team.is_none_or(|x| x == t);
     if env.out.json {
         for t in world.teams().filter(|t| keep(t.id)) {
@@ -314,7 +316,9 @@ pub(super) fn replay(at: u64, team: Option<TeamRef>, env: &Env<'_>) -> anyhow::R
 pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
     let dir = log_dir(env.data_dir);
     if !dir.exists() {
-        return Err(RuntimeError::NotInitialized(env.data_dir.to_owned()).into());
+        return Err(
+            CliError::Runtime(RuntimeError::NotInitialized(env.data_dir.to_owned())).into(),
+        );
     }
     let check = |log: &dyn LogRead| {
         let n = log.verify()?;
@@ -351,9 +355,9 @@ pub(super) fn verify(env: &Env<'_>) -> anyhow::Result<()> {
             } else {
                 env.out.line(format!("ALTERED OR CORRUPT: {e}"))?;
             }
-            Err(RuntimeError::Reported(4).into())
+            Err(CliError::Reported(4).into())
         }
-        Err(other) => Err(RuntimeError::Log(other).into()),
+        Err(other) => Err(CliError::from(other).into()),
     }
 }
 
@@ -385,18 +389,17 @@ pub(super) fn import(file: &Path, env: &Env<'_>) -> anyhow::Result<()> {
     // Read access to the file is checked before anything is created.
     let file = env.path(file);
     let input = File::open(&file)
-        .map_err(|e| RuntimeError::Input(format!("cannot read {}: {e}", file.display())))?;
-    let into = |log: &SledLog| -> anyhow::Result<(u64, Option<Envelope>)> {
+        .map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
+    let into = |log: &dyn Store| -> Result<(u64, Option<Envelope>), CliError> {
         if !log.is_empty() {
-            return Err(RuntimeError::Input(format!(
+            return Err(CliError::Input(format!(
                 "{} already holds {} events: import only into an empty data directory",
                 env.data_dir.display(),
                 log.len()
-            ))
-            .into());
+            )));
         }
-        let n = roster_store::import_jsonl(log, &mut BufReader::new(input))
-            .map_err(RuntimeError::from)?;
+        let n =
+            roster_store::import_jsonl(log, &mut BufReader::new(input)).map_err(CliError::from)?;
         let head = if n == 0 {
             None
         } else {
@@ -406,7 +409,7 @@ pub(super) fn import(file: &Path, env: &Env<'_>) -> anyhow::Result<()> {
     };
     let (n, head) = if env.daemon.is_some() {
         env.decide(|app| {
-            let imported = into(app.log()).map_err(|e| RuntimeError::Input(e.to_string()))?;
+            let imported = into(&**app.log())?;
             app.refold()?;
             Ok(imported)
         })?

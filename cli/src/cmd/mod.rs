@@ -15,12 +15,13 @@ use roster_core::name::Name;
 
 use roster_core::ledger::LogReader;
 use roster_core::world::World;
-use roster_store::SledLog;
 
 use crate::args::Cmd;
 use crate::output::Out;
 use crate::refs::AgentRef;
-use roster_runtime::app::{App, RuntimeError, Snapshot};
+use roster_runtime::app::{App, Snapshot, Store};
+
+use crate::error::CliError;
 use roster_runtime::daemon::Daemon;
 use roster_runtime::describe;
 
@@ -43,30 +44,29 @@ impl Env<'_> {
     /// The world as it stands and the log to read: the daemon's (held without holding
     /// anything a decision waits for, so a client that reads slowly slows nobody else), or
     /// opened here.
-    fn read(&self) -> Result<Snapshot, RuntimeError> {
+    fn read(&self) -> Result<Snapshot, CliError> {
         match self.daemon {
-            Some(d) => d.snapshot(),
+            Some(d) => Ok(d.snapshot()?),
             None => Ok(App::open(self.data_dir)?.snapshot()),
         }
     }
 
     /// The log to read history from: the daemon's (without holding its world), or opened here
     /// without folding it.
-    fn history(&self) -> Result<LogReader<SledLog>, RuntimeError> {
+    fn history(&self) -> Result<LogReader<dyn Store>, CliError> {
         match self.daemon {
             Some(d) => Ok(d.snapshot()?.log().clone()),
-            None => Ok(LogReader::new(std::sync::Arc::new(App::open_log(
-                self.data_dir,
-            )?))),
+            None => {
+                let log: std::sync::Arc<dyn Store> =
+                    std::sync::Arc::new(App::open_log(self.data_dir)?);
+                Ok(LogReader::new(log))
+            }
         }
     }
 
     /// Runs `f` on the data directory for a decision: the daemon's, held exclusively for the
     /// length of `f` (which must write nothing to the client), or opened here.
-    fn decide<T>(
-        &self,
-        f: impl FnOnce(&mut App) -> Result<T, RuntimeError>,
-    ) -> Result<T, RuntimeError> {
+    fn decide<T>(&self, f: impl FnOnce(&mut App) -> Result<T, CliError>) -> Result<T, CliError> {
         match self.daemon {
             Some(d) => d.decide(f)?,
             None => f(&mut App::open(self.data_dir)?),
@@ -79,19 +79,17 @@ impl Env<'_> {
     }
 
     /// The actor for a command: the agent named by `--by`, or the operator.
-    fn actor(&self, world: &World, by: Option<AgentRef>) -> Result<Actor, RuntimeError> {
+    fn actor(&self, world: &World, by: Option<AgentRef>) -> Result<Actor, CliError> {
         match by {
-            Some(r) => Ok(Actor::Agent(
-                r.resolve(world).map_err(RuntimeError::Input)?.id,
-            )),
+            Some(r) => Ok(Actor::Agent(r.resolve(world).map_err(CliError::Input)?.id)),
             None => Ok(self.operator()),
         }
     }
 
     /// The daemon, for commands that act on containers.
-    fn daemon(&self) -> Result<&Daemon, RuntimeError> {
+    fn daemon(&self) -> Result<&Daemon, CliError> {
         self.daemon
-            .ok_or_else(|| RuntimeError::NoDaemon(self.data_dir.to_owned()))
+            .ok_or_else(|| CliError::NoDaemon(self.data_dir.to_owned()))
     }
 
     /// `path` made absolute against the caller's directory.
@@ -138,9 +136,11 @@ pub fn run(cmd: Cmd, env: &Env<'_>) -> anyhow::Result<()> {
         Cmd::Verify => history::verify(env),
         Cmd::Export { file } => history::export(file, env),
         Cmd::Import { file } => history::import(&file, env),
-        Cmd::Serve(a) => {
-            roster_runtime::daemon::serve(env.data_dir, a.into(), crate::run_for_client)
-        }
+        Cmd::Serve(a) => Ok(roster_runtime::daemon::serve(
+            env.data_dir,
+            a.into(),
+            crate::run_for_client,
+        )?),
         Cmd::Status => containers::status(env),
         Cmd::Stop { agent } => containers::stop(agent, env),
         Cmd::Start { agent } => containers::start(agent, env),

@@ -10,7 +10,9 @@ use super::{poke, print_committed, Env};
 use crate::args::{HireArgs, TeamCmd};
 use crate::output::{relative, Table};
 use crate::refs::{AgentRef, TeamRef};
-use roster_runtime::app::{now, RuntimeError};
+use roster_runtime::app::now;
+
+use crate::error::CliError;
 use roster_runtime::describe;
 
 pub(super) fn team(cmd: TeamCmd, env: &Env<'_>) -> anyhow::Result<()> {
@@ -61,7 +63,7 @@ pub(super) fn team(cmd: TeamCmd, env: &Env<'_>) -> anyhow::Result<()> {
 pub(super) fn hire(a: HireArgs, env: &Env<'_>) -> anyhow::Result<()> {
     let (team, actor) = {
         let app = env.read()?;
-        let team = a.team.resolve(app.world()).map_err(RuntimeError::Input)?.id;
+        let team = a.team.resolve(app.world()).map_err(CliError::Input)?.id;
         (team, env.actor(app.world(), a.by)?)
     };
     let mut spec = AgentSpec::base();
@@ -73,7 +75,7 @@ pub(super) fn hire(a: HireArgs, env: &Env<'_>) -> anyhow::Result<()> {
         .or(defaults.runtime)
         .unwrap_or(spec.runtime);
     let r = &mut spec.resources;
-    let cpus = defaults.cpu_millis().map_err(RuntimeError::Input)?;
+    let cpus = defaults.cpu_millis().map_err(CliError::Input)?;
     r.cpu_millis = a.cpus.or(cpus).unwrap_or(r.cpu_millis);
     r.memory_mib = a.memory.or(defaults.memory_mib).unwrap_or(r.memory_mib);
     r.pids = a.pids.or(defaults.pids).unwrap_or(r.pids);
@@ -120,7 +122,7 @@ pub(super) fn agents(team: Option<TeamRef>, all: bool, env: &Env<'_>) -> anyhow:
     let team = team
         .map(|t| t.resolve(app.world()).map(|t| t.id))
         .transpose()
-        .map_err(RuntimeError::Input)?;
+        .map_err(CliError::Input)?;
     let now = now();
     let mut table = Table::new(&[
         "agent",
@@ -214,7 +216,7 @@ pub(super) fn agents(team: Option<TeamRef>, all: bool, env: &Env<'_>) -> anyhow:
 
 pub(super) fn retire(agent: AgentRef, by: Option<AgentRef>, env: &Env<'_>) -> anyhow::Result<()> {
     let (committed, after) = env.decide(|app| {
-        let id = agent.resolve(app.world()).map_err(RuntimeError::Input)?.id;
+        let id = agent.resolve(app.world()).map_err(CliError::Input)?.id;
         let actor = env.actor(app.world(), by)?;
         Ok((
             app.execute(Command::Retire { agent: id }, &actor)?,

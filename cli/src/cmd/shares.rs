@@ -2,13 +2,13 @@
 
 use roster_core::command::Command;
 use roster_core::world::{Share, ShareState, World};
-use serde_json::json;
 
 use super::{poke, print_committed, Env};
 use crate::args::ShareCmd;
+use crate::error::CliError;
 use crate::output::Table;
 use crate::refs::TeamRef;
-use roster_runtime::app::RuntimeError;
+use roster_runtime::gateway::answer::share_view;
 
 /// `roster share …`
 pub fn share(cmd: ShareCmd, env: &Env<'_>) -> anyhow::Result<()> {
@@ -20,8 +20,8 @@ pub fn share(cmd: ShareCmd, env: &Env<'_>) -> anyhow::Result<()> {
                 topics,
                 by,
             } => {
-                let from = from.resolve(app.world()).map_err(RuntimeError::Input)?.id;
-                let to = to.resolve(app.world()).map_err(RuntimeError::Input)?.id;
+                let from = from.resolve(app.world()).map_err(CliError::Input)?.id;
+                let to = to.resolve(app.world()).map_err(CliError::Input)?.id;
                 (Command::ProposeShare { from, to, topics }, by)
             }
             ShareCmd::Accept { share, by } => (Command::AcceptShare { share }, by),
@@ -55,21 +55,15 @@ pub fn list(team: Option<TeamRef>, env: &Env<'_>) -> anyhow::Result<()> {
     let team = team
         .map(|t| t.resolve(app.world()).map(|t| t.id))
         .transpose()
-        .map_err(RuntimeError::Input)?;
+        .map_err(CliError::Input)?;
     let mut table = Table::new(&["share", "from", "to", "topics", "state", "crossed"]);
     for s in app.world().shares() {
         if team.is_some_and(|t| t != s.from && t != s.to) {
             continue;
         }
         if env.out.json {
-            env.out.json_line(&json!({
-                "id": s.id,
-                "from": team_name(app.world(), s.from),
-                "to": team_name(app.world(), s.to),
-                "topics": s.topics,
-                "state": state(s),
-                "crossings": s.crossings,
-            }))?;
+            // The share as the gateway's `shares` gives it: one type, one shape.
+            env.out.json_line(&share_view(app.world(), s))?;
         } else {
             table.row(vec![
                 s.id.to_string(),

@@ -23,7 +23,9 @@ use super::history::{read_log, Follower};
 use super::Env;
 use crate::args::SubscribeArgs;
 use crate::output::Stream;
-use roster_runtime::app::{RuntimeError, Snapshot};
+use roster_runtime::app::Snapshot;
+
+use crate::error::CliError;
 use roster_runtime::config::Config;
 
 /// How long `roster subscribe` waits for a NATS server before saying it cannot reach it.
@@ -31,7 +33,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The bus `roster subscribe` reads: `--bus` (or `ROSTER_BUS`), else `[serve] bus` of
 /// DATA/roster.toml, else the in-process one.
-pub(crate) fn bus(args: &SubscribeArgs, data_dir: &Path) -> Result<BusUrl, RuntimeError> {
+pub(crate) fn bus(args: &SubscribeArgs, data_dir: &Path) -> Result<BusUrl, CliError> {
     if let Some(bus) = &args.bus {
         return Ok(bus.clone());
     }
@@ -40,7 +42,7 @@ pub(crate) fn bus(args: &SubscribeArgs, data_dir: &Path) -> Result<BusUrl, Runti
 
 /// The namespace: `--ns` (or `ROSTER_NS`), else the one the data directory claimed
 /// (DATA/namespace, written by `roster serve`), else `[serve] namespace`, else `roster`.
-fn namespace(args: &SubscribeArgs, data_dir: &Path) -> Result<Name, RuntimeError> {
+fn namespace(args: &SubscribeArgs, data_dir: &Path) -> Result<Name, CliError> {
     if let Some(ns) = &args.ns {
         return Ok(ns.clone());
     }
@@ -48,11 +50,11 @@ fn namespace(args: &SubscribeArgs, data_dir: &Path) -> Result<Name, RuntimeError
     match std::fs::read_to_string(&file) {
         Ok(text) => {
             return Name::parse(text.trim())
-                .map_err(|e| RuntimeError::Input(format!("{}: {e}", file.display())))
+                .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            return Err(RuntimeError::Input(format!(
+            return Err(CliError::Input(format!(
                 "cannot read {}: {e}",
                 file.display()
             )))
@@ -60,7 +62,7 @@ fn namespace(args: &SubscribeArgs, data_dir: &Path) -> Result<Name, RuntimeError
     }
     match Config::load(data_dir)?.serve.namespace {
         Some(ns) => Ok(ns),
-        None => Name::parse("roster").map_err(|e| RuntimeError::Input(e.to_string())),
+        None => Name::parse("roster").map_err(|e| CliError::Input(e.to_string())),
     }
 }
 
@@ -102,7 +104,7 @@ fn from_nats(bus: &BusUrl, ns: &Name, args: SubscribeArgs, env: &Env<'_>) -> any
             .await
             .map_err(|e| match e {
                 roster_bus::BusError::DurableMismatch { .. } => {
-                    RuntimeError::Input(e.to_string()).into()
+                    CliError::Input(e.to_string()).into()
                 }
                 other => anyhow::Error::from(other),
             })?;
@@ -184,7 +186,7 @@ struct LogSubscriber {
 }
 
 impl LogSubscriber {
-    fn record(&mut self, snapshot: &Snapshot) -> Result<(), RuntimeError> {
+    fn record(&mut self, snapshot: &Snapshot) -> Result<(), CliError> {
         if let (Some(name), Some(next)) = (&self.checkpoint, self.next) {
             snapshot.log().set_checkpoint(name, next)?;
             self.recorded = Some(next);
@@ -194,7 +196,7 @@ impl LogSubscriber {
 }
 
 impl Follower for LogSubscriber {
-    fn at_round(&mut self, snapshot: &Snapshot, next: u64) -> Result<u64, RuntimeError> {
+    fn at_round(&mut self, snapshot: &Snapshot, next: u64) -> Result<u64, CliError> {
         if !self.started {
             self.started = true;
             let resumed = match &self.checkpoint {
@@ -216,7 +218,7 @@ impl Follower for LogSubscriber {
         Ok(next)
     }
 
-    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, RuntimeError> {
+    fn render(&mut self, world: &World, e: &Envelope) -> Result<Option<String>, CliError> {
         if self.kind.is_some_and(|k| k != e.event.kind()) {
             return Ok(None);
         }
@@ -225,8 +227,7 @@ impl Follower for LogSubscriber {
                 return Ok(None);
             }
         }
-        let json =
-            roster_bus::wire::encode(e).map_err(|err| RuntimeError::Input(err.to_string()))?;
+        let json = roster_bus::wire::encode(e).map_err(|err| CliError::Input(err.to_string()))?;
         let mut line = String::from_utf8_lossy(&json).into_owned();
         line.push('\n');
         Ok(Some(line))

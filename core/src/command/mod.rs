@@ -57,6 +57,39 @@ pub mod builtin {
     /// Recording a refusal on the runtime's behalf (the runtime's alone; named in the audit
     /// record when an agent tries).
     pub const RECORD_DENIAL: &str = "audit.record";
+
+    /// Every built-in action above.
+    pub const ALL: [&str; 12] = [
+        HIRE,
+        RETIRE,
+        DELEGATE,
+        REVOKE,
+        DECIDE,
+        CREATE_TEAM,
+        LIFECYCLE,
+        SHARE_PROPOSE,
+        SHARE_ACCEPT,
+        SHARE_CLOSE,
+        CONTEXT_SHARE,
+        RECORD_DENIAL,
+    ];
+
+    /// A built-in action (one of the constants above) as a typed [`Action`], for the runtime's
+    /// own records of what an agent tried.
+    pub fn action(name: &'static str) -> super::Action {
+        #[allow(clippy::expect_used)] // a provable invariant: every built-in parses (tested)
+        super::Action::parse(name).expect("a built-in action is a valid action name")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn every_built_in_action_parses() {
+            for name in super::ALL {
+                assert_eq!(super::action(name).to_string(), name);
+            }
+        }
+    }
 }
 
 /// The longest `reason` a [`Command::RecordDenial`] records, in bytes; longer ones are cut on a

@@ -36,11 +36,12 @@ use roster_core::capability::{Action, ONE};
 use roster_core::command::{Command, Rejected};
 use roster_core::envelope::Envelope;
 use roster_core::event::Event;
+use roster_core::gateway::answer::Performed;
 use roster_core::gateway::{ActParams, ErrorCode, GatewayError};
 use roster_core::id::{AgentId, ApprovalId};
 use roster_core::tool::ToolCall;
 use roster_core::world::World;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::tools::Tools;
 use super::Daemon;
@@ -112,14 +113,15 @@ pub struct Acted {
 }
 
 impl Acted {
-    /// The answer as the gateway gives it: `{performed, chain, approval, result}`.
-    pub fn answer(&self) -> Value {
-        json!({
-            "performed": self.call.performed,
-            "chain": self.call.chain,
-            "approval": self.call.approval,
-            "result": self.result,
-        })
+    /// The answer as the gateway gives it (and `roster act --json` prints it): the record of
+    /// the use and the provider's answer, without what the agent already knows it asked.
+    pub fn answer(&self) -> Performed {
+        Performed {
+            approval: self.call.approval,
+            chain: self.call.chain.clone(),
+            performed: self.call.performed,
+            result: self.result.clone(),
+        }
     }
 }
 
@@ -163,7 +165,7 @@ pub(super) async fn for_agent(
     agent: AgentId,
     p: ActParams,
     hung_up: crate::gateway::HungUp,
-) -> Result<Value, GatewayError> {
+) -> Result<Performed, GatewayError> {
     let left = async move {
         let _ = hung_up.await;
     };

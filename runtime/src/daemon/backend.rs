@@ -7,24 +7,23 @@ use std::sync::Weak;
 use roster_core::actor::Actor;
 use roster_core::capability::{Action, Resource};
 use roster_core::command::{builtin, Command};
-use roster_core::envelope::Envelope;
 use roster_core::event::{AgentSpec, Event};
+use roster_core::gateway::answer::{Answer, Committed, Subscribed};
 use roster_core::gateway::{ActParams, Call, ErrorCode, GatewayError, SubscribeParams};
 use roster_core::id::{AgentId, TeamId};
 use roster_core::name::ImageRef;
-use serde_json::{json, Value};
 
 use super::Daemon;
 use crate::app::{App, RuntimeError};
 use crate::gateway::answer::{self, read_only};
-use crate::gateway::{ActAnswer, Answer, Backend, HungUp, Pushes};
+use crate::gateway::{ActAnswer, Backend, HungUp, Pushes, Reply};
 
 /// The daemon's backend.
 #[derive(Debug)]
 pub struct DaemonBackend(pub Weak<Daemon>);
 
 impl Backend for DaemonBackend {
-    fn call(&self, agent: AgentId, call: Call) -> Result<Value, GatewayError> {
+    fn call(&self, agent: AgentId, call: Call) -> Reply {
         let d = self.0.upgrade().ok_or_else(|| {
             GatewayError::new(ErrorCode::Internal, "the runtime is shutting down")
         })?;
@@ -35,7 +34,7 @@ impl Backend for DaemonBackend {
         result
     }
 
-    fn call_now(&self, agent: AgentId, call: &Call) -> Option<Answer> {
+    fn call_now(&self, agent: AgentId, call: &Call) -> Option<Reply> {
         // Only what the world answers by itself (history reads the log: the blocking pool).
         let d = self.0.upgrade()?;
         let result =
@@ -64,7 +63,7 @@ impl Backend for DaemonBackend {
         &self,
         agent: AgentId,
         params: SubscribeParams,
-    ) -> Result<(Value, Pushes), GatewayError> {
+    ) -> Result<(Subscribed, Pushes), GatewayError> {
         let d = self.0.upgrade().ok_or_else(|| {
             GatewayError::new(ErrorCode::Internal, "the runtime is shutting down")
         })?;
@@ -76,16 +75,16 @@ fn internal(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::new(ErrorCode::Internal, e.to_string())
 }
 
-fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError> {
+fn answer(d: &Daemon, agent: AgentId, call: Call) -> Reply {
     let call = match call {
-        Call::Publish(p) => return d.context.publish(d, agent, p),
+        Call::Publish(p) => return d.context.publish(d, agent, p).map(Answer::from),
         other => other,
     };
     if let Call::History(p) = &call {
         // The world only says which team; the page is read from the log after letting go.
         let snapshot = d.snapshot().map_err(internal)?;
         let team = answer::history_team(snapshot.world(), agent)?;
-        return answer::team_history(snapshot.log(), team, p);
+        return answer::team_history(snapshot.log(), team, p).map(Answer::from);
     }
     let read = d
         .read(|app| read_only(&**app.log(), app.world(), agent, &call, crate::app::now()))
@@ -113,17 +112,13 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Result<Value, GatewayError>
         .map_err(internal)?;
     d.poke();
     match committed {
-        Ok(envelopes) => {
-            let mut answer =
-                json!({ "events": envelopes.iter().map(event_json).collect::<Vec<_>>() });
+        Ok(events) => {
             // A hire also answers with what the hirer asked for: the new agent's id.
-            if let Some(hired) = envelopes.iter().find_map(|e| match e.event {
+            let agent = events.iter().find_map(|e| match e.event {
                 Event::AgentHired { agent, .. } => Some(agent),
                 _ => None,
-            }) {
-                answer["agent"] = json!(hired);
-            }
-            Ok(answer)
+            });
+            Ok(Committed { agent, events }.into())
         }
         Err(RuntimeError::Refused(r)) => Err(GatewayError::new(ErrorCode::Denied, r.to_string())),
         Err(e) => Err(internal(e)),
@@ -206,8 +201,4 @@ fn own_team(world: &roster_core::world::World, agent: AgentId) -> Result<TeamId,
         .agent(agent)
         .map(|a| a.team)
         .ok_or_else(|| GatewayError::new(ErrorCode::Denied, "unknown agent"))
-}
-
-fn event_json(e: &Envelope) -> Value {
-    serde_json::to_value(e).unwrap_or(Value::Null)
 }

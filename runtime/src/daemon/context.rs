@@ -30,10 +30,11 @@ use std::time::Duration;
 use roster_bus::ctx::Delivery;
 use roster_bus::{ContextMessage, CtxBus};
 use roster_core::actor::Actor;
-use roster_core::capability::{Action, Resource};
+use roster_core::capability::Resource;
 use roster_core::command::{builtin, Command};
 use roster_core::envelope::Hash;
 use roster_core::event::Event;
+use roster_core::gateway::answer::{self, Published, Subscribed};
 use roster_core::gateway::{ErrorCode, GatewayError, PublishParams, SubscribeParams};
 use roster_core::id::{AgentId, EventId, ShareId, TeamId};
 use roster_core::name::Name;
@@ -178,7 +179,7 @@ impl Context {
         d: &Daemon,
         agent: AgentId,
         p: PublishParams,
-    ) -> Result<Value, GatewayError> {
+    ) -> Result<Published, GatewayError> {
         // Refused before anything is recorded: a crossing on the log did go out.
         if !self.available() {
             return Err(unavailable());
@@ -264,7 +265,7 @@ impl Context {
             Ok((from, deliveries))
         });
         let (from, deliveries) = decided.map_err(internal)??;
-        let mut answer = Vec::with_capacity(deliveries.len());
+        let mut delivered = Vec::with_capacity(deliveries.len());
         for (to, crossing) in deliveries {
             if crossing.is_none() {
                 self.local.insert((agent, at, digest), ());
@@ -287,13 +288,16 @@ impl Context {
                 Ok(Err(e)) => return Err(internal(e)),
                 Err(_) => return Err(unavailable()),
             }
-            answer.push(json!({
-                "team": to,
-                "share": crossing.map(|c| c.0),
-                "record": crossing.map(|c| c.1),
-            }));
+            delivered.push(answer::Delivery {
+                record: crossing.map(|c| c.1),
+                share: crossing.map(|c| c.0),
+                team: to,
+            });
         }
-        Ok(json!({ "topic": p.topic, "delivered": answer }))
+        Ok(Published {
+            delivered,
+            topic: p.topic,
+        })
     }
 
     /// `subscribe`, from a blocking thread: the agent's team's inbox, filtered by `patterns`.
@@ -302,7 +306,7 @@ impl Context {
         d: &Daemon,
         agent: AgentId,
         p: SubscribeParams,
-    ) -> Result<(Value, Pushes), GatewayError> {
+    ) -> Result<(Subscribed, Pushes), GatewayError> {
         if p.topics.is_empty() || p.topics.len() > MAX_PATTERNS {
             return Err(GatewayError::new(
                 ErrorCode::BadParams,
@@ -321,7 +325,11 @@ impl Context {
         let inbox = self.inbox(d, &team)?;
         let (tx, rx) = mpsc::channel(PUSH_QUEUE);
         d.rt.spawn(forward(inbox, p.topics.clone(), tx));
-        Ok((json!({ "team": team, "topics": p.topics }), rx))
+        let answer = Subscribed {
+            team,
+            topics: p.topics,
+        };
+        Ok((answer, rx))
     }
 
     /// The team's inbox, started on first use (and again if its feed ended).
@@ -358,11 +366,9 @@ fn record_denial(
     team: &Name,
     reason: String,
 ) -> Result<(), RuntimeError> {
-    let action =
-        Action::parse(builtin::CONTEXT_SHARE).map_err(|e| RuntimeError::Input(e.to_string()))?;
     let denial = Command::RecordDenial {
         agent,
-        action,
+        action: builtin::action(builtin::CONTEXT_SHARE),
         resource: Resource::team(team),
         reason,
     };

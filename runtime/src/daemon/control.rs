@@ -13,35 +13,36 @@ use roster_sandbox::{ContainerState, OutputStream, SandboxError};
 
 use super::policy::Run;
 use super::{supervisor, Daemon};
-use crate::app::RuntimeError;
+use crate::error::{ControlError, SupervisorError};
 use crate::out::{Out, Stream};
 
 impl Daemon {
     /// The agent, if it is known and not retired.
-    fn live(&self, agent: AgentId) -> Result<Agent, RuntimeError> {
+    fn live(&self, agent: AgentId) -> Result<Agent, ControlError> {
         match self.read(|app| app.world().agent(agent).cloned())? {
             Some(a) if !a.is_retired() => Ok(a),
-            Some(_) => Err(RuntimeError::Input(format!("{agent} is retired"))),
-            None => Err(RuntimeError::Input(format!("no agent {agent}"))),
+            Some(_) => Err(ControlError::Retired(agent)),
+            None => Err(ControlError::Unknown(agent)),
         }
     }
 
     /// Stops `agent` on `operator`'s request; it stays stopped until `start`.
-    pub fn stop_agent(&self, agent: AgentId, operator: Name) -> anyhow::Result<()> {
+    pub fn stop_agent(&self, agent: AgentId, operator: Name) -> Result<(), ControlError> {
         self.live(agent)?;
         let d = self.arc()?;
         let operator = Actor::Operator(operator);
         let sup = self.sup.clone();
         self.rt.block_on(async move {
             supervisor::stop(&d, &sup, agent, StopReason::Requested, operator).await
-        })
+        })?;
+        Ok(())
     }
 
     /// Starts `agent` (again) now.
-    pub fn start_agent(&self, agent: AgentId) -> anyhow::Result<()> {
+    pub fn start_agent(&self, agent: AgentId) -> Result<(), ControlError> {
         self.live(agent)?;
         if self.sup.slots().get(&agent).is_some_and(|s| s.run.is_up()) {
-            return Err(RuntimeError::Input(format!("{agent} is running already")).into());
+            return Err(ControlError::AlreadyRunning(agent));
         }
         let d = self.arc()?;
         let sup = self.sup.clone();
@@ -55,13 +56,14 @@ impl Daemon {
             }
         }
         self.rt
-            .block_on(async move { supervisor::start(&d, &sup, agent, true).await })
+            .block_on(async move { supervisor::start(&d, &sup, agent, true).await })?;
+        Ok(())
     }
 
     /// Refuses a spec no container could be made from here (a runtime the engine lacks or runs
     /// without limits, a missing or widening image), so that a hire that could never start is
     /// refused before it is recorded.
-    pub fn admit(&self, spec: &roster_core::event::AgentSpec) -> Result<(), RuntimeError> {
+    pub fn admit(&self, spec: &roster_core::event::AgentSpec) -> Result<(), ControlError> {
         let sup = self.sup.clone();
         let spec = spec.clone();
         self.rt
@@ -71,18 +73,18 @@ impl Daemon {
                 SandboxError::ImageMissing { .. }
                 | SandboxError::ImageRefused { .. }
                 | SandboxError::RuntimeMissing { .. }
-                | SandboxError::RuntimeUnconfined { .. } => RuntimeError::Input(e.to_string()),
+                | SandboxError::RuntimeUnconfined { .. } => ControlError::Unfit(e),
                 // The engine failed: not the request's fault.
-                other => RuntimeError::Engine(other.to_string()),
+                other => ControlError::Engine(other),
             })
     }
 
     /// What the engine says of `agent`'s container.
-    pub fn container(&self, agent: AgentId) -> anyhow::Result<Option<ContainerState>> {
+    pub fn container(&self, agent: AgentId) -> Result<Option<ContainerState>, ControlError> {
         let sup = self.sup.clone();
-        Ok(self
-            .rt
-            .block_on(async move { sup.engine.inspect(agent).await })?)
+        self.rt
+            .block_on(async move { sup.engine.inspect(agent).await })
+            .map_err(ControlError::Engine)
     }
 
     /// Prints `agent`'s container output; with `follow`, until the container stops or the
@@ -93,7 +95,7 @@ impl Daemon {
         follow: bool,
         tail: Option<u32>,
         out: &Out,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), ControlError> {
         let sup = self.sup.clone();
         self.rt.block_on(async move {
             let mut logs = Box::pin(sup.engine.logs(agent, follow, tail));
@@ -110,7 +112,7 @@ impl Daemon {
                     }
                 };
                 let Some(chunk) = chunk else { break };
-                let chunk = chunk?;
+                let chunk = chunk.map_err(ControlError::Engine)?;
                 let stream = match chunk.stream {
                     OutputStream::Stderr => Stream::Err,
                     _ => Stream::Out,
@@ -118,48 +120,51 @@ impl Daemon {
                 let text = String::from_utf8_lossy(&chunk.bytes).into_owned();
                 // `Out::write` for a remote client blocks on a bounded channel: not on a worker.
                 let out = out.clone();
-                tokio::task::spawn_blocking(move || out.write(stream, &text)).await??;
+                tokio::task::spawn_blocking(move || out.write(stream, &text))
+                    .await
+                    .map_err(SupervisorError::from)??;
             }
-            anyhow::Ok(())
+            Ok(())
         })
     }
 
     /// Runs `command` in `agent`'s container as the agent's user; returns its exit code.
-    pub fn exec(&self, agent: AgentId, command: Vec<String>, out: &Out) -> anyhow::Result<i64> {
+    pub fn exec(
+        &self,
+        agent: AgentId,
+        command: Vec<String>,
+        out: &Out,
+    ) -> Result<i64, ControlError> {
         self.live(agent)?;
         let sup = self.sup.clone();
         let result = self
             .rt
-            .block_on(async move { sup.engine.exec(agent, command, None).await })?;
+            .block_on(async move { sup.engine.exec(agent, command, None).await })
+            .map_err(ControlError::Engine)?;
         out.write(Stream::Out, &result.stdout_text())?;
         out.write(Stream::Err, &result.stderr_text())?;
         if result.truncated {
             out.note("(output cut at 1 MiB per stream)")?;
         }
         // No exit code from the engine: say so rather than guess success.
-        result
-            .exit_code
-            .ok_or_else(|| anyhow::anyhow!("the engine did not report how the command ended"))
+        result.exit_code.ok_or(ControlError::NoExitCode)
     }
 
     /// Deletes a retired agent's container, home volume and gateway directory.
-    pub fn purge(&self, agent: AgentId) -> anyhow::Result<()> {
+    pub fn purge(&self, agent: AgentId) -> Result<(), ControlError> {
         match self.read(|app| app.world().agent(agent).map(|a| a.is_retired()))? {
             Some(true) => {}
-            Some(false) => {
-                return Err(RuntimeError::Input(format!(
-                    "{agent} is not retired: retire it first (purging deletes its home)"
-                ))
-                .into())
-            }
-            None => return Err(RuntimeError::Input(format!("no agent {agent}")).into()),
+            Some(false) => return Err(ControlError::NotRetired(agent)),
+            None => return Err(ControlError::Unknown(agent)),
         }
         let sup: Arc<supervisor::Supervisor> = self.sup.clone();
-        self.rt.block_on(async move {
-            sup.engine.remove(agent).await?;
-            sup.engine.remove_home(agent).await?;
-            let _ = std::fs::remove_dir_all(sup.gateway_dir(agent));
-            anyhow::Ok(())
-        })
+        self.rt
+            .block_on(async move {
+                sup.engine.remove(agent).await?;
+                sup.engine.remove_home(agent).await?;
+                let _ = std::fs::remove_dir_all(sup.gateway_dir(agent));
+                Ok(())
+            })
+            .map_err(ControlError::Engine)
     }
 }

@@ -33,12 +33,11 @@ mod tools;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use anyhow::Context;
-
 use roster_core::id::AgentId;
 use roster_sandbox::Engine;
 
-use crate::app::{App, RuntimeError};
+use crate::app::App;
+use crate::error::{RuntimeError, StartError};
 
 /// How a daemon is asked to run; each field left unset falls back to `[serve]` of
 /// DATA/roster.toml, then to its default. (`roster serve` fills it from its flags and their
@@ -141,9 +140,7 @@ impl Daemon {
 
     /// An owning handle on itself.
     fn arc(&self) -> Result<Arc<Daemon>, RuntimeError> {
-        self.me
-            .upgrade()
-            .ok_or_else(|| RuntimeError::Input("`roster serve` is shutting down".into()))
+        self.me.upgrade().ok_or(RuntimeError::ShuttingDown)
     }
 
     /// The bus it uses.
@@ -174,9 +171,7 @@ impl Daemon {
 }
 
 fn half_changed() -> RuntimeError {
-    RuntimeError::Input(
-        "the daemon's state was left half-changed by a failure: restart `roster serve`".into(),
-    )
+    RuntimeError::HalfChanged
 }
 
 /// Where roster keeps what it mounts into containers, inside the data directory.
@@ -220,12 +215,12 @@ impl Running {
 }
 
 /// Runs `roster serve` on `data_dir` until SIGINT or SIGTERM.
-pub fn serve(data_dir: &Path, args: ServeOptions, runner: Runner) -> anyhow::Result<()> {
+pub fn serve(data_dir: &Path, args: ServeOptions, runner: Runner) -> Result<(), StartError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .map_err(StartError::AsyncRuntime)?;
     rt.block_on(async {
         let running = start(data_dir, &args, runner).await?;
         eprintln!(
@@ -241,10 +236,10 @@ pub fn serve(data_dir: &Path, args: ServeOptions, runner: Runner) -> anyhow::Res
         }
         running.shutdown().await;
         if let Some(why) = d.failed.get() {
-            anyhow::bail!("roster serve stopped: {why}");
+            return Err(StartError::Stopped(why.clone()));
         }
         eprintln!("roster serve: stopped; agents' containers keep running until the next start");
-        anyhow::Ok(())
+        Ok(())
     })
 }
 
@@ -257,16 +252,17 @@ pub async fn start(
     data_dir: &Path,
     args: &ServeOptions,
     runner: Runner,
-) -> anyhow::Result<Running> {
+) -> Result<Running, StartError> {
     let app = App::open(data_dir)?;
     // A flag (or its ROSTER_* variable), then DATA/roster.toml, then the default.
-    let config = crate::config::Config::load(data_dir)?;
+    let config = crate::config::Config::load(data_dir).map_err(RuntimeError::from)?;
     let exec_tools = config.tools;
     let config = config.serve;
-    let ns = match args.ns.clone().or(config.namespace) {
-        Some(ns) => ns,
-        None => roster_core::name::Name::parse("roster")?,
-    };
+    let ns = args
+        .ns
+        .clone()
+        .or(config.namespace)
+        .unwrap_or_else(default_namespace);
     let busybox = args
         .busybox
         .clone()
@@ -279,7 +275,7 @@ pub async fn start(
     engine
         .ensure_base_image(&busybox, &agent_binary)
         .await
-        .context("cannot build the base agent image")?;
+        .map_err(StartError::BaseImage)?;
     let gateways = gateways_dir(data_dir);
     make_private_dir(&gateways)?;
     let bus_url = args.bus.clone().or(config.bus).unwrap_or_default();
@@ -289,7 +285,7 @@ pub async fn start(
     let outbox = bus
         .client
         .clone()
-        .map(|client| roster_bus::Outbox::spawn(app.log().clone(), client, ns.clone()));
+        .map(|client| roster_bus::Outbox::spawn(app.tail(), client, ns.clone()));
     let sup = Arc::new(supervisor::Supervisor::new(engine, gateways, agent_binary));
     let daemon = Arc::new_cyclic(|me| Daemon {
         app: RwLock::new(app),
@@ -310,13 +306,12 @@ pub async fn start(
     let since = crate::app::now();
     supervisor::reconcile(&daemon, &sup)
         .await
-        .context("cannot reconcile the containers with the log")?;
+        .map_err(StartError::Reconcile)?;
     let socket = admin::socket_path(data_dir);
     // The store's lock (sled's) already proved that no other daemon or command holds this data
     // directory, so a socket file left here is stale.
     if socket.exists() {
-        std::fs::remove_file(&socket)
-            .with_context(|| format!("cannot remove the stale {}", socket.display()))?;
+        std::fs::remove_file(&socket).map_err(StartError::io("remove the stale", &socket))?;
     }
     let listener = bind_owner_only(&socket)?;
     let d = daemon.clone();
@@ -347,7 +342,7 @@ impl Bus {
     async fn connect(
         url: &roster_bus::BusUrl,
         ns: &roster_core::name::Name,
-    ) -> anyhow::Result<Bus> {
+    ) -> Result<Bus, StartError> {
         Ok(match url {
             roster_bus::BusUrl::Memory => Bus {
                 ctx: roster_bus::CtxBus::memory(),
@@ -374,20 +369,20 @@ async fn claim_namespace(
     ns: &roster_core::name::Name,
     engine: &Engine,
     app: &App,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let file = data_dir.join("namespace");
     match std::fs::read_to_string(&file) {
         Ok(recorded) if recorded.trim() == ns.as_str() => return Ok(()),
-        Ok(recorded) => anyhow::bail!(
-            "this data directory's agents run in namespace `{}`, not `{ns}`: pass --ns {} \
-             (or set it in roster.toml)",
-            recorded.trim(),
-            recorded.trim()
-        ),
+        Ok(recorded) => {
+            return Err(StartError::OtherNamespace {
+                recorded: recorded.trim().to_owned(),
+                asked: ns.clone(),
+            })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).context(format!("cannot read {}", file.display())),
+        Err(e) => return Err(StartError::io("read", &file)(e)),
     }
-    let strangers = engine
+    let count = engine
         .list()
         .await?
         .into_iter()
@@ -398,45 +393,43 @@ async fn claim_namespace(
                 .is_none_or(|a| app.world().agent(*a).is_none())
         })
         .count();
-    if strangers > 0 {
-        anyhow::bail!(
-            "namespace `{ns}` already holds {strangers} container(s) this data directory does not \
-             know (another data directory's?): start with another --ns, or remove them"
-        );
+    if count > 0 {
+        return Err(StartError::NamespaceTaken {
+            ns: ns.clone(),
+            count,
+        });
     }
-    std::fs::write(&file, format!("{ns}\n"))
-        .with_context(|| format!("cannot write {}", file.display()))?;
+    std::fs::write(&file, format!("{ns}\n")).map_err(StartError::io("write", &file))?;
     Ok(())
+}
+
+/// The namespace when none is configured.
+fn default_namespace() -> roster_core::name::Name {
+    #[allow(clippy::expect_used)] // a provable invariant: the literal is a valid name
+    roster_core::name::Name::parse("roster").expect("`roster` is a valid name")
 }
 
 /// Copies the static `roster-agent` into `DATA/bin` (so rebuilding it never changes what
 /// running agents have mounted) after checking it is static: it runs in images with no libc.
-fn install_agent_binary(data_dir: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
+fn install_agent_binary(data_dir: &Path, given: Option<&Path>) -> Result<PathBuf, StartError> {
     use std::os::unix::fs::PermissionsExt;
     let source = match given {
         Some(p) => p.to_owned(),
-        None => find_agent_binary().ok_or_else(|| {
-            anyhow::anyhow!(
-                "no static roster-agent found: build it with scripts/build-agent and pass \
-                 --agent-binary (or set ROSTER_AGENT_BINARY)"
-            )
-        })?,
+        None => find_agent_binary().ok_or(StartError::NoAgentBinary)?,
     };
-    let bytes = std::fs::read(&source)
-        .with_context(|| format!("cannot read the agent binary {}", source.display()))?;
+    let bytes = std::fs::read(&source).map_err(StartError::io("read the agent binary", &source))?;
     if let Some(why) = roster_sandbox::not_static(&bytes) {
-        anyhow::bail!(
-            "{} cannot run in an agent image ({why}): build it with scripts/build-agent",
-            source.display()
-        );
+        return Err(StartError::AgentBinaryNotStatic { path: source, why });
     }
     let dir = data_dir.join("bin");
     make_private_dir(&dir)?;
     let target = dir.join("roster-agent");
     let tmp = dir.join("roster-agent.new");
-    std::fs::write(&tmp, &bytes)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
-    std::fs::rename(&tmp, &target)?;
+    let installing = StartError::io("install the agent binary as", &target);
+    std::fs::write(&tmp, &bytes)
+        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)))
+        .and_then(|()| std::fs::rename(&tmp, &target))
+        .map_err(installing)?;
     Ok(target)
 }
 
@@ -463,15 +456,15 @@ pub fn find_agent_binary() -> Option<PathBuf> {
 }
 
 /// Creates `dir` readable by its owner only (or tightens it).
-fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
+fn make_private_dir(dir: &Path) -> Result<(), StartError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    Ok(())
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(StartError::io("create", dir))
 }
 
 /// Binds a Unix socket that only its owner can connect to (0600).
-fn bind_owner_only(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+fn bind_owner_only(path: &Path) -> Result<tokio::net::UnixListener, StartError> {
     use std::os::unix::fs::PermissionsExt;
     // Bound inside a fresh 0700 directory, restricted, then moved into place: even in a data
     // directory that others can enter, nobody can connect in between.
@@ -479,15 +472,15 @@ fn bind_owner_only(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     let private = tempfile::Builder::new()
         .prefix(".admin-")
         .tempdir_in(parent)
-        .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
-    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700))?;
+        .map_err(StartError::io("create a directory in", parent))?;
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700))
+        .map_err(StartError::io("restrict", private.path()))?;
     let staged = private.path().join("admin.sock");
-    let listener = tokio::net::UnixListener::bind(&staged)
-        .with_context(|| format!("cannot listen on {}", staged.display()))?;
+    let listener =
+        tokio::net::UnixListener::bind(&staged).map_err(StartError::io("listen on", &staged))?;
     std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot restrict {}", staged.display()))?;
-    std::fs::rename(&staged, path)
-        .with_context(|| format!("cannot move the admin socket to {}", path.display()))?;
+        .map_err(StartError::io("restrict", &staged))?;
+    std::fs::rename(&staged, path).map_err(StartError::io("move the admin socket to", path))?;
     Ok(listener)
 }
 

@@ -31,6 +31,7 @@ use roster_sandbox::{stop_reason, Engine, EngineEvent};
 
 use super::policy::{self, Action, Run};
 use super::Daemon;
+use crate::error::SupervisorError;
 use crate::gateway::AgentGateway;
 
 /// SIGTERM, then this long, then SIGKILL.
@@ -152,7 +153,7 @@ pub async fn record(d: &Arc<Daemon>, agent: AgentId, change: Lifecycle, actor: A
 }
 
 /// Every agent the log knows, read on a blocking thread.
-async fn agents(d: &Arc<Daemon>) -> anyhow::Result<HashMap<AgentId, Agent>> {
+async fn agents(d: &Arc<Daemon>) -> Result<HashMap<AgentId, Agent>, SupervisorError> {
     let d = d.clone();
     Ok(tokio::task::spawn_blocking(move || {
         d.read(|app| app.world().agents().map(|a| (a.id, a.clone())).collect())
@@ -161,7 +162,7 @@ async fn agents(d: &Arc<Daemon>) -> anyhow::Result<HashMap<AgentId, Agent>> {
 }
 
 /// One agent as the log knows it, read on a blocking thread.
-async fn agent(d: &Arc<Daemon>, id: AgentId) -> anyhow::Result<Option<Agent>> {
+async fn agent(d: &Arc<Daemon>, id: AgentId) -> Result<Option<Agent>, SupervisorError> {
     let d = d.clone();
     Ok(tokio::task::spawn_blocking(move || d.read(|app| app.world().agent(id).cloned())).await??)
 }
@@ -169,7 +170,7 @@ async fn agent(d: &Arc<Daemon>, id: AgentId) -> anyhow::Result<Option<Agent>> {
 /// Makes the supervisor's picture match the engine's: removes containers the log does not want,
 /// adopts running ones, records the deaths it missed (while no daemon ran, or while the engine
 /// was away). One agent's trouble is logged and skipped, never fatal.
-pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> anyhow::Result<()> {
+pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), SupervisorError> {
     let found = sup.engine.list().await?;
     let known = agents(d).await?;
     let mut seen = HashSet::new();
@@ -219,7 +220,7 @@ pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> anyhow::Result
 
 /// Takes over `ag`'s existing container: running, with its gateway open and its timeout
 /// watched; or stopped, with its death recorded if the log did not know it.
-async fn adopt(d: &Arc<Daemon>, sup: &Arc<Supervisor>, ag: &Agent) -> anyhow::Result<()> {
+async fn adopt(d: &Arc<Daemon>, sup: &Arc<Supervisor>, ag: &Agent) -> Result<(), SupervisorError> {
     let op = sup.op(ag.id);
     let _serial = op.lock().await;
     let Some(state) = sup.engine.inspect(ag.id).await? else {
@@ -290,7 +291,7 @@ pub async fn converge_loop(d: Arc<Daemon>, sup: Arc<Supervisor>) {
 
 /// One pass: asks the policy what to do now and carries it out, each action on a task of its
 /// own (an agent's are serialized by its `op` lock).
-async fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> anyhow::Result<()> {
+async fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), SupervisorError> {
     if sup.reconciling.load(Ordering::SeqCst) {
         return Ok(());
     }
@@ -364,7 +365,7 @@ async fn open_gateway(
     d: &Arc<Daemon>,
     sup: &Arc<Supervisor>,
     agent: AgentId,
-) -> anyhow::Result<()> {
+) -> Result<(), SupervisorError> {
     if sup.slots().get(&agent).is_some_and(|s| s.gateway.is_some()) {
         return Ok(());
     }
@@ -374,7 +375,8 @@ async fn open_gateway(
         d.backend(),
         crate::gateway::Limits::default(),
     )
-    .await?;
+    .await
+    .map_err(|source| SupervisorError::Gateway { agent, source })?;
     sup.slots().entry(agent).or_default().gateway = Some(gw);
     Ok(())
 }
@@ -387,11 +389,11 @@ pub async fn start(
     sup: &Arc<Supervisor>,
     id: AgentId,
     forced: bool,
-) -> anyhow::Result<()> {
+) -> Result<(), SupervisorError> {
     let op = sup.op(id);
     let _serial = op.lock().await;
     let Some(ag) = agent(d, id).await? else {
-        anyhow::bail!("{id} is not in the log");
+        return Err(SupervisorError::NotInLog(id));
     };
     let running = sup.slots().get(&id).is_some_and(|s| s.run.is_up());
     if ag.is_retired() || running || (!forced && !ag.wants_running()) {
@@ -427,7 +429,7 @@ pub async fn stop(
     agent: AgentId,
     reason: StopReason,
     actor: Actor,
-) -> anyhow::Result<()> {
+) -> Result<(), SupervisorError> {
     let op = sup.op(agent);
     let _serial = op.lock().await;
     let running = sup.slots().get(&agent).is_some_and(|s| s.run.is_up());
@@ -438,7 +440,7 @@ pub async fn stop(
             .await?
             .is_some_and(|a| a.wants_running());
         if !wanted {
-            anyhow::bail!("{agent} is not running");
+            return Err(SupervisorError::NotRunning(agent));
         }
         record(d, agent, Lifecycle::Stopped(reason), actor).await;
         return Ok(());

@@ -1,4 +1,4 @@
-//! The read-only answers of the gateway: `whoami`, `grants`, `history`.
+//! The read-only answers of the gateway: `whoami`, `grants`, `history`, `shares`.
 //!
 //! Pure functions of the projected [`World`] (and, for `history`, the log), so that the daemon's
 //! [`Backend`](super::Backend) calls them under whatever lock guards its world and they can be
@@ -6,17 +6,21 @@
 //! world does not know, or one that is retired, is refused (`denied`): a retired agent's
 //! container may still run for a moment, and it must learn nothing more.
 //!
-//! The shapes follow the operator's `--json` output: a grant is the object `roster grants --json`
-//! prints, an event is the envelope `roster log --json` prints.
+//! Each answer is a type of [`roster_core::gateway::answer`]. The operator's `--json` output
+//! prints the same types where it shows the same thing: a grant is the [`GrantView`]
+//! `roster grants --json` prints, a share the [`ShareView`] of `roster shares --json`, an
+//! event the envelope `roster log --json` prints.
 
-use roster_core::envelope::Envelope;
+use roster_core::gateway::answer::{
+    AgentState, Answer, GrantView, Grants, History, ShareState, ShareView, Shares, TeamView, Whoami,
+};
 use roster_core::gateway::{Call, ErrorCode, GatewayError, HistoryParams};
 use roster_core::id::{AgentId, TeamId};
 use roster_core::port::LogRead;
 use roster_core::time::Timestamp;
-use roster_core::world::{Agent, AgentStatus, Grant, World};
-use serde_json::{json, Value};
+use roster_core::world::{Agent, AgentStatus, Grant, Share, World};
 
+use super::Reply;
 use crate::describe;
 
 /// The most events one `history` call returns; an agent pages with `from`.
@@ -33,25 +37,20 @@ pub fn read_only(
     agent: AgentId,
     call: &Call,
     now: Timestamp,
-) -> Option<Result<Value, GatewayError>> {
+) -> Option<Reply> {
     match call {
-        Call::History(p) => Some(history(log, world, agent, p)),
+        Call::History(p) => Some(history(log, world, agent, p).map(Answer::from)),
         _ => from_world(world, agent, call, now),
     }
 }
 
 /// The answer to a call the world alone answers (no log, no I/O: microseconds), or `None` for
 /// any other. What a backend may answer on a connection's own task (`Backend::call_now`).
-pub fn from_world(
-    world: &World,
-    agent: AgentId,
-    call: &Call,
-    now: Timestamp,
-) -> Option<Result<Value, GatewayError>> {
+pub fn from_world(world: &World, agent: AgentId, call: &Call, now: Timestamp) -> Option<Reply> {
     match call {
-        Call::Whoami => Some(whoami(world, agent)),
-        Call::Grants => Some(grants(world, agent, now)),
-        Call::Shares => Some(shares(world, agent)),
+        Call::Whoami => Some(whoami(world, agent).map(Answer::from)),
+        Call::Grants => Some(grants(world, agent, now).map(Answer::from)),
+        Call::Shares => Some(shares(world, agent).map(Answer::from)),
         _ => None,
     }
 }
@@ -72,73 +71,88 @@ fn in_service(world: &World, agent: AgentId) -> Result<&Agent, GatewayError> {
 }
 
 /// `shares`: the shares my team offers or receives, with their state.
-pub fn shares(world: &World, agent: AgentId) -> Result<Value, GatewayError> {
+pub fn shares(world: &World, agent: AgentId) -> Result<Shares, GatewayError> {
     let team = in_service(world, agent)?.team;
-    let name = |t| world.team(t).map(|t| t.name.to_string());
-    let list: Vec<Value> = world
-        .shares_of(team)
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "from": name(s.from),
-                "to": name(s.to),
-                "topics": s.topics,
-                "state": match s.state {
-                    roster_core::world::ShareState::Proposed => "proposed",
-                    roster_core::world::ShareState::Open => "open",
-                    roster_core::world::ShareState::Closed => "closed",
-                },
-                "crossings": s.crossings,
-            })
-        })
-        .collect();
-    Ok(json!({ "shares": list }))
+    Ok(Shares {
+        shares: world
+            .shares_of(team)
+            .map(|s| share_view(world, s))
+            .collect(),
+    })
+}
+
+/// One share as the gateway's `shares` and `roster shares --json` give it.
+pub fn share_view(world: &World, s: &Share) -> ShareView {
+    let name = |t| world.team(t).map(|t| t.name.clone());
+    ShareView {
+        crossings: s.crossings,
+        from: name(s.from),
+        id: s.id,
+        state: match s.state {
+            roster_core::world::ShareState::Proposed => ShareState::Proposed,
+            roster_core::world::ShareState::Open => ShareState::Open,
+            roster_core::world::ShareState::Closed => ShareState::Closed,
+        },
+        to: name(s.to),
+        topics: s.topics.clone(),
+    }
 }
 
 /// `whoami`: the agent's identity, team, role, who hired it, its container spec and its state.
-pub fn whoami(world: &World, agent: AgentId) -> Result<Value, GatewayError> {
+pub fn whoami(world: &World, agent: AgentId) -> Result<Whoami, GatewayError> {
     let a = in_service(world, agent)?;
     let (status, stopped) = match &a.status {
-        AgentStatus::Hired => ("hired", None),
-        AgentStatus::Running { .. } => ("running", None),
-        AgentStatus::Stopped { reason } => ("stopped", Some(reason)),
-        AgentStatus::Retired => ("retired", None),
+        AgentStatus::Hired => (AgentState::Hired, None),
+        AgentStatus::Running { .. } => (AgentState::Running, None),
+        AgentStatus::Stopped { reason } => (AgentState::Stopped, Some(*reason)),
+        AgentStatus::Retired => (AgentState::Retired, None),
     };
-    Ok(json!({
-        "id": a.id,
-        "name": a.name,
-        "address": describe::agent(world, a.id),
-        "team": { "id": a.team, "name": describe::team(world, a.team) },
-        "role": a.role,
-        "parent": a.parent,
-        "parent_name": a.parent.map(|p| describe::agent(world, p)),
-        "spec": a.spec,
-        "status": status,
-        "stopped": stopped,
-        "hired_at": a.hired_at,
-    }))
+    Ok(Whoami {
+        address: describe::agent(world, a.id),
+        hired_at: a.hired_at,
+        id: a.id,
+        name: a.name.clone(),
+        parent: a.parent,
+        parent_name: a.parent.map(|p| describe::agent(world, p)),
+        role: a.role.clone(),
+        spec: a.spec.clone(),
+        status,
+        stopped,
+        team: TeamView {
+            id: a.team,
+            name: describe::team(world, a.team),
+        },
+    })
 }
 
 /// `grants`: every grant the agent holds, active or not (and why not), with its budget.
-pub fn grants(world: &World, agent: AgentId, now: Timestamp) -> Result<Value, GatewayError> {
+pub fn grants(world: &World, agent: AgentId, now: Timestamp) -> Result<Grants, GatewayError> {
     in_service(world, agent)?;
-    let list: Vec<Value> = world
-        .grants_of(agent)
-        .map(|g| grant_json(world, g, now))
-        .collect();
-    Ok(json!({ "grants": list }))
+    Ok(Grants {
+        grants: world
+            .grants_of(agent)
+            .map(|g| grant_view(world, g, now))
+            .collect(),
+    })
 }
 
-/// One grant as `roster grants --json` prints it, plus what is left of its budget.
-pub(crate) fn grant_json(world: &World, g: &Grant, now: Timestamp) -> Value {
+/// One grant as the gateway's `grants` and `roster grants --json` give it, with what is left of
+/// its budget.
+pub fn grant_view(world: &World, g: &Grant, now: Timestamp) -> GrantView {
     let budget = g.capability.constraints().budget;
-    json!({
-        "id": g.id, "holder": g.holder, "holder_name": describe::agent(world, g.holder),
-        "capability": g.capability, "status": describe::grant_status(world, g.id, now),
-        "active": world.is_active(g.id, now), "spent": g.spent, "budget": budget,
-        "left": budget.map(|b| b.saturating_sub(g.spent)), "parent": g.parent,
-        "issued_at": g.issued_at,
-    })
+    GrantView {
+        active: world.is_active(g.id, now),
+        budget,
+        capability: g.capability.clone(),
+        holder: g.holder,
+        holder_name: describe::agent(world, g.holder),
+        id: g.id,
+        issued_at: g.issued_at,
+        left: budget.map(|b| b.saturating_sub(g.spent)),
+        parent: g.parent,
+        spent: g.spent,
+        status: describe::grant_status(world, g.id, now),
+    }
 }
 
 /// `history`: the agent's own team's events from team version `from` (default 1), at most
@@ -150,7 +164,7 @@ pub fn history(
     world: &World,
     agent: AgentId,
     params: &HistoryParams,
-) -> Result<Value, GatewayError> {
+) -> Result<History, GatewayError> {
     team_history(log, history_team(world, agent)?, params)
 }
 
@@ -165,7 +179,7 @@ pub fn team_history(
     log: &dyn LogRead,
     team: TeamId,
     params: &HistoryParams,
-) -> Result<Value, GatewayError> {
+) -> Result<History, GatewayError> {
     let from = params.from.unwrap_or(1);
     if from == 0 {
         return Err(GatewayError::new(
@@ -178,29 +192,37 @@ pub fn team_history(
         GatewayError::new(ErrorCode::Internal, format!("cannot read the log: {e}"))
     };
     let version = log.team_version(team).map_err(failed)?;
-    let events: Vec<Envelope> = if limit == 0 {
+    let events = if limit == 0 {
         Vec::new()
     } else {
         let n = usize::try_from(limit).unwrap_or(usize::MAX);
         log.read_team(team, from, n).map_err(failed)?
     };
     let next = events.last().map_or(from, |e| e.version + 1);
-    let events = serde_json::to_value(&events).map_err(|e| {
-        GatewayError::new(ErrorCode::Internal, format!("cannot encode events: {e}"))
-    })?;
-    Ok(json!({ "events": events, "next": next, "version": version }))
+    Ok(History {
+        events,
+        next,
+        version,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
     use crate::gateway::testing::Team;
+
+    /// An answer as the agent reads it.
+    fn wire<T: serde::Serialize>(answer: T) -> Value {
+        serde_json::to_value(answer).unwrap()
+    }
 
     #[test]
     fn whoami_names_the_agent_its_team_and_its_hirer() {
         let t = Team::new();
         let w = t.world();
-        let me = whoami(w, t.scout).unwrap();
+        let me = wire(whoami(w, t.scout).unwrap());
         assert_eq!(me["id"], json!(t.scout));
         assert_eq!(me["name"], "scout");
         assert_eq!(me["address"], "research/scout");
@@ -220,7 +242,7 @@ mod tests {
     fn grants_say_which_are_active_why_not_and_what_is_left() {
         let t = Team::new();
         let w = t.world();
-        let mine = grants(w, t.lead, roster_store::now()).unwrap();
+        let mine = wire(grants(w, t.lead, roster_store::now()).unwrap());
         let list = mine["grants"].as_array().unwrap();
         let mail = list
             .iter()
@@ -241,7 +263,7 @@ mod tests {
         );
         // The scout's grant derives from the lead's: it shares the spend, and only its own
         // grants are listed.
-        let scout = grants(w, t.scout, roster_store::now()).unwrap();
+        let scout = wire(grants(w, t.scout, roster_store::now()).unwrap());
         let list = scout["grants"].as_array().unwrap();
         assert_eq!(list.len(), 1, "{scout}");
         assert_eq!(list[0]["capability"], "email.send@mailbox:team,budget=5");
@@ -253,7 +275,7 @@ mod tests {
     fn history_is_the_own_teams_events_as_log_json_prints_them() {
         let t = Team::new();
         let w = t.world();
-        let all = history(t.log(), w, t.scout, &HistoryParams::default()).unwrap();
+        let all = wire(history(t.log(), w, t.scout, &HistoryParams::default()).unwrap());
         let events = all["events"].as_array().unwrap();
         let version = w.team_version(w.agent(t.scout).unwrap().team);
         assert_eq!(events.len() as u64, version);
@@ -272,16 +294,18 @@ mod tests {
         assert_eq!(events[0], serde_json::to_value(&first[0]).unwrap());
         assert!(events[0]["hash"].is_string() && events[0]["prev_hash"].is_string());
 
-        let page = history(
-            t.log(),
-            w,
-            t.scout,
-            &HistoryParams {
-                from: Some(2),
-                limit: Some(2),
-            },
-        )
-        .unwrap();
+        let page = wire(
+            history(
+                t.log(),
+                w,
+                t.scout,
+                &HistoryParams {
+                    from: Some(2),
+                    limit: Some(2),
+                },
+            )
+            .unwrap(),
+        );
         let got: Vec<u64> = page["events"]
             .as_array()
             .unwrap()
@@ -290,28 +314,32 @@ mod tests {
             .collect();
         assert_eq!(got, [2, 3]);
         assert_eq!(page["next"], 4);
-        let past = history(
-            t.log(),
-            w,
-            t.scout,
-            &HistoryParams {
-                from: Some(1000),
-                limit: None,
-            },
-        )
-        .unwrap();
+        let past = wire(
+            history(
+                t.log(),
+                w,
+                t.scout,
+                &HistoryParams {
+                    from: Some(1000),
+                    limit: None,
+                },
+            )
+            .unwrap(),
+        );
         assert_eq!(past["events"], json!([]));
         assert_eq!(past["next"], 1000);
-        let none = history(
-            t.log(),
-            w,
-            t.scout,
-            &HistoryParams {
-                from: None,
-                limit: Some(0),
-            },
-        )
-        .unwrap();
+        let none = wire(
+            history(
+                t.log(),
+                w,
+                t.scout,
+                &HistoryParams {
+                    from: None,
+                    limit: Some(0),
+                },
+            )
+            .unwrap(),
+        );
         assert_eq!(none["events"], json!([]));
     }
 
@@ -335,21 +363,23 @@ mod tests {
             big.act_as_lead(i % 2 == 0);
         }
         let w = big.world();
-        let page = history(
-            big.log(),
-            w,
-            big.lead,
-            &HistoryParams {
-                from: None,
-                limit: Some(u32::MAX),
-            },
-        )
-        .unwrap();
+        let page = wire(
+            history(
+                big.log(),
+                w,
+                big.lead,
+                &HistoryParams {
+                    from: None,
+                    limit: Some(u32::MAX),
+                },
+            )
+            .unwrap(),
+        );
         assert_eq!(
             page["events"].as_array().unwrap().len(),
             HISTORY_MAX as usize
         );
-        let default = history(big.log(), w, big.lead, &HistoryParams::default()).unwrap();
+        let default = wire(history(big.log(), w, big.lead, &HistoryParams::default()).unwrap());
         assert_eq!(
             default["events"].as_array().unwrap().len(),
             HISTORY_DEFAULT as usize
@@ -363,15 +393,91 @@ mod tests {
         let stranger = t.stranger();
         for agent in [t.retired, stranger] {
             let now = roster_store::now();
-            let answers = [
-                whoami(w, agent),
-                grants(w, agent, now),
-                history(t.log(), w, agent, &HistoryParams::default()),
+            let refusals = [
+                whoami(w, agent).unwrap_err(),
+                grants(w, agent, now).unwrap_err(),
+                history(t.log(), w, agent, &HistoryParams::default()).unwrap_err(),
+                shares(w, agent).unwrap_err(),
             ];
-            for a in answers {
-                assert_eq!(a.unwrap_err().code, ErrorCode::Denied);
+            for e in refusals {
+                assert_eq!(e.code, ErrorCode::Denied);
             }
         }
+    }
+
+    #[test]
+    fn the_typed_answers_write_the_bytes_the_json_answers_wrote() {
+        // The shapes as `json!` built them before the answers were typed: the wire must not
+        // have moved, to the byte.
+        use roster_core::gateway::encode_response;
+        let mut t = Team::new();
+        let research = t.world().agent(t.lead).unwrap().team;
+        let ops = t.world().agent(t.other).unwrap().team;
+        t.exec(
+            roster_core::command::Command::ProposeShare {
+                from: research,
+                to: ops,
+                topics: roster_core::topic::TopicPattern::parse("findings/**").unwrap(),
+            },
+            &crate::gateway::testing::operator(),
+        );
+        let (w, now) = (t.world(), roster_store::now());
+        let line = |v: Value| json!({"id": 1, "ok": v}).to_string();
+        let typed = |a: Reply| encode_response(Some(1), &a);
+
+        let a = w.agent(t.scout).unwrap();
+        let before = json!({
+            "id": a.id, "name": a.name, "address": describe::agent(w, a.id),
+            "team": { "id": a.team, "name": describe::team(w, a.team) },
+            "role": a.role, "parent": a.parent,
+            "parent_name": a.parent.map(|p| describe::agent(w, p)),
+            "spec": a.spec, "status": "hired", "stopped": null, "hired_at": a.hired_at,
+        });
+        let now_typed = typed(from_world(w, t.scout, &Call::Whoami, now).unwrap());
+        assert_eq!(now_typed, line(before));
+
+        let before: Vec<Value> = w
+            .grants_of(t.lead)
+            .map(|g| {
+                let budget = g.capability.constraints().budget;
+                json!({
+                    "id": g.id, "holder": g.holder, "holder_name": describe::agent(w, g.holder),
+                    "capability": g.capability, "status": describe::grant_status(w, g.id, now),
+                    "active": w.is_active(g.id, now), "spent": g.spent, "budget": budget,
+                    "left": budget.map(|b| b.saturating_sub(g.spent)), "parent": g.parent,
+                    "issued_at": g.issued_at,
+                })
+            })
+            .collect();
+        assert!(before.len() > 1);
+        let now_typed = typed(from_world(w, t.lead, &Call::Grants, now).unwrap());
+        assert_eq!(now_typed, line(json!({ "grants": before })));
+
+        let before: Vec<Value> = w
+            .shares_of(research)
+            .map(|s| {
+                json!({
+                    "id": s.id, "from": "research", "to": "ops", "topics": s.topics,
+                    "state": "proposed", "crossings": s.crossings,
+                })
+            })
+            .collect();
+        assert_eq!(before.len(), 1);
+        let now_typed = typed(from_world(w, t.lead, &Call::Shares, now).unwrap());
+        assert_eq!(now_typed, line(json!({ "shares": before })));
+
+        let p = HistoryParams {
+            from: Some(2),
+            limit: Some(3),
+        };
+        let events = t.log().read_team(research, 2, 3).unwrap();
+        let before = json!({
+            "events": serde_json::to_value(&events).unwrap(), "next": 5,
+            "version": w.team_version(research),
+        });
+        let call = Call::History(p);
+        let now_typed = typed(read_only(t.log(), w, t.lead, &call, now).unwrap());
+        assert_eq!(now_typed, line(before));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use roster_core::gateway::answer::{Answer, Subscribed};
 use roster_core::gateway::frame::{Frame, Framer};
 use roster_core::gateway::{
     decode_request, encode_response, Call, ErrorCode, GatewayError, Request, RequestId, MAX_LINE,
@@ -16,7 +17,7 @@ use tokio::net::UnixStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::fair::{thread_cpu, Admitted, Fair};
-use super::{Answer, Backend};
+use super::{Backend, Reply};
 
 /// Bytes read from the socket at a time.
 const READ_BUF: usize = 64 * 1024;
@@ -198,11 +199,7 @@ impl Conn {
 
     /// Queues one response line. Waits while the agent does not read (backpressure); an error
     /// means the connection is gone.
-    pub(super) async fn send(
-        &self,
-        id: Option<RequestId>,
-        result: &Result<serde_json::Value, GatewayError>,
-    ) -> Result<(), Gone> {
+    pub(super) async fn send(&self, id: Option<RequestId>, result: &Reply) -> Result<(), Gone> {
         self.send_line(encode_line(id, result)).await
     }
 
@@ -222,7 +219,7 @@ impl Conn {
 pub(super) struct Gone;
 
 /// The answer to request `id` as the line the agent receives, newline included.
-fn encode_line(id: Option<RequestId>, result: &Answer) -> Vec<u8> {
+fn encode_line(id: Option<RequestId>, result: &Reply) -> Vec<u8> {
     let mut line = encode_response(id, result).into_bytes();
     line.push(b'\n');
     line
@@ -298,7 +295,7 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
                         match subscribe(&cx, params).await {
                             Ok((answer, mut pushes)) => {
                                 // The answer goes out before the first message.
-                                if conn.send(Some(id), &Ok(answer)).await.is_err() {
+                                if conn.send(Some(id), &Ok(answer.into())).await.is_err() {
                                     break;
                                 }
                                 let conn = conn.clone();
@@ -326,7 +323,9 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
                     let act = cx.backend.act(cx.agent, params, hung_up);
                     encode_line(
                         Some(id),
-                        &watching_for_hang_up(&mut read, act, hang_up).await,
+                        &watching_for_hang_up(&mut read, act, hang_up)
+                            .await
+                            .map(Answer::from),
                     )
                 }
                 Ok(Request { id, call: c }) => call(&cx, id, c).await,
@@ -379,7 +378,7 @@ async fn watching_for_hang_up<R: AsyncBufRead + Unpin, T>(
 async fn subscribe(
     cx: &AgentCtx,
     params: roster_core::gateway::SubscribeParams,
-) -> Result<(serde_json::Value, super::Pushes), GatewayError> {
+) -> Result<(Subscribed, super::Pushes), GatewayError> {
     let admitted = Fair::global().admit(cx.agent).await;
     on_blocking_pool(cx, admitted, move |backend, agent| {
         backend.subscribe(agent, params)
@@ -448,7 +447,7 @@ pub(super) async fn refuse(mut stream: UnixStream, max: usize) {
         ErrorCode::RateLimited,
         format!("too many connections: at most {max} per agent; close one first"),
     );
-    let mut line = encode_response(None, &Err(e));
+    let mut line = encode_response(None, &Reply::Err(e));
     line.push('\n');
     // The line fits in any socket buffer; the timeout is for a peer that is somehow not there.
     let write = stream.write_all(line.as_bytes());

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
+use roster_core::gateway::answer::Subscribed;
 use roster_core::gateway::frame::Frame;
 use roster_core::gateway::{
     decode_request, ActParams, Call, ErrorCode, GatewayError, SubscribeParams, MAX_LINE, METHODS,
@@ -24,45 +24,11 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::UnixStream;
 
+use roster_tests::fuzz::{config, reference_lines};
+
 use super::conn::read_line;
 use super::testing::{Team, TeamBackend};
-use super::{answer, serve_agent, ActAnswer, AgentGateway, Backend, HungUp, Limits, Pushes};
-
-fn cases(short: u32) -> u32 {
-    let long = std::env::var_os("ROSTER_LONG").is_some_and(|v| !v.is_empty() && v != "0");
-    match std::env::var("ROSTER_FUZZ_CASES") {
-        Ok(n) => n.parse().expect("ROSTER_FUZZ_CASES is a number"),
-        Err(_) if long => 1_000_000,
-        Err(_) => short,
-    }
-}
-
-fn config(short: u32) -> Config {
-    Config {
-        cases: cases(short),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..Config::default()
-    }
-}
-
-/// The lines of a whole stream as the protocol defines them (see `tests/tests/fuzz.rs`).
-fn reference_lines(stream: &[u8], cap: usize) -> Vec<(Frame, Vec<u8>)> {
-    let mut pieces: Vec<&[u8]> = stream.split(|&b| b == b'\n').collect();
-    let last = pieces.pop().unwrap_or_default();
-    let mut out: Vec<_> = pieces
-        .into_iter()
-        .map(|l| match l.len() > cap {
-            true => (Frame::TooLong { len: l.len() }, Vec::new()),
-            false => (Frame::Line, l.strip_suffix(b"\r").unwrap_or(l).to_vec()),
-        })
-        .collect();
-    if last.len() > cap {
-        out.push((Frame::TooLong { len: last.len() }, Vec::new()));
-    } else if !last.is_empty() {
-        out.push((Frame::Line, last.to_vec()));
-    }
-    out
-}
+use super::{answer, serve_agent, ActAnswer, AgentGateway, Backend, HungUp, Limits, Pushes, Reply};
 
 /// A reader that yields its bytes in the chunks given (cycled), and sometimes nothing yet.
 struct Chunked {
@@ -146,7 +112,7 @@ struct Recording {
 }
 
 impl Recording {
-    fn take(&self, call: Call) -> Option<Result<Value, GatewayError>> {
+    fn take(&self, call: Call) -> Option<Reply> {
         let mut team = self.team.0.lock().unwrap_or_else(PoisonError::into_inner);
         let lead = team.lead;
         self.got.lock().unwrap().push(call.clone());
@@ -164,7 +130,7 @@ fn refused() -> GatewayError {
 }
 
 impl Backend for Recording {
-    fn call(&self, _agent: AgentId, call: Call) -> Result<Value, GatewayError> {
+    fn call(&self, _agent: AgentId, call: Call) -> Reply {
         self.take(call).unwrap_or_else(|| Err(refused()))
     }
 
@@ -177,7 +143,7 @@ impl Backend for Recording {
         &self,
         _agent: AgentId,
         params: SubscribeParams,
-    ) -> Result<(Value, Pushes), GatewayError> {
+    ) -> Result<(Subscribed, Pushes), GatewayError> {
         self.take(Call::Subscribe(params));
         Err(refused())
     }

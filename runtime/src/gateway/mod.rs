@@ -8,8 +8,9 @@
 //! # Layout
 //! - [`Backend`]: what the server asks for each decoded call. The daemon implements it over its
 //!   world and log; the server never touches either.
-//! - `answer`: the read-only answers (`whoami`, `grants`, `history`) as functions of the world
-//!   and the log, for the daemon's backend to call.
+//! - `answer`: the read-only answers (`whoami`, `grants`, `history`, `shares`) as functions of
+//!   the world and the log, for the daemon's backend to call. Every answer is a type of
+//!   `roster_core::gateway::answer`; the gateway encodes it with `encode_response`.
 //! - `server`: [`serve_agent`] binds an agent's socket and runs its accept loop; the returned
 //!   [`AgentGateway`] stops it and removes the socket.
 //! - `conn`: one connection — reading lines under a hard size cap, the per-agent token bucket,
@@ -47,6 +48,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
+use roster_core::gateway::answer::{Answer, Performed, Subscribed};
 use roster_core::gateway::{ActParams, Call, GatewayError, SubscribeParams};
 use roster_core::id::AgentId;
 
@@ -61,14 +63,14 @@ pub use server::{serve_agent, AgentGateway, Limits, SOCKET_NAME};
 /// the backend may answer in `call_now`, on the connection's own task.
 pub trait Backend: Send + Sync + 'static {
     /// Answers `call`, made by `agent` (the owner of the socket it came through).
-    fn call(&self, agent: AgentId, call: Call) -> Result<serde_json::Value, GatewayError>;
+    fn call(&self, agent: AgentId, call: Call) -> Reply;
 
     /// Answers `call` right away if that takes no waiting — a read of state nobody is changing
     /// at the moment — or says `None`, and [`call`](Backend::call) answers it on the blocking
     /// pool. Run on the connection's own task: it must never block (no waiting for a lock, no
     /// I/O), and costs microseconds, so the answer to a `whoami` takes no thread hand-off. The
     /// default answers nothing now.
-    fn call_now(&self, agent: AgentId, call: &Call) -> Option<Answer> {
+    fn call_now(&self, agent: AgentId, call: &Call) -> Option<Reply> {
         let _ = (agent, call);
         None
     }
@@ -91,7 +93,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         agent: AgentId,
         params: SubscribeParams,
-    ) -> Result<(serde_json::Value, Pushes), GatewayError> {
+    ) -> Result<(Subscribed, Pushes), GatewayError> {
         let _ = (agent, params);
         Err(GatewayError::new(
             roster_core::gateway::ErrorCode::UnknownMethod,
@@ -100,16 +102,16 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-/// The answer to a call.
-pub type Answer = Result<serde_json::Value, GatewayError>;
+/// The answer to a call: typed, so that what an agent reads is what `docs/gateway.md` is
+/// checked against, and encoded only by the gateway.
+pub type Reply = Result<Answer, GatewayError>;
 
-/// The answer to an `act`, to be awaited.
 /// Resolves (with `Ok` or `Err`) when an agent hangs up while its `act` is under way.
 pub type HungUp = tokio::sync::oneshot::Receiver<()>;
 
-pub type ActAnswer = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<serde_json::Value, GatewayError>> + Send>,
->;
+/// The answer to an `act`, to be awaited: it may wait for a human, on the connection's task.
+pub type ActAnswer =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Performed, GatewayError>> + Send>>;
 
 /// What a subscription pushes to its connection. Bounded: the backend must not wait on a slow
 /// agent (it drops and counts instead, and says so in a later push).

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::{answer, Backend, Reply};
 use roster_core::actor::Actor;
 use roster_core::capability::{Action, Amount, Capability, Resource};
 use roster_core::command::Command;
@@ -14,9 +15,6 @@ use roster_core::ledger::{ExecuteError, Ledger};
 use roster_core::name::{Label, Name};
 use roster_core::world::World;
 use roster_store::{now, MemLog, OsEntropy};
-use serde_json::Value;
-
-use super::{answer, Backend};
 
 /// Two teams: `research` (lead, scout hired by lead, temp retired) and `ops` (other).
 ///
@@ -164,12 +162,12 @@ pub(crate) struct TeamBackend(pub Mutex<Team>);
 
 impl Backend for TeamBackend {
     /// As the daemon's: reads of the world on the connection's task when the lock is free.
-    fn call_now(&self, agent: AgentId, call: &Call) -> Option<super::Answer> {
+    fn call_now(&self, agent: AgentId, call: &Call) -> Option<Reply> {
         let team = self.0.try_lock().ok()?;
         answer::from_world(team.world(), agent, call, now())
     }
 
-    fn call(&self, agent: AgentId, call: Call) -> Result<Value, GatewayError> {
+    fn call(&self, agent: AgentId, call: Call) -> Reply {
         let team = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         answer::read_only(team.log(), team.world(), agent, &call, now()).unwrap_or_else(|| {
             Err(GatewayError::new(

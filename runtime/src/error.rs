@@ -1,0 +1,255 @@
+//! The runtime's errors, one enum per operation a caller branches on: the ledger's
+//! ([`RuntimeError`]), `roster.toml`'s ([`ConfigError`]), the supervisor's ([`SupervisorError`]),
+//! what an operator asks of containers ([`ControlError`]) and starting the daemon
+//! ([`StartError`]). Each variant says what failed in words an operator can act on; the CLI
+//! maps them to exit codes.
+
+use std::path::PathBuf;
+
+use roster_core::command::Rejected;
+use roster_core::id::AgentId;
+use roster_core::ledger::{ExecuteError, OpenError};
+use roster_core::name::Name;
+use roster_core::port::LogError;
+use roster_core::world::FoldError;
+use roster_sandbox::SandboxError;
+use roster_store::ImportError;
+
+/// What reading or changing a data directory's ledger failed with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The rules refused: access denied, not covered, name taken, unknown id.
+    #[error("refused: {0}")]
+    Refused(#[from] Rejected),
+    /// The log failed or does not verify.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The log's events contradict each other.
+    #[error("the log does not fold: {0}")]
+    Fold(#[from] FoldError),
+    /// A failure of the ledger none of the above names.
+    #[error(transparent)]
+    Ledger(ExecuteError),
+    /// An import file that does not verify, or a target that is not empty.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// There is no data directory yet.
+    #[error("no roster data directory at {0}: run `roster init` first (or pass --data-dir)")]
+    NotInitialized(PathBuf),
+    /// `roster.toml` is unreadable or wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A thread panicked while it held the daemon's world: what it left cannot be trusted.
+    #[error("the daemon's state was left half-changed by a failure: restart `roster serve`")]
+    HalfChanged,
+    /// The daemon is stopping.
+    #[error("`roster serve` is shutting down")]
+    ShuttingDown,
+}
+
+impl From<ExecuteError> for RuntimeError {
+    fn from(e: ExecuteError) -> Self {
+        match e {
+            ExecuteError::Refused(r) => RuntimeError::Refused(r),
+            ExecuteError::Log(e) => RuntimeError::Log(e),
+            ExecuteError::Fold(e) => RuntimeError::Fold(e),
+            other => RuntimeError::Ledger(other),
+        }
+    }
+}
+
+impl From<OpenError> for RuntimeError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Log(e) => RuntimeError::Log(e),
+            OpenError::Fold(e) => RuntimeError::Fold(e),
+            // `OpenError` has no other cause today; a new one is a log failure until it has
+            // a variant here.
+            other => RuntimeError::Log(LogError::Damaged {
+                why: other.to_string(),
+            }),
+        }
+    }
+}
+
+/// `DATA/roster.toml` could not be used; nothing was started or changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid: bad TOML, an unknown key, a value out of range.
+    #[error("{path}: {why}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the key.
+        why: String,
+    },
+}
+
+/// What the supervisor failed to do to an agent's container.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SupervisorError {
+    /// Reading or recording in the ledger failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The engine refused or failed.
+    #[error(transparent)]
+    Engine(#[from] SandboxError),
+    /// No container can be planned from the agent's spec here.
+    #[error(transparent)]
+    Plan(#[from] roster_sandbox::plan::PlanError),
+    /// The agent's gateway socket could not be opened.
+    #[error("cannot open the gateway of {agent}: {source}")]
+    Gateway {
+        /// The agent.
+        agent: AgentId,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The agent is not in the log.
+    #[error("{0} is not in the log")]
+    NotInLog(AgentId),
+    /// A stop was asked of an agent that is not running and not wanted running.
+    #[error("{0} is not running")]
+    NotRunning(AgentId),
+    /// A task of the supervisor died.
+    #[error("a supervisor task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// What an operator's request about a container (stop, start, logs, exec, purge, a hire's
+/// admission) failed with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// No agent has this id.
+    #[error("no agent {0}")]
+    Unknown(AgentId),
+    /// The agent is retired: its container is gone.
+    #[error("{0} is retired")]
+    Retired(AgentId),
+    /// Purging deletes a home, so only a retired agent is purged.
+    #[error("{0} is not retired: retire it first (purging deletes its home)")]
+    NotRetired(AgentId),
+    /// `roster start` of an agent whose container runs.
+    #[error("{0} is running already")]
+    AlreadyRunning(AgentId),
+    /// The spec asks for what no container could be made with here (a runtime the engine
+    /// lacks or runs without limits, an image missing or widening the sandbox).
+    #[error(transparent)]
+    Unfit(SandboxError),
+    /// The engine failed (not the request's fault).
+    #[error(transparent)]
+    Engine(SandboxError),
+    /// The engine ran a command but did not say how it ended.
+    #[error("the engine did not report how the command ended")]
+    NoExitCode,
+    /// Writing to the operator failed (the client left).
+    #[error(transparent)]
+    Output(#[from] std::io::Error),
+    /// Reading the ledger failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The supervisor failed to carry the request out.
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+}
+
+/// Why `roster serve` did not start (or stopped).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The data directory's store or configuration.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// This data directory's agents run in another namespace.
+    #[error(
+        "this data directory's agents run in namespace `{recorded}`, not `{asked}`: pass --ns \
+         {recorded} (or set it in roster.toml)"
+    )]
+    OtherNamespace {
+        /// The namespace the data directory claimed at its first start.
+        recorded: String,
+        /// The namespace asked for now.
+        asked: Name,
+    },
+    /// The namespace holds containers this data directory does not know (a reconcile would
+    /// remove them).
+    #[error(
+        "namespace `{ns}` already holds {count} container(s) this data directory does not know \
+         (another data directory's?): start with another --ns, or remove them"
+    )]
+    NamespaceTaken {
+        /// The namespace.
+        ns: Name,
+        /// How many strangers.
+        count: usize,
+    },
+    /// No static `roster-agent` was given or found.
+    #[error(
+        "no static roster-agent found: build it with scripts/build-agent and pass --agent-binary \
+         (or set ROSTER_AGENT_BINARY)"
+    )]
+    NoAgentBinary,
+    /// The given `roster-agent` is not a static executable: it would not run in an agent
+    /// image, which may have no libc.
+    #[error("{path} cannot run in an agent image ({why}): build it with scripts/build-agent")]
+    AgentBinaryNotStatic {
+        /// The file given.
+        path: PathBuf,
+        /// What its ELF headers say.
+        why: String,
+    },
+    /// A file or directory of the data directory could not be made or read.
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine could not be reached or refused.
+    #[error(transparent)]
+    Engine(#[from] SandboxError),
+    /// The base agent image could not be built.
+    #[error("cannot build the base agent image: {0}")]
+    BaseImage(SandboxError),
+    /// The bus could not be set up.
+    #[error(transparent)]
+    Bus(#[from] roster_bus::BusError),
+    /// Reconciling the containers with the log failed.
+    #[error("cannot reconcile the containers with the log: {0}")]
+    Reconcile(SupervisorError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    AsyncRuntime(std::io::Error),
+    /// The daemon stopped because something it cannot go on without failed.
+    #[error("roster serve stopped: {0}")]
+    Stopped(String),
+}
+
+impl StartError {
+    /// An I/O failure while doing `what` on `path`.
+    pub(crate) fn io(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| StartError::Io { what, path, source }
+    }
+}
