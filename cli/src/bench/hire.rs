@@ -18,13 +18,13 @@ use roster_core::command::Command;
 use roster_core::event::{AgentSpec, Event};
 use roster_core::id::{AgentId, TeamId};
 use roster_core::name::{Label, Name};
+use roster_runtime::daemon::{self, Daemon};
 use roster_sandbox::plan::{plan, HostPaths};
 use roster_sandbox::Engine;
 use serde_json::{json, Value};
 
 use super::percentile;
 use crate::args::BenchArgs;
-use roster_runtime::daemon::{self, Daemon};
 
 /// How long one agent may take to make its first call before the bench gives up.
 const FIRST_CALL_LIMIT: Duration = Duration::from_secs(60);

@@ -38,13 +38,13 @@ use roster_core::name::{Label, Name};
 use roster_core::port::{AppendRequest, EventLog, LogRead};
 use roster_core::time::Timestamp;
 use roster_core::world::World;
+use roster_runtime::app::now;
 use roster_store::record;
 use roster_store::{MemLog, SledLog};
 use serde_json::{json, Value};
 
 use crate::args::{BenchArgs, BenchWhich};
 use crate::output::Out;
-use roster_runtime::app::now;
 
 /// Runs the chosen benchmarks.
 pub fn run(args: BenchArgs, out: Out) -> anyhow::Result<()> {

@@ -36,6 +36,7 @@ use anyhow::Context;
 use roster_core::event::AgentSpec;
 use roster_core::id::AgentId;
 use roster_core::name::Name;
+use roster_runtime::daemon::Daemon;
 use roster_sandbox::plan::{plan, HostPaths};
 use roster_sandbox::Engine;
 use serde_json::{json, Value};
@@ -44,7 +45,6 @@ use super::hire::{create_team, hire, ms, rss_kib, wait_first_call, with_daemon};
 use super::percentile;
 use super::socket::Socket;
 use crate::args::BenchArgs;
-use roster_runtime::daemon::Daemon;
 
 /// Teams the fleet is hired into.
 const TEAMS: usize = 4;

@@ -29,6 +29,7 @@ use roster_core::ledger::Ledger;
 use roster_core::name::Name;
 use roster_core::port::{AppendRequest, EventLog, LogRead};
 use roster_core::topic::TopicPattern;
+use roster_runtime::daemon::Daemon;
 use roster_store::{OsEntropy, SledLog};
 use serde_json::{json, Value};
 
@@ -36,7 +37,6 @@ use super::hire::{create_team, hire, ms, wait_first_call, with_daemon};
 use super::socket::Socket;
 use super::{percentile, rate, sample_event};
 use crate::args::BenchArgs;
-use roster_runtime::daemon::Daemon;
 
 /// Time between two timed messages: under the gateway's 200 requests/s per agent.
 const PACE: Duration = Duration::from_micros(5_500);

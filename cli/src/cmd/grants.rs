@@ -9,19 +9,18 @@ use roster_core::gateway::answer::Performed;
 use roster_core::gateway::{arg_map, ActParams, ErrorCode};
 use roster_core::id::{AgentId, ApprovalId, GrantId};
 use roster_core::world::World;
-use serde_json::json;
-
-use super::{print_committed, Env};
-use crate::args::{ActArgs, DecideArgs};
-use crate::output::{relative, Stream, Table};
-use crate::refs::AgentRef;
 use roster_runtime::app::{now, App};
-
-use crate::error::CliError;
 use roster_runtime::config::Config;
 use roster_runtime::daemon::act::{act_here, ActError, Acted};
 use roster_runtime::describe;
 use roster_runtime::gateway::answer::grant_view;
+use serde_json::json;
+
+use super::{print_committed, Env};
+use crate::args::{ActArgs, DecideArgs};
+use crate::error::CliError;
+use crate::output::{relative, Stream, Table};
+use crate::refs::AgentRef;
 
 pub(super) fn grant(
     agent: AgentRef,

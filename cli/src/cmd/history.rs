@@ -9,16 +9,15 @@ use std::time::Duration;
 use roster_core::envelope::Envelope;
 use roster_core::port::{LogError, LogRead};
 use roster_core::world::{AgentStatus, ShareState, World};
+use roster_runtime::app::{log_dir, RuntimeError, Snapshot, Store};
+use roster_runtime::describe;
 use roster_store::SledLog;
 use serde_json::json;
 
 use super::Env;
+use crate::error::CliError;
 use crate::output::{relative, Table};
 use crate::refs::TeamRef;
-use roster_runtime::app::{log_dir, RuntimeError, Snapshot, Store};
-
-use crate::error::CliError;
-use roster_runtime::describe;
 
 pub(super) fn init(env: &Env<'_>) -> anyhow::Result<()> {
     if env.daemon.is_some() {

@@ -11,19 +11,17 @@ use std::path::{Path, PathBuf};
 
 use roster_core::actor::Actor;
 use roster_core::envelope::Envelope;
-use roster_core::name::Name;
-
 use roster_core::ledger::LogReader;
+use roster_core::name::Name;
 use roster_core::world::World;
-
-use crate::args::Cmd;
-use crate::output::Out;
-use crate::refs::AgentRef;
 use roster_runtime::app::{App, Snapshot, Store};
-
-use crate::error::CliError;
 use roster_runtime::daemon::Daemon;
 use roster_runtime::describe;
+
+use crate::args::Cmd;
+use crate::error::CliError;
+use crate::output::Out;
+use crate::refs::AgentRef;
 
 /// Everything a command needs from the command line.
 #[derive(Debug)]

@@ -4,16 +4,15 @@ use roster_core::command::Command;
 use roster_core::event::{AgentSpec, Event, RuntimeKind};
 use roster_core::name::ImageRef;
 use roster_core::world::AgentStatus;
+use roster_runtime::app::now;
+use roster_runtime::describe;
 use serde_json::json;
 
 use super::{poke, print_committed, Env};
 use crate::args::{HireArgs, TeamCmd};
+use crate::error::CliError;
 use crate::output::{relative, Table};
 use crate::refs::{AgentRef, TeamRef};
-use roster_runtime::app::now;
-
-use crate::error::CliError;
-use roster_runtime::describe;
 
 pub(super) fn team(cmd: TeamCmd, env: &Env<'_>) -> anyhow::Result<()> {
     match cmd {

@@ -2,13 +2,13 @@
 
 use roster_core::command::Command;
 use roster_core::world::{Share, ShareState, World};
+use roster_runtime::gateway::answer::share_view;
 
 use super::{poke, print_committed, Env};
 use crate::args::ShareCmd;
 use crate::error::CliError;
 use crate::output::Table;
 use crate::refs::TeamRef;
-use roster_runtime::gateway::answer::share_view;
 
 /// `roster share …`
 pub fn share(cmd: ShareCmd, env: &Env<'_>) -> anyhow::Result<()> {

@@ -18,15 +18,14 @@ use roster_bus::{BusUrl, EventSubscription, SubscribeOptions};
 use roster_core::envelope::Envelope;
 use roster_core::name::Name;
 use roster_core::world::World;
+use roster_runtime::app::Snapshot;
+use roster_runtime::config::Config;
 
 use super::history::{read_log, Follower};
 use super::Env;
 use crate::args::SubscribeArgs;
-use crate::output::Stream;
-use roster_runtime::app::Snapshot;
-
 use crate::error::CliError;
-use roster_runtime::config::Config;
+use crate::output::Stream;
 
 /// How long `roster subscribe` waits for a NATS server before saying it cannot reach it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
