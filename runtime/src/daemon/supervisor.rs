@@ -295,26 +295,34 @@ async fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), Supervis
     if sup.reconciling.load(Ordering::SeqCst) {
         return Ok(());
     }
-    // The world is read on a blocking thread: a decision may hold it while it flushes.
-    let lane = d.clone();
-    let now = tokio::task::spawn_blocking(move || lane.snapshot()).await??;
-    let mut slots = sup.slots();
-    let actions = policy::converge(
-        now.world(),
-        |id| slots.get(&id).map(|s| &s.run),
-        Instant::now(),
-    );
-    for action in actions {
+    // Decided on a blocking thread, under a short read of the world (a decision may hold it
+    // while it flushes) and the slots' lock: each action is marked in its slot in the same
+    // breath, so no other start or stop falls between the decision and its mark.
+    let (lane, supervisor) = (d.clone(), sup.clone());
+    let decided = tokio::task::spawn_blocking(move || {
+        lane.read(|app| {
+            let mut slots = supervisor.slots();
+            let actions = policy::converge(
+                app.world(),
+                |id| slots.get(&id).map(|s| &s.run),
+                Instant::now(),
+            );
+            actions
+                .into_iter()
+                .map(|action| {
+                    let removed = mark(&mut slots, &action);
+                    (action, removed)
+                })
+                .collect::<Vec<_>>()
+        })
+    })
+    .await??;
+    for (action, removed) in decided {
         match action {
             Action::Start(id) => {
-                // Marked now, under the slots' lock: the next pass does not start it again.
-                slots.entry(id).or_default().run = Run::Starting;
                 tokio::spawn(start_for_policy(d.clone(), sup.clone(), id));
             }
             Action::TimeOut(id) => {
-                if let Some(Run::Up { stopping, .. }) = slots.get_mut(&id).map(|s| &mut s.run) {
-                    *stopping = Some(StopReason::TimedOut);
-                }
                 let (d, sup) = (d.clone(), sup.clone());
                 tokio::spawn(async move {
                     let stopped = stop(&d, &sup, id, StopReason::TimedOut, Actor::Runtime).await;
@@ -324,7 +332,7 @@ async fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), Supervis
                 });
             }
             Action::Remove(id) => {
-                if let Some(mut slot) = slots.remove(&id) {
+                if let Some(mut slot) = removed {
                     slot.gateway.take();
                     tokio::spawn(remove_retired(sup.clone(), id, slot.op.clone()));
                 }
@@ -332,6 +340,25 @@ async fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), Supervis
         }
     }
     Ok(())
+}
+
+/// Marks `action` in its agent's slot before it is carried out, so the next pass does not ask
+/// for it again: a start makes the run `Starting`, a timeout makes it `stopping`, a removal
+/// takes the slot out (and returns it, for its gateway and its lock).
+fn mark(slots: &mut HashMap<AgentId, Slot>, action: &Action) -> Option<Slot> {
+    match *action {
+        Action::Start(id) => {
+            slots.entry(id).or_default().run = Run::Starting;
+            None
+        }
+        Action::TimeOut(id) => {
+            if let Some(Run::Up { stopping, .. }) = slots.get_mut(&id).map(|s| &mut s.run) {
+                *stopping = Some(StopReason::TimedOut);
+            }
+            None
+        }
+        Action::Remove(id) => slots.remove(&id),
+    }
 }
 
 /// A start the policy asked for; a failure waits out a backoff before the next.
