@@ -75,8 +75,19 @@ fn waiting_for(s: &Served, resource: &str) -> String {
     id.unwrap()
 }
 
-#[test]
-fn programs_carry_out_what_the_grants_allow_and_operators_approve() {
+/// A daemon whose programs carry out email.send and deploy.run (each recording its call in
+/// `tmp` and answering `{"sent":true}`), fail at report.fail and take too long at
+/// report.slow, with `scout` hired under [`GRANTS`] and connected to its gateway.
+struct Programs {
+    /// Scout's gateway.
+    g: Gateway,
+    scout: String,
+    s: Served,
+    /// Where the recording program keeps the last call it got ([`last_call`]).
+    tmp: tempfile::TempDir,
+}
+
+fn programs() -> Programs {
     let tmp = tempfile::tempdir().unwrap();
     let provider = recording_provider(tmp.path(), r#"{"sent":true}"#);
     let config = format!(
@@ -94,17 +105,28 @@ timeout_secs = 1
     );
     let s = Served::configured(format!("t{:x}", common::rand_u32()), &[], Some(&config));
     let scout = hire_scout(&s);
-    let mut g = Gateway::connect(&s, &scout);
+    let g = Gateway::connect(&s, &scout);
+    Programs { g, scout, s, tmp }
+}
+
+/// Scout's act of email.send on mailbox:alice, amount 2, with a subject and a recipient.
+fn email_alice() -> Value {
+    json!({"action": "email.send", "resource": "mailbox:alice", "amount": 2,
+           "args": {"subject": "hello", "to": "alice"}})
+}
+
+#[test]
+fn an_allowed_act_is_recorded_and_the_program_gets_exactly_the_authorized_call() {
+    let Programs {
+        mut g,
+        scout,
+        s,
+        tmp,
+    } = programs();
 
     // Allowed: recorded, then the provider gets exactly the authorized call and its answer is
     // the result.
-    let ok = g
-        .call(
-            "act",
-            json!({"action": "email.send", "resource": "mailbox:alice", "amount": 2,
-                   "args": {"subject": "hello", "to": "alice"}}),
-        )
-        .unwrap();
+    let ok = g.call("act", email_alice()).unwrap();
     assert_eq!(ok["result"], json!({"sent": true}), "{ok}");
     let chain = ok["chain"].as_array().unwrap().clone();
     assert_eq!(chain.len(), 1, "a root grant: {ok}");
@@ -132,6 +154,13 @@ timeout_secs = 1
         .collect();
     assert_eq!(performed.len(), 1);
     assert_eq!(performed[0]["id"], ok["performed"]);
+}
+
+#[test]
+fn an_act_over_the_budget_is_refused_recorded_and_never_reaches_the_program() {
+    let Programs { mut g, s, tmp, .. } = programs();
+    // 2 of the budget of 3 spent.
+    g.call("act", email_alice()).unwrap();
 
     // The budget has 1 left: 2 more is denied, recorded, and never reaches the provider.
     let denials = s.count("AccessDenied");
@@ -144,7 +173,8 @@ timeout_secs = 1
     assert_eq!(s.count("AccessDenied"), denials + 1);
     assert_eq!(last_call(tmp.path())["resource"], "mailbox:alice");
 
-    // From inside the container, with roster-agent: the last unit of the budget.
+    // What is left can still be spent, from inside the container with roster-agent: the last
+    // unit of the budget.
     let out = s.exec(
         "lab/scout",
         &[
@@ -163,9 +193,20 @@ timeout_secs = 1
         json!({"subject": "from inside"})
     );
     assert_eq!(last_call(tmp.path())["performed"], inside["performed"]);
+}
+
+#[test]
+fn an_act_that_needs_approval_waits_for_the_operator_and_holds_nothing_meanwhile() {
+    let Programs {
+        mut g,
+        scout,
+        s,
+        tmp,
+    } = programs();
 
     // Needs approval: the call waits; `roster approvals` shows who, what, where, how much,
     // since when; `roster approve` wakes it and the provider runs with the approval.
+    let performed = s.count("ActionPerformed");
     let waiting = g.send(
         "act",
         json!({"action": "deploy.run", "resource": "env:prod", "args": {"tag": "v1"}}),
@@ -189,7 +230,11 @@ timeout_secs = 1
     ] {
         assert!(table.contains(word), "{word} not in:\n{table}");
     }
-    assert_eq!(s.count("ActionPerformed"), 2);
+    assert_eq!(
+        s.count("ActionPerformed"),
+        performed,
+        "nothing is carried out while it waits"
+    );
     // The waiting call holds nothing: the agent's other connections, and the operator's
     // commands above, are answered meanwhile.
     let mut other = Gateway::connect(&s, &scout);
@@ -207,7 +252,7 @@ timeout_secs = 1
         (&json!(id), &json!("deploy.run"), &json!({"tag": "v1"}))
     );
 
-    // An operator's refusal answers the waiting call, with the note.
+    // An operator's refusal answers the waiting call, with the note, and is kept with it.
     let waiting = g.send(
         "act",
         json!({"action": "deploy.run", "resource": "env:staging"}),
@@ -220,6 +265,19 @@ timeout_secs = 1
         why.contains("not on a friday") && why.contains(&refused),
         "{why}"
     );
+    let no = approvals(&s, true)
+        .into_iter()
+        .find(|a| a["id"] == refused.as_str())
+        .unwrap();
+    assert_eq!(
+        (&no["state"], &no["note"]),
+        (&json!("refused"), &json!("not on a friday"))
+    );
+}
+
+#[test]
+fn an_approval_outlives_a_wait_that_ends_first_and_is_then_used_once() {
+    let Programs { mut g, s, tmp, .. } = programs();
 
     // A wait that ends first answers `pending` with the id; nothing is spent. The agent cannot
     // decide it itself (deciding is the operator's, on the admin socket): `decide_approval` is
@@ -273,14 +331,30 @@ timeout_secs = 1
         .unwrap();
     assert_eq!(used["state"], "used");
     assert_eq!(used["decided_by"], "operator:tester");
-    let no = approvals(&s, true)
-        .into_iter()
-        .find(|a| a["id"] == refused.as_str())
-        .unwrap();
-    assert_eq!(
-        (&no["state"], &no["note"]),
-        (&json!("refused"), &json!("not on a friday"))
+
+    // Inside the container, a wait that ends first exits 6 and names the approval.
+    let out = s.run(&[
+        "exec",
+        "lab/scout",
+        "--",
+        "roster-agent",
+        "act",
+        "deploy.run",
+        "env:qa",
+        "--wait",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    let qa = waiting_for(&s, "env:qa");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&qa),
+        "{out:?}"
     );
+}
+
+#[test]
+fn an_act_no_program_can_carry_out_records_nothing_and_one_whose_program_fails_stays_recorded() {
+    let Programs { mut g, s, .. } = programs();
 
     // No provider for spend.usd (no program, no NATS bus): refused before deciding, so
     // nothing is recorded — not even the budget's use.
@@ -309,25 +383,6 @@ timeout_secs = 1
     assert_eq!(code, "tool_failed", "{why}");
     assert!(why.contains("within 1 s"), "{why}");
     assert_eq!(s.count("ActionPerformed"), performed + 2);
-
-    // Inside the container, a wait that ends first exits 6 and names the approval.
-    let out = s.run(&[
-        "exec",
-        "lab/scout",
-        "--",
-        "roster-agent",
-        "act",
-        "deploy.run",
-        "env:qa",
-        "--wait",
-        "0",
-    ]);
-    assert_eq!(out.status.code(), Some(6), "{out:?}");
-    let qa = waiting_for(&s, "env:qa");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains(&qa),
-        "{out:?}"
-    );
 }
 
 #[test]
