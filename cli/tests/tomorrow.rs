@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{docker, restart_engine, wait_for, Gateway, Served};
+use common::{docker, wait_for, with_engine_stopped, Gateway, Served};
 use roster_bus::NatsServer;
 use serde_json::{json, Value};
 
@@ -336,7 +336,23 @@ fn the_team_is_all_there_after_a_stop_a_kill_a_power_cut_and_an_engine_restart()
     // 4. The engine restarts under the running daemon: the containers die with it; the
     // daemon records it and starts them again.
     let started = s.count("AgentStarted");
-    restart_engine();
+    with_engine_stopped(|| {
+        // While the engine is away, the team is still the log's to list: every agent, its
+        // container unknown.
+        let listed = s.json(&["agents", "--all"]);
+        let ids: Vec<&str> = listed.iter().filter_map(|a| a["id"].as_str()).collect();
+        for id in [&t.lead, &t.researcher, &t.plead] {
+            assert!(ids.contains(&id.as_str()), "{id} not listed: {listed:?}");
+        }
+        for a in &listed {
+            let container = a["container"].as_str().unwrap_or_default();
+            assert!(
+                container == "unknown" || container == "-",
+                "{}: {container}",
+                a["name"]
+            );
+        }
+    });
     wait_for(
         "every agent to be started again after the engine came back",
         Duration::from_secs(120),

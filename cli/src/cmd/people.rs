@@ -150,6 +150,7 @@ pub(super) fn agents(team: Option<TeamRef>, all: bool, env: &Env<'_>) -> anyhow:
     }
     // The engine is asked without holding the store: agents' gateway calls go on meanwhile.
     drop(app);
+    let mut engine_error = None;
     for (ag, active, by, name, team) in rows {
         let status = match &ag.status {
             AgentStatus::Hired => "hired".to_string(),
@@ -162,16 +163,24 @@ pub(super) fn agents(team: Option<TeamRef>, all: bool, env: &Env<'_>) -> anyhow:
         let (container, uptime) = match env.daemon {
             None => ("(no daemon)".to_string(), None),
             Some(_) if ag.is_retired() => ("-".to_string(), None),
-            Some(d) => match d.container(ag.id)? {
-                None => ("none".to_string(), None),
-                Some(c) if c.running => (
+            Some(d) => match d.container(ag.id) {
+                // The list is the log's: an engine that does not answer (restarting, stopped)
+                // leaves the containers unknown, said once, and the agents listed.
+                Err(e) => {
+                    if engine_error.is_none() {
+                        engine_error = Some(e.to_string());
+                    }
+                    ("unknown".to_string(), None)
+                }
+                Ok(None) => ("none".to_string(), None),
+                Ok(Some(c)) if c.running => (
                     format!(
                         "up {}",
                         c.started_at.map_or_else(|| "?".into(), |t| since(t, now))
                     ),
                     c.started_at,
                 ),
-                Some(c) => (
+                Ok(Some(c)) => (
                     match c.exit_code {
                         Some(code) if c.oom_killed => format!("{} (oom, {code})", c.status),
                         Some(code) => format!("{} ({code})", c.status),
@@ -209,6 +218,11 @@ pub(super) fn agents(team: Option<TeamRef>, all: bool, env: &Env<'_>) -> anyhow:
         } else {
             table.render()
         })?;
+    }
+    if let Some(e) = engine_error {
+        env.out.note(format!(
+            "the container engine does not answer ({e}): containers shown as unknown"
+        ))?;
     }
     Ok(())
 }

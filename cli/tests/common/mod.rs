@@ -387,13 +387,26 @@ impl Gateway {
 /// Restarts dockerd the way this project's scripts start it (or through systemd where it runs
 /// it), and waits until it answers again.
 pub fn restart_engine() {
+    with_engine_stopped(|| {});
+}
+
+/// Stops dockerd, runs `f` while it is away, then starts it again the way this project's
+/// scripts start it (or through systemd where it runs it), and waits until it answers.
+pub fn with_engine_stopped(f: impl FnOnce()) {
     let systemd = Command::new("systemctl")
         .args(["is-active", "--quiet", "docker"])
         .status()
         .is_ok_and(|s| s.success());
     if systemd {
+        // The socket unit too: a client's connection would start the engine again.
         assert!(Command::new("systemctl")
-            .args(["restart", "docker"])
+            .args(["stop", "docker.socket", "docker"])
+            .status()
+            .unwrap()
+            .success());
+        f();
+        assert!(Command::new("systemctl")
+            .args(["start", "docker.socket", "docker"])
             .status()
             .unwrap()
             .success());
@@ -415,6 +428,7 @@ pub fn restart_engine() {
         wait_for("dockerd to exit", Duration::from_secs(60), || {
             !Path::new(&format!("/proc/{pid}")).exists()
         });
+        f();
         let log = std::fs::File::create("/var/log/roster-dockerd.log").unwrap();
         // Left running on purpose, like scripts/setup leaves it: the engine outlives the test,
         // in a session of its own so that nothing that ends the test's process group ends it.
