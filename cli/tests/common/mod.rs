@@ -391,8 +391,17 @@ pub fn restart_engine() {
 }
 
 /// Stops dockerd, runs `f` while it is away, then starts it again the way this project's
-/// scripts start it (or through systemd where it runs it), and waits until it answers.
+/// scripts start it (or through systemd where it runs it), and waits until it answers. The
+/// engine is started again even when `f` fails: the other tests on the machine need it.
 pub fn with_engine_stopped(f: impl FnOnce()) {
+    let outcome = stopped(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn stopped<T>(f: impl FnOnce() -> T) -> T {
+    let result;
     let systemd = Command::new("systemctl")
         .args(["is-active", "--quiet", "docker"])
         .status()
@@ -404,7 +413,7 @@ pub fn with_engine_stopped(f: impl FnOnce()) {
             .status()
             .unwrap()
             .success());
-        f();
+        result = f();
         assert!(Command::new("systemctl")
             .args(["start", "docker.socket", "docker"])
             .status()
@@ -428,7 +437,7 @@ pub fn with_engine_stopped(f: impl FnOnce()) {
         wait_for("dockerd to exit", Duration::from_secs(60), || {
             !Path::new(&format!("/proc/{pid}")).exists()
         });
-        f();
+        result = f();
         let log = std::fs::File::create("/var/log/roster-dockerd.log").unwrap();
         // Left running on purpose, like scripts/setup leaves it: the engine outlives the test,
         // in a session of its own so that nothing that ends the test's process group ends it.
@@ -443,6 +452,7 @@ pub fn with_engine_stopped(f: impl FnOnce()) {
     wait_for("dockerd to answer again", Duration::from_secs(60), || {
         docker(&["info"]).status.success()
     });
+    result
 }
 
 /// A tool provider program in `dir`: it writes the call it got to `dir/call.json` and answers
