@@ -192,16 +192,16 @@ pub(super) fn rss_kib() -> anyhow::Result<u64> {
 }
 
 /// The operator the benches act as.
-pub(super) fn bench_operator() -> Actor {
-    #[allow(clippy::expect_used)] // a provable invariant: the literal is a valid name
-    Actor::Operator(Name::parse("bench").expect("`bench` is a valid name"))
+pub(super) fn bench_operator() -> anyhow::Result<Actor> {
+    Ok(Actor::Operator(Name::parse("bench")?))
 }
 
 pub(super) fn create_team(d: &Daemon, name: &str) -> anyhow::Result<TeamId> {
     let command = Command::CreateTeam {
         name: Name::parse(name)?,
     };
-    let envs = d.decide(|app| app.execute(command, &bench_operator()))??;
+    let operator = bench_operator()?;
+    let envs = d.decide(|app| app.execute(command, &operator))??;
     envs.first()
         .map(|e| e.team)
         .ok_or_else(|| anyhow::anyhow!("no team created"))
@@ -215,7 +215,8 @@ pub(super) fn hire(d: &Daemon, team: TeamId, name: &str) -> anyhow::Result<Agent
         spec: AgentSpec::base(),
         grants: Vec::new(),
     };
-    let envs = d.decide(|app| app.execute(command, &bench_operator()))??;
+    let operator = bench_operator()?;
+    let envs = d.decide(|app| app.execute(command, &operator))??;
     d.poke();
     envs.iter()
         .find_map(|e| match &e.event {

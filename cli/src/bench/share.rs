@@ -172,7 +172,7 @@ fn timed(
 
 /// Opens a share from `from` to `to` on `findings/**`, as an operator.
 fn open_share(d: &Daemon, from: TeamId, to: TeamId) -> anyhow::Result<()> {
-    let actor = super::hire::bench_operator();
+    let actor = super::hire::bench_operator()?;
     let propose = Command::ProposeShare {
         from,
         to,
