@@ -28,9 +28,12 @@ pub enum RuntimeError {
     /// The log's events contradict each other.
     #[error("the log does not fold: {0}")]
     Fold(#[from] FoldError),
-    /// A failure of the ledger none of the above names.
+    /// A failure of the ledger's decision path none of the above names.
     #[error(transparent)]
     Ledger(ExecuteError),
+    /// A failure opening the ledger none of the above names.
+    #[error(transparent)]
+    Open(OpenError),
     /// An import file that does not verify, or a target that is not empty.
     #[error(transparent)]
     Import(#[from] ImportError),
@@ -64,11 +67,7 @@ impl From<OpenError> for RuntimeError {
         match e {
             OpenError::Log(e) => RuntimeError::Log(e),
             OpenError::Fold(e) => RuntimeError::Fold(e),
-            // `OpenError` has no other cause today; a new one is a log failure until it has
-            // a variant here.
-            other => RuntimeError::Log(LogError::Damaged {
-                why: other.to_string(),
-            }),
+            other => RuntimeError::Open(other),
         }
     }
 }
