@@ -11,7 +11,8 @@ use roster_core::id::{ApprovalId, GrantId, ShareId};
 use roster_core::name::{ImageRef, Label, Name};
 use roster_core::topic::TopicPattern;
 
-use crate::refs::{AgentRef, TeamRef};
+use roster_core::limits::{CpuMillis, MemoryMib, Pids, TimeoutSecs, TmpfsMib};
+use roster_core::refs::{AgentRef, TeamRef};
 
 /// roster: an event-sourced runtime for teams of AI agents that must not be trusted.
 #[derive(Debug, Parser)]
@@ -384,20 +385,20 @@ pub struct HireArgs {
     #[arg(long, value_enum)]
     pub runtime: Option<RuntimeArg>,
     /// CPU quota in cores (like 0.5) [default: 1].
-    #[arg(long, value_parser = parse_cpus, value_name = "CORES")]
-    pub cpus: Option<u32>,
+    #[arg(long, value_parser = typed::<CpuMillis>, value_name = "CORES")]
+    pub cpus: Option<CpuMillis>,
     /// Memory limit in MiB, swap included [default: 256].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(16..=1_048_576), value_name = "MIB")]
-    pub memory: Option<u32>,
+    #[arg(long, value_parser = typed::<MemoryMib>, value_name = "MIB")]
+    pub memory: Option<MemoryMib>,
     /// Most processes at once [default: 128].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=1_000_000), value_name = "N")]
-    pub pids: Option<u32>,
+    #[arg(long, value_parser = typed::<Pids>, value_name = "N")]
+    pub pids: Option<Pids>,
     /// Size of its /tmp in MiB [default: 64].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_048_576), value_name = "MIB")]
-    pub tmpfs: Option<u32>,
+    #[arg(long, value_parser = typed::<TmpfsMib>, value_name = "MIB")]
+    pub tmpfs: Option<TmpfsMib>,
     /// Stop it after this many seconds of running (until `roster start`) [default: never].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "SECS")]
-    pub timeout: Option<u32>,
+    #[arg(long, value_parser = typed::<TimeoutSecs>, value_name = "SECS")]
+    pub timeout: Option<TimeoutSecs>,
     /// Hire as this agent (its `agent.hire` grant and attenuation are checked).
     #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
     pub by: Option<AgentRef>,
@@ -573,10 +574,10 @@ where
     s.parse().map_err(|e: T::Err| e.to_string())
 }
 fn parse_agent(s: &str) -> Result<AgentRef, String> {
-    AgentRef::parse(s)
+    AgentRef::parse(s).map_err(|e| e.to_string())
 }
 fn parse_team(s: &str) -> Result<TeamRef, String> {
-    TeamRef::parse(s)
+    TeamRef::parse(s).map_err(|e| e.to_string())
 }
 fn parse_event_kind(s: &str) -> Result<&'static str, String> {
     roster_core::event::Event::KINDS
@@ -592,32 +593,6 @@ fn parse_event_kind(s: &str) -> Result<&'static str, String> {
         })
 }
 /// Cores as a decimal (`0.5`, `2`) into thousandths, between 0.01 and 1024.
-fn parse_cpus(s: &str) -> Result<u32, String> {
-    let bad = || format!("`{s}` is not a number of cores like 0.5 or 2");
-    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    if whole.is_empty() && frac.is_empty() || frac.len() > 3 {
-        return Err(bad());
-    }
-    let digits = |t: &str| t.chars().all(|c| c.is_ascii_digit());
-    if !digits(whole) || !digits(frac) {
-        return Err(bad());
-    }
-    let w: u32 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| bad())?
-    };
-    let f: u32 = format!("{frac:0<3}").parse().map_err(|_| bad())?;
-    let millis = w
-        .checked_mul(1000)
-        .and_then(|m| m.checked_add(f))
-        .ok_or_else(bad)?;
-    if !(10..=1_024_000).contains(&millis) {
-        return Err(format!("{s} cores is outside 0.01 to 1024"));
-    }
-    Ok(millis)
-}
-
 fn parse_amount(s: &str) -> Result<Amount, String> {
     match s.parse::<u64>() {
         Ok(n) => Amount::new(n).ok_or_else(|| "an amount must be at least 1".to_string()),

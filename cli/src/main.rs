@@ -1,15 +1,15 @@
 //! # roster
 //!
 //! The operator's command line. The daemon (`roster serve`) is `roster_runtime`; this binary
-//! parses arguments, runs commands against a data directory (or forwards them to the daemon
-//! that owns it, over the admin socket), and prints.
+//! parses arguments into typed operations, has them carried out (by the daemon that owns the
+//! data directory, over the admin socket, or here), and renders what they answer.
 //!
 //! # Layout
 //! - `args`: the clap command tree; every typed value is validated there.
-//! - `refs`: agent and team references (`agt_…`, `team/name`).
-//! - `cmd/`: one module per group of commands.
-//! - `output`: tables and relative times for people (JSON lines for programs go through
-//!   `roster_runtime::out::Out`).
+//! - `cmd/`: from a command line to a typed operation (`roster_runtime::admin::Request`), carried
+//!   out by the daemon or here; and the commands that only run here.
+//! - `render`: an operation's items as tables and sentences for people, or JSON lines.
+//! - `output`: tables, and the output of the commands run here.
 //! - `bench`: `roster bench`, figures next to raw baselines from the same run.
 //! - `demo`: `roster demo`, a guided tour in a temporary data directory.
 #![forbid(unsafe_code)]
@@ -20,7 +20,7 @@ mod cmd;
 mod demo;
 mod error;
 mod output;
-mod refs;
+mod render;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,8 +35,7 @@ use crate::error::CliError;
 /// swing by a third depending on the heap's history (`roster bench replay`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use crate::args::{Cli, Cmd};
-use crate::output::Out;
+use crate::args::Cli;
 
 /// `$XDG_DATA_HOME/roster`, else `~/.local/share/roster`, else `./.roster`.
 fn default_data_dir() -> PathBuf {
@@ -93,101 +92,34 @@ fn main() -> ExitCode {
     // working directory.
     let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
     let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
-    let operator = operator_name(cli.operator);
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    // While `roster serve` runs on the data directory, it owns the store: commands go to it.
-    if forwarded(&cli.command, &data_dir) {
-        if let Some(stream) = roster_runtime::daemon::admin::connect(&data_dir) {
-            let argv: Option<Vec<String>> = std::env::args_os()
-                .skip(1)
-                .map(|a| a.into_string().ok())
-                .collect();
-            let Some(argv) = argv else {
-                eprintln!("roster: an argument is not UTF-8; `roster serve` takes text only");
-                return ExitCode::from(2);
-            };
-            let request = roster_runtime::daemon::admin::AdminRequest {
-                argv,
-                operator,
-                json: cli.json,
-                cwd,
-            };
-            return match roster_runtime::daemon::admin::forward(stream, &request) {
-                Ok(code) => ExitCode::from(code),
-                Err(e) => {
-                    eprintln!("roster: {e}");
-                    ExitCode::from(1)
-                }
-            };
-        }
-    }
-    let env = cmd::Env {
-        data_dir: &data_dir,
-        operator,
-        out: Out::local(cli.json),
-        cwd,
-        daemon: None,
+    let caller = cmd::Caller {
+        data_dir,
+        operator: operator_name(cli.operator),
+        cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+        json: cli.json,
     };
-    ExitCode::from(execute(cli.command, &env))
-}
-
-/// Commands that a running daemon answers; the rest run here (they make their own data
-/// directories, or talk to the engine themselves, or are the daemon). `subscribe` goes to the
-/// daemon only on the in-process bus, where it reads the daemon's log; with NATS it reads the
-/// stream from here (and an unreadable roster.toml is reported here too).
-fn forwarded(cmd: &Cmd, data_dir: &std::path::Path) -> bool {
-    match cmd {
-        Cmd::Serve(_) | Cmd::Demo { .. } | Cmd::Bench(_) | Cmd::Sandbox(_) => false,
-        Cmd::Subscribe(args) => cmd::subscribe::bus(args, data_dir).is_ok_and(|b| b.is_memory()),
-        _ => true,
+    match cmd::plan(cli.command, &caller.data_dir) {
+        Ok(cmd::Plan::Operate(request)) => ExitCode::from(cmd::operate(request, caller)),
+        Ok(cmd::Plan::Here(local)) => ExitCode::from(failed(cmd::here(local, &caller))),
+        Err(e) => ExitCode::from(failed(Err(e.into()))),
     }
 }
 
-/// Runs one command and returns its exit code, saying what went wrong on `env.out`'s error
-/// stream.
-fn execute(cmd: Cmd, env: &cmd::Env<'_>) -> u8 {
-    match cmd::run(cmd, env) {
-        Ok(()) => 0,
-        Err(err) => {
-            // `roster log | head`: the reader left; that is not an error worth a message.
-            let broken_pipe = err.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            });
-            if broken_pipe {
-                return 0;
-            }
-            if let Some(CliError::Reported(code)) = err.downcast_ref::<CliError>() {
-                return u8::try_from(*code).unwrap_or(1);
-            }
-            let code = error::exit_code(&err);
-            // If even the error cannot be written, the exit code still says it.
-            let _ = env.out.note(message(&err));
-            u8::try_from(code).unwrap_or(1)
-        }
+/// The exit code of a command run here, saying what went wrong on standard error.
+fn failed(result: anyhow::Result<()>) -> u8 {
+    let Err(err) = result else { return 0 };
+    // `roster subscribe | head`: the reader left; that is not an error worth a message.
+    let broken_pipe = err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return 0;
     }
-}
-
-/// Runs a command a client of the admin socket sent, inside the daemon.
-fn run_for_client(
-    d: &roster_runtime::daemon::Daemon,
-    req: roster_runtime::daemon::admin::AdminRequest,
-    out: Out,
-) -> u8 {
-    let argv = std::iter::once("roster".to_string()).chain(req.argv);
-    let cli = match Cli::try_parse_from(argv) {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = out.write(output::Stream::Err, &e.render().to_string());
-            return 2;
-        }
-    };
-    let env = cmd::Env {
-        data_dir: d.data_dir(),
-        operator: req.operator,
-        out,
-        cwd: req.cwd,
-        daemon: Some(d),
-    };
-    execute(cli.command, &env)
+    if let Some(CliError::Reported(code)) = err.downcast_ref::<CliError>() {
+        return u8::try_from(*code).unwrap_or(1);
+    }
+    // If even the error cannot be written, the exit code still says it.
+    let _ = render::note(&message(&err));
+    u8::try_from(error::exit_code(&err)).unwrap_or(1)
 }

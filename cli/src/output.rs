@@ -1,8 +1,38 @@
-//! How results reach people (aligned tables, relative times) and programs (`--json`: one JSON
-//! object per line, through [`Out`]).
+//! Output of the commands run here (`bench`, `sandbox verify`, `subscribe` from NATS): lines for
+//! people or, with `--json`, one JSON object per line; and the aligned tables listings use.
+//! (What operations answer is rendered by `render`.)
 
-use roster_core::time::Timestamp;
-pub use roster_runtime::out::{Out, Stream};
+use std::io::Write;
+
+use serde::Serialize;
+
+/// The output mode chosen by `--json`, onto this process's standard output.
+#[derive(Debug, Clone, Copy)]
+pub struct Out {
+    /// One JSON object per line instead of text for people.
+    pub json: bool,
+}
+
+impl Out {
+    /// Writes `text` to standard output, flushed at once (for readers that follow).
+    pub fn write(&self, text: &str) -> std::io::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        stdout.flush()
+    }
+
+    /// Prints one JSON object on its own line.
+    pub fn json_line<T: Serialize>(&self, value: &T) -> std::io::Result<()> {
+        let mut text = serde_json::to_string(value).map_err(std::io::Error::other)?;
+        text.push('\n');
+        self.write(&text)
+    }
+
+    /// Prints a line for people.
+    pub fn line(&self, text: impl AsRef<str>) -> std::io::Result<()> {
+        self.write(&format!("{}\n", text.as_ref()))
+    }
+}
 
 /// A table whose columns are padded to their widest cell.
 #[derive(Debug, Default)]
@@ -57,28 +87,6 @@ impl Table {
     }
 }
 
-/// "just now", "42s ago", "3m ago", "5h ago", "2d ago", or "in 4d" for the future.
-pub fn relative(t: Timestamp, now: Timestamp) -> String {
-    let delta = now.as_micros().saturating_sub(t.as_micros()) / 1_000_000;
-    let (future, secs) = if delta < 0 {
-        (true, -delta)
-    } else {
-        (false, delta)
-    };
-    let span = match secs {
-        0..=1 => return "just now".into(),
-        2..=59 => format!("{secs}s"),
-        60..=3599 => format!("{}m", secs / 60),
-        3600..=86_399 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    };
-    if future {
-        format!("in {span}")
-    } else {
-        format!("{span} ago")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,23 +97,5 @@ mod tests {
         t.row(vec!["a".into(), "1".into()]);
         t.row(vec!["longer".into(), "2".into()]);
         assert_eq!(t.render(), "NAME    ID\na       1\nlonger  2");
-    }
-
-    #[test]
-    fn relative_times() {
-        let now = Timestamp::from_millis(10_000_000);
-        assert_eq!(relative(now, now), "just now");
-        assert_eq!(
-            relative(Timestamp::from_millis(10_000_000 - 42_000), now),
-            "42s ago"
-        );
-        assert_eq!(
-            relative(Timestamp::from_millis(10_000_000 - 180_000), now),
-            "3m ago"
-        );
-        assert_eq!(
-            relative(Timestamp::from_millis(10_000_000 + 4 * 86_400_000), now),
-            "in 4d"
-        );
     }
 }

@@ -218,6 +218,91 @@ fn the_admin_socket_is_the_owners_alone_and_commands_go_through_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
 
+/// One call on the admin socket, as any local program could send it; the frames back.
+fn call(s: &Served, line: &str) -> Vec<Value> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut sock = std::os::unix::net::UnixStream::connect(s.dir.join("admin.sock")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    writeln!(sock, "{line}").unwrap();
+    let mut frames = Vec::new();
+    for line in BufReader::new(&sock).lines() {
+        let frame: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let end = frame.get("end").is_some();
+        frames.push(frame);
+        if end {
+            break;
+        }
+    }
+    frames
+}
+
+#[test]
+fn the_admin_socket_parses_every_call_into_its_types_and_refuses_the_rest() {
+    let s = lab();
+    let before = s.count("AgentHired") + s.count("TeamCreated");
+    // A well-formed hire with `field` set to `value`, as one line.
+    let hire = |field: &str, value: Value| {
+        let mut request = serde_json::json!({
+            "op": "hire", "team": "lab", "name": "x", "role": "", "image": null,
+            "runtime": null, "cpus": null, "memory": null, "pids": null, "tmpfs": null,
+            "timeout": null, "by": null, "grants": [],
+        });
+        request[field] = value;
+        serde_json::json!({"request": request, "operator": "tester", "cwd": "/"}).to_string()
+    };
+    for (line, says) in [
+        // Limits are checked where the call is read, not only by the CLI's flags.
+        (hire("memory", 4.into()), "outside 16 to 1048576"),
+        (hire("cpus", 0.into()), "outside 0.01 to 1024"),
+        (hire("pids", 7.into()), "outside 8 to 1000000"),
+        (hire("by", "nobody".into()), "not an agent"),
+        (hire("grants", serde_json::json!(["nothing"])), "nothing"),
+        (hire("surprise", true.into()), "surprise"),
+        (
+            r#"{"request": {"op": "create_team", "name": "Not A Name"}, "operator": "tester", "cwd": "/"}"#.into(),
+            "Not A Name",
+        ),
+        (
+            r#"{"request": {"op": "create_team", "name": "ok", "extra": 1}, "operator": "tester", "cwd": "/"}"#.into(),
+            "extra",
+        ),
+        (
+            r#"{"request": {"op": "format_disk"}, "operator": "tester", "cwd": "/"}"#.into(),
+            "format_disk",
+        ),
+        (
+            r#"{"argv": ["team", "create", "old"], "operator": "tester", "json": true, "cwd": "/"}"#.into(),
+            "argv",
+        ),
+        ("not json".into(), "not an admin call"),
+    ] {
+        let frames = call(&s, &line);
+        let [end] = frames.as_slice() else {
+            panic!("{line}: answered more than its end: {frames:?}");
+        };
+        assert_eq!(end["end"]["exit"], 2, "{line}: {end}");
+        let error = end["end"]["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{line}: `{error}` does not say `{says}`");
+    }
+    assert_eq!(
+        s.count("AgentHired") + s.count("TeamCreated"),
+        before,
+        "a refused call recorded something"
+    );
+    // The same call, well-formed, is carried out and answered in items.
+    let frames = call(&s, &hire("memory", 64.into()));
+    assert_eq!(frames.last().unwrap()["end"]["exit"], 0, "{frames:?}");
+    let hired = frames
+        .iter()
+        .find(|f| f["item"]["item"] == "hired")
+        .unwrap_or_else(|| panic!("no `hired` item: {frames:?}"));
+    assert_eq!(hired["item"]["value"]["address"], "lab/x");
+    let log = s.ok(&["--json", "log"]);
+    let recorded = log.lines().rfind(|l| l.contains("AgentHired")).unwrap();
+    assert!(recorded.contains(r#""memory_mib":64"#), "{recorded}");
+}
+
 #[test]
 fn an_agent_hired_with_runsc_runs_under_gvisor_where_it_is_installed() {
     let s = lab();

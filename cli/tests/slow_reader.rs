@@ -86,7 +86,7 @@ fn a_client_that_never_reads_delays_no_write_and_no_agent() {
     // The slow client: asks for every grant as JSON, then reads nothing.
     let mut slow = UnixStream::connect(s.dir.join("admin.sock")).unwrap();
     let request = json!({
-        "argv": ["grants"], "operator": "tester", "json": true, "cwd": "/",
+        "request": {"op": "grants", "agent": null}, "operator": "tester", "cwd": "/",
     });
     writeln!(slow, "{request}").unwrap();
     // Long enough for the daemon to fill the socket and its queue of frames and block there.
@@ -115,10 +115,10 @@ fn a_client_that_never_reads_delays_no_write_and_no_agent() {
     let mut exit = None;
     for line in BufReader::new(&slow).lines() {
         let frame: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if let Some(text) = frame["out"].as_str() {
-            rows += text.lines().count();
-        } else if let Some(code) = frame.get("exit") {
-            exit = code.as_u64();
+        if frame["item"]["item"] == "grant" {
+            rows += 1;
+        } else if let Some(end) = frame.get("end") {
+            exit = end["exit"].as_u64();
             break;
         }
     }

@@ -158,6 +158,22 @@ pub struct ActParams {
 }
 
 impl ActParams {
+    /// What serde cannot check: each argument at most [`MAX_ARG`] bytes, a wait of at most
+    /// [`MAX_ACT_WAIT_SECS`]. Every edge that takes an `act` (the gateway, the admin socket)
+    /// asks this before anything is decided.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some((k, _)) = self.args.iter().find(|(_, v)| v.len() > MAX_ARG) {
+            return Err(format!("argument `{k}` is over {MAX_ARG} bytes"));
+        }
+        if let Some(secs) = self.timeout_secs.filter(|s| *s > MAX_ACT_WAIT_SECS) {
+            return Err(format!(
+                "timeout_secs is {secs}; an act waits at most {MAX_ACT_WAIT_SECS} s \
+                 (call again with the approval id to wait longer)"
+            ));
+        }
+        Ok(())
+    }
+
     /// How long this call waits for a human's decision.
     pub fn wait(&self) -> std::time::Duration {
         let secs = self
@@ -499,20 +515,8 @@ pub fn decode_request(line: &[u8]) -> Result<Request, (Option<RequestId>, Gatewa
     })?;
     match &call {
         Call::Act(p) => {
-            if let Some((k, _)) = p.args.iter().find(|(_, v)| v.len() > MAX_ARG) {
-                return fail(
-                    ErrorCode::BadParams,
-                    format!("act: argument `{k}` is over {MAX_ARG} bytes"),
-                );
-            }
-            if let Some(secs) = p.timeout_secs.filter(|s| *s > MAX_ACT_WAIT_SECS) {
-                return fail(
-                    ErrorCode::BadParams,
-                    format!(
-                        "act: timeout_secs is {secs}; an act waits at most {MAX_ACT_WAIT_SECS} s \
-                         (call again with the approval id to wait longer)"
-                    ),
-                );
+            if let Err(why) = p.check() {
+                return fail(ErrorCode::BadParams, format!("act: {why}"));
             }
         }
         Call::Publish(p) if p.message.len() > MAX_MESSAGE => {

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use roster_core::capability::Action;
 use roster_core::event::RuntimeKind;
 use roster_core::gateway::MAX_TOOL_SECS;
+use roster_core::limits::{CpuMillis, MemoryMib, Pids, TimeoutSecs, TmpfsMib};
 use roster_core::name::Name;
 use serde::Deserialize;
 
@@ -106,22 +107,34 @@ impl ExecTool {
     }
 }
 
-/// `[agent]`.
+/// `[agent]`: each limit parsed into its validated type, so a value out of range is refused
+/// when the file is read, with the same bounds as `roster hire`'s flags.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentDefaults {
     /// The container runtime.
     pub runtime: Option<RuntimeKind>,
-    /// CPU quota in cores.
-    pub cpus: Option<f64>,
+    /// CPU quota, written in cores.
+    #[serde(default, deserialize_with = "cores")]
+    pub cpus: Option<CpuMillis>,
     /// Memory (and memory+swap) in MiB.
-    pub memory_mib: Option<u32>,
+    pub memory_mib: Option<MemoryMib>,
     /// Most processes at once.
-    pub pids: Option<u32>,
+    pub pids: Option<Pids>,
     /// Size of `/tmp` in MiB.
-    pub tmpfs_mib: Option<u32>,
+    pub tmpfs_mib: Option<TmpfsMib>,
     /// Seconds a run may last.
-    pub timeout_secs: Option<u32>,
+    pub timeout_secs: Option<TimeoutSecs>,
+}
+
+/// `cpus = 0.5`: cores as a number, held as thousandths.
+fn cores<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<CpuMillis>, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(None),
+        Some(c) => CpuMillis::from_cores(c)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// `[serve]`.
@@ -136,35 +149,6 @@ pub struct ServeDefaults {
     pub busybox: Option<PathBuf>,
     /// The bus: `memory` or `nats://HOST:PORT`.
     pub bus: Option<roster_bus::BusUrl>,
-}
-
-impl AgentDefaults {
-    /// The CPU quota in thousandths of a core, checked like `--cpus`.
-    pub fn cpu_millis(&self) -> Result<Option<u32>, String> {
-        match self.cpus {
-            None => Ok(None),
-            Some(c) if c.is_finite() && (0.01..=1024.0).contains(&c) => {
-                // In range, so the rounded product fits a u32.
-                Ok(Some((c * 1000.0).round() as u32))
-            }
-            Some(c) => Err(format!("cpus = {c} is outside 0.01 to 1024")),
-        }
-    }
-
-    fn check(&self) -> Result<(), String> {
-        self.cpu_millis()?;
-        let range = |name: &str, v: Option<u32>, lo: u32, hi: u32| match v {
-            Some(v) if !(lo..=hi).contains(&v) => {
-                Err(format!("{name} = {v} is outside {lo} to {hi}"))
-            }
-            _ => Ok(()),
-        };
-        // The same bounds as the flags of `roster hire`.
-        range("memory_mib", self.memory_mib, 16, 1_048_576)?;
-        range("pids", self.pids, 8, 1_000_000)?;
-        range("tmpfs_mib", self.tmpfs_mib, 1, 1_048_576)?;
-        range("timeout_secs", self.timeout_secs, 1, u32::MAX)
-    }
 }
 
 impl Config {
@@ -182,7 +166,6 @@ impl Config {
     /// Parses and checks the file's text.
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
-        config.agent.check()?;
         for (action, tool) in &config.tools {
             tool.check(action)?;
         }
@@ -203,8 +186,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.agent.runtime, Some(RuntimeKind::Runsc));
-        assert_eq!(c.agent.cpu_millis().unwrap(), Some(500));
-        assert_eq!(c.agent.memory_mib, Some(512));
+        assert_eq!(c.agent.cpus.map(CpuMillis::get), Some(500));
+        assert_eq!(c.agent.memory_mib.map(u32::from), Some(512));
         assert_eq!(c.serve.namespace.unwrap().as_str(), "prod");
         assert!(Config::parse("").unwrap().agent.runtime.is_none());
     }
@@ -257,8 +240,12 @@ mod tests {
     fn bad_files_are_refused_with_the_reason() {
         for (text, says) in [
             ("[agent]\nmemroy_mib = 5\n", "memroy_mib"),
-            ("[agent]\nmemory_mib = 4\n", "memory_mib = 4 is outside"),
-            ("[agent]\ncpus = 0\n", "cpus = 0 is outside"),
+            ("[agent]\nmemory_mib = 4\n", "4 is outside 16 to 1048576"),
+            ("[agent]\nmemory_mib = 4\n", "line 2"),
+            ("[agent]\npids = 7\n", "7 is outside 8 to 1000000"),
+            ("[agent]\ntmpfs_mib = 0\n", "0 is outside 1 to 1048576"),
+            ("[agent]\ntimeout_secs = 0\n", "0 is outside 1 to"),
+            ("[agent]\ncpus = 0\n", "0 cores is outside"),
             ("[agent]\ncpus = nan\n", "outside"),
             ("[agent]\nruntime = \"kata\"\n", "kata"),
             ("[serve]\nnamespace = \"Bad.Name\"\n", "Bad.Name"),

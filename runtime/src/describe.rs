@@ -3,6 +3,7 @@
 use roster_core::actor::Actor;
 use roster_core::event::{Event, StopReason};
 use roster_core::id::{AgentId, GrantId, TeamId};
+use roster_core::time::Timestamp;
 use roster_core::world::World;
 
 /// `team/name` of an agent, or its id if unknown.
@@ -187,5 +188,50 @@ pub fn event(world: &World, e: &Event) -> String {
         // Future event kinds still get a line.
         #[allow(unreachable_patterns)]
         other => other.kind().to_string(),
+    }
+}
+
+/// "just now", "42s ago", "3m ago", "5h ago", "2d ago", or "in 4d" for the future.
+pub fn relative(t: Timestamp, now: Timestamp) -> String {
+    let delta = now.as_micros().saturating_sub(t.as_micros()) / 1_000_000;
+    let (future, secs) = if delta < 0 {
+        (true, -delta)
+    } else {
+        (false, delta)
+    };
+    let span = match secs {
+        0..=1 => return "just now".into(),
+        2..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m", secs / 60),
+        3600..=86_399 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    };
+    if future {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times() {
+        let now = Timestamp::from_millis(10_000_000);
+        assert_eq!(relative(now, now), "just now");
+        assert_eq!(
+            relative(Timestamp::from_millis(10_000_000 - 42_000), now),
+            "42s ago"
+        );
+        assert_eq!(
+            relative(Timestamp::from_millis(10_000_000 - 180_000), now),
+            "3m ago"
+        );
+        assert_eq!(
+            relative(Timestamp::from_millis(10_000_000 + 4 * 86_400_000), now),
+            "in 4d"
+        );
     }
 }

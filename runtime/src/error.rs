@@ -11,6 +11,7 @@ use roster_core::id::AgentId;
 use roster_core::ledger::{ExecuteError, OpenError};
 use roster_core::name::Name;
 use roster_core::port::LogError;
+use roster_core::refs::RefError;
 use roster_core::world::FoldError;
 use roster_sandbox::SandboxError;
 use roster_store::ImportError;
@@ -250,5 +251,207 @@ impl StartError {
     ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| StartError::Io { what, path, source }
+    }
+}
+
+/// What an operator's operation ([`crate::admin::run`]) failed with. Nothing it refused was
+/// recorded; each variant says which exit code it makes ([`AdminError::exit_code`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// A reference names no agent or team.
+    #[error(transparent)]
+    Ref(#[from] RefError),
+    /// A request the operation cannot take (a field serde could not check).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The operation acts on containers, which only `roster serve` does.
+    #[error("no `roster serve` runs on {0}: start it to act on containers (it owns them)")]
+    NoDaemon(PathBuf),
+    /// `replay --at` past the log's end.
+    #[error("there is no position {at}: {}", held(*.len))]
+    NoPosition {
+        /// The position asked for.
+        at: u64,
+        /// How many events the log holds.
+        len: u64,
+    },
+    /// `import` into a data directory that holds events.
+    #[error(
+        "{} already holds {events} events: import only into an empty data directory",
+        .data_dir.display()
+    )]
+    NotEmpty {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// How many events it holds.
+        events: u64,
+    },
+    /// A file to read cannot be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file to write cannot be written.
+    #[error("cannot write {}: {source}", .path.display())]
+    Unwritable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data directory cannot be made or read.
+    #[error("cannot make {}: {source}", .path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An event could not be put in its published form.
+    #[error(transparent)]
+    Encode(roster_bus::BusError),
+    /// `export` could not read the log or write the export.
+    #[error(transparent)]
+    Export(#[from] roster_store::ExportError),
+    /// The ledger, the store or the configuration.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// What was asked of a container.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The answer could not be sent (the reader left: a broken pipe is not worth a message).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The operation already said its verdict; only this exit code is left to give.
+    #[error("exit code {0}")]
+    Reported(u8),
+}
+
+fn held(len: u64) -> String {
+    match len {
+        0 => "the log is empty".to_string(),
+        n => format!("the log holds positions 0 to {}", n - 1),
+    }
+}
+
+impl From<ConfigError> for AdminError {
+    fn from(e: ConfigError) -> Self {
+        AdminError::Runtime(e.into())
+    }
+}
+
+impl From<LogError> for AdminError {
+    fn from(e: LogError) -> Self {
+        AdminError::Runtime(e.into())
+    }
+}
+
+impl From<Rejected> for AdminError {
+    fn from(e: Rejected) -> Self {
+        AdminError::Runtime(e.into())
+    }
+}
+
+impl AdminError {
+    /// 0 when only the reader left (a broken pipe: `roster log | head`); 2 for bad input (a
+    /// reference or id that names nothing included); 3 for a refusal; 4 for a log or an
+    /// import that does not verify; what the operation reported; 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AdminError::Ref(_)
+            | AdminError::BadRequest(_)
+            | AdminError::NoDaemon(_)
+            | AdminError::NoPosition { .. }
+            | AdminError::NotEmpty { .. }
+            | AdminError::Unreadable { .. } => 2,
+            AdminError::Reported(code) => *code,
+            AdminError::Runtime(e) => e.exit_code(),
+            AdminError::Control(e) => e.exit_code(),
+            _ if self.reader_left() => 0,
+            _ => 1,
+        }
+    }
+
+    /// What to tell the operator, if anything (a reported verdict and a reader that left need
+    /// no more words).
+    pub fn message(&self) -> Option<String> {
+        match self {
+            AdminError::Reported(_) => None,
+            _ if self.reader_left() => None,
+            other => Some(sentence(other)),
+        }
+    }
+
+    /// The answer's reader went away (`roster log | head`): not a failure of the operation.
+    fn reader_left(&self) -> bool {
+        let io = match self {
+            AdminError::Io(e) | AdminError::Export(roster_store::ExportError::Io(e)) => e,
+            _ => return false,
+        };
+        io.kind() == std::io::ErrorKind::BrokenPipe
+    }
+}
+
+/// The error and its causes in one sentence, skipping a cause the message already quotes.
+pub fn sentence(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !text.contains(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+impl RuntimeError {
+    /// 2 for what the operator must fix first (no data directory, a bad roster.toml, an id
+    /// that names nothing), 3 for a refusal, 4 for a log or an import that does not verify, 1
+    /// otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RuntimeError::NotInitialized(_) | RuntimeError::Config(_) => 2,
+            RuntimeError::Refused(r)
+                if matches!(
+                    *r.rejection,
+                    roster_core::command::Rejection::NotFound { .. }
+                ) =>
+            {
+                2
+            }
+            RuntimeError::Refused(_) => 3,
+            RuntimeError::Import(ImportError::NotEmpty { .. }) => 2,
+            RuntimeError::Import(ImportError::Io(_)) => 1,
+            RuntimeError::Import(_) => 4,
+            RuntimeError::Log(LogError::Corrupt(_) | LogError::Damaged { .. })
+            | RuntimeError::Fold(_) => 4,
+            _ => 1,
+        }
+    }
+}
+
+impl ControlError {
+    /// 2 for a request that cannot apply (an unknown or retired agent, a spec that cannot run
+    /// here), else the ledger's code, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ControlError::Unknown(_)
+            | ControlError::Retired(_)
+            | ControlError::NotRetired(_)
+            | ControlError::AlreadyRunning(_)
+            | ControlError::Unfit(_) => 2,
+            ControlError::Runtime(e) => e.exit_code(),
+            _ => 1,
+        }
     }
 }

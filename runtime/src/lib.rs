@@ -5,6 +5,8 @@
 //! [`daemon::Running`] handle out, [`daemon::Running::shutdown`] to stop).
 //!
 //! # Layout
+//! - [`admin`]: the operator's operations — typed requests in, typed items out — and the
+//!   admin socket that carries them to a running daemon.
 //! - [`app`]: one opened data directory — the ledger over the sled log ([`app::App`]) and the
 //!   snapshots readers take.
 //! - [`error`]: one error enum per operation ([`RuntimeError`], [`StartError`],
@@ -16,16 +18,15 @@
 //! - [`gateway`]: each agent's socket — framing, rate limits, fair admission, the answers.
 //! - [`describe`]: one-line texts for people of agents, grants and events (the CLI and the
 //!   gateway's answers).
-//! - [`out`]: where a command's text goes (this process, or a client of the admin socket).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod daemon;
 pub mod describe;
 pub mod error;
 pub mod gateway;
-pub mod out;
 
 pub use daemon::ServeOptions;
-pub use error::{ConfigError, ControlError, RuntimeError, StartError, SupervisorError};
+pub use error::{AdminError, ConfigError, ControlError, RuntimeError, StartError, SupervisorError};

@@ -54,7 +54,7 @@ pub(super) fn with_daemon<T>(
 ) -> anyhow::Result<T> {
     let tmp = tempfile::tempdir()?;
     let data = tmp.path().join("data");
-    crate::cmd::init_data_dir(&data)?;
+    roster_runtime::admin::init_data_dir(&data)?;
     let ns = Name::parse(&format!("{prefix}{:x}", std::process::id()))?;
     let serve = roster_runtime::ServeOptions {
         agent_binary: args.agent_binary.clone(),
@@ -66,7 +66,7 @@ pub(super) fn with_daemon<T>(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let running = rt.block_on(daemon::start(&data, &serve, crate::run_for_client))?;
+    let running = rt.block_on(daemon::start(&data, &serve))?;
     let d = running.daemon.clone();
     let result = f(&rt, &d, &data);
     // Stop the daemon first (its supervisor would restart what is removed), then clean up.

@@ -1,188 +1,275 @@
-//! One module per group of commands; [`run`] dispatches.
+//! From a parsed command line to what runs: most commands are one typed
+//! [`Request`](roster_runtime::admin::Request), carried out by the daemon that owns the data
+//! directory (over the admin socket) or, when none runs, here on the data directory; the rest
+//! (`serve`, `demo`, `bench`, `sandbox verify`, `subscribe` from NATS) run here.
 
-mod containers;
-mod grants;
-mod history;
-mod people;
-mod shares;
+mod sandbox;
 pub(crate) mod subscribe;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use roster_core::actor::Actor;
-use roster_core::envelope::Envelope;
-use roster_core::ledger::LogReader;
+use roster_core::gateway::{arg_map, ActParams};
 use roster_core::name::Name;
-use roster_core::world::World;
-use roster_runtime::app::{App, Snapshot, Store};
-use roster_runtime::daemon::Daemon;
-use roster_runtime::describe;
+use roster_runtime::admin::{self, socket, Ctx, Item, Reply, Request, Sink};
 
-use crate::args::Cmd;
+use crate::args::{BenchArgs, Cmd, SandboxCmd, ServeArgs, ShareCmd, SubscribeArgs, TeamCmd};
 use crate::error::CliError;
 use crate::output::Out;
-use crate::refs::AgentRef;
+use crate::render::{note, Render};
 
-/// Everything a command needs from the command line.
+/// What a command line comes to.
 #[derive(Debug)]
-pub struct Env<'a> {
-    /// The data directory.
-    pub data_dir: &'a Path,
-    /// The operator's name.
-    pub operator: Name,
-    /// The output mode.
-    pub out: Out,
-    /// The directory relative file arguments are relative to (the client's, under the daemon).
-    pub cwd: PathBuf,
-    /// The daemon, when the command runs inside `roster serve`.
-    pub daemon: Option<&'a Daemon>,
+pub enum Plan {
+    /// An operation: the daemon's, or run here on the data directory.
+    Operate(Request),
+    /// A command that runs here whatever runs on the data directory.
+    Here(Local),
 }
 
-impl Env<'_> {
-    /// The world as it stands and the log to read: the daemon's (held without holding
-    /// anything a decision waits for, so a client that reads slowly slows nobody else), or
-    /// opened here.
-    fn read(&self) -> Result<Snapshot, CliError> {
-        match self.daemon {
-            Some(d) => Ok(d.snapshot()?),
-            None => Ok(App::open(self.data_dir)?.snapshot()),
-        }
-    }
+/// The commands that run here.
+#[derive(Debug)]
+pub enum Local {
+    /// `roster serve`.
+    Serve(ServeArgs),
+    /// `roster sandbox verify`.
+    Sandbox(SandboxCmd),
+    /// `roster subscribe` from NATS.
+    Subscribe(SubscribeArgs),
+    /// `roster bench`.
+    Bench(BenchArgs),
+    /// `roster demo`.
+    Demo {
+        /// The bus.
+        bus: Option<roster_bus::BusUrl>,
+        /// Tell more.
+        verbose: bool,
+    },
+}
 
-    /// The log to read history from: the daemon's (without holding its world), or opened here
-    /// without folding it.
-    fn history(&self) -> Result<LogReader<dyn Store>, CliError> {
-        match self.daemon {
-            Some(d) => Ok(d.snapshot()?.log().clone()),
-            None => {
-                let log: std::sync::Arc<dyn Store> =
-                    std::sync::Arc::new(App::open_log(self.data_dir)?);
-                Ok(LogReader::new(log))
+/// What `cmd` comes to. `subscribe` is an operation only on the in-process bus, where it reads
+/// the data directory's log; with NATS it reads the stream from here (and an unreadable
+/// roster.toml is reported here too).
+pub fn plan(cmd: Cmd, data_dir: &Path) -> Result<Plan, CliError> {
+    let request = match cmd {
+        Cmd::Serve(a) => return Ok(Plan::Here(Local::Serve(a))),
+        Cmd::Sandbox(c) => return Ok(Plan::Here(Local::Sandbox(c))),
+        Cmd::Bench(a) => return Ok(Plan::Here(Local::Bench(a))),
+        Cmd::Demo { bus, verbose } => return Ok(Plan::Here(Local::Demo { bus, verbose })),
+        Cmd::Subscribe(a) => {
+            if !subscribe::bus(&a, data_dir).is_ok_and(|b| b.is_memory()) {
+                return Ok(Plan::Here(Local::Subscribe(a)));
             }
+            Request::Subscribe(admin::Subscribe {
+                team: a.team,
+                kind: a.kind.map(str::to_owned),
+                from: a.from,
+                durable: a.durable,
+                count: a.count,
+            })
         }
-    }
-
-    /// Runs `f` on the data directory for a decision: the daemon's, held exclusively for the
-    /// length of `f` (which must write nothing to the client), or opened here.
-    fn decide<T>(&self, f: impl FnOnce(&mut App) -> Result<T, CliError>) -> Result<T, CliError> {
-        match self.daemon {
-            Some(d) => d.decide(f)?,
-            None => f(&mut App::open(self.data_dir)?),
-        }
-    }
-
-    /// The operator at the keyboard, as an actor.
-    fn operator(&self) -> Actor {
-        Actor::Operator(self.operator.clone())
-    }
-
-    /// The actor for a command: the agent named by `--by`, or the operator.
-    fn actor(&self, world: &World, by: Option<AgentRef>) -> Result<Actor, CliError> {
-        match by {
-            Some(r) => Ok(Actor::Agent(r.resolve(world).map_err(CliError::Input)?.id)),
-            None => Ok(self.operator()),
-        }
-    }
-
-    /// The daemon, for commands that act on containers.
-    fn daemon(&self) -> Result<&Daemon, CliError> {
-        self.daemon
-            .ok_or_else(|| CliError::NoDaemon(self.data_dir.to_owned()))
-    }
-
-    /// `path` made absolute against the caller's directory.
-    fn path(&self, path: &Path) -> PathBuf {
-        self.cwd.join(path)
-    }
-}
-
-/// Creates a data directory with an empty log (what `roster init` does), for the benches.
-pub fn init_data_dir(dir: &Path) -> anyhow::Result<()> {
-    history::create_data_dir(dir)?;
-    roster_store::SledLog::open(&roster_runtime::app::log_dir(dir))?;
-    Ok(())
-}
-
-/// Runs one command.
-pub fn run(cmd: Cmd, env: &Env<'_>) -> anyhow::Result<()> {
-    match cmd {
-        Cmd::Init => history::init(env),
-        Cmd::Team(c) => people::team(c, env),
-        Cmd::Hire(a) => people::hire(a, env),
-        Cmd::Agents { team, all } => people::agents(team, all, env),
-        Cmd::Retire { agent, by } => people::retire(agent, by, env),
+        Cmd::Init => Request::Init,
+        Cmd::Team(TeamCmd::Create { name }) => Request::CreateTeam { name },
+        Cmd::Team(TeamCmd::List) => Request::Teams,
+        Cmd::Hire(a) => Request::Hire(admin::Hire {
+            team: a.team,
+            name: a.name,
+            role: a.role,
+            image: a.image,
+            runtime: a.runtime.map(Into::into),
+            cpus: a.cpus,
+            memory: a.memory,
+            pids: a.pids,
+            tmpfs: a.tmpfs,
+            timeout: a.timeout,
+            by: a.by,
+            grants: a.grants,
+        }),
+        Cmd::Agents { team, all } => Request::Agents { team, all },
+        Cmd::Retire { agent, by } => Request::Retire { agent, by },
         Cmd::Grant {
             agent,
             capability,
             from,
             by,
-        } => grants::grant(agent, capability, from, by, env),
-        Cmd::Revoke { grant, by } => grants::revoke(grant, by, env),
-        Cmd::Grants { agent } => grants::list(agent, env),
+        } => Request::Grant {
+            agent,
+            capability,
+            from,
+            by,
+        },
+        Cmd::Revoke { grant, by } => Request::Revoke { grant, by },
+        Cmd::Grants { agent } => Request::Grants { agent },
         Cmd::Check {
             agent,
             action,
             resource,
             amount,
-        } => grants::check(agent, action, resource, amount, env),
-        Cmd::Act(a) => grants::act(a, env),
-        Cmd::Approvals { all } => grants::approvals(all, env),
-        Cmd::Approve(a) => grants::decide_approval(a, true, env),
-        Cmd::Deny(a) => grants::decide_approval(a, false, env),
-        Cmd::Log { team, from, follow } => history::log(team, from, follow, env),
-        Cmd::Replay { at, team } => history::replay(at, team, env),
-        Cmd::Verify => history::verify(env),
-        Cmd::Export { file } => history::export(file, env),
-        Cmd::Import { file } => history::import(&file, env),
-        Cmd::Serve(a) => Ok(roster_runtime::daemon::serve(
-            env.data_dir,
-            a.into(),
-            crate::run_for_client,
-        )?),
-        Cmd::Status => containers::status(env),
-        Cmd::Stop { agent } => containers::stop(agent, env),
-        Cmd::Start { agent } => containers::start(agent, env),
+        } => Request::Check {
+            agent,
+            action,
+            resource,
+            amount,
+        },
+        Cmd::Act(a) => Request::Act {
+            agent: a.agent,
+            params: ActParams {
+                action: a.action,
+                resource: a.resource,
+                amount: a.amount,
+                args: arg_map(a.args).map_err(CliError::Input)?,
+                timeout_secs: Some(a.wait),
+                approval: a.approval,
+            },
+        },
+        Cmd::Approvals { all } => Request::Approvals { all },
+        Cmd::Approve(a) => Request::Decide {
+            approval: a.approval,
+            approved: true,
+            note: a.note,
+        },
+        Cmd::Deny(a) => Request::Decide {
+            approval: a.approval,
+            approved: false,
+            note: a.note,
+        },
+        Cmd::Log { team, from, follow } => Request::Log { team, from, follow },
+        Cmd::Replay { at, team } => Request::Replay { at, team },
+        Cmd::Verify => Request::Verify,
+        Cmd::Export { file } => Request::Export { file },
+        Cmd::Import { file } => Request::Import { file },
+        Cmd::Status => Request::Status,
+        Cmd::Stop { agent } => Request::Stop { agent },
+        Cmd::Start { agent } => Request::Start { agent },
         Cmd::Logs {
             agent,
             follow,
             tail,
-        } => containers::logs(agent, follow, tail, env),
-        Cmd::Purge { agent } => containers::purge(agent, env),
-        Cmd::Exec { agent, command } => containers::exec(agent, command, env),
-        Cmd::Sandbox(crate::args::SandboxCmd::Verify {
+        } => Request::Logs {
+            agent,
+            follow,
+            tail,
+        },
+        Cmd::Purge { agent } => Request::Purge { agent },
+        Cmd::Exec { agent, command } => Request::Exec { agent, command },
+        Cmd::Share(ShareCmd::Propose {
+            from,
+            to,
+            topics,
+            by,
+        }) => Request::ProposeShare {
+            from,
+            to,
+            topics,
+            by,
+        },
+        Cmd::Share(ShareCmd::Accept { share, by }) => Request::AcceptShare { share, by },
+        Cmd::Share(ShareCmd::Close { share, by }) => Request::CloseShare { share, by },
+        Cmd::Shares { team } => Request::Shares { team },
+    };
+    Ok(Plan::Operate(request))
+}
+
+/// Who asks, from where, and how the answer should look.
+#[derive(Debug)]
+pub struct Caller {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The operator's name.
+    pub operator: Name,
+    /// The working directory, for relative file arguments.
+    pub cwd: PathBuf,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// Carries out `request` — through the daemon that owns the data directory if one runs, else
+/// here — rendering its items as they come; returns the exit code.
+pub fn operate(request: Request, caller: Caller) -> u8 {
+    let mut render = Render::new(&request, caller.json);
+    // While `roster serve` runs on the data directory, it owns the store: it carries this out.
+    if let Some(stream) = socket::connect(&caller.data_dir) {
+        let call = socket::Call {
+            request,
+            operator: caller.operator,
+            cwd: caller.cwd,
+        };
+        return match socket::forward(stream, &call, |item| render.item(item)) {
+            Ok(ended) => end(&mut render, ended.exit, ended.error),
+            // `roster log | head`: the reader left; that is not an error worth a message.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+            Err(e) => end(&mut render, 1, Some(e.to_string())),
+        };
+    }
+    let render = Arc::new(Here(Mutex::new(render)));
+    let ctx = Ctx {
+        data_dir: &caller.data_dir,
+        operator: caller.operator,
+        cwd: caller.cwd,
+        daemon: None,
+        reply: Reply::new(render.clone()),
+    };
+    let done = admin::run(request, &ctx);
+    let mut render = render.0.lock().unwrap_or_else(PoisonError::into_inner);
+    match done {
+        Ok(()) => end(&mut render, 0, None),
+        Err(e) => end(&mut render, e.exit_code(), e.message()),
+    }
+}
+
+/// Ends an operation's output: the listing's table if it succeeded, the failure in words.
+fn end(render: &mut Render, exit: u8, error: Option<String>) -> u8 {
+    if exit == 0 {
+        if let Err(e) = render.finish() {
+            return exit_of_output(&e);
+        }
+    }
+    if let Some(error) = error {
+        // If even the error cannot be written, the exit code still says it.
+        let _ = note(&error);
+    }
+    exit
+}
+
+/// A failure to print: nothing if the reader left, else 1.
+fn exit_of_output(e: &std::io::Error) -> u8 {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        0
+    } else {
+        let _ = note(&format!("cannot write the answer: {e}"));
+        1
+    }
+}
+
+/// Items rendered as an operation run here makes them.
+#[derive(Debug)]
+struct Here(Mutex<Render>);
+
+impl Sink for Here {
+    fn send(&self, item: Item) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .item(item)
+    }
+
+    fn gone(&self) -> bool {
+        false
+    }
+}
+
+/// Runs a command that runs here.
+pub fn here(cmd: Local, caller: &Caller) -> anyhow::Result<()> {
+    let out = Out { json: caller.json };
+    match cmd {
+        Local::Serve(a) => Ok(roster_runtime::daemon::serve(&caller.data_dir, a.into())?),
+        Local::Sandbox(SandboxCmd::Verify {
             runtime,
             agent_binary,
             busybox,
-        }) => containers::verify(runtime.into(), agent_binary, busybox, env),
-        Cmd::Share(c) => shares::share(c, env),
-        Cmd::Shares { team } => shares::list(team, env),
-        Cmd::Subscribe(a) => subscribe::run(a, env),
-        Cmd::Bench(a) => crate::bench::run(a, env.out.clone()),
-        Cmd::Demo { bus, verbose } => crate::demo::run(bus.unwrap_or_default(), verbose),
+        }) => sandbox::verify(runtime.into(), agent_binary, busybox, out),
+        Local::Subscribe(a) => subscribe::run(a, &caller.data_dir, out),
+        Local::Bench(a) => crate::bench::run(a, out),
+        Local::Demo { bus, verbose } => crate::demo::run(bus.unwrap_or_default(), verbose),
     }
-}
-
-/// Tells the daemon, if this runs in one, that the log moved: it starts, stops or removes
-/// containers to match. (It also looks by itself every second.)
-fn poke(env: &Env<'_>) {
-    if let Some(d) = env.daemon {
-        d.poke();
-    }
-}
-
-/// Prints what a mutating command committed: envelopes as JSON lines, or one line each. Given
-/// the world after them (a snapshot: nothing is held while the client reads).
-fn print_committed(world: &World, envelopes: &[Envelope], out: &Out) -> anyhow::Result<()> {
-    for e in envelopes {
-        if out.json {
-            out.json_line(e)?;
-        } else {
-            out.line(format!(
-                "#{:<5} {}",
-                e.seq,
-                describe::event(world, &e.event)
-            ))?;
-        }
-    }
-    Ok(())
 }

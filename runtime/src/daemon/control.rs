@@ -13,8 +13,8 @@ use roster_sandbox::{ContainerState, OutputStream, SandboxError};
 
 use super::policy::Run;
 use super::{supervisor, Daemon};
+use crate::admin::{Item, Reply, Stream};
 use crate::error::{ControlError, SupervisorError};
-use crate::out::{Out, Stream};
 
 impl Daemon {
     /// The agent, if it is known and not retired.
@@ -94,7 +94,7 @@ impl Daemon {
         agent: AgentId,
         follow: bool,
         tail: Option<u32>,
-        out: &Out,
+        out: &Reply,
     ) -> Result<(), ControlError> {
         let sup = self.sup.clone();
         self.rt.block_on(async move {
@@ -118,9 +118,9 @@ impl Daemon {
                     _ => Stream::Out,
                 };
                 let text = String::from_utf8_lossy(&chunk.bytes).into_owned();
-                // `Out::write` for a remote client blocks on a bounded channel: not on a worker.
+                // Sending to a remote client blocks on a bounded channel: not on a worker.
                 let out = out.clone();
-                tokio::task::spawn_blocking(move || out.write(stream, &text))
+                tokio::task::spawn_blocking(move || out.send(Item::Output { stream, text }))
                     .await
                     .map_err(SupervisorError::from)??;
             }
@@ -133,7 +133,7 @@ impl Daemon {
         &self,
         agent: AgentId,
         command: Vec<String>,
-        out: &Out,
+        out: &Reply,
     ) -> Result<i64, ControlError> {
         self.live(agent)?;
         let sup = self.sup.clone();
@@ -141,8 +141,14 @@ impl Daemon {
             .rt
             .block_on(async move { sup.engine.exec(agent, command, None).await })
             .map_err(ControlError::Engine)?;
-        out.write(Stream::Out, &result.stdout_text())?;
-        out.write(Stream::Err, &result.stderr_text())?;
+        for (stream, text) in [
+            (Stream::Out, result.stdout_text()),
+            (Stream::Err, result.stderr_text()),
+        ] {
+            if !text.is_empty() {
+                out.send(Item::Output { stream, text })?;
+            }
+        }
         if result.truncated {
             out.note("(output cut at 1 MiB per stream)")?;
         }

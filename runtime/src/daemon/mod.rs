@@ -3,7 +3,6 @@
 //! command through the admin socket.
 //!
 //! # Layout
-//! - `admin`: the admin socket (server and client) and its JSON-lines protocol.
 //! - `policy`: what the supervisor should do, a pure function of the world, what it knows of each
 //!   container and the time (`converge`).
 //! - `supervisor`: carries that out (start, restart with backoff, timeouts, removal at
@@ -22,7 +21,6 @@
 //! [`Daemon::snapshot`] (what a reader that writes to a client holds instead).
 
 pub mod act;
-pub mod admin;
 mod backend;
 mod context;
 pub mod control;
@@ -215,14 +213,14 @@ impl Running {
 }
 
 /// Runs `roster serve` on `data_dir` until SIGINT or SIGTERM.
-pub fn serve(data_dir: &Path, args: ServeOptions, runner: Runner) -> Result<(), StartError> {
+pub fn serve(data_dir: &Path, args: ServeOptions) -> Result<(), StartError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(StartError::AsyncRuntime)?;
     rt.block_on(async {
-        let running = start(data_dir, &args, runner).await?;
+        let running = start(data_dir, &args).await?;
         eprintln!(
             "roster serve: running on {} (admin socket {}; namespace {})",
             data_dir.display(),
@@ -243,16 +241,9 @@ pub fn serve(data_dir: &Path, args: ServeOptions, runner: Runner) -> Result<(), 
     })
 }
 
-/// Runs one admin client's command; `main` passes the same code a local run uses.
-pub type Runner = fn(&Daemon, admin::AdminRequest, crate::out::Out) -> u8;
-
 /// Starts the daemon inside the current tokio runtime: opens the store, connects to the engine,
 /// builds the base image if needed, reconciles, then supervises and serves the admin socket.
-pub async fn start(
-    data_dir: &Path,
-    args: &ServeOptions,
-    runner: Runner,
-) -> Result<Running, StartError> {
+pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, StartError> {
     let app = App::open(data_dir)?;
     // A flag (or its ROSTER_* variable), then DATA/roster.toml, then the default.
     let config = crate::config::Config::load(data_dir).map_err(RuntimeError::from)?;
@@ -307,19 +298,15 @@ pub async fn start(
     supervisor::reconcile(&daemon, &sup)
         .await
         .map_err(StartError::Reconcile)?;
-    let socket = admin::socket_path(data_dir);
+    let socket = crate::admin::socket::socket_path(data_dir);
     // The store's lock (sled's) already proved that no other daemon or command holds this data
     // directory, so a socket file left here is stale.
     if socket.exists() {
         std::fs::remove_file(&socket).map_err(StartError::io("remove the stale", &socket))?;
     }
     let listener = bind_owner_only(&socket)?;
-    let d = daemon.clone();
     let tasks = vec![
-        tokio::spawn(admin::serve(
-            listener,
-            Arc::new(move |req, out| runner(&d, req, out)),
-        )),
+        tokio::spawn(crate::admin::socket::serve(listener, daemon.clone())),
         tokio::spawn(supervisor::converge_loop(daemon.clone(), sup.clone())),
         tokio::spawn(supervisor::watch_engine(daemon.clone(), sup.clone(), since)),
     ];

@@ -1,0 +1,138 @@
+//! The operations run in-process on a data directory of their own (no daemon), their items
+//! collected as a client would receive them.
+
+use std::sync::{Arc, Mutex};
+
+use roster_core::name::Name;
+use roster_core::refs::{AgentRef, TeamRef};
+
+use super::*;
+
+#[derive(Debug, Default)]
+struct Collect(Mutex<Vec<Item>>);
+
+impl Sink for Collect {
+    fn send(&self, item: Item) -> std::io::Result<()> {
+        self.0.lock().unwrap().push(item);
+        Ok(())
+    }
+    fn gone(&self) -> bool {
+        false
+    }
+}
+
+/// Runs `request` on `dir` as operator `op`; what it answered, and how it ended.
+fn run_on(dir: &Path, request: Request) -> (Vec<Item>, Result<(), AdminError>) {
+    let items = Arc::new(Collect::default());
+    let ctx = Ctx {
+        data_dir: dir,
+        operator: Name::parse("op").unwrap(),
+        cwd: dir.to_owned(),
+        daemon: None,
+        reply: Reply::new(items.clone()),
+    };
+    let done = run(request, &ctx);
+    let items = std::mem::take(&mut *items.0.lock().unwrap());
+    (items, done)
+}
+
+fn team(name: &str) -> TeamRef {
+    TeamRef::parse(name).unwrap()
+}
+
+#[test]
+fn operations_answer_in_typed_items() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (items, done) = run_on(&dir, Request::Teams);
+    assert_eq!(done.unwrap_err().exit_code(), 2, "no data directory yet");
+    assert!(items.is_empty());
+
+    let (items, done) = run_on(&dir, Request::Init);
+    done.unwrap();
+    assert!(matches!(&items[..], [Item::Initialized(i)] if i.created && i.events == 0));
+
+    let name = Name::parse("lab").unwrap();
+    let (items, done) = run_on(&dir, Request::CreateTeam { name: name.clone() });
+    done.unwrap();
+    let [Item::Committed { envelope, text }] = &items[..] else {
+        panic!("{items:?}")
+    };
+    assert_eq!(envelope.seq, 0);
+    assert!(text.contains("lab"), "{text}");
+
+    let (items, done) = run_on(&dir, Request::Teams);
+    done.unwrap();
+    assert!(matches!(&items[..], [Item::Team(t)] if t.name == name && t.agents == 0));
+
+    // A reference that names nothing: exit 2, nothing recorded.
+    let (items, done) = run_on(
+        &dir,
+        Request::Agents {
+            team: Some(team("nope")),
+            all: false,
+        },
+    );
+    let err = done.unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.message().unwrap().contains("nope"));
+    assert!(items.is_empty());
+    let (_, done) = run_on(
+        &dir,
+        Request::Retire {
+            agent: AgentRef::parse("lab/ghost").unwrap(),
+            by: None,
+        },
+    );
+    assert_eq!(done.unwrap_err().exit_code(), 2);
+
+    // Containers are the daemon's: asked here, the operation says so.
+    let (_, done) = run_on(
+        &dir,
+        Request::Stop {
+            agent: AgentRef::parse("lab/ghost").unwrap(),
+        },
+    );
+    assert!(matches!(done, Err(AdminError::NoDaemon(_))));
+
+    let (items, done) = run_on(&dir, Request::Verify);
+    done.unwrap();
+    assert!(matches!(
+        &items[..],
+        [Item::Verified(Verified::Intact { events: 1, .. })]
+    ));
+}
+
+#[test]
+fn requests_cross_the_wire_unchanged() {
+    let requests = [
+        Request::Init,
+        Request::Agents {
+            team: Some(team("lab")),
+            all: true,
+        },
+        Request::Hire(Hire {
+            team: team("lab"),
+            name: Name::parse("x").unwrap(),
+            role: roster_core::name::Label::parse("").unwrap(),
+            image: None,
+            runtime: None,
+            cpus: Some("0.5".parse().unwrap()),
+            memory: Some(roster_core::limits::MemoryMib::new(64).unwrap()),
+            pids: None,
+            tmpfs: None,
+            timeout: None,
+            by: Some(AgentRef::parse("lab/boss").unwrap()),
+            grants: vec!["email.send@mailbox:alice,budget=10".parse().unwrap()],
+        }),
+        Request::Log {
+            team: None,
+            from: 3,
+            follow: true,
+        },
+    ];
+    for r in requests {
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r, "{line}");
+    }
+}
