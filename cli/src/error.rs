@@ -2,7 +2,7 @@
 //! `subscribe` from NATS) and their exit codes. (Operations answer with their own exit codes:
 //! `roster_runtime::AdminError::exit_code`.)
 
-use roster_runtime::{AdminError, ConfigError, RuntimeError, StartError};
+use roster_runtime::{AdminError, ConfigError, ControlError, RuntimeError, StartError};
 
 /// What a command run here failed with beyond the runtime's own errors.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,9 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             };
         }
         if let Some(e) = cause.downcast_ref::<RuntimeError>() {
+            return i32::from(e.exit_code());
+        }
+        if let Some(e) = cause.downcast_ref::<ControlError>() {
             return i32::from(e.exit_code());
         }
         if let Some(e) = cause.downcast_ref::<AdminError>() {

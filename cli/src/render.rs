@@ -20,6 +20,8 @@ pub struct Render {
     table: Option<Table>,
     /// What a listing says when it has no rows.
     empty: &'static str,
+    /// Notes held back until the table is out (a note about a listing follows it).
+    notes: Vec<String>,
 }
 
 impl Render {
@@ -72,6 +74,7 @@ impl Render {
             json,
             table: (!header.is_empty() && !json).then(|| Table::new(header)),
             empty,
+            notes: Vec::new(),
         }
     }
 
@@ -233,6 +236,10 @@ impl Render {
             }
             Item::Text(text) => raw(Stream::Out, &text),
             Item::Output { stream, text } => raw(stream, &text),
+            Item::Note(text) if self.table.is_some() => {
+                self.notes.push(text);
+                Ok(())
+            }
             Item::Note(text) => note(&text),
         }
     }
@@ -414,13 +421,18 @@ impl Render {
         })
     }
 
-    /// Ends a successful answer: a listing's table, or what it says when empty.
-    pub fn finish(&mut self) -> std::io::Result<()> {
+    /// Ends an answer: if it succeeded, a listing's table (or what it says when empty); then
+    /// the notes held back.
+    pub fn finish(&mut self, succeeded: bool) -> std::io::Result<()> {
         match self.table.take() {
-            Some(t) if t.is_empty() => line(self.empty),
-            Some(t) => line(&t.render()),
-            None => Ok(()),
+            Some(t) if succeeded && t.is_empty() => line(self.empty)?,
+            Some(t) if succeeded => line(&t.render())?,
+            _ => {}
         }
+        for text in std::mem::take(&mut self.notes) {
+            note(&text)?;
+        }
+        Ok(())
     }
 }
 

@@ -136,8 +136,12 @@ pub fn plan(cmd: Cmd, data_dir: &Path) -> Result<Plan, CliError> {
         Cmd::Log { team, from, follow } => Request::Log { team, from, follow },
         Cmd::Replay { at, team } => Request::Replay { at, team },
         Cmd::Verify => Request::Verify,
-        Cmd::Export { file } => Request::Export { file },
-        Cmd::Import { file } => Request::Import { file },
+        Cmd::Export { file } => Request::Export {
+            file: file.map(text_path).transpose()?,
+        },
+        Cmd::Import { file } => Request::Import {
+            file: text_path(file)?,
+        },
         Cmd::Status => Request::Status,
         Cmd::Stop { agent } => Request::Stop { agent },
         Cmd::Start { agent } => Request::Start { agent },
@@ -168,6 +172,17 @@ pub fn plan(cmd: Cmd, data_dir: &Path) -> Result<Plan, CliError> {
         Cmd::Shares { team } => Request::Shares { team },
     };
     Ok(Plan::Operate(request))
+}
+
+/// `path`, if it is text: the admin protocol carries text only.
+fn text_path(path: PathBuf) -> Result<PathBuf, CliError> {
+    match path.to_str() {
+        Some(_) => Ok(path),
+        None => Err(CliError::Input(format!(
+            "{} is not UTF-8: roster takes file names as text only",
+            path.display()
+        ))),
+    }
 }
 
 /// Who asks, from where, and how the answer should look.
@@ -219,10 +234,8 @@ pub fn operate(request: Request, caller: Caller) -> u8 {
 
 /// Ends an operation's output: the listing's table if it succeeded, the failure in words.
 fn end(render: &mut Render, exit: u8, error: Option<String>) -> u8 {
-    if exit == 0 {
-        if let Err(e) = render.finish() {
-            return exit_of_output(&e);
-        }
+    if let Err(e) = render.finish(exit == 0) {
+        return exit_of_output(&e);
     }
     if let Some(error) = error {
         // If even the error cannot be written, the exit code still says it.

@@ -112,19 +112,20 @@ pub enum Item {
     Note(String),
 }
 
-/// `team list`: one team.
+/// `team list`: one team. (The rows' fields are in alphabetical order, as `--json` has always
+/// printed them.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TeamRow {
+    /// Its agents in service.
+    pub agents: u64,
+    /// When it was made.
+    pub created_at: Timestamp,
     /// Its id.
     pub id: TeamId,
     /// Its name.
     pub name: Name,
-    /// Its agents in service.
-    pub agents: u64,
     /// Its version (how many events it has).
     pub version: u64,
-    /// When it was made.
-    pub created_at: Timestamp,
 }
 
 /// `agents`: one agent — its row, and what people read beside it.
@@ -141,30 +142,30 @@ pub struct AgentItem {
 /// `agents --json`: one agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRow {
-    /// Its id.
-    pub id: AgentId,
-    /// Its team's name.
-    pub team: String,
-    /// Its name.
-    pub name: Name,
-    /// Its role.
-    pub role: Label,
-    /// `hired`, `running`, `stopped (why)` or `retired`.
-    pub status: String,
-    /// Its container as the engine says (`up 5m`, `exited (0)`, `none`, `unknown`, …).
-    pub container: String,
-    /// When its container started, while it runs.
-    pub running_since: Option<Timestamp>,
     /// Its grants in force.
     pub active_grants: u64,
-    /// Who hired it (`None`: the operator).
-    pub parent: Option<AgentId>,
-    /// Its image.
-    pub image: ImageRef,
-    /// Its container runtime.
-    pub runtime: RuntimeKind,
+    /// Its container as the engine says (`up 5m`, `exited (0)`, `none`, `unknown`, …).
+    pub container: String,
     /// When it was hired.
     pub hired_at: Timestamp,
+    /// Its id.
+    pub id: AgentId,
+    /// Its image.
+    pub image: ImageRef,
+    /// Its name.
+    pub name: Name,
+    /// Who hired it (`None`: the operator).
+    pub parent: Option<AgentId>,
+    /// Its role.
+    pub role: Label,
+    /// When its container started, while it runs.
+    pub running_since: Option<Timestamp>,
+    /// Its container runtime.
+    pub runtime: RuntimeKind,
+    /// `hired`, `running`, `stopped (why)` or `retired`.
+    pub status: String,
+    /// Its team's name.
+    pub team: String,
 }
 
 /// `check`: the verdict, and its chain as people read it.
@@ -181,20 +182,20 @@ pub struct CheckItem {
 /// `check --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckRow {
-    /// Who.
-    pub agent: AgentId,
     /// What.
     pub action: Action,
-    /// On what.
-    pub resource: Resource,
+    /// Who.
+    pub agent: AgentId,
     /// How much.
     pub amount: Amount,
-    /// `allow`, `needs-approval` or `deny`.
-    pub decision: Verdict,
     /// The grants that allow it, the agent's first.
     pub chain: Vec<GrantId>,
+    /// `allow`, `needs-approval` or `deny`.
+    pub decision: Verdict,
     /// Why not, when denied.
     pub reason: Option<String>,
+    /// On what.
+    pub resource: Resource,
 }
 
 /// What `authorize` answers, as `check` says it.
@@ -212,28 +213,28 @@ pub enum Verdict {
 /// `approvals --json`: one approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalRow {
-    /// Its id.
-    pub id: ApprovalId,
+    /// What.
+    pub action: Action,
     /// The agent that asked.
     pub agent: AgentId,
     /// Its address.
     pub agent_name: String,
-    /// What.
-    pub action: Action,
-    /// On what.
-    pub resource: Resource,
     /// How much.
     pub amount: Amount,
-    /// When it was asked for.
-    pub requested_at: Timestamp,
-    /// `waiting`, `approved`, `used` or `refused`.
-    pub state: String,
-    /// Who decided.
-    pub decided_by: Option<String>,
     /// When.
     pub decided_at: Option<Timestamp>,
+    /// Who decided.
+    pub decided_by: Option<String>,
+    /// Its id.
+    pub id: ApprovalId,
     /// The decider's note.
     pub note: Option<Label>,
+    /// When it was asked for.
+    pub requested_at: Timestamp,
+    /// On what.
+    pub resource: Resource,
+    /// `waiting`, `approved`, `used` or `refused`.
+    pub state: String,
 }
 
 /// `log`: one event, and its parts as people read them.

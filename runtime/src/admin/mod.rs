@@ -420,9 +420,9 @@ impl Ctx<'_> {
         }
     }
 
-    /// Decides `command` as `actor` (resolved in the world it is decided in) and sends what was
-    /// committed, described from the world just after (a snapshot: nothing is held while the
-    /// client reads).
+    /// Decides `command` as `actor` (resolved in the world it is decided in), tells the daemon
+    /// the log moved, and sends what was committed, described from the world just after (a
+    /// snapshot: nothing is held while the client reads).
     fn commit(
         &self,
         decide: impl FnOnce(&World) -> Result<(roster_core::command::Command, Actor), AdminError>,
@@ -431,6 +431,7 @@ impl Ctx<'_> {
             let (command, actor) = decide(app.world())?;
             Ok((app.execute(command, &actor)?, app.snapshot()))
         })?;
+        self.poke();
         send_committed(&self.reply, after.world(), &committed)?;
         Ok((committed, after))
     }

@@ -196,6 +196,5 @@ pub(super) fn retire(
         let id = agent.resolve(world)?.id;
         Ok((Command::Retire { agent: id }, ctx.actor(world, by)?))
     })?;
-    ctx.poke();
     Ok(())
 }

@@ -21,7 +21,6 @@ pub(super) fn propose(
         let command = Command::ProposeShare { from, to, topics };
         Ok((command, ctx.actor(world, by)?))
     })?;
-    ctx.poke();
     Ok(())
 }
 
@@ -31,7 +30,6 @@ pub(super) fn accept(
     ctx: &Ctx<'_>,
 ) -> Result<(), AdminError> {
     ctx.commit(|world| Ok((Command::AcceptShare { share }, ctx.actor(world, by)?)))?;
-    ctx.poke();
     Ok(())
 }
 
@@ -41,7 +39,6 @@ pub(super) fn close(
     ctx: &Ctx<'_>,
 ) -> Result<(), AdminError> {
     ctx.commit(|world| Ok((Command::CloseShare { share }, ctx.actor(world, by)?)))?;
-    ctx.poke();
     Ok(())
 }
 

@@ -63,7 +63,24 @@ fn operations_answer_in_typed_items() {
 
     let (items, done) = run_on(&dir, Request::Teams);
     done.unwrap();
-    assert!(matches!(&items[..], [Item::Team(t)] if t.name == name && t.agents == 0));
+    let [Item::Team(row)] = &items[..] else {
+        panic!("{items:?}")
+    };
+    assert!(row.name == name && row.agents == 0, "{row:?}");
+    // `--json` has always printed rows with their keys in alphabetical order.
+    let json = serde_json::to_string(row).unwrap();
+    let keys: Vec<_> = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&json)
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let order: Vec<_> = json
+        .split("\":")
+        .map(|k| k.rsplit('"').next().unwrap())
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(order[..keys.len()], sorted[..], "{json}");
 
     // A reference that names nothing: exit 2, nothing recorded.
     let (items, done) = run_on(
