@@ -37,6 +37,9 @@ pub struct App {
     /// Counts the `ApprovalDecided` events committed through this `App`, so that an `act`
     /// waiting for a human wakes when one is (see [`App::watch_decisions`]).
     decisions: tokio::sync::watch::Sender<u64>,
+    /// The supervisor's simulation's clock and ids (virtual time, counted ids), so that a
+    /// schedule replays exactly; `None`: the wall clock and the OS's entropy.
+    simulated: Option<(crate::daemon::SimClock, roster_core::id::CountingEntropy)>,
 }
 
 impl App {
@@ -60,7 +63,21 @@ impl App {
         Ok(App {
             ledger: Ledger::open(log)?,
             decisions: tokio::sync::watch::Sender::new(0),
+            simulated: None,
         })
+    }
+
+    /// Folds `log` for the supervisor's simulation: decisions are stamped by `clock` and ids
+    /// counted from `seed`.
+    #[cfg(test)]
+    pub(crate) fn simulated(
+        log: Arc<dyn Store>,
+        clock: crate::daemon::SimClock,
+        seed: u64,
+    ) -> Result<App, RuntimeError> {
+        let mut app = App::over(log)?;
+        app.simulated = Some((clock, roster_core::id::CountingEntropy::new(seed)));
+        Ok(app)
     }
 
     /// The world as of the log's head.
@@ -97,8 +114,15 @@ impl App {
     /// Whether `command` by `actor` would be accepted now (nothing is recorded); see
     /// [`Ledger::would_accept`].
     pub fn would_accept(&self, command: &Command, actor: &Actor) -> bool {
-        self.ledger
-            .would_accept(command, actor, now(), &mut OsEntropy::new())
+        match &self.simulated {
+            Some((clock, entropy)) => {
+                self.ledger
+                    .would_accept(command, actor, (clock.0)(), &mut entropy.clone())
+            }
+            None => self
+                .ledger
+                .would_accept(command, actor, now(), &mut OsEntropy::new()),
+        }
     }
 
     /// Decides `command` as `actor` now, appends the events and folds them; see
@@ -108,9 +132,12 @@ impl App {
         command: Command,
         actor: &Actor,
     ) -> Result<Vec<Envelope>, RuntimeError> {
-        let envelopes = self
-            .ledger
-            .execute(command, actor, now(), &mut OsEntropy::new())?;
+        let envelopes = match &mut self.simulated {
+            Some((clock, entropy)) => self.ledger.execute(command, actor, (clock.0)(), entropy)?,
+            None => self
+                .ledger
+                .execute(command, actor, now(), &mut OsEntropy::new())?,
+        };
         if decides_approval(&envelopes) {
             self.decisions.send_modify(|n| *n = n.wrapping_add(1));
         }

@@ -2,11 +2,12 @@
 //! agent's process died (and whether the kernel killed it for memory) without polling.
 //!
 //! The engine reports an OOM kill as an `oom` event followed by `die`; the `die` event alone does
-//! not say it, so on `die` the container is inspected, and an `oom` seen earlier for the same
-//! container counts too (the container may be gone by the time it is inspected). What the exit
-//! means for the log is decided by the pure [`stop_reason`].
+//! not say it. An `oom` of the same container counts only if it came right before the death
+//! ([`oom_made_death`]): the engine's own flag, and an older `oom`, are sticky — a process
+//! `exec`'d into the container and OOM-killed long before would make any later death look like
+//! one. What the exit means for the log is decided by the pure [`stop_reason`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard::models::EventMessage;
@@ -84,7 +85,8 @@ fn engine_time(micros: i64) -> String {
 struct Feed {
     raw: std::pin::Pin<Box<dyn Stream<Item = RawEvent> + Send>>,
     engine: Engine,
-    oom: HashSet<String>,
+    /// Each container's last `oom` event, at the engine's time in nanoseconds.
+    oom: HashMap<String, i64>,
     /// Messages read ahead while waiting for a late `oom` (see [`OOM_GRACE`]).
     pending: VecDeque<RawEvent>,
 }
@@ -134,7 +136,7 @@ impl Engine {
         let feed = Feed {
             raw: Box::pin(self.docker.events(Some(options))),
             engine: self.clone(),
-            oom: HashSet::new(),
+            oom: HashMap::new(),
             pending: VecDeque::new(),
         };
         stream::unfold(Some(feed), |feed| async move {
@@ -158,6 +160,17 @@ impl Engine {
             }
         })
     }
+}
+
+/// How close before a death an `oom` event of the container must be to count as its cause.
+pub const OOM_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether an `oom` at `oom_ns` explains a death at `died_ns` (engine times, nanoseconds): it
+/// came at most [`OOM_WINDOW`] before it (or, clocks being what they are, just after).
+pub fn oom_made_death(oom_ns: i64, died_ns: i64) -> bool {
+    let window = i64::try_from(OOM_WINDOW.as_nanos()).unwrap_or(i64::MAX);
+    let gap = died_ns.saturating_sub(oom_ns);
+    (-window..=window).contains(&gap)
 }
 
 impl Feed {
@@ -186,12 +199,13 @@ impl Feed {
 
     /// The agent event an engine message means, if any.
     async fn interpret(&mut self, m: EventMessage) -> Option<EngineEvent> {
+        let at = m.time_nano.unwrap_or(0);
         let actor = m.actor.unwrap_or_default();
         let id = actor.id.unwrap_or_default();
         let attrs = actor.attributes.unwrap_or_default();
         let action = m.action.unwrap_or_default();
         if action == "oom" {
-            self.oom.insert(id);
+            self.oom.insert(id, at);
             return None;
         }
         let agent = match agent_of(Some(&attrs)) {
@@ -210,15 +224,18 @@ impl Feed {
                 })
             }
             "die" => {
-                let seen = self.oom.remove(&id);
-                let inspected = self.engine.docker.inspect_container(&id, None).await.ok();
-                let state = inspected.and_then(|c| c.state).unwrap_or_default();
-                let exit_code = attrs
-                    .get("exitCode")
-                    .and_then(|c| c.parse().ok())
-                    .or(state.exit_code)
-                    .unwrap_or(-1);
-                let mut oom_killed = seen || state.oom_killed.unwrap_or(false);
+                // Only an OOM kill right before the death is the death's: the engine's flag
+                // (and an older `oom`) may be a process `exec`'d into it, long before.
+                let seen = self.oom.remove(&id).is_some_and(|t| oom_made_death(t, at));
+                let exit_code = match attrs.get("exitCode").and_then(|c| c.parse().ok()) {
+                    Some(code) => code,
+                    None => {
+                        let inspected = self.engine.docker.inspect_container(&id, None).await.ok();
+                        let state = inspected.and_then(|c| c.state).unwrap_or_default();
+                        state.exit_code.unwrap_or(-1)
+                    }
+                };
+                let mut oom_killed = seen;
                 if !oom_killed && exit_code == 137 {
                     oom_killed = self.late_oom(&id).await;
                 }
@@ -237,6 +254,22 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_oom_right_before_a_death_caused_it() {
+        let s = 1_000_000_000;
+        assert!(oom_made_death(10 * s, 10 * s));
+        assert!(oom_made_death(10 * s, 10 * s + s / 2));
+        assert!(
+            oom_made_death(10 * s + s / 10, 10 * s),
+            "an `oom` reported just after"
+        );
+        assert!(
+            !oom_made_death(10 * s, 12 * s),
+            "an exec'd process killed two seconds before"
+        );
+        assert!(!oom_made_death(10 * s, 600 * s));
+    }
 
     #[test]
     fn the_runtime_reasons_come_first() {

@@ -47,7 +47,7 @@ pub mod verify;
 
 pub use engine::Engine;
 pub use error::SandboxError;
-pub use events::{stop_reason, EngineEvent};
+pub use events::{oom_made_death, stop_reason, EngineEvent};
 pub use exec::{ExecOutput, LogChunk, OutputStream, EXEC_CAPTURE};
 pub use home::PREP_LABEL;
 pub use image::{not_static, BaseImage, DIGEST_LABEL};

@@ -1,8 +1,6 @@
 //! What operator commands ask of the containers, run by the daemon that owns them. Commands call
 //! these from a blocking thread; each runs its async part on the daemon's runtime.
 
-use std::sync::Arc;
-
 use futures_util::StreamExt;
 use roster_core::actor::Actor;
 use roster_core::event::StopReason;
@@ -139,7 +137,7 @@ impl Daemon {
         let sup = self.sup.clone();
         let result = self
             .rt
-            .block_on(async move { sup.engine.exec(agent, command, None).await })
+            .block_on(async move { sup.engine.exec(agent, command).await })
             .map_err(ControlError::Engine)?;
         for (stream, text) in [
             (Stream::Out, result.stdout_text()),
@@ -158,19 +156,9 @@ impl Daemon {
 
     /// Deletes a retired agent's container, home volume and gateway directory.
     pub fn purge(&self, agent: AgentId) -> Result<(), ControlError> {
-        match self.read(|app| app.world().agent(agent).map(|a| a.is_retired()))? {
-            Some(true) => {}
-            Some(false) => return Err(ControlError::NotRetired(agent)),
-            None => return Err(ControlError::Unknown(agent)),
-        }
-        let sup: Arc<supervisor::Supervisor> = self.sup.clone();
+        let d = self.arc()?;
+        let sup = self.sup.clone();
         self.rt
-            .block_on(async move {
-                sup.engine.remove(agent).await?;
-                sup.engine.remove_home(agent).await?;
-                let _ = std::fs::remove_dir_all(sup.gateway_dir(agent));
-                Ok(())
-            })
-            .map_err(ControlError::Engine)
+            .block_on(async move { supervisor::purge(&d, &sup, agent).await })
     }
 }

@@ -22,9 +22,12 @@
 
 pub mod act;
 mod backend;
+pub mod containers;
 mod context;
 pub mod control;
 pub mod policy;
+#[cfg(test)]
+mod sim;
 pub mod supervisor;
 mod tools;
 
@@ -78,6 +81,19 @@ pub struct Daemon {
     bus: roster_bus::BusUrl,
     /// Who carries out the actions agents are allowed (`act`).
     tools: tools::Tools,
+    /// Set by the supervisor's simulation (`sim`): its clock, virtual. Its looks at the world
+    /// are then made inline (see `supervisor::off_workers`).
+    sim_clock: Option<SimClock>,
+}
+
+/// A virtual wall clock.
+#[derive(Clone)]
+pub(crate) struct SimClock(pub(crate) Arc<dyn Fn() -> roster_core::time::Timestamp + Send + Sync>);
+
+impl std::fmt::Debug for SimClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SimClock")
+    }
 }
 
 impl Daemon {
@@ -108,6 +124,14 @@ impl Daemon {
     /// waits for: what a reader that writes to a client (however slow) takes.
     pub fn snapshot(&self) -> Result<crate::app::Snapshot, RuntimeError> {
         self.read(App::snapshot)
+    }
+
+    /// The wall clock (virtual in the supervisor's simulation).
+    pub fn now(&self) -> roster_core::time::Timestamp {
+        match &self.sim_clock {
+            Some(clock) => (clock.0)(),
+            None => crate::app::now(),
+        }
     }
 
     /// Its data directory.
@@ -277,7 +301,11 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
         .client
         .clone()
         .map(|client| roster_bus::Outbox::spawn(app.tail(), client, ns.clone()));
-    let sup = Arc::new(supervisor::Supervisor::new(engine, gateways, agent_binary));
+    let sup = Arc::new(supervisor::Supervisor::new(
+        Arc::new(engine),
+        gateways,
+        agent_binary,
+    ));
     let daemon = Arc::new_cyclic(|me| Daemon {
         app: RwLock::new(app),
         data_dir: data_dir.to_owned(),
@@ -291,6 +319,7 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
         outbox: Mutex::new(None),
         bus: bus_url.clone(),
         tools: tools::Tools::new(exec_tools, bus.client.clone().map(|c| (c, ns.clone()))),
+        sim_clock: None,
     });
     *daemon.outbox.lock().unwrap_or_else(PoisonError::into_inner) = outbox;
     // Engine events are followed from before the reconcile, so no death falls in between.

@@ -2,7 +2,9 @@
 //! the log's world, what the supervisor knows of each agent's container ([`Run`]) and the time.
 //! The async shell (`supervisor.rs`) only carries the [`Action`]s out, one agent's in order.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use roster_core::event::StopReason;
 use roster_core::id::AgentId;
@@ -58,6 +60,10 @@ pub enum Action {
     Start(AgentId),
     /// Stop the agent's container: this run has lasted the agent's timeout.
     TimeOut(AgentId),
+    /// Stop the agent's container without recording anything: the log already says it stopped
+    /// (a stop recorded before a daemon was killed, or whose signal failed), so this only
+    /// carries out what was decided.
+    Halt(AgentId),
     /// The agent is retired: close its gateway, remove its container and gateway directory.
     Remove(AgentId),
 }
@@ -85,6 +91,9 @@ pub fn converge<'r>(
             }
             Some(Run::Down { retry: Some(at) }) if agent.wants_running() && *at <= now => {
                 actions.push(Action::Start(agent.id));
+            }
+            Some(Run::Up { stopping: None, .. }) if !agent.wants_running() => {
+                actions.push(Action::Halt(agent.id));
             }
             Some(Run::Up {
                 since,
@@ -191,6 +200,21 @@ mod tests {
         fn world(&self) -> &World {
             self.ledger.world()
         }
+    }
+
+    #[test]
+    fn a_running_container_the_log_says_stopped_is_halted_once() {
+        let mut t = Team::new();
+        let a = t.hire("a", None);
+        t.lifecycle(a, Lifecycle::Started("c1".into()));
+        t.lifecycle(a, Lifecycle::Stopped(StopReason::Requested));
+        let now = Instant::now();
+        let mut runs = HashMap::new();
+        runs.insert(a, up(now, None));
+        assert_eq!(actions(t.world(), &runs, now), [Action::Halt(a)]);
+        // Once roster is stopping it, nothing more is asked.
+        runs.insert(a, up(now, Some(StopReason::Requested)));
+        assert_eq!(actions(t.world(), &runs, now), []);
     }
 
     fn up(since: Instant, stopping: Option<StopReason>) -> Run {

@@ -8,16 +8,29 @@
 //! timeout. Everything it does to an agent is recorded through `decide` as the runtime
 //! (`Command::Lifecycle`), so the log says what happened and why.
 //!
-//! Ordering: the starts and stops of one agent are serialized by its slot's `op` lock, so an
-//! operator's stop waits for a start under way (and then stops what it started), and engine
-//! events are matched to the container they name, so a late death of an old container is never
-//! taken for its successor's. The store's lock is only ever taken on blocking threads.
+//! One owner per agent: everything decided about an agent's container — start, stop, adopt,
+//! record a death, remove, purge — is decided while holding that agent's owner lock, from a
+//! fresh look at the log and the engine taken once the lock is held, never from a snapshot
+//! taken before it. So an operator's stop waits for a start under way (and then stops what it
+//! started), a purge waits for a start (and then removes what it made), and nothing is recorded
+//! twice. Engine events are matched to the container they name, so a late death of an old
+//! container is never taken for its successor's.
+//!
+//! Intent before action: a stop roster makes (an operator's, a timeout) is recorded before the
+//! signal is sent. A daemon killed in between finds the stop in the log and carries it out
+//! (`Action::Halt`) without recording anything; the container's death is never taken for a
+//! crash. The store's lock is only ever taken on blocking threads.
+//!
+//! `daemon::sim` runs this code against a simulated engine under thousands of seeded schedules
+//! of operator commands, deaths, engine restarts and daemon kills.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures_util::StreamExt;
 use roster_core::actor::Actor;
@@ -27,11 +40,12 @@ use roster_core::id::AgentId;
 use roster_core::time::Timestamp;
 use roster_core::world::{Agent, AgentStatus};
 use roster_sandbox::plan::{plan, HostPaths, STOP_GRACE_SECS};
-use roster_sandbox::{stop_reason, Engine, EngineEvent};
+use roster_sandbox::{stop_reason, EngineEvent};
 
+use super::containers::Containers;
 use super::policy::{self, Action, Run};
 use super::Daemon;
-use crate::error::SupervisorError;
+use crate::error::{ControlError, SupervisorError};
 use crate::gateway::AgentGateway;
 
 /// SIGTERM, then this long, then SIGKILL.
@@ -52,20 +66,22 @@ pub struct Slot {
     pub failures: u32,
     /// Its gateway socket, open while it is not retired.
     pub gateway: Option<AgentGateway>,
-    /// Serializes this agent's starts and stops.
-    pub op: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The supervisor's state; shared by its tasks.
 #[derive(Debug)]
 pub struct Supervisor {
     /// The engine (and with it, this runtime's namespace).
-    pub engine: Engine,
+    pub engine: Arc<dyn Containers>,
     /// `DATA/gateways`: one directory per agent, mode 0700 here.
     pub gateways: PathBuf,
     /// The static `roster-agent` mounted into every container.
     pub agent_binary: PathBuf,
     slots: Mutex<HashMap<AgentId, Slot>>,
+    /// Each agent's owner: whoever decides anything about an agent's container (start, stop,
+    /// adopt, record a death, remove, purge) holds its lock, and looks at the log and the
+    /// engine afresh once it has it. Kept for the agent's whole life, slot or no slot.
+    owners: Mutex<HashMap<AgentId, Arc<tokio::sync::Mutex<()>>>>,
     /// Wakes the converge loop.
     pub wake: tokio::sync::Notify,
     /// A reconcile after an engine outage is under way: no new starts meanwhile.
@@ -74,12 +90,13 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor over `engine`.
-    pub fn new(engine: Engine, gateways: PathBuf, agent_binary: PathBuf) -> Self {
+    pub fn new(engine: Arc<dyn Containers>, gateways: PathBuf, agent_binary: PathBuf) -> Self {
         Self {
             engine,
             gateways,
             agent_binary,
             slots: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
             reconciling: AtomicBool::new(false),
         }
@@ -93,9 +110,14 @@ impl Supervisor {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The lock that serializes `agent`'s starts and stops.
+    /// The lock of `agent`'s owner (see `owners`).
     fn op(&self, agent: AgentId) -> Arc<tokio::sync::Mutex<()>> {
-        self.slots().entry(agent).or_default().op.clone()
+        self.owners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(agent)
+            .or_default()
+            .clone()
     }
 
     /// Closes every agent's gateway and waits for their connections to end (the daemon is
@@ -129,16 +151,15 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 /// Records a lifecycle change as `actor` (the runtime, or the operator who stopped it), on a
-/// blocking thread (the store's lock is never taken on the async workers).
-pub async fn record(d: &Arc<Daemon>, agent: AgentId, change: Lifecycle, actor: Actor) {
-    let lane = d.clone();
-    let done = tokio::task::spawn_blocking(move || {
+/// blocking thread (the store's lock is never taken on the async workers). True once recorded.
+pub async fn record(d: &Arc<Daemon>, agent: AgentId, change: Lifecycle, actor: Actor) -> bool {
+    let done = off_workers(d, move |lane| {
         lane.decide(|app| app.execute(Command::Lifecycle { agent, change }, &actor))
             .and_then(|r| r)
     })
     .await;
     match done {
-        Ok(Ok(_)) => {}
+        Ok(Ok(_)) => return true,
         // The store failed: the log and the containers would drift apart from here on.
         Ok(Err(e @ crate::app::RuntimeError::Log(_))) => {
             tracing::error!("cannot record the lifecycle of {agent}: {e}");
@@ -150,12 +171,26 @@ pub async fn record(d: &Arc<Daemon>, agent: AgentId, change: Lifecycle, actor: A
         Ok(Err(e)) => tracing::warn!("not recording the lifecycle of {agent}: {e}"),
         Err(e) => tracing::warn!("cannot record the lifecycle of {agent}: {e}"),
     }
+    false
+}
+
+/// Runs `f` (a decision, or a short look at the world) on a blocking thread: the store's lock
+/// is never taken on the async workers. A simulated daemon runs it here, so that its schedule
+/// is the simulation's alone.
+pub(crate) async fn off_workers<T: Send + 'static>(
+    d: &Arc<Daemon>,
+    f: impl FnOnce(&Daemon) -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    if d.sim_clock.is_some() {
+        return Ok(f(d));
+    }
+    let d = d.clone();
+    tokio::task::spawn_blocking(move || f(&d)).await
 }
 
 /// Every agent the log knows, read on a blocking thread.
 async fn agents(d: &Arc<Daemon>) -> Result<HashMap<AgentId, Agent>, SupervisorError> {
-    let d = d.clone();
-    Ok(tokio::task::spawn_blocking(move || {
+    Ok(off_workers(d, |d| {
         d.read(|app| app.world().agents().map(|a| (a.id, a.clone())).collect())
     })
     .await??)
@@ -163,49 +198,30 @@ async fn agents(d: &Arc<Daemon>) -> Result<HashMap<AgentId, Agent>, SupervisorEr
 
 /// One agent as the log knows it, read on a blocking thread.
 async fn agent(d: &Arc<Daemon>, id: AgentId) -> Result<Option<Agent>, SupervisorError> {
-    let d = d.clone();
-    Ok(tokio::task::spawn_blocking(move || d.read(|app| app.world().agent(id).cloned())).await??)
+    Ok(off_workers(d, move |d| d.read(|app| app.world().agent(id).cloned())).await??)
 }
 
 /// Makes the supervisor's picture match the engine's: removes containers the log does not want,
 /// adopts running ones, records the deaths it missed (while no daemon ran, or while the engine
-/// was away). One agent's trouble is logged and skipped, never fatal.
+/// was away). Each agent is looked at by its owner, afresh (`adopt`). One agent's trouble is
+/// logged and skipped, never fatal.
 pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), SupervisorError> {
     let found = sup.engine.list().await?;
     let known = agents(d).await?;
-    let mut seen = HashSet::new();
+    let mut ids: Vec<AgentId> = known.keys().copied().collect();
+    ids.sort();
     for f in found {
-        let wanted = f
-            .agent
-            .clone()
-            .ok()
-            .and_then(|a| known.get(&a))
-            .filter(|ag| !ag.is_retired());
-        let Some(ag) = wanted else {
-            tracing::info!("removing container {} that the log does not want", f.name);
-            if let Err(e) = sup.engine.remove_container(&f.name).await {
-                tracing::warn!("cannot remove {}: {e}", f.name);
-            }
+        if f.agent.as_ref().ok().is_some_and(|a| known.contains_key(a)) {
             continue;
-        };
-        seen.insert(ag.id);
-        if let Err(e) = adopt(d, sup, ag).await {
-            tracing::warn!("cannot adopt the container of {}: {e:#}", ag.id);
+        }
+        tracing::info!("removing container {} that the log does not know", f.name);
+        if let Err(e) = sup.engine.remove_container(&f.name).await {
+            tracing::warn!("cannot remove {}: {e}", f.name);
         }
     }
-    for ag in known
-        .values()
-        .filter(|a| !a.is_retired() && !seen.contains(&a.id))
-    {
-        let was_running = {
-            let mut slots = sup.slots();
-            let slot = slots.entry(ag.id).or_default();
-            std::mem::take(&mut slot.run).is_up()
-        };
-        if was_running || matches!(ag.status, AgentStatus::Running { .. }) {
-            // Its container is gone altogether.
-            let reason = Lifecycle::Stopped(StopReason::Vanished);
-            record(d, ag.id, reason, Actor::Runtime).await;
+    for id in ids {
+        if let Err(e) = adopt(d, sup, id).await {
+            tracing::warn!("cannot reconcile the container of {id}: {e:#}");
         }
     }
     // Whatever failed while the engine was away is not the agents' fault.
@@ -218,59 +234,114 @@ pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), Sup
     Ok(())
 }
 
-/// Takes over `ag`'s existing container: running, with its gateway open and its timeout
-/// watched; or stopped, with its death recorded if the log did not know it.
-async fn adopt(d: &Arc<Daemon>, sup: &Arc<Supervisor>, ag: &Agent) -> Result<(), SupervisorError> {
-    let op = sup.op(ag.id);
-    let _serial = op.lock().await;
-    let Some(state) = sup.engine.inspect(ag.id).await? else {
+/// Takes over `id`'s container as its owner, from a fresh look at the log and the engine:
+/// - running and wanted: adopted (its gateway open, its timeout counted from its start), and
+///   its start recorded unless the log already has it;
+/// - running but not wanted (the log says it stopped: a stop decided before a daemon was
+///   killed): stopped, nothing recorded;
+/// - stopped, or gone, while the log has it running: its death recorded (`Vanished` when the
+///   engine has no container at all);
+/// - retired: its container removed (its home stays until a purge).
+async fn adopt(d: &Arc<Daemon>, sup: &Arc<Supervisor>, id: AgentId) -> Result<(), SupervisorError> {
+    let op = sup.op(id);
+    let _owner = op.lock().await;
+    adopt_owned(d, sup, id).await
+}
+
+/// [`adopt`], by a caller that holds the agent's owner lock.
+async fn adopt_owned(
+    d: &Arc<Daemon>,
+    sup: &Arc<Supervisor>,
+    id: AgentId,
+) -> Result<(), SupervisorError> {
+    let Some(ag) = agent(d, id).await? else {
         return Ok(());
     };
-    if state.running {
-        open_gateway(d, sup, ag.id).await?;
-        let ran_for = state
-            .started_at
-            .map(|t| {
-                Duration::from_micros(
-                    crate::app::now()
-                        .as_micros()
-                        .saturating_sub(t.as_micros())
-                        .unsigned_abs(),
-                )
-            })
-            .unwrap_or_default();
-        {
-            let mut slots = sup.slots();
-            let slot = slots.entry(ag.id).or_default();
-            if slot.run.container() != Some(state.id.as_str()) {
-                // Its timeout counts from when the engine started it.
-                let since = Instant::now()
-                    .checked_sub(ran_for)
-                    .unwrap_or_else(Instant::now);
-                slot.run = Run::Up {
-                    container: state.id.clone(),
-                    since,
-                    stopping: None,
-                };
+    if ag.is_retired() {
+        if let Err(e) = sup.engine.remove(id).await {
+            // Held in a slot, so that the converge loop asks for the removal again.
+            sup.slots().entry(id).or_default();
+            return Err(e.into());
+        }
+        sup.slots().remove(&id);
+        let _ = std::fs::remove_dir_all(sup.gateway_dir(id));
+        return Ok(());
+    }
+    let state = sup.engine.inspect(id).await?;
+    let logged = match &ag.status {
+        AgentStatus::Running { container } => Some(container.clone()),
+        _ => None,
+    };
+    match state {
+        Some(state) if state.running && ag.wants_running() => {
+            open_gateway(d, sup, id).await?;
+            let ran_for = state
+                .started_at
+                .map(|t| {
+                    Duration::from_micros(
+                        d.now()
+                            .as_micros()
+                            .saturating_sub(t.as_micros())
+                            .unsigned_abs(),
+                    )
+                })
+                .unwrap_or_default();
+            {
+                let mut slots = sup.slots();
+                let slot = slots.entry(id).or_default();
+                if slot.run.container() != Some(state.id.as_str()) {
+                    // Its timeout counts from when the engine started it.
+                    let since = Instant::now()
+                        .checked_sub(ran_for)
+                        .unwrap_or_else(Instant::now);
+                    slot.run = Run::Up {
+                        container: state.id.clone(),
+                        since,
+                        stopping: None,
+                    };
+                }
+            }
+            if logged.as_deref() != Some(state.id.as_str()) {
+                if logged.is_some() {
+                    // The log's container is gone; this one replaced it unrecorded.
+                    record(
+                        d,
+                        id,
+                        Lifecycle::Stopped(StopReason::Vanished),
+                        Actor::Runtime,
+                    )
+                    .await;
+                }
+                record(d, id, Lifecycle::Started(state.id), Actor::Runtime).await;
             }
         }
-        if !matches!(&ag.status, AgentStatus::Running { container } if *container == state.id) {
-            record(d, ag.id, Lifecycle::Started(state.id), Actor::Runtime).await;
+        Some(state) if state.running => {
+            // A stop the log already holds, not carried out: carry it out.
+            let why = match &ag.status {
+                AgentStatus::Stopped { reason } => *reason,
+                _ => StopReason::Requested,
+            };
+            sup.slots().entry(id).or_default().run = Run::Up {
+                container: state.id.clone(),
+                since: Instant::now(),
+                stopping: Some(why),
+            };
+            let stopped = sup.engine.stop(id, GRACE).await;
+            sup.slots().entry(id).or_default().run = Run::Down { retry: None };
+            stopped?;
         }
-    } else {
-        let was_running = {
-            let mut slots = sup.slots();
-            let slot = slots.entry(ag.id).or_default();
-            std::mem::take(&mut slot.run).is_up()
-        };
-        if was_running || matches!(ag.status, AgentStatus::Running { .. }) {
-            let reason = stop_reason(
-                state.exit_code.unwrap_or(-1),
-                state.oom_killed,
-                false,
-                false,
-            );
-            record(d, ag.id, Lifecycle::Stopped(reason), Actor::Runtime).await;
+        other => {
+            sup.slots().entry(id).or_default().run = Run::Down { retry: None };
+            if logged.is_some() {
+                // The engine's flag of an OOM kill is sticky (any process of the container, at
+                // any time): without the event of the death, it cannot say the main process
+                // died of it, so the exit code alone speaks.
+                let reason = match other {
+                    Some(state) => stop_reason(state.exit_code.unwrap_or(-1), false, false, false),
+                    None => StopReason::Vanished,
+                };
+                record(d, id, Lifecycle::Stopped(reason), Actor::Runtime).await;
+            }
         }
     }
     Ok(())
@@ -282,7 +353,10 @@ pub async fn converge_loop(d: Arc<Daemon>, sup: Arc<Supervisor>) {
         if let Err(e) = converge(&d, &sup).await {
             tracing::error!("{e:#}");
         }
+        // Biased: the order of branches is the code's, not a random draw (a simulated
+        // schedule replays exactly).
         tokio::select! {
+            biased;
             _ = sup.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
@@ -298,8 +372,8 @@ async fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), Supervis
     // Decided on a blocking thread, under a short read of the world (a decision may hold it
     // while it flushes) and the slots' lock: each action is marked in its slot in the same
     // breath, so no other start or stop falls between the decision and its mark.
-    let (lane, supervisor) = (d.clone(), sup.clone());
-    let decided = tokio::task::spawn_blocking(move || {
+    let supervisor = sup.clone();
+    let decided = off_workers(d, move |lane| {
         lane.read(|app| {
             let mut slots = supervisor.slots();
             let actions = policy::converge(
@@ -331,10 +405,13 @@ async fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), Supervis
                     }
                 });
             }
+            Action::Halt(id) => {
+                tokio::spawn(halt(d.clone(), sup.clone(), id));
+            }
             Action::Remove(id) => {
                 if let Some(mut slot) = removed {
                     slot.gateway.take();
-                    tokio::spawn(remove_retired(sup.clone(), id, slot.op.clone()));
+                    tokio::spawn(remove_retired(sup.clone(), id));
                 }
             }
         }
@@ -357,7 +434,42 @@ fn mark(slots: &mut HashMap<AgentId, Slot>, action: &Action) -> Option<Slot> {
             }
             None
         }
+        Action::Halt(id) => {
+            // Ours to stop: the reason is the log's already.
+            if let Some(Run::Up { stopping, .. }) = slots.get_mut(&id).map(|s| &mut s.run) {
+                *stopping = Some(StopReason::Requested);
+            }
+            None
+        }
         Action::Remove(id) => slots.remove(&id),
+    }
+}
+
+/// Stops a container the log already says is stopped (see [`Action::Halt`]), as its owner:
+/// nothing is recorded, the decision is in the log.
+async fn halt(d: Arc<Daemon>, sup: Arc<Supervisor>, id: AgentId) {
+    let op = sup.op(id);
+    let _owner = op.lock().await;
+    let wanted = agent(&d, id)
+        .await
+        .ok()
+        .flatten()
+        .map(|a| a.wants_running());
+    if wanted != Some(false) || !sup.slots().get(&id).is_some_and(|s| s.run.is_up()) {
+        // Wanted again meanwhile (or gone): nothing to carry out.
+        if let Some(Run::Up { stopping, .. }) = sup.slots().get_mut(&id).map(|s| &mut s.run) {
+            *stopping = None;
+        }
+        return;
+    }
+    match sup.engine.stop(id, GRACE).await {
+        Ok(()) => sup.slots().entry(id).or_default().run = Run::Down { retry: None },
+        Err(e) => {
+            tracing::warn!("cannot stop {id}, which the log says is stopped: {e}");
+            if let Some(Run::Up { stopping, .. }) = sup.slots().get_mut(&id).map(|s| &mut s.run) {
+                *stopping = None;
+            }
+        }
     }
 }
 
@@ -418,7 +530,7 @@ pub async fn start(
     forced: bool,
 ) -> Result<(), SupervisorError> {
     let op = sup.op(id);
-    let _serial = op.lock().await;
+    let _owner = op.lock().await;
     let Some(ag) = agent(d, id).await? else {
         return Err(SupervisorError::NotInLog(id));
     };
@@ -426,6 +538,12 @@ pub async fn start(
     if ag.is_retired() || running || (!forced && !ag.wants_running()) {
         // Retired, stopped meanwhile, or started by someone else meanwhile.
         return Ok(());
+    }
+    if matches!(ag.status, AgentStatus::Running { .. }) {
+        // The log has a container running that this supervisor does not hold (a reconcile
+        // that failed for it): look at it first — adopted if it runs, its death recorded if
+        // not (the next pass starts a new one).
+        return adopt_owned(d, sup, id).await;
     }
     open_gateway(d, sup, id).await?;
     let paths = HostPaths {
@@ -449,7 +567,9 @@ pub async fn start(
     Ok(())
 }
 
-/// Stops `agent`'s container for `reason` (SIGTERM, grace, SIGKILL) and records it as `actor`.
+/// Stops `agent`'s container for `reason` as `actor`: the stop is recorded first, then carried
+/// out (SIGTERM, grace, SIGKILL). A daemon killed in between finds the decision in the log and
+/// finishes it ([`Action::Halt`]); the container's death is never taken for a crash.
 pub async fn stop(
     d: &Arc<Daemon>,
     sup: &Arc<Supervisor>,
@@ -458,42 +578,72 @@ pub async fn stop(
     actor: Actor,
 ) -> Result<(), SupervisorError> {
     let op = sup.op(agent);
-    let _serial = op.lock().await;
+    let _owner = op.lock().await;
     let running = sup.slots().get(&agent).is_some_and(|s| s.run.is_up());
-    if !running {
-        // Not started yet, or waiting for a restart: recording the stop is what keeps it from
-        // being started (the supervisor starts only what the log wants running).
-        let wanted = self::agent(d, agent)
-            .await?
-            .is_some_and(|a| a.wants_running());
-        if !wanted {
-            return Err(SupervisorError::NotRunning(agent));
-        }
-        record(d, agent, Lifecycle::Stopped(reason), actor).await;
-        return Ok(());
+    let wanted = self::agent(d, agent)
+        .await?
+        .is_some_and(|a| a.wants_running());
+    if !wanted {
+        // Stopped already (or retired): nothing to decide.
+        return Err(SupervisorError::NotRunning(agent));
     }
     let set_stopping = |why: Option<StopReason>| {
         if let Some(Run::Up { stopping, .. }) = sup.slots().get_mut(&agent).map(|s| &mut s.run) {
             *stopping = why;
         }
     };
+    // Its death from here on is ours, not a crash.
     set_stopping(Some(reason));
-    if let Err(e) = sup.engine.stop(agent, GRACE).await {
+    if !record(d, agent, Lifecycle::Stopped(reason), actor).await {
         set_stopping(None);
-        return Err(e.into());
+        return Err(SupervisorError::NotRunning(agent));
     }
-    sup.slots().entry(agent).or_default().run = Run::Down { retry: None };
-    record(d, agent, Lifecycle::Stopped(reason), actor).await;
+    if running {
+        if let Err(e) = sup.engine.stop(agent, GRACE).await {
+            // Recorded: the converge loop carries it out later (`Action::Halt`).
+            set_stopping(None);
+            sup.wake.notify_one();
+            return Err(e.into());
+        }
+        sup.slots().entry(agent).or_default().run = Run::Down { retry: None };
+    }
     sup.wake.notify_one();
     Ok(())
 }
 
-async fn remove_retired(sup: Arc<Supervisor>, agent: AgentId, op: Arc<tokio::sync::Mutex<()>>) {
-    let _serial = op.lock().await;
+/// Deletes a retired agent's container, home volume and gateway directory.
+pub async fn purge(
+    d: &Arc<Daemon>,
+    sup: &Arc<Supervisor>,
+    agent: AgentId,
+) -> Result<(), ControlError> {
+    let op = sup.op(agent);
+    let _owner = op.lock().await;
+    match self::agent(d, agent).await {
+        Ok(Some(a)) if a.is_retired() => {}
+        Ok(Some(_)) => return Err(ControlError::NotRetired(agent)),
+        Ok(None) => return Err(ControlError::Unknown(agent)),
+        Err(e) => return Err(e.into()),
+    }
+    let removed = async {
+        sup.engine.remove(agent).await?;
+        sup.engine.remove_home(agent).await?;
+        let _ = std::fs::remove_dir_all(sup.gateway_dir(agent));
+        Ok(())
+    };
+    removed.await.map_err(ControlError::Engine)
+}
+
+async fn remove_retired(sup: Arc<Supervisor>, agent: AgentId) {
+    let op = sup.op(agent);
+    let _owner = op.lock().await;
     let stopped = sup.engine.stop(agent, GRACE).await;
     let removed = sup.engine.remove(agent).await;
     if let Err(e) = stopped.and(removed) {
-        tracing::warn!("cannot remove the container of retired {agent}: {e}");
+        tracing::warn!("cannot remove the container of retired {agent} (trying again): {e}");
+        // Held in a slot again, so that the converge loop asks for the removal again.
+        sup.slots().entry(agent).or_default();
+        return;
     }
     let _ = std::fs::remove_dir_all(sup.gateway_dir(agent));
 }
@@ -511,7 +661,12 @@ pub async fn watch_engine(d: Arc<Daemon>, sup: Arc<Supervisor>, mut since: Times
                     container,
                     exit_code,
                     oom_killed,
-                }) => died(&d, &sup, agent, &container, exit_code, oom_killed).await,
+                }) => {
+                    // Accounted for by the agent's owner (which may be busy starting or
+                    // stopping it: the events of the others go on meanwhile).
+                    let (d, sup) = (d.clone(), sup.clone());
+                    tokio::spawn(died(d, sup, agent, container, exit_code, oom_killed));
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!("engine events: {e}");
@@ -520,27 +675,34 @@ pub async fn watch_engine(d: Arc<Daemon>, sup: Arc<Supervisor>, mut since: Times
             }
         }
         // The stream ended: the engine restarted or went away. Wait for it, then reconcile
-        // what changed meanwhile (containers an engine restart stopped are restarted).
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        since = crate::app::now();
-        sup.reconciling.store(true, Ordering::SeqCst);
-        let result = reconcile(&d, &sup).await;
-        sup.reconciling.store(false, Ordering::SeqCst);
-        if let Err(e) = result {
-            tracing::warn!("reconcile after an engine outage: {e:#}");
+        // what changed meanwhile (containers an engine restart stopped are restarted) — until
+        // a reconcile succeeds: a stream that opens again says nothing of what was missed.
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            since = d.now();
+            sup.reconciling.store(true, Ordering::SeqCst);
+            let result = reconcile(&d, &sup).await;
+            sup.reconciling.store(false, Ordering::SeqCst);
+            match result {
+                Ok(()) => break,
+                Err(e) => tracing::warn!("reconcile after an engine outage: {e:#}"),
+            }
         }
         sup.wake.notify_one();
     }
 }
 
 async fn died(
-    d: &Arc<Daemon>,
-    sup: &Arc<Supervisor>,
+    d: Arc<Daemon>,
+    sup: Arc<Supervisor>,
     agent: AgentId,
-    container: &str,
+    container: String,
     code: i64,
     oom: bool,
 ) {
+    let (d, sup) = (&d, &sup);
+    let op = sup.op(agent);
+    let _owner = op.lock().await;
     let retired = match self::agent(d, agent).await {
         Ok(a) => a.is_none_or(|a| a.is_retired()),
         Err(_) => true,
@@ -561,7 +723,7 @@ async fn died(
             // A death already accounted for.
             return;
         };
-        if current != container {
+        if *current != container {
             // An earlier container of the agent.
             return;
         }
