@@ -668,3 +668,24 @@ fn grants_and_shares_json_print_the_gateways_answer_types() {
     );
     assert_eq!((s.state, s.crossings), (ShareState::Proposed, 0));
 }
+
+#[test]
+fn status_says_by_its_exit_code_whether_a_daemon_runs() {
+    let (_tmp, dir) = setup();
+    let out = roster(&dir, &["status"]);
+    assert_eq!(out.status.code(), Some(5), "no daemon runs: exit 5");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("is not running"), "{text}");
+    let out = roster(&dir, &["--json", "status"]);
+    assert_eq!(out.status.code(), Some(5));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["serving"], false, "{v}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No data directory at all is still bad input, not "no daemon".
+    let none = dir.with_file_name("nowhere");
+    fails(&none, &["status"], 2);
+}

@@ -334,8 +334,9 @@ fn the_team_is_all_there_after_a_stop_a_kill_a_power_cut_and_an_engine_restart()
         .any(|e| e["event"]["AgentStopped"]["reason"] == "vanished"));
 
     // 4. The engine restarts under the running daemon: the containers die with it; the
-    // daemon records it and starts them again.
+    // daemon records it and starts them again — each death and each start once.
     let started = s.count("AgentStarted");
+    let stopped = s.count("AgentStopped");
     with_engine_stopped(|| {
         // While the engine is away, the team is still the log's to list: every agent, its
         // container unknown.
@@ -359,6 +360,11 @@ fn the_team_is_all_there_after_a_stop_a_kill_a_power_cut_and_an_engine_restart()
         || s.count("AgentStarted") >= started + 3,
     );
     as_before(&s, &t, &before, "a dockerd restart");
+    // A second record of a death or a start would come within the supervisor's next passes.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.count("AgentStarted"), started + 3, "one start per agent");
+    assert_eq!(s.count("AgentStopped"), stopped + 3, "one death per agent");
+    once_each(&s);
 
     // The approval that waited through all of it is decided now, and used once.
     s.ok(&["approve", &t.waiting, "--note", "after the night"]);
@@ -378,4 +384,25 @@ fn the_team_is_all_there_after_a_stop_a_kill_a_power_cut_and_an_engine_restart()
         .unwrap_err();
     assert_eq!(again["code"], "denied", "{again}");
     s.ok(&["verify"]);
+}
+
+/// Each agent's starts and stops alternate on the log: no start is recorded while the log has
+/// the agent running already.
+fn once_each(s: &Served) {
+    let mut running: std::collections::HashMap<String, String> = Default::default();
+    for e in s.events() {
+        if let Some(started) = e["event"].get("AgentStarted") {
+            let agent = started["agent"].as_str().unwrap().to_owned();
+            let container = started["container"].as_str().unwrap().to_owned();
+            if let Some(before) = running.insert(agent.clone(), container.clone()) {
+                panic!(
+                    "#{}: {agent} started as {container} while running as {before}",
+                    e["seq"]
+                );
+            }
+        }
+        if let Some(stopped) = e["event"].get("AgentStopped") {
+            running.remove(stopped["agent"].as_str().unwrap());
+        }
+    }
 }

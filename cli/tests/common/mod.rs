@@ -340,6 +340,11 @@ impl Gateway {
 
     /// Sends a request without waiting for its answer; its id (for [`Gateway::answer`]).
     pub fn send(&mut self, method: &str, params: Value) -> u64 {
+        self.try_send(method, params).unwrap()
+    }
+
+    /// [`Gateway::send`], failing when the gateway closed the connection.
+    pub fn try_send(&mut self, method: &str, params: Value) -> std::io::Result<u64> {
         use std::io::Write;
         let id = self.next_id;
         self.next_id += 1;
@@ -347,8 +352,8 @@ impl Gateway {
         if !params.is_null() {
             req["params"] = params;
         }
-        writeln!(self.writer, "{req}").unwrap();
-        id
+        writeln!(self.writer, "{req}")?;
+        Ok(id)
     }
 
     /// The answer to request `id` (the next answer on this connection), waiting at most
@@ -368,6 +373,30 @@ impl Gateway {
                 (None, Some(err)) => Err(err.clone()),
                 _ => panic!("neither ok nor error: {v}"),
             };
+        }
+    }
+
+    /// The next line within `timeout`: `Err(())` once the gateway closed the connection.
+    pub fn line_unless_closed(&mut self, timeout: Duration) -> Result<Option<Value>, ()> {
+        use std::io::BufRead;
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Err(()),
+            Ok(_) => Ok(Some(serde_json::from_str(&line).unwrap())),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Err(()),
+            Err(e) => panic!("reading the gateway: {e}"),
         }
     }
 

@@ -13,7 +13,13 @@ fn resolve(agent: &AgentRef, ctx: &Ctx<'_>) -> Result<AgentId, AdminError> {
     Ok(agent.resolve(ctx.read()?.world())?.id)
 }
 
-/// `roster status`: the daemon, its namespace and bus, the outbox's progress.
+/// The exit code of `roster status` when no daemon runs on the data directory (`roster-agent`
+/// says 5 when its gateway cannot be reached, too): a script waits for a daemon with
+/// `until roster status; do sleep 1; done`.
+pub const NOT_SERVING: u8 = 5;
+
+/// `roster status`: the daemon, its namespace and bus, the outbox's progress; exit
+/// [`NOT_SERVING`] when no daemon runs.
 pub(super) fn status(ctx: &Ctx<'_>) -> Result<(), AdminError> {
     let Some(d) = ctx.daemon else {
         let events = ctx.history()?.len();
@@ -22,7 +28,7 @@ pub(super) fn status(ctx: &Ctx<'_>) -> Result<(), AdminError> {
             events,
             serving: None,
         }))?;
-        return Ok(());
+        return Err(AdminError::Reported(NOT_SERVING));
     };
     let (events, running) = {
         let now = d.snapshot()?;

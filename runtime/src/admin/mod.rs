@@ -427,9 +427,15 @@ impl Ctx<'_> {
         &self,
         decide: impl FnOnce(&World) -> Result<(roster_core::command::Command, Actor), AdminError>,
     ) -> Result<(Vec<Envelope>, Snapshot), AdminError> {
+        let daemon = self.daemon;
         let (committed, after) = self.decide(|app| {
             let (command, actor) = decide(app.world())?;
-            Ok((app.execute(command, &actor)?, app.snapshot()))
+            let committed = app.execute(command, &actor)?;
+            // In force before anything else is decided (a retired agent's streams end).
+            if let Some(d) = daemon {
+                d.in_force(&committed, None);
+            }
+            Ok((committed, app.snapshot()))
         })?;
         self.poke();
         send_committed(&self.reply, after.world(), &committed)?;

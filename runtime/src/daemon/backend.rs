@@ -108,7 +108,14 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Reply {
         }
     }
     let committed = d
-        .decide(|app| app.execute(command, &actor))
+        .decide(|app| {
+            let committed = app.execute(command, &actor);
+            // In force before anything else is decided (a retired agent's streams end).
+            if let Ok(events) = &committed {
+                d.in_force(events, Some(agent));
+            }
+            committed
+        })
         .map_err(internal)?;
     d.poke();
     match committed {

@@ -96,6 +96,8 @@ pub struct Context {
     crossings: Pending<EventId, Crossing>,
     /// Messages to a team itself sent here that have not arrived yet: sender, time, digest.
     local: Pending<(AgentId, Timestamp, Hash), ()>,
+    /// Each agent's subscriptions (their forwarding tasks), ended when it retires.
+    subscriptions: Mutex<HashMap<AgentId, Vec<tokio::task::AbortHandle>>>,
 }
 
 /// A bounded map of what was sent, each entry taken back once when its message arrives.
@@ -153,6 +155,20 @@ impl Context {
             tasks: Mutex::new(Vec::new()),
             crossings: Pending::new(),
             local: Pending::new(),
+            subscriptions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Ends `agent`'s subscriptions at once (it retired): nothing fanned out from now on
+    /// reaches it, and its streams end.
+    pub fn end_subscriptions(&self, agent: AgentId) {
+        let ended = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&agent);
+        for task in ended.into_iter().flatten() {
+            task.abort();
         }
     }
 
@@ -188,12 +204,13 @@ impl Context {
         let digest = Hash::of(p.message.as_bytes());
         // Decided under the ledger; sent after letting go of it.
         let decided = d.decide(|app| -> Result<_, GatewayError> {
-            let (from_id, from) = app
-                .world()
-                .agent(agent)
+            // A retired agent says nothing more: decided under the ledger, so a publish is
+            // either before its retirement or refused.
+            let (from_id, from) = crate::gateway::answer::in_service(app.world(), agent)
+                .ok()
                 .and_then(|a| app.world().team(a.team))
                 .map(|t| (t.id, t.name.clone()))
-                .ok_or_else(|| denied("unknown agent"))?;
+                .ok_or_else(|| denied(format!("agent {agent} is not in service")))?;
             // Where it goes: the team itself and every open share whose pattern matches, or the
             // one team named.
             let mut deliveries: Vec<(Name, Option<(ShareId, EventId)>)> = Vec::new();
@@ -315,16 +332,36 @@ impl Context {
         }
         let team = d
             .read(|app| {
-                app.world()
-                    .agent(agent)
+                crate::gateway::answer::in_service(app.world(), agent)
+                    .ok()
                     .and_then(|a| app.world().team(a.team))
                     .map(|t| t.name.clone())
             })
             .map_err(internal)?
-            .ok_or_else(|| denied("unknown agent"))?;
+            .ok_or_else(|| denied(format!("agent {agent} is not in service")))?;
         let inbox = self.inbox(d, &team)?;
         let (tx, rx) = mpsc::channel(PUSH_QUEUE);
-        d.rt.spawn(forward(inbox, p.topics.clone(), tx));
+        // Registered under the ledger (read), which a retirement holds while it ends the
+        // agent's subscriptions: a subscription is either ended by the retirement or refused.
+        let registered = d
+            .read(|app| {
+                if crate::gateway::answer::in_service(app.world(), agent).is_err() {
+                    return false;
+                }
+                let task = d.rt.spawn(forward(inbox, p.topics.clone(), tx));
+                let mut subs = self
+                    .subscriptions
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let handles = subs.entry(agent).or_default();
+                handles.retain(|h| !h.is_finished());
+                handles.push(task.abort_handle());
+                true
+            })
+            .map_err(internal)?;
+        if !registered {
+            return Err(denied(format!("agent {agent} is not in service")));
+        }
         let answer = Subscribed {
             team,
             topics: p.topics,

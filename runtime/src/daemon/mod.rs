@@ -150,6 +150,33 @@ impl Daemon {
         &self.sup
     }
 
+    /// Puts in force, before they are answered, what `committed` changed of agents' standing:
+    /// a retired agent's subscriptions end and its gateway closes at once (its calls are
+    /// refused by the log from the retirement on; this ends what was already open). Called
+    /// inside the decision, with the ledger held, so that nothing decided after the
+    /// retirement (a teammate's publish) reaches a stream of the retired agent. It only takes
+    /// the slots' and the subscriptions' locks (each taken after the ledger everywhere) and
+    /// waits for nothing. `caller`: the agent whose call this answers
+    /// (an agent retiring itself keeps its connection until its answer is out; the supervisor
+    /// closes its socket at its next pass).
+    pub fn in_force(&self, committed: &[roster_core::envelope::Envelope], caller: Option<AgentId>) {
+        for e in committed {
+            if let roster_core::event::Event::AgentRetired { agent, .. } = e.event {
+                self.context.end_subscriptions(agent);
+                if caller == Some(agent) {
+                    continue;
+                }
+                // Dropping it stops its accept loop and ends its connections.
+                let gateway = self
+                    .sup
+                    .slots()
+                    .get_mut(&agent)
+                    .and_then(|s| s.gateway.take());
+                drop(gateway);
+            }
+        }
+    }
+
     /// Tells the supervisor the log moved.
     pub fn poke(&self) {
         self.sup.wake.notify_one();

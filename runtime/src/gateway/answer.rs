@@ -56,7 +56,7 @@ pub fn from_world(world: &World, agent: AgentId, call: &Call, now: Timestamp) ->
 }
 
 /// The agent asking, if it may still ask anything.
-fn in_service(world: &World, agent: AgentId) -> Result<&Agent, GatewayError> {
+pub(crate) fn in_service(world: &World, agent: AgentId) -> Result<&Agent, GatewayError> {
     match world.agent(agent) {
         Some(a) if !a.is_retired() => Ok(a),
         Some(_) => Err(GatewayError::new(
