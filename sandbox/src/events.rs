@@ -85,8 +85,9 @@ fn engine_time(micros: i64) -> String {
 struct Feed {
     raw: std::pin::Pin<Box<dyn Stream<Item = RawEvent> + Send>>,
     engine: Engine,
-    /// Each container's last `oom` event, at the engine's time in nanoseconds.
-    oom: HashMap<String, i64>,
+    /// Each container's last `oom` event, at the engine's time in nanoseconds (`None`: the
+    /// engine gave no time, so it cannot be placed right before a death).
+    oom: HashMap<String, Option<i64>>,
     /// Messages read ahead while waiting for a late `oom` (see [`OOM_GRACE`]).
     pending: VecDeque<RawEvent>,
 }
@@ -199,7 +200,7 @@ impl Feed {
 
     /// The agent event an engine message means, if any.
     async fn interpret(&mut self, m: EventMessage) -> Option<EngineEvent> {
-        let at = m.time_nano.unwrap_or(0);
+        let at = m.time_nano;
         let actor = m.actor.unwrap_or_default();
         let id = actor.id.unwrap_or_default();
         let attrs = actor.attributes.unwrap_or_default();
@@ -226,7 +227,10 @@ impl Feed {
             "die" => {
                 // Only an OOM kill right before the death is the death's: the engine's flag
                 // (and an older `oom`) may be a process `exec`'d into it, long before.
-                let seen = self.oom.remove(&id).is_some_and(|t| oom_made_death(t, at));
+                let seen = match (self.oom.remove(&id).flatten(), at) {
+                    (Some(oom), Some(died)) => oom_made_death(oom, died),
+                    _ => false,
+                };
                 let exit_code = match attrs.get("exitCode").and_then(|c| c.parse().ok()) {
                     Some(code) => code,
                     None => {

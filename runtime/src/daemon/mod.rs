@@ -351,9 +351,10 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
     *daemon.outbox.lock().unwrap_or_else(PoisonError::into_inner) = outbox;
     // Engine events are followed from before the reconcile, so no death falls in between.
     let since = crate::app::now();
-    supervisor::reconcile(&daemon, &sup)
+    let unreconciled = !supervisor::reconcile(&daemon, &sup)
         .await
-        .map_err(StartError::Reconcile)?;
+        .map_err(StartError::Reconcile)?
+        .is_empty();
     let socket = crate::admin::socket::socket_path(data_dir);
     // The store's lock (sled's) already proved that no other daemon or command holds this data
     // directory, so a socket file left here is stale.
@@ -364,7 +365,12 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
     let tasks = vec![
         tokio::spawn(crate::admin::socket::serve(listener, daemon.clone())),
         tokio::spawn(supervisor::converge_loop(daemon.clone(), sup.clone())),
-        tokio::spawn(supervisor::watch_engine(daemon.clone(), sup.clone(), since)),
+        tokio::spawn(supervisor::watch_engine(
+            daemon.clone(),
+            sup.clone(),
+            since,
+            unreconciled,
+        )),
     ];
     Ok(Running {
         daemon,

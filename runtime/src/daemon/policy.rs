@@ -20,6 +20,12 @@ pub enum Run {
     },
     /// A start is under way (or queued): nothing else is started for it meanwhile.
     Starting,
+    /// What the engine did is not known (an engine call failed, maybe after it acted): its
+    /// owner looks again (`Action::Adopt`), not before `retry`.
+    Unknown {
+        /// Not before this instant is it looked at again.
+        retry: Instant,
+    },
     /// Its container runs.
     Up {
         /// The engine's id of the container.
@@ -42,7 +48,7 @@ impl Run {
     pub fn container(&self) -> Option<&str> {
         match self {
             Run::Up { container, .. } => Some(container),
-            Run::Down { .. } | Run::Starting => None,
+            Run::Down { .. } | Run::Starting | Run::Unknown { .. } => None,
         }
     }
 }
@@ -66,6 +72,8 @@ pub enum Action {
     Halt(AgentId),
     /// The agent is retired: close its gateway, remove its container and gateway directory.
     Remove(AgentId),
+    /// Look at the agent's container again, from the log and the engine (`Run::Unknown`).
+    Adopt(AgentId),
 }
 
 /// What to do, for every agent the world knows, given what `run_of` says of its container
@@ -86,6 +94,9 @@ pub fn converge<'r>(
             continue;
         }
         match run {
+            Some(Run::Unknown { retry }) if *retry <= now => {
+                actions.push(Action::Adopt(agent.id));
+            }
             None | Some(Run::Down { retry: None }) if agent.wants_running() => {
                 actions.push(Action::Start(agent.id));
             }
@@ -200,6 +211,23 @@ mod tests {
         fn world(&self) -> &World {
             self.ledger.world()
         }
+    }
+
+    #[test]
+    fn an_unknown_container_is_looked_at_again_when_its_time_comes() {
+        let mut t = Team::new();
+        let a = t.hire("a", None);
+        let now = Instant::now();
+        let mut runs = HashMap::new();
+        runs.insert(
+            a,
+            Run::Unknown {
+                retry: now + Duration::from_secs(1),
+            },
+        );
+        assert_eq!(actions(t.world(), &runs, now), []);
+        let later = now + Duration::from_secs(1);
+        assert_eq!(actions(t.world(), &runs, later), [Action::Adopt(a)]);
     }
 
     #[test]

@@ -201,14 +201,22 @@ async fn agent(d: &Arc<Daemon>, id: AgentId) -> Result<Option<Agent>, Supervisor
     Ok(off_workers(d, move |d| d.read(|app| app.world().agent(id).cloned())).await??)
 }
 
-/// Makes the supervisor's picture match the engine's: removes containers the log does not want,
+/// Makes the supervisor's picture match the engine's: removes containers the log does not know,
 /// adopts running ones, records the deaths it missed (while no daemon ran, or while the engine
 /// was away). Each agent is looked at by its owner, afresh (`adopt`). One agent's trouble is
-/// logged and skipped, never fatal.
-pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), SupervisorError> {
+/// logged and skipped; the agents left unreconciled are returned, for the caller to try again.
+pub async fn reconcile(
+    d: &Arc<Daemon>,
+    sup: &Arc<Supervisor>,
+) -> Result<Vec<AgentId>, SupervisorError> {
     let found = sup.engine.list().await?;
     let known = agents(d).await?;
-    let mut ids: Vec<AgentId> = known.keys().copied().collect();
+    let mut ids: Vec<AgentId> = known
+        .values()
+        // A retired agent is looked at only if a container of it is left.
+        .filter(|a| !a.is_retired() || found.iter().any(|f| f.agent.as_ref().ok() == Some(&a.id)))
+        .map(|a| a.id)
+        .collect();
     ids.sort();
     for f in found {
         if f.agent.as_ref().ok().is_some_and(|a| known.contains_key(a)) {
@@ -219,9 +227,12 @@ pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), Sup
             tracing::warn!("cannot remove {}: {e}", f.name);
         }
     }
+    let mut left = Vec::new();
     for id in ids {
         if let Err(e) = adopt(d, sup, id).await {
             tracing::warn!("cannot reconcile the container of {id}: {e:#}");
+            unknown(sup, id);
+            left.push(id);
         }
     }
     // Whatever failed while the engine was away is not the agents' fault.
@@ -231,7 +242,7 @@ pub async fn reconcile(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), Sup
             *retry = None;
         }
     }
-    Ok(())
+    Ok(left)
 }
 
 /// Takes over `id`'s container as its owner, from a fresh look at the log and the engine:
@@ -327,7 +338,15 @@ async fn adopt_owned(
                 stopping: Some(why),
             };
             let stopped = sup.engine.stop(id, GRACE).await;
-            sup.slots().entry(id).or_default().run = Run::Down { retry: None };
+            sup.slots().entry(id).or_default().run = match &stopped {
+                Ok(()) => Run::Down { retry: None },
+                // Still running: the next pass halts it again.
+                Err(_) => Run::Up {
+                    container: state.id.clone(),
+                    since: Instant::now(),
+                    stopping: None,
+                },
+            };
             stopped?;
         }
         other => {
@@ -408,6 +427,15 @@ async fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), Supervis
             Action::Halt(id) => {
                 tokio::spawn(halt(d.clone(), sup.clone(), id));
             }
+            Action::Adopt(id) => {
+                let (d, sup) = (d.clone(), sup.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = adopt(&d, &sup, id).await {
+                        tracing::warn!("cannot look at the container of {id} (again later): {e}");
+                        unknown(&sup, id);
+                    }
+                });
+            }
             Action::Remove(id) => {
                 if let Some(mut slot) = removed {
                     slot.gateway.take();
@@ -441,8 +469,24 @@ fn mark(slots: &mut HashMap<AgentId, Slot>, action: &Action) -> Option<Slot> {
             }
             None
         }
+        Action::Adopt(id) => {
+            // Asked once a second at most while the engine fails.
+            slots.entry(id).or_default().run = Run::Unknown {
+                retry: Instant::now() + Duration::from_secs(1),
+            };
+            None
+        }
         Action::Remove(id) => slots.remove(&id),
     }
+}
+
+/// Marks `agent`'s container as not known (an engine call failed, maybe after it acted): its
+/// owner looks at it again at the next pass (`Action::Adopt`).
+fn unknown(sup: &Supervisor, agent: AgentId) {
+    sup.slots().entry(agent).or_default().run = Run::Unknown {
+        retry: Instant::now() + Duration::from_secs(1),
+    };
+    sup.wake.notify_one();
 }
 
 /// Stops a container the log already says is stopped (see [`Action::Halt`]), as its owner:
@@ -489,7 +533,8 @@ async fn start_for_policy(d: Arc<Daemon>, sup: Arc<Supervisor>, id: AgentId) {
         Err(e) => {
             slot.failures = slot.failures.saturating_add(1);
             let wait = backoff(slot.failures);
-            if !slot.run.is_up() {
+            // (Not when it is to be looked at again: that look comes first.)
+            if !slot.run.is_up() && !matches!(slot.run, Run::Unknown { .. }) {
                 slot.run = Run::Down {
                     retry: Some(Instant::now() + wait),
                 };
@@ -516,6 +561,12 @@ async fn open_gateway(
     )
     .await
     .map_err(|source| SupervisorError::Gateway { agent, source })?;
+    // A retirement decided while it was being opened closed nothing yet: its socket is not
+    // opened again for a retired agent (its calls would be refused anyway).
+    if self::agent(d, agent).await?.is_none_or(|a| a.is_retired()) {
+        drop(gw);
+        return Ok(());
+    }
     sup.slots().entry(agent).or_default().gateway = Some(gw);
     Ok(())
 }
@@ -539,7 +590,11 @@ pub async fn start(
         // Retired, stopped meanwhile, or started by someone else meanwhile.
         return Ok(());
     }
-    if matches!(ag.status, AgentStatus::Running { .. }) {
+    let unsure = sup
+        .slots()
+        .get(&id)
+        .is_some_and(|s| matches!(s.run, Run::Unknown { .. }));
+    if unsure || matches!(ag.status, AgentStatus::Running { .. }) {
         // The log has a container running that this supervisor does not hold (a reconcile
         // that failed for it): look at it first — adopted if it runs, its death recorded if
         // not (the next pass starts a new one).
@@ -560,7 +615,8 @@ pub async fn start(
         stopping: None,
     };
     if let Err(e) = sup.engine.start(id).await {
-        sup.slots().entry(id).or_default().run = Run::Down { retry: None };
+        // It may have started all the same: looked at again.
+        unknown(sup, id);
         return Err(e.into());
     }
     record(d, id, Lifecycle::Started(container), Actor::Runtime).await;
@@ -579,33 +635,42 @@ pub async fn stop(
 ) -> Result<(), SupervisorError> {
     let op = sup.op(agent);
     let _owner = op.lock().await;
-    let running = sup.slots().get(&agent).is_some_and(|s| s.run.is_up());
-    let wanted = self::agent(d, agent)
-        .await?
-        .is_some_and(|a| a.wants_running());
-    if !wanted {
-        // Stopped already (or retired): nothing to decide.
-        return Err(SupervisorError::NotRunning(agent));
-    }
+    let up = sup.slots().get(&agent).is_some_and(|s| s.run.is_up());
+    let Some(ag) = self::agent(d, agent).await? else {
+        return Err(SupervisorError::NotInLog(agent));
+    };
     let set_stopping = |why: Option<StopReason>| {
         if let Some(Run::Up { stopping, .. }) = sup.slots().get_mut(&agent).map(|s| &mut s.run) {
             *stopping = why;
         }
     };
-    // Its death from here on is ours, not a crash.
-    set_stopping(Some(reason));
-    if !record(d, agent, Lifecycle::Stopped(reason), actor).await {
-        set_stopping(None);
+    if ag.is_retired() || (!ag.wants_running() && !up) {
+        // Stopped already (or retired): nothing to decide.
         return Err(SupervisorError::NotRunning(agent));
     }
-    if running {
-        if let Err(e) = sup.engine.stop(agent, GRACE).await {
-            // Recorded: the converge loop carries it out later (`Action::Halt`).
+    if ag.wants_running() {
+        // Its death from here on is ours, not a crash.
+        set_stopping(Some(reason));
+        if !record(d, agent, Lifecycle::Stopped(reason), actor).await {
             set_stopping(None);
-            sup.wake.notify_one();
-            return Err(e.into());
+            return Err(SupervisorError::NotRunning(agent));
         }
-        sup.slots().entry(agent).or_default().run = Run::Down { retry: None };
+    }
+    // Recorded (now or before, its signal pending): carried out. The engine's stop is a no-op
+    // for a container that is not running, so it is sent whatever the slot says.
+    match sup.engine.stop(agent, GRACE).await {
+        Ok(()) => sup.slots().entry(agent).or_default().run = Run::Down { retry: None },
+        Err(e) => {
+            // On the log already: the converge loop carries it out (`Action::Halt`, or a new
+            // look first), and its death is not recorded as a crash (`died`: the log does not
+            // want it running).
+            tracing::warn!("cannot signal {agent} to stop (the stop stands; trying again): {e}");
+            if up {
+                set_stopping(None);
+            } else {
+                unknown(sup, agent);
+            }
+        }
     }
     sup.wake.notify_one();
     Ok(())
@@ -631,7 +696,9 @@ pub async fn purge(
         let _ = std::fs::remove_dir_all(sup.gateway_dir(agent));
         Ok(())
     };
-    removed.await.map_err(ControlError::Engine)
+    removed.await.map_err(ControlError::Engine)?;
+    sup.slots().remove(&agent);
+    Ok(())
 }
 
 async fn remove_retired(sup: Arc<Supervisor>, agent: AgentId) {
@@ -651,8 +718,17 @@ async fn remove_retired(sup: Arc<Supervisor>, agent: AgentId) {
 /// Follows the engine's events for this namespace from `since` (taken before the reconcile
 /// that preceded it, so that no death falls between the two), reconnecting — and reconciling
 /// again — when the engine goes away and comes back.
-pub async fn watch_engine(d: Arc<Daemon>, sup: Arc<Supervisor>, mut since: Timestamp) {
+pub async fn watch_engine(
+    d: Arc<Daemon>,
+    sup: Arc<Supervisor>,
+    mut since: Timestamp,
+    mut unreconciled: bool,
+) {
     loop {
+        if unreconciled {
+            since = reconcile_until_whole(&d, &sup).await;
+            unreconciled = false;
+        }
         let mut events = Box::pin(sup.engine.events_since(since));
         while let Some(event) = events.next().await {
             match event {
@@ -664,8 +740,10 @@ pub async fn watch_engine(d: Arc<Daemon>, sup: Arc<Supervisor>, mut since: Times
                 }) => {
                     // Accounted for by the agent's owner (which may be busy starting or
                     // stopping it: the events of the others go on meanwhile).
-                    let (d, sup) = (d.clone(), sup.clone());
-                    tokio::spawn(died(d, sup, agent, container, exit_code, oom_killed));
+                    let (d, sup, seen_at) = (d.clone(), sup.clone(), Instant::now());
+                    tokio::spawn(died(
+                        d, sup, agent, container, exit_code, oom_killed, seen_at,
+                    ));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -675,20 +753,26 @@ pub async fn watch_engine(d: Arc<Daemon>, sup: Arc<Supervisor>, mut since: Times
             }
         }
         // The stream ended: the engine restarted or went away. Wait for it, then reconcile
-        // what changed meanwhile (containers an engine restart stopped are restarted) — until
-        // a reconcile succeeds: a stream that opens again says nothing of what was missed.
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            since = d.now();
-            sup.reconciling.store(true, Ordering::SeqCst);
-            let result = reconcile(&d, &sup).await;
-            sup.reconciling.store(false, Ordering::SeqCst);
-            match result {
-                Ok(()) => break,
-                Err(e) => tracing::warn!("reconcile after an engine outage: {e:#}"),
-            }
-        }
+        // what changed meanwhile (containers an engine restart stopped are restarted).
+        since = reconcile_until_whole(&d, &sup).await;
+    }
+}
+
+/// Reconciles every second until every agent is (a stream that opens again says nothing of
+/// what was missed); the time from which the engine's events are to be read next.
+async fn reconcile_until_whole(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Timestamp {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let since = d.now();
+        sup.reconciling.store(true, Ordering::SeqCst);
+        let result = reconcile(d, sup).await;
+        sup.reconciling.store(false, Ordering::SeqCst);
         sup.wake.notify_one();
+        match result {
+            Ok(left) if left.is_empty() => return since,
+            Ok(left) => tracing::warn!("{} agent(s) left unreconciled; trying again", left.len()),
+            Err(e) => tracing::warn!("reconcile after an engine outage: {e:#}"),
+        }
     }
 }
 
@@ -699,16 +783,25 @@ async fn died(
     container: String,
     code: i64,
     oom: bool,
+    seen_at: Instant,
 ) {
     let (d, sup) = (&d, &sup);
     let op = sup.op(agent);
     let _owner = op.lock().await;
-    let retired = match self::agent(d, agent).await {
-        Ok(a) => a.is_none_or(|a| a.is_retired()),
-        Err(_) => true,
+    let wanted = match self::agent(d, agent).await {
+        Ok(Some(a)) if !a.is_retired() => a.wants_running(),
+        // Retired (its removal is under way), or not ours.
+        _ => return,
     };
-    if retired {
-        // Its removal is under way (or it is not ours to restart).
+    if !wanted {
+        // The log says it stopped (its stop was recorded before its signal): this death is
+        // that stop carried out, not a crash.
+        let mut slots = sup.slots();
+        if let Some(slot) = slots.get_mut(&agent) {
+            if slot.run.container() == Some(container.as_str()) {
+                slot.run = Run::Down { retry: None };
+            }
+        }
         return;
     }
     let wait = {
@@ -727,7 +820,10 @@ async fn died(
             // An earlier container of the agent.
             return;
         }
-        let (lasted, ours) = (since.elapsed(), stopping.is_some());
+        let (lasted, ours) = (
+            seen_at.saturating_duration_since(*since),
+            stopping.is_some(),
+        );
         if ours {
             // We stopped it; the stop records itself.
             slot.run = Run::Down { retry: None };
