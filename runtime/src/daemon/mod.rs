@@ -26,7 +26,9 @@ pub mod containers;
 mod context;
 pub mod control;
 pub mod policy;
+// The supervisor's simulation: a test module (under `tests/`, with the daemon's other tests).
 #[cfg(test)]
+#[path = "tests/sim.rs"]
 mod sim;
 pub mod supervisor;
 mod tools;
