@@ -8,7 +8,8 @@
 //!
 //! After the last incarnation the faults stop and virtual time runs on until the supervisor
 //! settles; then the log and the engine are checked against the invariants of issue 22 (see
-//! `check`). A failing seed is printed; `ROSTER_SIM_SEED=N` replays it alone.
+//! `check`). A failing seed is printed; `ROSTER_SIM_SEED=N` replays it alone, and
+//! `ROSTER_SIM_DUMP=1` prints its log and what the engine last saw.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -102,8 +103,6 @@ struct State {
     subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Result<EngineEvent, SandboxError>>>,
     /// Containers removed from outside (running or not).
     removed_outside: BTreeSet<String>,
-    /// What roster asked of the engine, for `ROSTER_SIM_DUMP`.
-    trace: Vec<String>,
     /// The virtual wall clock: a base, and the tokio instant it was taken at in the current
     /// incarnation's runtime.
     clock: (Timestamp, Option<Instant>),
@@ -135,10 +134,6 @@ impl State {
         Timestamp::from_micros(base.as_micros() + i64::try_from(since.as_micros()).unwrap())
     }
 
-    fn clock_now(&self) -> Timestamp {
-        self.now()
-    }
-
     fn emit(&mut self, event: EngineEvent) {
         let at = self.now();
         self.history.push((at, event.clone()));
@@ -156,7 +151,7 @@ impl State {
         }
         c.running = false;
         c.exit = Some(code);
-        let now = self.clock_now();
+        let now = self.now();
         let c = self.containers.get_mut(&agent).unwrap();
         if death == Death::Oom {
             c.oom = true;
@@ -367,8 +362,6 @@ impl Containers for SimEngine {
 
     fn remove(&self, agent: AgentId) -> Answer<'_, ()> {
         Box::pin(self.call(move |s| {
-            let (now, had) = (s.now(), s.containers.get(&agent).map(|c| c.id.clone()));
-            s.trace.push(format!("{now:?} remove {agent} {had:?}"));
             s.remove(agent, Death::Ours);
             Ok(())
         }))
@@ -599,8 +592,7 @@ fn run(seed: u64) -> Result<(), String> {
             engine.new_epoch();
             // Each incarnation counts its ids from a range of its own.
             let d = daemon(&log, &engine, &dir, (life + 1) << 40);
-            let sup = Arc::new(d.sup.clone());
-            let sup = (*sup).clone();
+            let sup = d.sup.clone();
             if life == 0 {
                 let team = decide(
                     &d,
@@ -859,18 +851,9 @@ fn check(log: &Arc<dyn Store>, engine: &SimEngine, told: &Told) -> Result<(), St
     if std::env::var_os("ROSTER_SIM_DUMP").is_some() {
         for e in &events {
             eprintln!("#{} {:?} {:?}", e.seq, e.actor, e.event);
-            if let Event::AgentStarted { agent, container } = &e.event {
-                eprintln!("    {agent} {container}");
-            }
-            if let Event::AgentRetired { agent, .. } = &e.event {
-                eprintln!("    retired {agent}");
-            }
         }
         for (at, e) in &s.history {
             eprintln!("engine {at:?} {e:?}");
-        }
-        for t in &s.trace {
-            eprintln!("asked {t}");
         }
     }
     if wrong.is_empty() {
