@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{docker, rand_u32, restart_engine, scaled, wait_for, Gateway, Served};
+use common::{crash_engine, docker, rand_u32, restart_engine, scaled, wait_for, Gateway, Served};
 use serde_json::{json, Value};
 
 /// Rounds: each retires one listening, talking agent while its teammate talks (the window the
@@ -218,6 +218,12 @@ fn an_engine_restart_records_each_death_and_each_start_once() {
                 Some("started"),
                 "{id}: {life:?}"
             );
+            // Its death this round is the engine's doing, not a crash.
+            assert_eq!(
+                life.get(life.len().wrapping_sub(2)).map(String::as_str),
+                Some("engine_restarted"),
+                "{id}: {life:?}"
+            );
             assert!(
                 life.windows(2).all(|w| w[0] != w[1] || w[0] != "started"),
                 "{id} started twice in a row: {life:?}"
@@ -230,6 +236,39 @@ fn an_engine_restart_records_each_death_and_each_start_once() {
                 "round {round}"
             );
         }
+    }
+}
+
+#[test]
+fn an_engine_killed_and_started_again_records_it_as_its_restart() {
+    // dockerd SIGKILLed: its event stream ends without a word of the containers, which run on
+    // until it comes back and kills them (Docker without live-restore). The reconcile finds
+    // them dead: their deaths are the engine's, not crashes.
+    let s = Served::new();
+    s.ok(&["team", "create", "lab"]);
+    let n = scaled(4, 8);
+    let ids = hire_many(&s, "k", n, &[]);
+    for i in 0..n {
+        s.wait_up(&format!("k{i}"));
+    }
+    let (started, stopped) = (s.count("AgentStarted"), s.count("AgentStopped"));
+    crash_engine();
+    wait_for(
+        "every agent started again",
+        Duration::from_secs(180),
+        || s.count("AgentStarted") >= started + n,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.count("AgentStarted"), started + n, "one start each");
+    assert_eq!(s.count("AgentStopped"), stopped + n, "one death each");
+    let lives = lifecycles(&s);
+    for id in &ids {
+        let life = &lives[id];
+        assert_eq!(
+            life.as_slice(),
+            ["started", "engine_restarted", "started"],
+            "{id}"
+        );
     }
 }
 

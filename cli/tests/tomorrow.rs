@@ -364,6 +364,12 @@ fn the_team_is_all_there_after_a_stop_a_kill_a_power_cut_and_an_engine_restart()
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(s.count("AgentStarted"), started + 3, "one start per agent");
     assert_eq!(s.count("AgentStopped"), stopped + 3, "one death per agent");
+    let by_engine = s
+        .events()
+        .iter()
+        .filter(|e| e["event"]["AgentStopped"]["reason"] == "engine_restarted")
+        .count();
+    assert_eq!(by_engine, 3, "each death recorded as the engine's restart");
     once_each(&s);
 
     // The approval that waited through all of it is decided now, and used once.

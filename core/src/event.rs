@@ -174,6 +174,9 @@ pub enum StopReason {
     /// Its container disappeared while the runtime was not watching (removed from outside, or
     /// lost with the machine); the runtime noticed at its next reconcile.
     Vanished,
+    /// The container engine stopped it while shutting down (it restarted, or went away): not
+    /// the agent's doing, so it is started again once the engine is back, without a backoff.
+    EngineRestarted,
 }
 
 /// Something that happened to a team. Version 1.

@@ -39,6 +39,7 @@ pub fn stop_reason(reason: &StopReason) -> String {
         StopReason::OomKilled => "killed: out of memory".to_string(),
         StopReason::TimedOut => "timed out".to_string(),
         StopReason::Vanished => "its container was gone".to_string(),
+        StopReason::EngineRestarted => "the engine restarted".to_string(),
     }
 }
 

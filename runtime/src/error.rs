@@ -124,6 +124,11 @@ pub enum SupervisorError {
     /// A stop was asked of an agent that is not running and not wanted running.
     #[error("{0} is not running")]
     NotRunning(AgentId),
+    /// The engine went away (or is back and not reconciled yet): nothing is started meanwhile.
+    #[error(
+        "the container engine went away; roster starts agents again once it is back and reconciled"
+    )]
+    EngineLost,
     /// A task of the supervisor died.
     #[error("a supervisor task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

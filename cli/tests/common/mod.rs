@@ -419,17 +419,27 @@ pub fn restart_engine() {
     with_engine_stopped(|| {});
 }
 
+/// Kills dockerd (SIGKILL: it stops nothing, its containers run on without it), starts it
+/// again as [`restart_engine`] does, and waits until it answers: as it comes back, it kills
+/// what ran on (Docker without live-restore).
+pub fn crash_engine() {
+    stopped("KILL", || {});
+}
+
 /// Stops dockerd, runs `f` while it is away, then starts it again the way this project's
 /// scripts start it (or through systemd where it runs it), and waits until it answers. The
 /// engine is started again even when `f` fails: the other tests on the machine need it.
 pub fn with_engine_stopped(f: impl FnOnce()) {
-    let outcome = stopped(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    let outcome = stopped("TERM", move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+    });
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
 }
 
-fn stopped<T>(f: impl FnOnce() -> T) -> T {
+/// Sends dockerd `signal`, waits for it to exit, runs `f`, starts it again.
+fn stopped<T>(signal: &str, f: impl FnOnce() -> T) -> T {
     let result;
     let systemd = Command::new("systemctl")
         .args(["is-active", "--quiet", "docker"])
@@ -437,6 +447,13 @@ fn stopped<T>(f: impl FnOnce() -> T) -> T {
         .is_ok_and(|s| s.success());
     if systemd {
         // The socket unit too: a client's connection would start the engine again.
+        if signal != "TERM" {
+            assert!(Command::new("systemctl")
+                .args(["kill", "--signal", signal, "docker"])
+                .status()
+                .unwrap()
+                .success());
+        }
         assert!(Command::new("systemctl")
             .args(["stop", "docker.socket", "docker"])
             .status()
@@ -462,7 +479,10 @@ fn stopped<T>(f: impl FnOnce() -> T) -> T {
             .next()
             .expect("dockerd runs")
             .to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
         wait_for("dockerd to exit", Duration::from_secs(60), || {
             !Path::new(&format!("/proc/{pid}")).exists()
         });

@@ -25,6 +25,9 @@ pub type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, SandboxError>> + 
 pub trait Containers: Send + Sync + std::fmt::Debug + 'static {
     /// The namespace.
     fn ns(&self) -> &Name;
+    /// Fails unless the engine accepts a new connection now: one shutting down has closed its
+    /// listener while it still stops its containers and reports their deaths.
+    fn accepting(&self) -> Answer<'_, ()>;
     /// Every container of the namespace.
     fn list(&self) -> Answer<'_, Vec<Found>>;
     /// The agent's container, if it has one.
@@ -63,6 +66,9 @@ pub trait Containers: Send + Sync + std::fmt::Debug + 'static {
 impl Containers for Engine {
     fn ns(&self) -> &Name {
         Engine::ns(self)
+    }
+    fn accepting(&self) -> Answer<'_, ()> {
+        Box::pin(Engine::accepting(self))
     }
     fn list(&self) -> Answer<'_, Vec<Found>> {
         Box::pin(Engine::list(self))

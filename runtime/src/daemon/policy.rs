@@ -1,6 +1,7 @@
 //! The supervisor's policy, as data: what should be done about each agent is a pure function of
-//! the log's world, what the supervisor knows of each agent's container ([`Run`]) and the time.
-//! The async shell (`supervisor.rs`) only carries the [`Action`]s out, one agent's in order.
+//! the log's world, what the supervisor has observed of the engine ([`Watch`]) and of each
+//! agent's container ([`Run`]), and the time. The async shell (`supervisor.rs`) makes the
+//! observations and carries the [`Action`]s out, one agent's in order.
 
 use std::time::Duration;
 
@@ -9,6 +10,16 @@ use tokio::time::Instant;
 use roster_core::event::StopReason;
 use roster_core::id::AgentId;
 use roster_core::world::World;
+
+/// What the supervisor knows of the engine as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// Its events are followed: each [`Run`] is current.
+    Followed,
+    /// It went away (it refused a request, or its event stream ended) and no reconcile since
+    /// has been whole: the runs may be stale, and a start would fail or race its shutdown.
+    Lost,
+}
 
 /// What the supervisor knows of one agent's container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,15 +87,20 @@ pub enum Action {
     Adopt(AgentId),
 }
 
-/// What to do, for every agent the world knows, given what `run_of` says of its container
-/// (`None`: the supervisor holds nothing for it) at `now`. Agents come in id order, so the same
-/// inputs give the same actions in the same order.
+/// What to do, for every agent the world knows, given what is known of the engine (`watch`)
+/// and what `run_of` says of each agent's container (`None`: the supervisor holds nothing for
+/// it) at `now`. Nothing while the engine is lost: its reconcile decides first. Agents come in
+/// id order, so the same inputs give the same actions in the same order.
 pub fn converge<'r>(
     world: &World,
+    watch: Watch,
     run_of: impl Fn(AgentId) -> Option<&'r Run>,
     now: Instant,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
+    if watch == Watch::Lost {
+        return actions;
+    }
     for agent in world.agents() {
         let run = run_of(agent.id);
         if agent.is_retired() {
@@ -254,7 +270,21 @@ mod tests {
     }
 
     fn actions(world: &World, runs: &HashMap<AgentId, Run>, now: Instant) -> Vec<Action> {
-        converge(world, |id| runs.get(&id), now)
+        converge(world, Watch::Followed, |id| runs.get(&id), now)
+    }
+
+    #[test]
+    fn nothing_is_decided_while_the_engine_is_lost() {
+        let mut t = Team::new();
+        let a = t.hire("a", Some(1));
+        let b = t.hire("b", None);
+        let since = Instant::now();
+        let runs = HashMap::from([(a, up(since, None))]);
+        let later = since + Duration::from_secs(5);
+        let followed = converge(t.world(), Watch::Followed, |id| runs.get(&id), later);
+        assert_eq!(followed, [Action::TimeOut(a), Action::Start(b)]);
+        let lost = converge(t.world(), Watch::Lost, |id| runs.get(&id), later);
+        assert_eq!(lost, []);
     }
 
     #[test]

@@ -16,6 +16,13 @@
 //! twice. Engine events are matched to the container they name, so a late death of an old
 //! container is never taken for its successor's.
 //!
+//! Engine restarts: an engine shutting down refuses new requests first, then stops its
+//! containers and reports their deaths on the streams already open. A death reported while
+//! the engine refuses (`Containers::accepting`), or found by the reconcile that follows among
+//! the containers the log had running when it went away, is recorded as `EngineRestarted`, not
+//! as a crash; nothing is decided (`policy::Watch::Lost`) and nothing started until a
+//! reconcile is whole again.
+//!
 //! Intent before action: a stop roster makes (an operator's, a timeout) is recorded before the
 //! signal is sent. A daemon killed in between finds the stop in the log and carries it out
 //! (`Action::Halt`) without recording anything; the container's death is never taken for a
@@ -24,7 +31,7 @@
 //! `daemon::sim` runs this code against a simulated engine under thousands of seeded schedules
 //! of operator commands, deaths, engine restarts and daemon kills.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,7 +50,7 @@ use roster_sandbox::plan::{plan, HostPaths, STOP_GRACE_SECS};
 use roster_sandbox::{stop_reason, EngineEvent};
 
 use super::containers::Containers;
-use super::policy::{self, Action, Run};
+use super::policy::{self, Action, Run, Watch};
 use super::Daemon;
 use crate::error::{ControlError, SupervisorError};
 use crate::gateway::AgentGateway;
@@ -84,8 +91,14 @@ pub struct Supervisor {
     owners: Mutex<HashMap<AgentId, Arc<tokio::sync::Mutex<()>>>>,
     /// Wakes the converge loop.
     pub wake: tokio::sync::Notify,
-    /// A reconcile after an engine outage is under way: no new starts meanwhile.
-    reconciling: AtomicBool,
+    /// The engine is lost ([`Watch::Lost`]): it refused a request or its event stream ended,
+    /// and no reconcile since has been whole. Nothing is decided or started meanwhile.
+    lost: AtomicBool,
+    /// While the engine is away, the containers it stopped as it went: those whose death it
+    /// reported while refusing requests, and those the log had running when it was found
+    /// refusing. A death among them, found by a reconcile, is its restart's doing. Emptied
+    /// when a reconcile is whole.
+    outage: Mutex<HashSet<String>>,
 }
 
 impl Supervisor {
@@ -98,7 +111,8 @@ impl Supervisor {
             slots: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
-            reconciling: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+            outage: Mutex::new(HashSet::new()),
         }
     }
 
@@ -135,6 +149,22 @@ impl Supervisor {
                 gw.path().display()
             );
             gw.close().await;
+        }
+    }
+
+    /// The containers the engine stopped as it went away (see `outage`), locked.
+    fn outage(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.outage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What is known of the engine as a whole.
+    pub fn watch(&self) -> Watch {
+        if self.lost.load(Ordering::SeqCst) {
+            Watch::Lost
+        } else {
+            Watch::Followed
         }
     }
 
@@ -355,7 +385,9 @@ async fn adopt_owned(
                 // The engine's flag of an OOM kill is sticky (any process of the container, at
                 // any time): without the event of the death, it cannot say the main process
                 // died of it, so the exit code alone speaks.
+                let restarted = logged.as_ref().is_some_and(|c| sup.outage().contains(c));
                 let reason = match other {
+                    Some(_) if restarted => StopReason::EngineRestarted,
                     Some(state) => stop_reason(state.exit_code.unwrap_or(-1), false, false, false),
                     None => StopReason::Vanished,
                 };
@@ -385,9 +417,6 @@ pub async fn converge_loop(d: Arc<Daemon>, sup: Arc<Supervisor>) {
 /// One pass: asks the policy what to do now and carries it out, each action on a task of its
 /// own (an agent's are serialized by its `op` lock).
 async fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), SupervisorError> {
-    if sup.reconciling.load(Ordering::SeqCst) {
-        return Ok(());
-    }
     // Decided on a blocking thread, under a short read of the world (a decision may hold it
     // while it flushes) and the slots' lock: each action is marked in its slot in the same
     // breath, so no other start or stop falls between the decision and its mark.
@@ -397,6 +426,7 @@ async fn converge(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Result<(), Supervis
             let mut slots = supervisor.slots();
             let actions = policy::converge(
                 app.world(),
+                supervisor.watch(),
                 |id| slots.get(&id).map(|s| &s.run),
                 Instant::now(),
             );
@@ -582,6 +612,10 @@ pub async fn start(
 ) -> Result<(), SupervisorError> {
     let op = sup.op(id);
     let _owner = op.lock().await;
+    if sup.watch() == Watch::Lost {
+        // Whatever runs is looked at first, and a start now would race the engine's shutdown.
+        return Err(SupervisorError::EngineLost);
+    }
     let Some(ag) = agent(d, id).await? else {
         return Err(SupervisorError::NotInLog(id));
     };
@@ -729,6 +763,9 @@ pub async fn watch_engine(
             since = reconcile_until_whole(&d, &sup).await;
             unreconciled = false;
         }
+        // The containers whose death this stream reported, and whether the engine was found
+        // refusing requests (it is going away: it stays so until this stream ends).
+        let (mut reported, mut away) = (HashSet::new(), false);
         let mut events = Box::pin(sup.engine.events_since(since));
         while let Some(event) = events.next().await {
             match event {
@@ -738,12 +775,25 @@ pub async fn watch_engine(
                     exit_code,
                     oom_killed,
                 }) => {
+                    let seen_at = Instant::now();
+                    if !away && sup.engine.accepting().await.is_err() {
+                        away = true;
+                        went_away(&d, &sup, &reported).await;
+                    }
+                    if away {
+                        sup.outage().insert(container.clone());
+                    }
+                    reported.insert(container.clone());
+                    let death = Death {
+                        container,
+                        code: exit_code,
+                        oom: oom_killed,
+                        by_engine: away,
+                        seen_at,
+                    };
                     // Accounted for by the agent's owner (which may be busy starting or
                     // stopping it: the events of the others go on meanwhile).
-                    let (d, sup, seen_at) = (d.clone(), sup.clone(), Instant::now());
-                    tokio::spawn(died(
-                        d, sup, agent, container, exit_code, oom_killed, seen_at,
-                    ));
+                    tokio::spawn(died(d.clone(), sup.clone(), agent, death));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -752,39 +802,90 @@ pub async fn watch_engine(
                 }
             }
         }
-        // The stream ended: the engine restarted or went away. Wait for it, then reconcile
-        // what changed meanwhile (containers an engine restart stopped are restarted).
+        // The stream ended: the engine restarted or went away. Nothing is decided until a
+        // reconcile is whole (containers an engine restart stopped are started again then).
+        sup.lost.store(true, Ordering::SeqCst);
+        if !away && sup.engine.accepting().await.is_err() {
+            went_away(&d, &sup, &reported).await;
+        }
         since = reconcile_until_whole(&d, &sup).await;
     }
 }
 
+/// The engine was found refusing requests: it is going away, and stops every container as it
+/// goes (or, crashed, as it comes back). The containers running — as the log has it, or as a
+/// start under way has it — but for those whose death was `reported` already, by an engine
+/// that still answered, are its to stop: their deaths are found by the reconcile.
+///
+/// Its limit: a container that dies on its own after the stream ended, before the engine
+/// stops it, is recorded as stopped by the engine restart (nothing tells the two apart).
+async fn went_away(d: &Arc<Daemon>, sup: &Arc<Supervisor>, reported: &HashSet<String>) {
+    sup.lost.store(true, Ordering::SeqCst);
+    tracing::warn!("the container engine refuses requests: it is going away");
+    let mut running: HashSet<String> = match agents(d).await {
+        Ok(known) => known
+            .into_values()
+            .filter_map(|a| match a.status {
+                AgentStatus::Running { container } => Some(container),
+                _ => None,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!("cannot read which agents run: {e}");
+            HashSet::new()
+        }
+    };
+    running.extend(sup.slots().values().filter_map(|s| match &s.run {
+        Run::Up {
+            container,
+            stopping: None,
+            ..
+        } => Some(container.clone()),
+        _ => None,
+    }));
+    sup.outage()
+        .extend(running.into_iter().filter(|c| !reported.contains(c)));
+}
+
 /// Reconciles every second until every agent is (a stream that opens again says nothing of
-/// what was missed); the time from which the engine's events are to be read next.
+/// what was missed); the time from which the engine's events are to be read next. The engine
+/// is lost meanwhile; once whole, it is followed again.
 async fn reconcile_until_whole(d: &Arc<Daemon>, sup: &Arc<Supervisor>) -> Timestamp {
+    sup.lost.store(true, Ordering::SeqCst);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let since = d.now();
-        sup.reconciling.store(true, Ordering::SeqCst);
-        let result = reconcile(d, sup).await;
-        sup.reconciling.store(false, Ordering::SeqCst);
-        sup.wake.notify_one();
-        match result {
-            Ok(left) if left.is_empty() => return since,
+        match reconcile(d, sup).await {
+            Ok(left) if left.is_empty() => {
+                sup.outage().clear();
+                sup.lost.store(false, Ordering::SeqCst);
+                sup.wake.notify_one();
+                return since;
+            }
             Ok(left) => tracing::warn!("{} agent(s) left unreconciled; trying again", left.len()),
             Err(e) => tracing::warn!("reconcile after an engine outage: {e:#}"),
         }
     }
 }
 
-async fn died(
-    d: Arc<Daemon>,
-    sup: Arc<Supervisor>,
-    agent: AgentId,
+/// A container's death, as the engine's events reported it.
+#[derive(Debug)]
+struct Death {
+    /// The engine's id of the container.
     container: String,
+    /// Its exit code.
     code: i64,
+    /// Whether an OOM kill of it came right before.
     oom: bool,
+    /// Reported while the engine refused requests: it stopped the container as it went away.
+    by_engine: bool,
+    /// When its event was read.
     seen_at: Instant,
-) {
+}
+
+/// Accounts for `agent`'s container's death, as its owner: recorded (and its restart timed)
+/// unless roster stopped it, the log already says it stopped, or it was an earlier container.
+async fn died(d: Arc<Daemon>, sup: Arc<Supervisor>, agent: AgentId, death: Death) {
     let (d, sup) = (&d, &sup);
     let op = sup.op(agent);
     let _owner = op.lock().await;
@@ -798,7 +899,7 @@ async fn died(
         // that stop carried out, not a crash.
         let mut slots = sup.slots();
         if let Some(slot) = slots.get_mut(&agent) {
-            if slot.run.container() == Some(container.as_str()) {
+            if slot.run.container() == Some(death.container.as_str()) {
                 slot.run = Run::Down { retry: None };
             }
         }
@@ -816,12 +917,12 @@ async fn died(
             // A death already accounted for.
             return;
         };
-        if *current != container {
+        if *current != death.container {
             // An earlier container of the agent.
             return;
         }
         let (lasted, ours) = (
-            seen_at.saturating_duration_since(*since),
+            death.seen_at.saturating_duration_since(*since),
             stopping.is_some(),
         );
         if ours {
@@ -829,24 +930,36 @@ async fn died(
             slot.run = Run::Down { retry: None };
             return;
         }
-        if lasted >= STABLE {
-            slot.failures = 0;
+        if death.by_engine {
+            // Not the agent's failure: started again once the engine is back and reconciled.
+            slot.run = Run::Down { retry: None };
+            None
+        } else {
+            if lasted >= STABLE {
+                slot.failures = 0;
+            }
+            slot.failures = slot.failures.saturating_add(1);
+            let wait = backoff(slot.failures);
+            slot.run = Run::Down {
+                retry: Some(Instant::now() + wait),
+            };
+            Some(wait)
         }
-        slot.failures = slot.failures.saturating_add(1);
-        let wait = backoff(slot.failures);
-        slot.run = Run::Down {
-            retry: Some(Instant::now() + wait),
-        };
-        wait
     };
-    let reason = stop_reason(code, oom, false, false);
+    let reason = if death.by_engine {
+        StopReason::EngineRestarted
+    } else {
+        stop_reason(death.code, death.oom, false, false)
+    };
     record(d, agent, Lifecycle::Stopped(reason), Actor::Runtime).await;
     // Wake the converge loop when the backoff is over.
-    let s = sup.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(wait).await;
-        s.wake.notify_one();
-    });
+    if let Some(wait) = wait {
+        let s = sup.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            s.wake.notify_one();
+        });
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,17 @@ enum Death {
     EngineRestart,
 }
 
+/// A container's death, as the simulation knows it.
+#[derive(Debug, Clone, Copy)]
+struct Died {
+    why: Death,
+    /// Whether an OOM kill in it came right before (what the engine's event feed says).
+    oom_before: bool,
+    /// In which daemon's life.
+    life: usize,
+    at: Timestamp,
+}
+
 #[derive(Debug, Clone)]
 struct Ctr {
     agent: AgentId,
@@ -95,9 +106,24 @@ struct State {
     next: u64,
     containers: BTreeMap<AgentId, Ctr>,
     homes: BTreeSet<AgentId>,
-    /// Each container's death, by id, and whether an OOM kill in it came right before (what
-    /// the engine's event feed says).
-    deaths: HashMap<String, (Death, bool)>,
+    /// Each container's death, by id.
+    deaths: HashMap<String, Died>,
+    /// When the engine went down or crashed.
+    outages_at: Vec<Timestamp>,
+    /// The engine deaths a daemon saw: reported on its open event stream, or (after a crash
+    /// of the engine that ended its stream) stopped by the engine as it came back.
+    seen: BTreeSet<String>,
+    /// The engine crashed (its containers run on, to be killed as it comes back); whether a
+    /// daemon's stream ended with it.
+    crashed: Option<bool>,
+    /// The current daemon's life (0 for the first).
+    life: usize,
+    /// What happened to the engine, for `ROSTER_SIM_DUMP`.
+    trace: Vec<String>,
+    /// How many times the engine went down (or crashed): a return is for one outage only.
+    outages: u64,
+    /// The latest time told: a new life's clock goes on from here.
+    latest: Timestamp,
     /// The engine's event history (lost when it restarts), with the time of each.
     history: Vec<(Timestamp, EngineEvent)>,
     subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Result<EngineEvent, SandboxError>>>,
@@ -128,10 +154,18 @@ fn down() -> SandboxError {
 }
 
 impl State {
-    fn now(&self) -> Timestamp {
+    fn now(&mut self) -> Timestamp {
         let (base, at) = self.clock;
         let since = at.map_or(Duration::ZERO, |at| at.elapsed());
-        Timestamp::from_micros(base.as_micros() + i64::try_from(since.as_micros()).unwrap())
+        let now =
+            Timestamp::from_micros(base.as_micros() + i64::try_from(since.as_micros()).unwrap());
+        self.latest = self.latest.max(now);
+        now
+    }
+
+    fn note(&mut self, what: String) {
+        let line = format!("{:?} life {}: {what}", self.now(), self.life);
+        self.trace.push(line);
     }
 
     fn emit(&mut self, event: EngineEvent) {
@@ -162,7 +196,18 @@ impl State {
             roster_sandbox::oom_made_death(t.as_micros() * 1000, now.as_micros() * 1000)
         });
         let id = c.id.clone();
-        self.deaths.insert(id.clone(), (death, oom));
+        self.note(format!("{id} of {agent} dies ({death:?}, {code})"));
+        let life = self.life;
+        let died = Died {
+            why: death,
+            oom_before: oom,
+            life,
+            at: now,
+        };
+        self.deaths.insert(id.clone(), died);
+        if !self.subscribers.is_empty() {
+            self.seen.insert(id.clone());
+        }
         self.emit(EngineEvent::Died {
             agent,
             container: id,
@@ -173,7 +218,9 @@ impl State {
 
     fn remove(&mut self, agent: AgentId, death: Death) {
         self.end(agent, 137, death);
-        self.containers.remove(&agent);
+        if let Some(c) = self.containers.remove(&agent) {
+            self.note(format!("{} of {agent} removed ({death:?})", c.id));
+        }
     }
 }
 
@@ -184,6 +231,7 @@ impl SimEngine {
             state: Mutex::new(State {
                 up: true,
                 clock: (Timestamp::from_millis(1_800_000_000_000), None),
+                latest: Timestamp::from_millis(1_800_000_000_000),
                 ..State::default()
             }),
             rng: Mutex::new(Rng(seed)),
@@ -233,9 +281,15 @@ impl SimEngine {
     }
 
     /// A new incarnation's runtime starts: the clock goes on from where it was.
-    fn new_epoch(&self) {
+    fn new_epoch(&self, life: usize) {
         let mut s = self.state.lock().unwrap();
-        let now = s.now();
+        s.life = life;
+        // A crash the last daemon saw, this one did not.
+        if let Some(seen) = &mut s.crashed {
+            *seen = false;
+        }
+        // (The last life's instants mean nothing on this runtime's clock.)
+        let now = s.latest;
         s.clock = (
             Timestamp::from_micros(now.as_micros() + 1_000_000),
             Some(Instant::now()),
@@ -256,6 +310,20 @@ impl SimEngine {
 impl Containers for SimEngine {
     fn ns(&self) -> &Name {
         &self.ns
+    }
+
+    /// A ping changes nothing, so it is never flaky: it fails only while the engine is down.
+    fn accepting(&self) -> Answer<'_, ()> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay()).await;
+            let up = self.state.lock().unwrap().up;
+            tokio::time::sleep(self.delay()).await;
+            if up {
+                Ok(())
+            } else {
+                Err(down())
+            }
+        })
     }
 
     fn list(&self) -> Answer<'_, Vec<Found>> {
@@ -307,6 +375,7 @@ impl Containers for SimEngine {
             s.homes.insert(agent);
             s.next += 1;
             let id = format!("c{:04}", s.next);
+            s.note(format!("{id} created for {agent}"));
             s.containers.insert(
                 agent,
                 Ctr {
@@ -339,6 +408,7 @@ impl Containers for SimEngine {
             c.exit = None;
             c.started_at = Some(now);
             let id = c.id.clone();
+            s.note(format!("{id} of {agent} started"));
             s.emit(EngineEvent::Started {
                 agent,
                 container: id,
@@ -437,12 +507,22 @@ impl Containers for SimEngine {
 
 /// The faults: what befalls the engine from outside roster.
 impl SimEngine {
+    // While the engine is down nothing reaches its containers: `docker kill` and `docker rm`
+    // need it, and the simulation does not have a process die on its own meanwhile (roster
+    // would take that death for the engine's: see `supervisor::went_away`).
+
     fn kill(&self, agent: AgentId) {
-        self.state.lock().unwrap().end(agent, 137, Death::Killed);
+        let mut s = self.state.lock().unwrap();
+        if s.up {
+            s.end(agent, 137, Death::Killed);
+        }
     }
 
     fn oom(&self, agent: AgentId) {
-        self.state.lock().unwrap().end(agent, 137, Death::Oom);
+        let mut s = self.state.lock().unwrap();
+        if s.up {
+            s.end(agent, 137, Death::Oom);
+        }
     }
 
     /// A process other than the main one is OOM-killed: the container lives on, its flag set.
@@ -457,6 +537,9 @@ impl SimEngine {
 
     fn remove_outside(&self, agent: AgentId) {
         let mut s = self.state.lock().unwrap();
+        if !s.up {
+            return;
+        }
         if let Some(c) = s.containers.get(&agent) {
             let id = c.id.clone();
             s.removed_outside.insert(id);
@@ -464,10 +547,19 @@ impl SimEngine {
         s.remove(agent, Death::Removed);
     }
 
-    /// The engine goes down: its containers get SIGTERM, its event streams end, its history
-    /// is lost.
+    /// The engine goes down as dockerd does: it refuses requests, its containers get SIGTERM
+    /// (their deaths reported on the streams open), its event streams end, its history is
+    /// lost.
     fn go_down(&self) {
         let mut s = self.state.lock().unwrap();
+        if !s.up {
+            return;
+        }
+        s.up = false;
+        s.outages += 1;
+        let now = s.now();
+        s.outages_at.push(now);
+        s.note("goes down".into());
         let running: Vec<AgentId> = s
             .containers
             .values()
@@ -481,11 +573,61 @@ impl SimEngine {
             let _ = sub.send(Err(down()));
         }
         s.history.clear();
-        s.up = false;
     }
 
+    /// The engine crashes (dockerd SIGKILLed): it refuses requests, its event streams end
+    /// without a word of its containers, which run on, its history is lost.
+    fn crash(&self) {
+        let mut s = self.state.lock().unwrap();
+        if !s.up {
+            return;
+        }
+        s.up = false;
+        s.outages += 1;
+        let now = s.now();
+        s.outages_at.push(now);
+        s.note("crashes".into());
+        s.crashed = Some(!s.subscribers.is_empty());
+        for sub in s.subscribers.drain(..) {
+            let _ = sub.send(Err(down()));
+        }
+        s.history.clear();
+    }
+
+    /// The current outage (or the last one).
+    fn outage(&self) -> u64 {
+        self.state.lock().unwrap().outages
+    }
+
+    /// The engine comes back from `outage`, unless it came back from it already.
+    fn come_up_from(&self, outage: u64) {
+        if self.outage() == outage {
+            self.come_up();
+        }
+    }
+
+    /// The engine comes back; after a crash, it first kills what ran on (as dockerd restores
+    /// without live-restore), before it answers.
     fn come_up(&self) {
-        self.state.lock().unwrap().up = true;
+        let mut s = self.state.lock().unwrap();
+        if !s.up {
+            s.note("comes up".into());
+        }
+        if let Some(seen) = s.crashed.take() {
+            let running: Vec<(AgentId, String)> = s
+                .containers
+                .values()
+                .filter(|c| c.running)
+                .map(|c| (c.agent, c.id.clone()))
+                .collect();
+            for (a, id) in running {
+                s.end(a, 137, Death::EngineRestart);
+                if seen {
+                    s.seen.insert(id);
+                }
+            }
+        }
+        s.up = true;
     }
 }
 
@@ -578,7 +720,10 @@ fn run(seed: u64) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let told = Arc::new(Mutex::new(Told::default()));
     let incarnations = 1 + rng.below(3);
+    // Where each daemon's life begins in the log.
+    let mut lives = Vec::new();
     for life in 0..incarnations {
+        lives.push(usize::try_from(log.len()).unwrap());
         let last = life + 1 == incarnations;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -589,7 +734,7 @@ fn run(seed: u64) -> Result<(), String> {
         let (log, engine, told) = (log.clone(), engine.clone(), told.clone());
         let dir = dir.path().to_owned();
         rt.block_on(async move {
-            engine.new_epoch();
+            engine.new_epoch(usize::try_from(life).unwrap());
             // Each incarnation counts its ids from a range of its own.
             let d = daemon(&log, &engine, &dir, (life + 1) << 40);
             let sup = d.sup.clone();
@@ -609,11 +754,11 @@ fn run(seed: u64) -> Result<(), String> {
             }
             // An engine left down by the last incarnation comes back some time (its own
             // restart was cut short with that daemon's runtime).
-            let back = rng_life.millis(4000);
+            let (back, outage) = (rng_life.millis(4000), engine.outage());
             let up = engine.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(back).await;
-                up.come_up();
+                up.come_up_from(outage);
             });
             // A daemon starts only once it reconciled (`daemon::start`): it tries again.
             let (since, unreconciled) = loop {
@@ -648,7 +793,7 @@ fn run(seed: u64) -> Result<(), String> {
                     continue;
                 }
                 let (agent, retired) = agents[rng_life.below(agents.len() as u64) as usize];
-                match rng_life.below(12) {
+                match rng_life.below(13) {
                     0 | 1 => {
                         let (d, sup, told) = (d.clone(), sup.clone(), told.clone());
                         tokio::spawn(async move {
@@ -709,13 +854,18 @@ fn run(seed: u64) -> Result<(), String> {
                     7 => engine.oom(agent),
                     8 => engine.oom_beside(agent),
                     9 => engine.remove_outside(agent),
-                    10 => {
-                        engine.go_down();
-                        let back = rng_life.millis(4000);
-                        let engine = engine.clone();
+                    10 | 11 => {
+                        if rng_life.below(2) == 0 {
+                            engine.go_down();
+                        } else {
+                            engine.crash();
+                        }
+                        // dockerd takes seconds to stop its containers and start again.
+                        let back = Duration::from_secs(1) + rng_life.millis(3000);
+                        let (engine, outage) = (engine.clone(), engine.outage());
                         tokio::spawn(async move {
                             tokio::time::sleep(back).await;
-                            engine.come_up();
+                            engine.come_up_from(outage);
                         });
                     }
                     _ => {}
@@ -734,11 +884,16 @@ fn run(seed: u64) -> Result<(), String> {
         drop(rt);
     }
     let told = told.lock().unwrap();
-    check(&log, &engine, &told)
+    check(&log, &engine, &told, &lives)
 }
 
 /// The invariants, over the whole log and the engine's final state.
-fn check(log: &Arc<dyn Store>, engine: &SimEngine, told: &Told) -> Result<(), String> {
+fn check(
+    log: &Arc<dyn Store>,
+    engine: &SimEngine,
+    told: &Told,
+    lives: &[usize],
+) -> Result<(), String> {
     let events = log.read(0, usize::try_from(log.len()).unwrap()).unwrap();
     let world = {
         let mut w = roster_core::world::World::new();
@@ -754,7 +909,9 @@ fn check(log: &Arc<dyn Store>, engine: &SimEngine, told: &Told) -> Result<(), St
     let mut current: HashMap<AgentId, Option<String>> = HashMap::new();
     // Each agent's last stop since its last start.
     let mut decided: HashMap<AgentId, StopReason> = HashMap::new();
-    for e in &events {
+    for (at, e) in events.iter().enumerate() {
+        // The daemon's life that recorded it.
+        let life = lives.iter().rposition(|start| *start <= at).unwrap_or(0);
         match &e.event {
             Event::AgentStarted { agent, container } => {
                 decided.remove(agent);
@@ -779,19 +936,42 @@ fn check(log: &Arc<dyn Store>, engine: &SimEngine, told: &Told) -> Result<(), St
                 decided.insert(*agent, *reason);
                 let was = current.insert(*agent, None).flatten();
                 let death = was.as_ref().and_then(|c| s.deaths.get(c).copied());
-                let true_reason = match (reason, death) {
+                let removed = was.as_ref().is_some_and(|c| s.removed_outside.contains(c));
+                let seen = was.as_ref().is_some_and(|c| s.seen.contains(c));
+                // A death the engine reported this long before it went down may be taken for
+                // its doing: the supervisor asks whether it still answers only once it reads
+                // the death (here, up to two answers' delays; a ping's round trip with dockerd).
+                let just_before_outage = |at: Timestamp| {
+                    s.outages_at.iter().any(|down| {
+                        (0..=i64::try_from(2 * engine.delay_ms * 1000).unwrap())
+                            .contains(&(down.as_micros() - at.as_micros()))
+                    })
+                };
+                let true_reason = match (reason, death.map(|d| (d.why, d))) {
                     (StopReason::Requested | StopReason::TimedOut, _) => Ok(()),
                     (_, Some((Death::Ours, _))) => {
                         Err("roster's own stop recorded as something else (its decision was lost)")
                     }
-                    (StopReason::OomKilled, Some((d, oom_before)))
-                        if d != Death::Oom && !oom_before =>
+                    (StopReason::OomKilled, Some((why, d)))
+                        if why != Death::Oom && !d.oom_before =>
                     {
                         Err("recorded as an OOM kill, but no OOM kill came before its death")
                     }
-                    (StopReason::Vanished, Some(_))
-                        if !was.as_ref().is_some_and(|c| s.removed_outside.contains(c)) =>
-                    {
+                    (StopReason::EngineRestarted, Some((Death::EngineRestart, _))) => Ok(()),
+                    (StopReason::EngineRestarted, Some((_, d))) if just_before_outage(d.at) => {
+                        Ok(())
+                    }
+                    (StopReason::EngineRestarted, _) => {
+                        Err("recorded as an engine restart, but the engine did not stop it")
+                    }
+                    // Removed from outside after the engine stopped it, it has vanished.
+                    (StopReason::Vanished, Some((Death::EngineRestart, _))) if removed => Ok(()),
+                    // A daemon that saw the engine stop it says so; one that did not (killed
+                    // first, or with no stream open) finds only an exit code.
+                    (_, Some((Death::EngineRestart, d))) if d.life == life && seen => {
+                        Err("the engine stopped it, but the daemon that saw it recorded otherwise")
+                    }
+                    (StopReason::Vanished, Some(_)) if !removed => {
                         Err("recorded as vanished, but nobody removed it from outside")
                     }
                     _ => Ok(()),
@@ -852,8 +1032,8 @@ fn check(log: &Arc<dyn Store>, engine: &SimEngine, told: &Told) -> Result<(), St
         for e in &events {
             eprintln!("#{} {:?} {:?}", e.seq, e.actor, e.event);
         }
-        for (at, e) in &s.history {
-            eprintln!("engine {at:?} {e:?}");
+        for line in &s.trace {
+            eprintln!("engine {line}");
         }
     }
     if wrong.is_empty() {
@@ -869,9 +1049,9 @@ fn the_supervisor_keeps_the_log_true_under_every_schedule() {
         Ok(s) => vec![s.parse().expect("ROSTER_SIM_SEED is a number")],
         Err(_) => {
             let n = if std::env::var_os("ROSTER_LONG").is_some() {
-                5000
+                20_000
             } else {
-                300
+                2_000
             };
             (1..=n).collect()
         }
