@@ -34,8 +34,12 @@ fn meaning(event: &Event) -> Option<&'static str> {
             "An agent's container started (`container`: the engine's id)."
         }
         Event::AgentStopped { .. } => {
-            "An agent's container stopped, and why (`requested`, `exited`, `crashed`, \
-             `oom_killed`, `timed_out`)."
+            "An agent's container stopped, and why: `requested` (by the operator) or \
+             `timed_out`, after which it stays stopped; `exited` or `crashed` (with its code; \
+             killed by a signal roster did not send is a crash), `oom_killed` (its main \
+             process), `vanished` (its container removed from outside) or `engine_restarted` \
+             (the engine stopped it while shutting down), after which the runtime starts it \
+             again: with a backoff, but after an engine restart."
         }
         Event::AgentRetired { .. } => {
             "An agent was retired: its grants and every grant derived from them are void."

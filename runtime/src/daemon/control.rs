@@ -38,8 +38,9 @@ impl Daemon {
 
     /// Starts `agent` (again) now.
     pub fn start_agent(&self, agent: AgentId) -> Result<(), ControlError> {
-        self.live(agent)?;
-        if self.sup.slots().get(&agent).is_some_and(|s| s.run.is_up()) {
+        let known = self.live(agent)?;
+        // (Up while the log says stopped: a stop not carried out yet, which `start` finishes.)
+        if known.wants_running() && self.sup.slots().get(&agent).is_some_and(|s| s.run.is_up()) {
             return Err(ControlError::AlreadyRunning(agent));
         }
         let d = self.arc()?;

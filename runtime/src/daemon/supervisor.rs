@@ -620,9 +620,15 @@ pub async fn start(
         return Err(SupervisorError::NotInLog(id));
     };
     let running = sup.slots().get(&id).is_some_and(|s| s.run.is_up());
-    if ag.is_retired() || running || (!forced && !ag.wants_running()) {
+    if ag.is_retired() || (running && ag.wants_running()) || (!forced && !ag.wants_running()) {
         // Retired, stopped meanwhile, or started by someone else meanwhile.
         return Ok(());
+    }
+    if running {
+        // A stop on the log whose container still runs (its signal pending): carried out
+        // first, so that the agent ends as the stop said, then it starts afresh.
+        sup.engine.stop(id, GRACE).await?;
+        sup.slots().entry(id).or_default().run = Run::Down { retry: None };
     }
     let unsure = sup
         .slots()
