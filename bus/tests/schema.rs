@@ -66,12 +66,20 @@ fn meaning(event: &Event) -> Option<&'static str> {
             "An agent asked for something and was refused; `reason` says why."
         }
         Event::ApprovalRequested { .. } => {
-            "An action needs a person's approval before it may happen; `chain` is the grants \
-             that would authorize it, holder's first."
+            "Written by schema version 1 only (now `CallApprovalRequested`): an action needs a \
+             person's approval before it may happen; `chain` is the grants that would \
+             authorize it, holder's first. Its arguments were not recorded, so the approval is \
+             good only for a call without any."
         }
         Event::ApprovalDecided { .. } => "A person decided an approval request.",
         Event::ActionPerformed { .. } => {
             "An agent used a capability; `amount` is charged to every grant of `chain`."
+        }
+        Event::CallApprovalRequested { .. } => {
+            "A call needs a person's approval before it may happen; `chain` is the grants that \
+             would authorize it, holder's first, and `args` the arguments for the tool \
+             provider. The approval binds the exact call: this agent, action, resource, amount \
+             and arguments; using it for any other is refused and recorded."
         }
         _ => return None,
     })
@@ -240,11 +248,29 @@ fn examples() -> Vec<Example> {
             Actor::Agent(lead),
             Event::ActionPerformed {
                 agent: lead,
+                action: send.clone(),
+                resource: mailbox.clone(),
+                amount: one,
+                chain: vec![grant],
+                approval: Some(approval),
+            },
+        ),
+        (
+            "research",
+            research,
+            Actor::Agent(lead),
+            Event::CallApprovalRequested {
+                // (Minted apart, so that the ids and times above stay as they were.)
+                approval: ApprovalId::mint(t0, &mut CountingEntropy::new(1_000)),
+                agent: lead,
                 action: send,
                 resource: mailbox,
                 amount: one,
                 chain: vec![grant],
-                approval: Some(approval),
+                args: BTreeMap::from([
+                    (Name::parse("to").unwrap(), "alice@example.com".into()),
+                    (Name::parse("body").unwrap(), "lunch at noon?".into()),
+                ]),
             },
         ),
     ];
@@ -270,7 +296,12 @@ fn examples() -> Vec<Example> {
             at,
             actor,
             causation,
-            schema: SCHEMA_VERSION,
+            // `ApprovalRequested` is written by version 1 only.
+            schema: if matches!(event, Event::ApprovalRequested { .. }) {
+                1
+            } else {
+                SCHEMA_VERSION
+            },
             event,
         };
         let envelope = Envelope::seal(body, prev);

@@ -12,6 +12,9 @@ use serde_json::json;
 
 use crate::output::Table;
 
+/// How many characters of an approval's arguments its row shows (`--json`: all of them).
+const APPROVAL_ARGS_SHOWN: usize = 60;
+
 /// Renders one operation's items as they come; tables wait for [`Render::finish`].
 #[derive(Debug)]
 pub struct Render {
@@ -60,7 +63,7 @@ impl Render {
             ),
             Request::Approvals { .. } => (
                 &[
-                    "approval", "agent", "action", "resource", "amount", "since", "state",
+                    "approval", "agent", "action", "resource", "amount", "since", "state", "args",
                 ],
                 "nothing waits for approval",
             ),
@@ -288,6 +291,10 @@ impl Render {
                 a.amount.to_string(),
                 relative(a.requested_at, now),
                 a.state.clone(),
+                a.args.as_ref().map_or_else(
+                    || "(not recorded)".to_string(),
+                    |args| roster_runtime::describe::args(args, APPROVAL_ARGS_SHOWN),
+                ),
             ],
             Item::Share(s) => {
                 let team = |t: &Option<roster_core::name::Name>| {

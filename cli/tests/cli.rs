@@ -438,7 +438,7 @@ fn approvals_are_for_humans_and_for_one_use() {
     let id = e["approval"].as_str().expect("approval id").to_owned();
     assert!(e["message"].as_str().expect("message").contains(&id), "{e}");
     assert!(ok(&dir, &["approvals"]).contains(&id));
-    assert_eq!(count(&dir, "ApprovalRequested"), 1);
+    assert_eq!(count(&dir, "CallApprovalRequested"), 1);
     // Still waiting: acting with it is pending again, nothing new asked or spent; without a
     // daemon nobody can decide meanwhile, so --wait does not wait.
     let mut with = act.to_vec();
@@ -452,7 +452,7 @@ fn approvals_are_for_humans_and_for_one_use() {
         err.contains(&format!("roster approve {id}")) && err.contains("--wait needs it"),
         "{err}"
     );
-    assert_eq!(count(&dir, "ApprovalRequested"), 1);
+    assert_eq!(count(&dir, "CallApprovalRequested"), 1);
     assert!(!tmp.path().join("call.json").exists(), "the provider ran");
     // Approved: acting with it carries it out, once.
     ok(&dir, &["approve", &id]);
@@ -461,6 +461,76 @@ fn approvals_are_for_humans_and_for_one_use() {
     assert_eq!(last_call(tmp.path())["approval"], id.as_str());
     let err = fails(&dir, &with, 3);
     assert!(err.contains("already used"), "{err}");
+    assert_eq!(count(&dir, "ActionPerformed"), 1);
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn an_approval_binds_the_arguments_the_operator_saw() {
+    let (tmp, dir) = setup();
+    recording_provider(tmp.path(), &["email.send"], r#"{"sent":true}"#);
+    std::fs::rename(tmp.path().join("roster.toml"), dir.join("roster.toml")).expect("move");
+    ok(
+        &dir,
+        &[
+            "hire",
+            "--team",
+            "research",
+            "--name",
+            "mailer",
+            "--grant",
+            "email.send@mailbox:*,approval",
+        ],
+    );
+    let act = |body: &str| {
+        vec![
+            "act".to_string(),
+            "research/mailer".into(),
+            "email.send".into(),
+            "mailbox:alice".into(),
+            "--arg".into(),
+            "to=alice@example.com".into(),
+            "--arg".into(),
+            format!("body={body}"),
+        ]
+    };
+    // Asked with a body that carries a terminal escape: the operator sees it escaped.
+    let asked = act("lunch at noon?\u{1b}[2J");
+    let mut json = vec!["--json".to_string()];
+    json.extend(asked.clone());
+    let e: Value = serde_json::from_str(fails(&dir, &strs(&json), 6).trim()).expect("JSON");
+    let id = e["approval"].as_str().expect("approval id").to_owned();
+    let listed = ok(&dir, &["approvals"]);
+    assert!(
+        listed.contains(r#"body="lunch at noon?\u{1b}[2J""#) && !listed.contains('\u{1b}'),
+        "{listed}"
+    );
+    let rows = json_lines(&ok(&dir, &["--json", "approvals"]));
+    assert_eq!(
+        rows[0]["args"]["body"], "lunch at noon?\u{1b}[2J",
+        "{rows:?}"
+    );
+    ok(&dir, &["approve", &id]);
+
+    // The approved approval, used for another body: refused and recorded; nothing sent.
+    let denied_before = count(&dir, "AccessDenied");
+    let mut other = act("Please wire 50000 USD");
+    other.extend(["--approval".to_string(), id.clone()]);
+    let err = fails(&dir, &strs(&other), 3);
+    assert!(err.contains("other arguments"), "{err}");
+    assert_eq!(count(&dir, "AccessDenied"), denied_before + 1);
+    assert_eq!(count(&dir, "ActionPerformed"), 0);
+    assert!(!tmp.path().join("call.json").exists(), "the provider ran");
+
+    // The exact call: carried out, once, with what was approved.
+    let mut same = asked;
+    same.extend(["--approval".to_string(), id.clone()]);
+    ok(&dir, &strs(&same));
+    let call = last_call(tmp.path());
+    assert_eq!(call["args"]["body"], "lunch at noon?\u{1b}[2J", "{call}");
     assert_eq!(count(&dir, "ActionPerformed"), 1);
 }
 

@@ -1,13 +1,17 @@
-//! Events, version 1: everything that can happen to a team.
+//! Events, version 2: everything that can happen to a team.
 //!
 //! These types are an on-disk and on-wire format. The log stores them with postcard, which
 //! encodes an enum variant by its index: **append new variants and fields only at the end of a new
 //! schema version, never reorder or remove** — `store/tests/golden.rs` decodes a log written by
-//! version 1 and fails if this file changes incompatibly.
+//! version 1 and fails if this file changes incompatibly. Version 2 added
+//! [`Event::CallApprovalRequested`] and [`StopReason::EngineRestarted`]; a log may hold events of
+//! both versions, each envelope saying which wrote it.
 //!
 //! Every event belongs to the team named in its envelope: `AgentHired` hires into that team,
 //! `GrantIssued` is recorded in the holder's team, `ShareProposed` in the exporting team and
 //! `ShareAccepted` in the importing one.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +21,9 @@ use crate::id::{AgentId, ApprovalId, GrantId, ShareId, TeamId};
 use crate::name::{ImageRef, Label, Name};
 use crate::topic::{Topic, TopicPattern};
 
-/// The schema version written into every new envelope.
-pub const SCHEMA_VERSION: u16 = 1;
+/// The schema version written into every new envelope; envelopes of every version from 1 up to
+/// it are read.
+pub const SCHEMA_VERSION: u16 = 2;
 
 /// Which container runtime isolates an agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -279,7 +284,9 @@ pub enum Event {
         /// Why it was refused, for people.
         reason: String,
     },
-    /// An action needs a human's approval before it may happen.
+    /// An action needs a human's approval before it may happen (version 1: without its
+    /// arguments, so such an approval is good only for a call without any; version 2 records
+    /// [`Event::CallApprovalRequested`] instead).
     ApprovalRequested {
         /// The request.
         approval: ApprovalId,
@@ -318,6 +325,24 @@ pub enum Event {
         /// The approval it consumed, if one was needed.
         approval: Option<ApprovalId>,
     },
+    /// A call needs a human's approval before it may happen. The approval binds the exact
+    /// call: this agent, action, resource, amount and these arguments; any other is refused.
+    CallApprovalRequested {
+        /// The request.
+        approval: ApprovalId,
+        /// Who asks.
+        agent: AgentId,
+        /// What for.
+        action: Action,
+        /// On what.
+        resource: Resource,
+        /// How much it would spend.
+        amount: Amount,
+        /// The grants that would authorize it, holder's first.
+        chain: Vec<GrantId>,
+        /// The arguments for the tool provider, exactly as asked.
+        args: BTreeMap<Name, String>,
+    },
 }
 
 impl Event {
@@ -338,6 +363,7 @@ impl Event {
         "ApprovalRequested",
         "ApprovalDecided",
         "ActionPerformed",
+        "CallApprovalRequested",
     ];
 
     /// The variant's name, as used in NATS subjects and `--type` filters.
@@ -358,6 +384,7 @@ impl Event {
             Event::ApprovalRequested { .. } => "ApprovalRequested",
             Event::ApprovalDecided { .. } => "ApprovalDecided",
             Event::ActionPerformed { .. } => "ActionPerformed",
+            Event::CallApprovalRequested { .. } => "CallApprovalRequested",
         }
     }
 }

@@ -152,7 +152,8 @@ pub struct ActParams {
     #[serde(default)]
     pub timeout_secs: Option<u32>,
     /// An approval asked for earlier (named by a `pending` answer): wait for it again, or use
-    /// it once granted. It must be this agent's, for this action, resource and amount.
+    /// it once granted. It must be this agent's, for this exact call: action, resource, amount and
+    /// `args`.
     #[serde(default)]
     pub approval: Option<ApprovalId>,
 }

@@ -158,6 +158,14 @@ impl World {
                 amount,
                 chain,
                 ..
+            }
+            | Event::CallApprovalRequested {
+                agent,
+                action,
+                resource,
+                amount,
+                chain,
+                ..
             } => {
                 if !by_agent(*agent) {
                     return broken(format!("only {agent} asks approval for itself"));

@@ -26,6 +26,7 @@ fn act(action: &str, res: &str, n: u64) -> Command {
         action: common::action(action),
         resource: resource(res),
         amount: amount(n),
+        args: Default::default(),
         approval: None,
     }
 }
@@ -35,6 +36,7 @@ fn act_with(action: &str, res: &str, n: u64, approval: ApprovalId) -> Command {
         action: common::action(action),
         resource: resource(res),
         amount: amount(n),
+        args: Default::default(),
         approval: Some(approval),
     }
 }
@@ -606,7 +608,7 @@ fn teammates_sharing_a_budget_cannot_overspend_it_together() {
 fn pending_deploy() -> (Harness, AgentId, ApprovalId) {
     let (mut h, _, lead) = team_with_lead(&["deploy.*@env:*,approval,budget=5"]);
     let envs = h.ok(act("deploy.run", "env:prod", 1), &Actor::Agent(lead));
-    let Event::ApprovalRequested {
+    let Event::CallApprovalRequested {
         approval, chain, ..
     } = &envs[0].event
     else {
@@ -693,7 +695,7 @@ fn a_refused_approval_cannot_be_used() {
     // Asking again makes a new request; the refusal stands.
     let envs = h.ok(act("deploy.run", "env:prod", 1), &Actor::Agent(lead));
     assert!(
-        matches!(&envs[0].event, Event::ApprovalRequested { approval: a, .. } if *a != approval)
+        matches!(&envs[0].event, Event::CallApprovalRequested { approval: a, .. } if *a != approval)
     );
 }
 

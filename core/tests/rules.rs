@@ -180,11 +180,12 @@ fn forged_uses_and_grants_are_refused() {
             action: Action::parse("email.send").unwrap(),
             resource: Resource::parse("mailbox:all").unwrap(),
             amount: 1.try_into().unwrap(),
+            args: Default::default(),
             approval: None,
         },
         &Actor::Agent(lead),
     );
-    let Event::ApprovalRequested { approval, .. } = &asked[0].event else {
+    let Event::CallApprovalRequested { approval, .. } = &asked[0].event else {
         panic!("no approval asked")
     };
     let decided = Event::ApprovalDecided {

@@ -43,6 +43,7 @@ fn a_tool_call_is_exactly_the_performed_action() {
             action: common::action("email.send"),
             resource: resource("mailbox:alice"),
             amount: Amount::new(2).unwrap(),
+            args: Default::default(),
             approval: None,
         },
         &Actor::Agent(scout),

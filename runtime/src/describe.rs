@@ -157,6 +157,24 @@ pub fn event(world: &World, e: &Event) -> String {
             agent(world, *id),
             approval
         ),
+        Event::CallApprovalRequested {
+            approval,
+            agent: id,
+            action,
+            resource,
+            amount,
+            args: a,
+            ..
+        } => format!(
+            "{} asks approval {} for {action} on {resource} (amount {amount}){}",
+            agent(world, *id),
+            approval,
+            if a.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", args(a, ARGS_SHOWN))
+            }
+        ),
         Event::ApprovalDecided {
             approval,
             approved,
@@ -214,9 +232,52 @@ pub fn relative(t: Timestamp, now: Timestamp) -> String {
     }
 }
 
+/// How many characters of a call's arguments a line shows.
+pub const ARGS_SHOWN: usize = 160;
+
+/// A call's arguments as people read them: `name="value"` pairs, each value escaped (no
+/// control character or terminal escape sequence comes through as it is), the whole cut at
+/// `max` characters with what was left out counted.
+pub fn args(
+    args: &std::collections::BTreeMap<roster_core::name::Name, String>,
+    max: usize,
+) -> String {
+    let full = args
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", v.escape_debug()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let total = full.chars().count();
+    if total <= max {
+        return full;
+    }
+    let kept: String = full.chars().take(max).collect();
+    format!("{kept}… ({} more characters)", total - max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_are_escaped_and_cut_with_what_was_left_out_counted() {
+        let name = |n: &str| roster_core::name::Name::parse(n).unwrap_or_else(|e| panic!("{e}"));
+        let args = std::collections::BTreeMap::from([
+            (name("body"), "hi\u{1b}[2J \"there\"\n".to_string()),
+            (name("to"), "bob".to_string()),
+        ]);
+        let full = r#"body="hi\u{1b}[2J \"there\"\n" to="bob""#;
+        assert_eq!(super::args(&args, 100), full);
+        assert!(!super::args(&args, 100).contains('\u{1b}'));
+        let cut = super::args(&args, 10);
+        assert_eq!(
+            cut,
+            format!(
+                "body=\"hi\\u… ({} more characters)",
+                full.chars().count() - 10
+            )
+        );
+    }
 
     #[test]
     fn relative_times() {

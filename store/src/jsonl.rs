@@ -86,13 +86,16 @@ pub enum ImportError {
         source: ChainError,
     },
     /// A line has a schema version this build does not know.
-    #[error("line {line}: event schema version {found}; this build reads version {supported}")]
+    #[error(
+        "line {line}: event schema version {found}; this build reads versions 1 to {supported} \
+         (a newer roster wrote it)"
+    )]
     Schema {
         /// The line number, from 1.
         line: u64,
         /// The version in the line.
         found: u16,
-        /// The version this build reads.
+        /// The latest version this build reads.
         supported: u16,
     },
     /// A line's event contradicts the events before it.
@@ -163,7 +166,8 @@ pub fn import_jsonl(log: &dyn AppendSealed, input: &mut dyn BufRead) -> Result<u
             .map_err(|source| ImportError::Chain { line, source })?;
         env.follows(envelopes.last())
             .map_err(|source| ImportError::Chain { line, source })?;
-        if env.schema != SCHEMA_VERSION {
+        // Every version up to this build's reads: a later one may hold what it cannot know.
+        if !(1..=SCHEMA_VERSION).contains(&env.schema) {
             return Err(ImportError::Schema {
                 line,
                 found: env.schema,

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use roster_core::actor::Actor;
 use roster_core::capability::{Action, Capability, Resource};
 use roster_core::envelope::{Body, Envelope, EnvelopeJson, Hash};
-use roster_core::event::{AgentSpec, Event, Resources, RuntimeKind, StopReason, SCHEMA_VERSION};
+use roster_core::event::{AgentSpec, Event, Resources, RuntimeKind, StopReason};
 use roster_core::id::{AgentId, ApprovalId, CountingEntropy, EventId, GrantId, ShareId, TeamId};
 use roster_core::name::{Label, Name};
 use roster_core::port::LogRead;
@@ -79,7 +79,8 @@ impl Builder {
             at,
             actor,
             causation: self.envelopes.last().map(|e| e.id),
-            schema: SCHEMA_VERSION,
+            // The version that wrote the fixture, whatever this build writes.
+            schema: 1,
             event,
         };
         let prev = self.envelopes.last().map_or(Hash::ZERO, Envelope::hash);

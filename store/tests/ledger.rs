@@ -74,6 +74,7 @@ fn send(n: u64) -> Command {
         action: Action::parse("email.send").unwrap(),
         resource: Resource::parse("mailbox:alice").unwrap(),
         amount: Amount::new(n).unwrap(),
+        args: Default::default(),
         approval: None,
     }
 }

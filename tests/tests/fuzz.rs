@@ -707,6 +707,7 @@ fn sample_log() -> Vec<Envelope> {
         action: Action::parse(action).unwrap(),
         resource: Resource::parse(resource).unwrap(),
         amount: Amount::new(n).unwrap(),
+        args: Default::default(),
         approval: None,
     };
     exec(

@@ -100,6 +100,7 @@ impl Lab {
                 action: Action::parse("spend.usd").unwrap(),
                 resource: Resource::parse("vendor:acme").unwrap(),
                 amount: Amount::new(3).unwrap(),
+                args: Default::default(),
                 approval: None,
             },
             &Actor::Agent(lead),

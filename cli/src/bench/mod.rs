@@ -248,6 +248,7 @@ fn build_realistic_log(log: Arc<SledLog>, n: u64) -> anyhow::Result<()> {
                 action: action.clone(),
                 resource: resource.clone(),
                 amount: ONE,
+                args: Default::default(),
                 approval: None,
             };
             let d = decide(ledger.world(), cmd, &actor, t0, &mut entropy)

@@ -200,6 +200,7 @@ pub(super) fn decide_unaudited(
             action,
             resource,
             amount,
+            args,
             approval,
         } => {
             let Actor::Agent(agent) = actor else {
@@ -229,6 +230,15 @@ pub(super) fn decide_unaudited(
                     return Err(bad(
                         "it was asked for another agent, action, resource or amount",
                     ));
+                }
+                if !ap.binds_args(&args) {
+                    return Err(bad(if ap.args.is_some() {
+                        "it was asked for other arguments; an approval is for the exact call \
+                         the operator saw"
+                    } else {
+                        "it was asked without arguments (before approvals bound them); ask \
+                         again with these"
+                    }));
                 }
                 match &ap.decision {
                     None => return Err(bad("no one has decided it yet")),
@@ -264,13 +274,14 @@ pub(super) fn decide_unaudited(
                     approval: None,
                 }])),
                 Authorization::NeedsApproval { chain } => {
-                    Ok(decision(vec![Event::ApprovalRequested {
+                    Ok(decision(vec![Event::CallApprovalRequested {
                         approval: ApprovalId::mint(now, entropy),
                         agent: *agent,
                         action,
                         resource,
                         amount,
                         chain,
+                        args,
                     }]))
                 }
                 Authorization::Deny { reason } => {

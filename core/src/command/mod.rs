@@ -148,6 +148,8 @@ pub enum Command {
         resource: Resource,
         /// How much it spends.
         amount: Amount,
+        /// The arguments for the tool provider: an approval binds them.
+        args: std::collections::BTreeMap<crate::name::Name, String>,
         /// The approval it uses, after a `NeedsApproval`.
         approval: Option<ApprovalId>,
     },

@@ -158,10 +158,60 @@ pub struct Approval {
     pub amount: Amount,
     /// The grants that would authorize it.
     pub chain: Vec<GrantId>,
+    /// The arguments of the call it binds; `None` when it was recorded without them (version
+    /// 1's `ApprovalRequested`): then it binds a call without arguments.
+    pub args: Option<std::collections::BTreeMap<Name, String>>,
     /// When it was asked.
     pub requested_at: Timestamp,
     /// The decision, once made.
     pub decision: Option<ApprovalDecision>,
     /// Whether the one use it allows has happened.
     pub used: bool,
+}
+
+impl Approval {
+    /// Whether it binds a call with exactly these arguments.
+    pub fn binds_args(&self, args: &std::collections::BTreeMap<Name, String>) -> bool {
+        match &self.args {
+            Some(bound) => bound == args,
+            None => args.is_empty(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn approval(args: Option<BTreeMap<Name, String>>) -> Approval {
+        Approval {
+            id: ApprovalId::from_uuid(Default::default()),
+            agent: AgentId::from_uuid(Default::default()),
+            action: Action::parse("email.send").unwrap(),
+            resource: Resource::parse("mailbox:alice").unwrap(),
+            amount: crate::capability::ONE,
+            chain: vec![],
+            args,
+            requested_at: Timestamp::from_millis(0),
+            decision: None,
+            used: false,
+        }
+    }
+
+    #[test]
+    fn an_approval_binds_exactly_its_arguments_and_an_old_one_none() {
+        let body = |b: &str| BTreeMap::from([(Name::parse("body").unwrap(), b.to_string())]);
+        let bound = approval(Some(body("lunch at noon?")));
+        assert!(bound.binds_args(&body("lunch at noon?")));
+        assert!(!bound.binds_args(&body("Please wire 50000 USD")));
+        assert!(!bound.binds_args(&BTreeMap::new()));
+        // Recorded before approvals bound arguments: good for a call without any, only.
+        let old = approval(None);
+        assert!(old.binds_args(&BTreeMap::new()));
+        assert!(!old.binds_args(&body("lunch at noon?")));
+    }
 }

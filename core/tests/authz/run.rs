@@ -461,6 +461,7 @@ impl Run<'_> {
                     action: common::action("email.send"),
                     resource: common::resource("mailbox:alice"),
                     amount: amount(1),
+                    args: Default::default(),
                     approval: None,
                 };
                 let done = self.run(cmd, &Actor::Agent(ghost))?;
@@ -621,12 +622,13 @@ impl Run<'_> {
             action: x.clone(),
             resource: r.clone(),
             amount: amount(n),
+            args: Default::default(),
             approval: None,
         };
         let expected = self.model.expect(agent, &x, &r, n, self.h.now);
         match self.run(cmd, &Actor::Agent(agent))? {
             Some(envs) => match &envs[0].event {
-                Event::ApprovalRequested { .. } => self.stats.approvals_requested += 1,
+                Event::CallApprovalRequested { .. } => self.stats.approvals_requested += 1,
                 Event::ActionPerformed { chain, .. } => {
                     self.stats.acts_allowed += 1;
                     let budgeted: Vec<GrantId> = chain[1..]
@@ -685,6 +687,7 @@ impl Run<'_> {
             action: ap.action.clone(),
             resource: ap.resource.clone(),
             amount: ap.amount,
+            args: Default::default(),
             approval: Some(ap.id),
         };
         let usable = ap.decision.as_ref().is_some_and(|d| d.approved) && !ap.used;

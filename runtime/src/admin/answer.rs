@@ -221,6 +221,9 @@ pub struct ApprovalRow {
     pub agent_name: String,
     /// How much.
     pub amount: Amount,
+    /// The arguments of the call it binds (`None`: recorded without them, by a version 1
+    /// `ApprovalRequested`; it binds a call without arguments).
+    pub args: Option<std::collections::BTreeMap<roster_core::name::Name, String>>,
     /// When.
     pub decided_at: Option<Timestamp>,
     /// Who decided.

@@ -279,6 +279,7 @@ pub(super) fn approvals(all: bool, ctx: &Ctx<'_>) -> Result<(), AdminError> {
             action: ap.action.clone(),
             resource: ap.resource.clone(),
             amount: ap.amount,
+            args: ap.args.clone(),
             requested_at: ap.requested_at,
             state: state.to_owned(),
             decided_by: ap.decision.as_ref().map(|d| d.by.to_string()),

@@ -6,7 +6,7 @@
 //! provider possible? ──no──► unavailable (nothing recorded)
 //!   │ yes
 //! decide Act ──Deny──► denied (AccessDenied recorded by decide)
-//!   ├─ NeedsApproval ─► ApprovalRequested recorded ─► wait (no lock held) until decided or timeout
+//!   ├─ NeedsApproval ─► CallApprovalRequested recorded ─► wait (no lock held) until decided or timeout
 //!   │                      ├─ approved ─► decide Act { approval } ─► ActionPerformed
 //!   │                      ├─ refused  ─► denied, with the operator's note
 //!   │                      └─ timeout  ─► pending, naming the approval (act again with it)
@@ -321,6 +321,7 @@ fn first_step(app: &mut App, agent: AgentId, p: &ActParams) -> Result<Step, ActE
                 && ap.action == p.action
                 && ap.resource == p.resource
                 && ap.amount == p.amount.unwrap_or(ONE)
+                && ap.binds_args(&p.args)
         });
         if ours {
             return Ok(Step::Waiting(id));
@@ -386,6 +387,7 @@ fn execute(
         action: p.action.clone(),
         resource: p.resource.clone(),
         amount: p.amount.unwrap_or(ONE),
+        args: p.args.clone(),
         approval,
     };
     match app.execute(command, &Actor::Agent(agent)) {
@@ -415,7 +417,8 @@ fn step_of(world: &World, envelopes: &[Envelope], p: &ActParams) -> Result<Step,
         return Err(internal("the decision recorded nothing"));
     };
     match &first.body().event {
-        Event::ApprovalRequested { approval, .. } => Ok(Step::Waiting(*approval)),
+        Event::ApprovalRequested { approval, .. }
+        | Event::CallApprovalRequested { approval, .. } => Ok(Step::Waiting(*approval)),
         Event::ActionPerformed { .. } => ToolCall::of(first, world, p.args.clone())
             .map(|c| Step::Performed(Box::new(c)))
             .ok_or_else(|| internal("the performed action names an unknown agent")),

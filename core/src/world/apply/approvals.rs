@@ -1,9 +1,11 @@
 //! Approvals: an agent's use waiting for a human, and the human's decision.
 
+use std::collections::BTreeMap;
+
 use crate::actor::Actor;
 use crate::capability::{Action, Amount, Resource};
 use crate::id::{AgentId, ApprovalId, GrantId, TeamId};
-use crate::name::Label;
+use crate::name::{Label, Name};
 use crate::time::Timestamp;
 use crate::world::{Approval, ApprovalDecision, World};
 
@@ -22,6 +24,7 @@ impl World {
         resource: &Resource,
         amount: Amount,
         chain: &[GrantId],
+        args: Option<&BTreeMap<Name, String>>,
         at: Timestamp,
     ) -> Result<(), FoldError> {
         if self.approvals.contains_key(&approval) {
@@ -38,6 +41,7 @@ impl World {
                 resource: resource.clone(),
                 amount,
                 chain: chain.to_vec(),
+                args: args.cloned(),
                 requested_at: at,
                 decision: None,
                 used: false,

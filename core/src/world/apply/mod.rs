@@ -139,7 +139,27 @@ impl World {
                 amount,
                 chain,
             } => self.approval_requested(
-                &r, env.team, *approval, *agent, action, resource, *amount, chain, at,
+                &r, env.team, *approval, *agent, action, resource, *amount, chain, None, at,
+            ),
+            Event::CallApprovalRequested {
+                approval,
+                agent,
+                action,
+                resource,
+                amount,
+                chain,
+                args,
+            } => self.approval_requested(
+                &r,
+                env.team,
+                *approval,
+                *agent,
+                action,
+                resource,
+                *amount,
+                chain,
+                Some(args),
+                at,
             ),
             Event::ApprovalDecided {
                 approval,
