@@ -218,6 +218,92 @@ fn the_admin_socket_is_the_owners_alone_and_commands_go_through_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
 
+#[test]
+fn the_log_is_made_owner_only_in_a_data_directory_open_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // A data directory that exists already, open to every local user (as `$HOME` may be).
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = data.join("log");
+    let out = common::roster_in(&data, &["init"]);
+    assert!(out.status.success(), "{out:?}");
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains("open to other users"), "{note}");
+    assert_owner_only(&log, "after `roster init`");
+    assert_eq!(
+        mode(&data),
+        0o755,
+        "init changed a directory it did not create"
+    );
+    // Loosened by hand (a copy, a chmod, a restore), then opened by a command without a daemon.
+    loosen(&log);
+    common::ok_in(&data, &["log"]);
+    assert_owner_only(&log, "after `roster log` with no daemon");
+    // And by every start of the daemon.
+    let mut s = Served::in_tmp(tmp, format!("t{:x}", common::rand_u32()));
+    s.stop();
+    loosen(&log);
+    s.start();
+    assert_owner_only(&log, "after `roster serve` started");
+    assert_eq!(mode(&s.dir.join("gateways")), 0o700);
+    assert_eq!(mode(&s.dir.join("admin.sock")), 0o600);
+}
+
+/// Fails unless `log` and everything below it has no permission bit for group or others.
+fn assert_owner_only(log: &Path, when: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut open = Vec::new();
+    let mut files = 0;
+    let mut dirs = vec![log.to_owned()];
+    let log_mode = std::fs::metadata(log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        log_mode,
+        0o700,
+        "{} is mode {log_mode:o} {when}",
+        log.display()
+    );
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let m = entry.metadata().unwrap();
+            if m.permissions().mode() & 0o077 != 0 {
+                open.push(format!(
+                    "{} ({:o})",
+                    entry.path().display(),
+                    m.permissions().mode() & 0o777
+                ));
+            }
+            if m.is_dir() {
+                dirs.push(entry.path());
+            } else {
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 0, "no files in {}", log.display());
+    assert!(open.is_empty(), "open to others {when}: {open:?}");
+}
+
+/// Opens `log` and everything below it to every local user for reading (dirs 0755, files 0644).
+fn loosen(log: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut dirs = vec![log.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+    }
+}
+
 /// One call on the admin socket, as any local program could send it; the frames back.
 fn call(s: &Served, line: &str) -> Vec<Value> {
     use std::io::{BufRead, BufReader, Write};

@@ -44,13 +44,14 @@ pub struct App {
 
 impl App {
     /// Opens an existing data directory's log without folding it (for commands that read
-    /// history only).
+    /// history only). Every opening (the daemon's start, a command run without a daemon) first
+    /// makes the log owner-only again, or refuses (see `private`).
     pub fn open_log(data_dir: &Path) -> Result<SledLog, RuntimeError> {
         let dir = log_dir(data_dir);
         if !dir.exists() {
             return Err(RuntimeError::NotInitialized(data_dir.to_owned()));
         }
-        Ok(SledLog::open(&dir)?)
+        crate::private::open_log(&dir)
     }
 
     /// Opens an existing data directory and folds its log.

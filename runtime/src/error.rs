@@ -41,6 +41,33 @@ pub enum RuntimeError {
     /// There is no data directory yet.
     #[error("no roster data directory at {0}: run `roster init` first (or pass --data-dir)")]
     NotInitialized(PathBuf),
+    /// A file or directory of the log is open to other users and cannot be made owner-only
+    /// (another user owns it, or its filesystem refuses): the log was not opened.
+    #[error(
+        "{path} is mode {mode:o}, readable by other users, and cannot be made owner-only \
+         ({source}): run `chmod -R go-rwx {log}` as its owner"
+    )]
+    Exposed {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// The log's directory, for the command to run.
+        log: PathBuf,
+        /// Why its mode could not be changed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The log's directory cannot be made or looked through to check who may read it: the
+    /// log was not opened.
+    #[error("cannot check who may read {path}: {source}")]
+    Unchecked {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// `roster.toml` is unreadable or wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -16,6 +16,8 @@
 //!   [`daemon::Daemon::snapshot`]), the admin socket, the supervisor of the agents'
 //!   containers, context between agents, `act` and the tool providers.
 //! - [`gateway`]: each agent's socket — framing, rate limits, fair admission, the answers.
+//! - `private`: who may read what of a data directory; the log kept owner-only at every
+//!   opening.
 //! - [`describe`]: one-line texts for people of agents, grants and events (the CLI and the
 //!   gateway's answers).
 #![forbid(unsafe_code)]
@@ -27,6 +29,7 @@ pub mod daemon;
 pub mod describe;
 pub mod error;
 pub mod gateway;
+mod private;
 
 pub use daemon::ServeOptions;
 pub use error::{AdminError, ConfigError, ControlError, RuntimeError, StartError, SupervisorError};

@@ -10,7 +10,6 @@ use roster_core::envelope::Envelope;
 use roster_core::port::{LogError, LogRead};
 use roster_core::refs::TeamRef;
 use roster_core::world::{ShareState, World};
-use roster_store::SledLog;
 
 use super::{
     AdminError, Ctx, EventLine, Initialized, Item, Replayed, ReplayedAgent, ReplayedGrant,
@@ -35,7 +34,7 @@ pub(super) fn init(ctx: &Ctx<'_>) -> Result<(), AdminError> {
     if let Some(note) = create_data_dir(ctx.data_dir)? {
         ctx.reply.note(note)?;
     }
-    let events = SledLog::open(&dir).map_err(RuntimeError::from)?.len();
+    let events = crate::private::open_log(&dir)?.len();
     ctx.reply.send(Item::Initialized(Initialized {
         data_dir: ctx.data_dir.to_owned(),
         events,
@@ -47,7 +46,9 @@ pub(super) fn init(ctx: &Ctx<'_>) -> Result<(), AdminError> {
 
 /// Creates the data directory, readable by its owner only: it holds the whole history. A
 /// directory that already exists keeps its permissions (it may be shared, or `$HOME`); if others
-/// can read it, the note says so.
+/// can enter it, the note says so. Every caller then opens the log through
+/// `private::open_log`, which makes `log/` owner-only whatever the directory's mode: that is
+/// what makes the note true.
 pub fn create_data_dir(dir: &Path) -> Result<Option<String>, AdminError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let failed = |source| AdminError::DataDir {
@@ -58,7 +59,8 @@ pub fn create_data_dir(dir: &Path) -> Result<Option<String>, AdminError> {
         let mode = std::fs::metadata(dir).map_err(failed)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Ok(Some(format!(
-                "note: {} is open to other users (mode {mode:o}); the log inside is kept owner-only",
+                "note: {} is open to other users (mode {mode:o}); the log inside is kept \
+                 owner-only (mode 700)",
                 dir.display()
             )));
         }
@@ -75,7 +77,7 @@ pub fn create_data_dir(dir: &Path) -> Result<Option<String>, AdminError> {
 /// Creates a data directory with an empty log (what `roster init` does), for the benches.
 pub fn init_data_dir(dir: &Path) -> Result<(), AdminError> {
     create_data_dir(dir)?;
-    SledLog::open(&log_dir(dir)).map_err(RuntimeError::from)?;
+    crate::private::open_log(&log_dir(dir))?;
     Ok(())
 }
 
@@ -278,7 +280,7 @@ pub(super) fn verify(ctx: &Ctx<'_>) -> Result<(), AdminError> {
     if !dir.exists() {
         return Err(RuntimeError::NotInitialized(ctx.data_dir.to_owned()).into());
     }
-    let check = |log: &dyn LogRead| {
+    let check = |log: &dyn LogRead| -> Result<(u64, String), LogError> {
         let n = log.verify()?;
         let head = if n == 0 {
             None
@@ -292,8 +294,8 @@ pub(super) fn verify(ctx: &Ctx<'_>) -> Result<(), AdminError> {
         ))
     };
     let result = match ctx.daemon {
-        Some(_) => check(&ctx.history()?),
-        None => SledLog::open(&dir).and_then(|log| check(&log)),
+        Some(_) => check(&ctx.history()?).map_err(RuntimeError::from),
+        None => crate::private::open_log(&dir).and_then(|log| Ok(check(&log)?)),
     };
     match result {
         Ok((events, head_hash)) => {
@@ -301,13 +303,13 @@ pub(super) fn verify(ctx: &Ctx<'_>) -> Result<(), AdminError> {
                 .send(Item::Verified(Verified::Intact { events, head_hash }))?;
             Ok(())
         }
-        Err(e @ (LogError::Corrupt(_) | LogError::Damaged { .. })) => {
+        Err(RuntimeError::Log(e @ (LogError::Corrupt(_) | LogError::Damaged { .. }))) => {
             ctx.reply.send(Item::Verified(Verified::Altered {
                 error: e.to_string(),
             }))?;
             Err(AdminError::Reported(4))
         }
-        Err(other) => Err(RuntimeError::from(other).into()),
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -369,7 +371,7 @@ pub(super) fn import(file: &Path, ctx: &Ctx<'_>) -> Result<(), AdminError> {
         if let Some(note) = create_data_dir(ctx.data_dir)? {
             ctx.reply.note(note)?;
         }
-        into(&SledLog::open(&log_dir(ctx.data_dir)).map_err(RuntimeError::from)?)?
+        into(&crate::private::open_log(&log_dir(ctx.data_dir))?)?
     };
     let head_hash = head
         .map(|e| e.hash().to_hex())
