@@ -186,6 +186,11 @@ pub enum Cmd {
         /// Only the last N lines.
         #[arg(long, value_name = "N")]
         tail: Option<u32>,
+        /// Print what it printed byte for byte. Without it, control characters other than
+        /// newline and tab (terminal escape sequences among them) are shown escaped: an
+        /// agent's output never drives the operator's terminal.
+        #[arg(long)]
+        raw: bool,
     },
     /// Delete a retired agent's container and home volume (its history stays in the log).
     Purge {
@@ -198,6 +203,9 @@ pub enum Cmd {
         /// The agent (id or team/name).
         #[arg(value_parser = parse_agent)]
         agent: AgentRef,
+        /// Print its output byte for byte (see `logs --raw`).
+        #[arg(long)]
+        raw: bool,
         /// The command and its arguments (after `--`).
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,

@@ -35,7 +35,7 @@ use crate::error::CliError;
 /// swing by a third depending on the heap's history (`roster bench replay`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use crate::args::Cli;
+use crate::args::{Cli, Cmd};
 
 /// `$XDG_DATA_HOME/roster`, else `~/.local/share/roster`, else `./.roster`.
 fn default_data_dir() -> PathBuf {
@@ -92,11 +92,16 @@ fn main() -> ExitCode {
     // working directory.
     let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
     let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
+    let raw = matches!(
+        cli.command,
+        Cmd::Logs { raw: true, .. } | Cmd::Exec { raw: true, .. }
+    );
     let caller = cmd::Caller {
         data_dir,
         operator: operator_name(cli.operator),
         cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         json: cli.json,
+        raw,
     };
     match cmd::plan(cli.command, &caller.data_dir) {
         Ok(cmd::Plan::Operate(request)) => ExitCode::from(cmd::operate(request, caller)),

@@ -19,6 +19,8 @@ const APPROVAL_ARGS_SHOWN: usize = 60;
 #[derive(Debug)]
 pub struct Render {
     json: bool,
+    /// An agent's output byte for byte (`--raw`), else escaped.
+    raw: bool,
     /// The listing's table, its header given by the request.
     table: Option<Table>,
     /// What a listing says when it has no rows.
@@ -28,6 +30,12 @@ pub struct Render {
 }
 
 impl Render {
+    /// Prints an agent's output byte for byte (`--raw`) rather than escaped.
+    pub fn raw(mut self, raw: bool) -> Self {
+        self.raw = raw;
+        self
+    }
+
     /// A renderer for the answer to `request`.
     pub fn new(request: &Request, json: bool) -> Self {
         let (header, empty): (&[&str], &'static str) = match request {
@@ -75,6 +83,7 @@ impl Render {
         };
         Self {
             json,
+            raw: false,
             table: (!header.is_empty() && !json).then(|| Table::new(header)),
             empty,
             notes: Vec::new(),
@@ -238,7 +247,8 @@ impl Render {
                 }
             }
             Item::Text(text) => raw(Stream::Out, &text),
-            Item::Output { stream, text } => raw(stream, &text),
+            Item::Output { stream, text } if self.raw => raw(stream, &text),
+            Item::Output { stream, text } => raw(stream, &inert(&text)),
             Item::Note(text) if self.table.is_some() => {
                 self.notes.push(text);
                 Ok(())
@@ -455,6 +465,22 @@ fn raw(stream: Stream, text: &str) -> std::io::Result<()> {
     }
 }
 
+/// An agent's output made inert for a terminal: every control character but newline and tab
+/// (ESC and with it every escape sequence, carriage return, backspace, bell, DEL, C1) is shown
+/// escaped, `\u{1b}`, so that what an agent prints can never move the cursor, rewrite what the
+/// operator sees, retitle the window or answer for them.
+fn inert(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A line for people.
 fn line(text: &str) -> std::io::Result<()> {
     raw(Stream::Out, &format!("{text}\n"))
@@ -470,4 +496,22 @@ fn json_line<T: serde::Serialize>(value: &T) -> std::io::Result<()> {
 /// A note for people on standard error.
 pub fn note(text: &str) -> std::io::Result<()> {
     raw(Stream::Err, &format!("roster: {text}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inert;
+
+    #[test]
+    fn an_agents_output_cannot_drive_the_terminal() {
+        let printed = "ok\tdone\n\u{1b}]0;owned\u{7}\u{1b}[2J\rX\u{8}\u{9b}31m\u{7f}é\n";
+        let shown = inert(printed);
+        assert_eq!(
+            shown,
+            "ok\tdone\n\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\u{d}X\\u{8}\\u{9b}31m\\u{7f}é\n"
+        );
+        assert!(!shown
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t'));
+    }
 }

@@ -164,6 +164,33 @@ fn the_home_survives_container_daemon_and_engine_restarts_and_only_purge_deletes
 }
 
 #[test]
+fn an_agents_output_reaches_the_operator_escaped_unless_raw() {
+    let s = lab();
+    s.hire("noisy", &[]);
+    s.wait_up("noisy");
+    // Printed by the agent: a screen clear, a window title, a carriage return.
+    let script = r#"printf 'hi\033[2J\033]0;owned\007\rX\n'"#;
+    let shown = s.exec("lab/noisy", &["sh", "-c", script]);
+    assert_eq!(shown, "hi\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\u{d}X\n");
+    let raw = s.ok(&["exec", "lab/noisy", "--raw", "--", "sh", "-c", script]);
+    assert_eq!(raw, "hi\u{1b}[2J\u{1b}]0;owned\u{7}\rX\n");
+    // The same through its container's output: `logs`.
+    s.exec(
+        "lab/noisy",
+        &["sh", "-c", &format!("{script} > /proc/1/fd/1")],
+    );
+    wait_for("the line in the logs", Duration::from_secs(10), || {
+        s.ok(&["logs", "lab/noisy", "--raw"]).contains("owned")
+    });
+    let logs = s.ok(&["logs", "lab/noisy"]);
+    assert!(
+        logs.contains("hi\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\u{d}X"),
+        "{logs}"
+    );
+    assert!(!logs.contains('\u{1b}'), "{logs}");
+}
+
+#[test]
 fn a_crash_is_recorded_and_the_agent_restarted_a_timeout_is_not() {
     let s = lab();
     s.hire("fragile", &[]);

@@ -149,13 +149,18 @@ pub fn plan(cmd: Cmd, data_dir: &Path) -> Result<Plan, CliError> {
             agent,
             follow,
             tail,
+            raw: _,
         } => Request::Logs {
             agent,
             follow,
             tail,
         },
         Cmd::Purge { agent } => Request::Purge { agent },
-        Cmd::Exec { agent, command } => Request::Exec { agent, command },
+        Cmd::Exec {
+            agent,
+            command,
+            raw: _,
+        } => Request::Exec { agent, command },
         Cmd::Share(ShareCmd::Propose {
             from,
             to,
@@ -196,12 +201,14 @@ pub struct Caller {
     pub cwd: PathBuf,
     /// `--json`.
     pub json: bool,
+    /// `--raw`: an agent's output as it is, not escaped.
+    pub raw: bool,
 }
 
 /// Carries out `request` — through the daemon that owns the data directory if one runs, else
 /// here — rendering its items as they come; returns the exit code.
 pub fn operate(request: Request, caller: Caller) -> u8 {
-    let mut render = Render::new(&request, caller.json);
+    let mut render = Render::new(&request, caller.json).raw(caller.raw);
     // While `roster serve` runs on the data directory, it owns the store: it carries this out.
     if let Some(stream) = socket::connect(&caller.data_dir) {
         let call = socket::Call {
