@@ -462,7 +462,7 @@ fn an_agent_hired_with_runsc_runs_under_gvisor_where_it_is_installed() {
 
 #[test]
 fn a_hire_that_could_never_start_is_refused_before_it_is_recorded() {
-    let s = lab();
+    let mut s = lab();
     let out = s.run(&[
         "hire",
         "--team",
@@ -476,6 +476,35 @@ fn a_hire_that_could_never_start_is_refused_before_it_is_recorded() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("never pulls"), "{err}");
     assert_eq!(s.count("AgentHired"), 0, "the refused hire was recorded");
+
+    // More than the host has (a 1 TiB machine is not this one): refused the same way, saying
+    // what it has.
+    for (flag, value, says) in [
+        ("--cpus", "1000", "asks for 1000 CPUs; this host has"),
+        (
+            "--memory",
+            "1048576",
+            "asks for 1048576 MiB of memory; this host has",
+        ),
+    ] {
+        let out = s.run(&["hire", "--team", "lab", "--name", "huge", flag, value]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(says), "{err}");
+    }
+    assert_eq!(s.count("AgentHired"), 0, "a refused hire was recorded");
+
+    // Hired while no daemon ran (nobody asked the engine): the daemon cannot start it and
+    // says why in `agents`, trying again with its backoff.
+    s.stop();
+    s.ok(&["hire", "--team", "lab", "--name", "huge", "--cpus", "1000"]);
+    s.start();
+    wait_for("the reason to be shown", Duration::from_secs(30), || {
+        s.agent("huge")["status"]
+            .as_str()
+            .is_some_and(|st| st.starts_with("hired; cannot start: the agent asks for 1000 CPUs"))
+    });
+    assert_eq!(s.count("AgentStarted"), 0);
 }
 
 #[test]

@@ -25,6 +25,17 @@ use crate::plan;
 /// A runtime the engine knows: its name and the arguments the engine passes it.
 type Registered = (String, Vec<String>);
 
+/// What the engine says of itself, asked once per [`Engine`].
+#[derive(Debug)]
+struct Info {
+    /// Its runtimes, sorted.
+    runtimes: Vec<Registered>,
+    /// How many CPUs its host has.
+    cpus: u32,
+    /// How much memory its host has, in bytes.
+    memory: u64,
+}
+
 /// A connected engine, managing the containers and volumes of one namespace.
 ///
 /// Cloning is cheap and shares the connection.
@@ -32,8 +43,8 @@ type Registered = (String, Vec<String>);
 pub struct Engine {
     pub(crate) docker: Docker,
     pub(crate) ns: Name,
-    /// The engine's runtimes and the arguments each is registered with.
-    runtimes: Arc<OnceCell<Vec<Registered>>>,
+    /// The engine's runtimes (with the arguments each is registered with) and its host's size.
+    info: Arc<OnceCell<Info>>,
 }
 
 impl Engine {
@@ -55,7 +66,7 @@ impl Engine {
         Ok(Engine {
             docker,
             ns,
-            runtimes: Arc::new(OnceCell::new()),
+            info: Arc::new(OnceCell::new()),
         })
     }
 
@@ -87,23 +98,58 @@ impl Engine {
 
     /// The runtimes with the arguments the engine passes each, asked once per `Engine`.
     async fn registered(&self) -> Result<&[Registered], SandboxError> {
-        let known =
-            self.runtimes
-                .get_or_try_init(|| async {
-                    let info = self.docker.info().await.map_err(|e| {
+        Ok(&self.info().await?.runtimes)
+    }
+
+    /// What the engine says of itself, asked once per `Engine`.
+    async fn info(&self) -> Result<&Info, SandboxError> {
+        self.info
+            .get_or_try_init(|| async {
+                let info =
+                    self.docker.info().await.map_err(|e| {
                         SandboxError::engine("asking the engine for its runtimes", e)
                     })?;
-                    let mut known: Vec<Registered> = info
-                        .runtimes
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(name, r)| (name, r.runtime_args.unwrap_or_default()))
-                        .collect();
-                    known.sort();
-                    Ok::<_, SandboxError>(known)
+                let mut runtimes: Vec<Registered> = info
+                    .runtimes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, r)| (name, r.runtime_args.unwrap_or_default()))
+                    .collect();
+                runtimes.sort();
+                Ok::<_, SandboxError>(Info {
+                    runtimes,
+                    cpus: info.ncpu.and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
+                    memory: info
+                        .mem_total
+                        .and_then(|m| u64::try_from(m).ok())
+                        .unwrap_or(u64::MAX),
                 })
-                .await?;
-        Ok(known)
+            })
+            .await
+    }
+
+    /// Fails unless the host could give an agent `resources`: no more CPUs than it has, no
+    /// more memory than it has (the engine would refuse the container, and the agent would
+    /// never start).
+    pub(crate) async fn require_room(
+        &self,
+        cpu_millis: u64,
+        memory: u64,
+    ) -> Result<(), SandboxError> {
+        let info = self.info().await?;
+        if cpu_millis > u64::from(info.cpus) * 1000 {
+            return Err(SandboxError::TooBig {
+                what: format!("{} CPUs", cores(cpu_millis)),
+                host: format!("{} CPUs", info.cpus),
+            });
+        }
+        if memory > info.memory {
+            return Err(SandboxError::TooBig {
+                what: format!("{} MiB of memory", memory / (1024 * 1024)),
+                host: format!("{} MiB", info.memory / (1024 * 1024)),
+            });
+        }
+        Ok(())
     }
 
     /// Fails unless the engine has `runtime`, registered so that the agent's limits hold,
@@ -164,6 +210,18 @@ impl Engine {
                 ),
             }),
         }
+    }
+}
+
+/// Thousandths of a core as people write cores: `1000`, `0.5`, `2.25`.
+fn cores(millis: u64) -> String {
+    let (whole, rest) = (millis / 1000, millis % 1000);
+    if rest == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{rest:03}")
+            .trim_end_matches('0')
+            .to_string()
     }
 }
 

@@ -38,6 +38,14 @@ pub enum SandboxError {
         /// The runtimes the engine has, comma-separated.
         known: String,
     },
+    /// An agent asks for more than its host has: the engine would refuse its container.
+    #[error("the agent asks for {what}; this host has {host}")]
+    TooBig {
+        /// What it asks for.
+        what: String,
+        /// What the host has.
+        host: String,
+    },
     /// The runtime is registered so that the container's cgroup does not hold it.
     #[error(
         "the engine runs {runtime} with --ignore-cgroups, so an agent's memory and CPU limits \

@@ -43,6 +43,15 @@ impl Engine {
             why: e.to_string(),
         })?;
         self.admit_image(&image).await?;
+        if let Some(h) = &plan.config.host_config {
+            let cpu_millis = h.nano_cpus.unwrap_or(0) / 1_000_000;
+            let memory = h.memory.unwrap_or(0);
+            self.require_room(
+                u64::try_from(cpu_millis).unwrap_or(0),
+                u64::try_from(memory).unwrap_or(0),
+            )
+            .await?;
+        }
         self.ensure_home(plan).await?;
         let options = CreateContainerOptions {
             name: plan.name.clone(),
@@ -66,6 +75,12 @@ impl Engine {
     /// hire be refused before it is recorded, rather than recorded and never started.
     pub async fn admit(&self, spec: &AgentSpec) -> Result<(), SandboxError> {
         self.require_runtime(spec.runtime.as_str()).await?;
+        let r = &spec.resources;
+        self.require_room(
+            u64::from(r.cpu_millis),
+            u64::from(r.memory_mib) * 1024 * 1024,
+        )
+        .await?;
         self.admit_image(&spec.image).await
     }
 

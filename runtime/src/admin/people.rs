@@ -122,7 +122,7 @@ pub(super) fn agents(team: Option<TeamRef>, all: bool, ctx: &Ctx<'_>) -> Result<
     drop(app);
     let mut engine_error = None;
     for (ag, active, by, address, team) in rows {
-        let status = match &ag.status {
+        let mut status = match &ag.status {
             AgentStatus::Hired => "hired".to_string(),
             AgentStatus::Running { .. } => "running".to_string(),
             AgentStatus::Stopped { reason } => {
@@ -130,6 +130,12 @@ pub(super) fn agents(team: Option<TeamRef>, all: bool, ctx: &Ctx<'_>) -> Result<
             }
             AgentStatus::Retired => "retired".to_string(),
         };
+        // A start that fails (tried again with a backoff) is said, with why.
+        if ag.wants_running() && !matches!(ag.status, AgentStatus::Running { .. }) {
+            if let Some(why) = ctx.daemon.and_then(|d| d.start_error(ag.id)) {
+                status = format!("{status}; cannot start: {why}");
+            }
+        }
         let (container, running_since) = match ctx.daemon {
             None => ("(no daemon)".to_string(), None),
             Some(_) if ag.is_retired() => ("-".to_string(), None),

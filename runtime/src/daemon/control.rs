@@ -72,10 +72,19 @@ impl Daemon {
                 SandboxError::ImageMissing { .. }
                 | SandboxError::ImageRefused { .. }
                 | SandboxError::RuntimeMissing { .. }
-                | SandboxError::RuntimeUnconfined { .. } => ControlError::Unfit(e),
+                | SandboxError::RuntimeUnconfined { .. }
+                | SandboxError::TooBig { .. } => ControlError::Unfit(e),
                 // The engine failed: not the request's fault.
                 other => ControlError::Engine(other),
             })
+    }
+
+    /// Why the supervisor's last start of `agent` failed, while none has succeeded since.
+    pub fn start_error(&self, agent: AgentId) -> Option<String> {
+        self.sup
+            .slots()
+            .get(&agent)
+            .and_then(|s| s.start_error.clone())
     }
 
     /// What the engine says of `agent`'s container.

@@ -73,6 +73,8 @@ pub struct Slot {
     pub failures: u32,
     /// Its gateway socket, open while it is not retired.
     pub gateway: Option<AgentGateway>,
+    /// Why its last start failed, until one succeeds (shown by `roster agents`).
+    pub start_error: Option<String>,
 }
 
 /// The supervisor's state; shared by its tasks.
@@ -556,11 +558,13 @@ async fn start_for_policy(d: Arc<Daemon>, sup: Arc<Supervisor>, id: AgentId) {
         // Started, or not wanted any more (retired or stopped meanwhile): `start` left the run
         // as it found it, or up.
         Ok(()) => {
+            slot.start_error = None;
             if slot.run == Run::Starting {
                 slot.run = Run::Down { retry: None };
             }
         }
         Err(e) => {
+            slot.start_error = Some(format!("{e:#}"));
             slot.failures = slot.failures.saturating_add(1);
             let wait = backoff(slot.failures);
             // (Not when it is to be looked at again: that look comes first.)
