@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use adversary::{answered, delegate, grant, grants, hire, hired, inside, refused, says, served};
 use common::{wait_for, Gateway, Served};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// The grants of the lead of [`lab`].
 const LEAD: &[&str] = &[
@@ -403,4 +403,43 @@ fn from_inside_a_container_a_hirer_retires_its_hire_and_a_hire_cannot_retire_its
             .as_str()
             .is_some_and(|c| c.starts_with("up"))
     });
+}
+
+#[test]
+fn an_agent_cannot_tell_whether_another_team_exists() {
+    let mut lab = lab();
+    // Team ops exists, team nowhere does not. The lead may not propose shares, and no share
+    // is open: each probe of either is refused, and recorded, the same way, but for the name
+    // it gave.
+    let probes: [(&str, fn(&str) -> (&'static str, Value)); 2] = [
+        ("share_propose", |to| {
+            (
+                "share_propose",
+                json!({ "to": to, "topics": "findings/**" }),
+            )
+        }),
+        ("publish", |to| {
+            (
+                "publish",
+                json!({ "topic": "findings/daily", "message": "hello", "team": to }),
+            )
+        }),
+    ];
+    for (what, probe) in probes {
+        let mut seen = Vec::new();
+        for to in ["ops", "nowhere"] {
+            let before = lab.s.events().len();
+            let (method, params) = probe(to);
+            let e = lab.g.call(method, params).expect_err(what);
+            let events = lab.s.events();
+            assert_eq!(events.len(), before + 1, "{what} to {to}: one record");
+            let mut record = events[before].clone();
+            for field in ["id", "seq", "at", "hash", "prev_hash", "version"] {
+                record[field] = Value::Null;
+            }
+            let text = |v: &Value| v.to_string().replace(to, "TEAM");
+            seen.push((text(&e), text(&record)));
+        }
+        assert_eq!(seen[0], seen[1], "{what}: ops and nowhere told apart");
+    }
 }

@@ -32,11 +32,13 @@ pub(super) fn propose(
     entropy: &mut dyn Entropy,
 ) -> Result<Decision, Rejected> {
     let f = cx.team(from)?;
+    // Consent comes first: an agent that may not propose its team's shares learns nothing of
+    // the team it named (the gateway asks a team that does not exist this way, as `to: from`).
+    let mut events = cx.for_team(builtin::SHARE_PROPOSE, f, "propose its shares")?;
     cx.team(to)?;
     if from == to {
         return Err(Ctx::plain(Rejection::SameTeam(f.name.clone())));
     }
-    let mut events = cx.for_team(builtin::SHARE_PROPOSE, f, "propose its shares")?;
     events.push(Event::ShareProposed {
         share: ShareId::mint(cx.now, entropy),
         to,

@@ -6,6 +6,7 @@ use std::sync::Weak;
 
 use roster_core::actor::Actor;
 use roster_core::capability::{Action, Resource};
+use roster_core::authz::Authorization;
 use roster_core::command::{builtin, Command};
 use roster_core::event::{AgentSpec, Event};
 use roster_core::gateway::answer::{Answer, Committed, Subscribed};
@@ -160,11 +161,32 @@ fn command_of(app: &mut App, agent: AgentId, call: Call) -> Result<Command, Gate
         Call::SharePropose(p) => {
             let from = own_team(app.world(), agent)?;
             let Some(to) = app.world().team_named(&p.to).map(|t| t.id) else {
-                // A probe for a team that does not exist is recorded like any refusal.
+                // A probe for a team that does not exist is recorded like any refusal. Only an
+                // agent that may propose its team's shares learns that the team does not
+                // exist; any other gets, and leaves on the log, the refusal it would get
+                // whichever team it named.
+                let action = Action::parse(builtin::SHARE_PROPOSE).map_err(internal)?;
+                let own = app
+                    .world()
+                    .team(from)
+                    .map(|t| Resource::team(&t.name))
+                    .ok_or_else(|| internal("the agent's team is not in the log"))?;
+                let may = app
+                    .world()
+                    .authorize(agent, &action, &own, roster_core::capability::ONE, crate::app::now());
+                if !matches!(may, Authorization::Allow { .. }) {
+                    // Decided as for any team (consent comes first: `share::propose`), so the
+                    // refusal and its record are the ones a real team would get.
+                    return Ok(Command::ProposeShare {
+                        from,
+                        to: from,
+                        topics: p.topics,
+                    });
+                }
                 let why = format!("no team named `{}`", p.to);
                 let denial = Command::RecordDenial {
                     agent,
-                    action: Action::parse(builtin::SHARE_PROPOSE).map_err(internal)?,
+                    action,
                     resource: Resource::team(&p.to),
                     reason: why.clone(),
                 };

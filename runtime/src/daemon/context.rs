@@ -216,16 +216,22 @@ impl Context {
             let mut deliveries: Vec<(Name, Option<(ShareId, EventId)>)> = Vec::new();
             let targets: Vec<TeamId> = match &p.team {
                 Some(to) if *to != from => {
-                    let Some(to_team) = app.world().team_named(to).map(|t| t.id) else {
-                        // A probe for a team that does not exist is refused like any crossing.
-                        let why = format!("no team named `{to}`");
-                        record_denial(
-                            app,
-                            agent,
-                            to,
-                            format!("publish on `{}`: {why}", p.topic.as_str()),
-                        )
-                        .map_err(internal)?;
+                    let open = app.world().team_named(to).map(|t| t.id).filter(|to| {
+                        app.world()
+                            .open_share_for(from_id, *to, &p.topic)
+                            .is_some()
+                    });
+                    let Some(to_team) = open else {
+                        // No open share to it, or no such team: the same refusal, recorded
+                        // the same way (by the runtime, in these words), so that an agent
+                        // does not learn which teams exist.
+                        let why = roster_core::command::Rejection::NoOpenShare {
+                            from: from.clone(),
+                            to: to.clone(),
+                            topic: p.topic.clone(),
+                        }
+                        .to_string();
+                        record_denial(app, agent, to, why.clone()).map_err(internal)?;
                         return Err(denied(why));
                     };
                     vec![to_team]
