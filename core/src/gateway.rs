@@ -325,13 +325,16 @@ pub enum ErrorCode {
     /// the message), but its tool provider failed, timed out or did not answer. The spend
     /// stands: the log records what was authorized, not what the provider did.
     ToolFailed,
+    /// The runtime's data disk is full: nothing of the request was recorded (or spent). Try
+    /// again later; reads still work.
+    DiskFull,
 }
 
 impl ErrorCode {
     /// The exit code a command line gives for it, the same in `roster-agent` and `roster act`
     /// (so a script can branch on it wherever it runs): 2 a request that could not be read or
-    /// was invalid, 3 denied, 4 rate-limited, 6 pending, 7 unavailable, 8 tool_failed, 1
-    /// internal. (5 is `roster-agent`'s own: the gateway cannot be reached.)
+    /// was invalid, 3 denied, 4 rate-limited, 6 pending, 7 unavailable, 8 tool_failed, 10
+    /// disk_full, 1 internal. (5 is `roster-agent`'s own: the gateway cannot be reached.)
     pub fn exit_code(self) -> u8 {
         match self {
             ErrorCode::LineTooLong
@@ -344,6 +347,7 @@ impl ErrorCode {
             ErrorCode::Pending => 6,
             ErrorCode::Unavailable => 7,
             ErrorCode::ToolFailed => 8,
+            ErrorCode::DiskFull => 10,
             ErrorCode::Internal => 1,
         }
     }

@@ -17,8 +17,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{rand_u32, Served};
-use serde_json::Value;
+use common::{rand_u32, Gateway, Served};
+use serde_json::{json, Value};
 use tmpfs::Tmpfs;
 
 /// The store's disk reserve (`roster_store::RESERVE`), in MiB.
@@ -85,6 +85,8 @@ fn a_full_data_disk_refuses_commands_clearly_and_they_succeed_once_it_grows() {
     );
     s.ok(&["team", "create", "lab"]);
     s.ok(&["hire", "--team", "lab", "--name", "boss"]);
+    s.wait_up("boss");
+    let boss = s.agent("boss")["id"].as_str().unwrap().to_owned();
     let filler = fill_with_a_file(fs.path());
 
     // sled writes its log a 512 KiB segment at a time: what fits in the current one is
@@ -108,6 +110,20 @@ fn a_full_data_disk_refuses_commands_clearly_and_they_succeed_once_it_grows() {
     refused_for_the_full_disk(&s, &fs, &["hire", "--team", "lab", "--name", "worker"]);
     refused_for_the_full_disk(&s, &fs, &["grant", "lab/boss", "email.send@mailbox:a"]);
     refused_for_the_full_disk(&s, &fs, &["retire", "lab/boss"]);
+
+    // An agent whose request would be recorded (here, a refusal) is told the disk is full,
+    // with its own code (roster-agent exits 10), not `internal`.
+    fill_with_a_file(fs.path());
+    let mut g = Gateway::connect(&s, &boss);
+    let e = g.call("hire", json!({ "name": "helper" })).unwrap_err();
+    assert_eq!(e["code"], "disk_full", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("the data disk is full"),
+        "{e}"
+    );
 
     // Reads go on, and nothing of the refused commands is there.
     assert_eq!(log_and_verify(&s), acked);

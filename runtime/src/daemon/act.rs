@@ -393,7 +393,7 @@ fn execute(
     match app.execute(command, &Actor::Agent(agent)) {
         Ok(envelopes) => Ok(envelopes),
         Err(RuntimeError::Refused(r)) => Err(denied(app.world(), r, approval)),
-        Err(e) => Err(internal(e)),
+        Err(e) => Err(ActError::Other(super::backend::failure(e))),
     }
 }
 

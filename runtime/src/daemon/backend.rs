@@ -5,8 +5,8 @@
 use std::sync::Weak;
 
 use roster_core::actor::Actor;
-use roster_core::capability::{Action, Resource};
 use roster_core::authz::Authorization;
+use roster_core::capability::{Action, Resource};
 use roster_core::command::{builtin, Command};
 use roster_core::event::{AgentSpec, Event};
 use roster_core::gateway::answer::{Answer, Committed, Subscribed};
@@ -76,6 +76,21 @@ fn internal(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::new(ErrorCode::Internal, e.to_string())
 }
 
+/// What an agent is told of a decision the runtime could not record: `disk_full` when the
+/// data disk is full (nothing was recorded; it may try again later), else `internal`.
+pub(crate) fn failure(e: RuntimeError) -> GatewayError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<roster_store::StoreFault>()
+            .is_some_and(roster_store::StoreFault::is_disk_full)
+        {
+            return GatewayError::new(ErrorCode::DiskFull, e.to_string());
+        }
+        cause = c.source();
+    }
+    internal(e)
+}
+
 fn answer(d: &Daemon, agent: AgentId, call: Call) -> Reply {
     let call = match call {
         Call::Publish(p) => return d.context.publish(d, agent, p).map(Answer::from),
@@ -129,7 +144,7 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Reply {
             Ok(Committed { agent, events }.into())
         }
         Err(RuntimeError::Refused(r)) => Err(GatewayError::new(ErrorCode::Denied, r.to_string())),
-        Err(e) => Err(internal(e)),
+        Err(e) => Err(failure(e)),
     }
 }
 
@@ -171,9 +186,13 @@ fn command_of(app: &mut App, agent: AgentId, call: Call) -> Result<Command, Gate
                     .team(from)
                     .map(|t| Resource::team(&t.name))
                     .ok_or_else(|| internal("the agent's team is not in the log"))?;
-                let may = app
-                    .world()
-                    .authorize(agent, &action, &own, roster_core::capability::ONE, crate::app::now());
+                let may = app.world().authorize(
+                    agent,
+                    &action,
+                    &own,
+                    roster_core::capability::ONE,
+                    crate::app::now(),
+                );
                 if !matches!(may, Authorization::Allow { .. }) {
                     // Decided as for any team (consent comes first: `share::propose`), so the
                     // refusal and its record are the ones a real team would get.
@@ -190,7 +209,7 @@ fn command_of(app: &mut App, agent: AgentId, call: Call) -> Result<Command, Gate
                     resource: Resource::team(&p.to),
                     reason: why.clone(),
                 };
-                app.execute(denial, &Actor::Runtime).map_err(internal)?;
+                app.execute(denial, &Actor::Runtime).map_err(failure)?;
                 return Err(GatewayError::new(ErrorCode::Denied, why));
             };
             Command::ProposeShare {

@@ -216,11 +216,10 @@ impl Context {
             let mut deliveries: Vec<(Name, Option<(ShareId, EventId)>)> = Vec::new();
             let targets: Vec<TeamId> = match &p.team {
                 Some(to) if *to != from => {
-                    let open = app.world().team_named(to).map(|t| t.id).filter(|to| {
-                        app.world()
-                            .open_share_for(from_id, *to, &p.topic)
-                            .is_some()
-                    });
+                    let open =
+                        app.world().team_named(to).map(|t| t.id).filter(|to| {
+                            app.world().open_share_for(from_id, *to, &p.topic).is_some()
+                        });
                     let Some(to_team) = open else {
                         // No open share to it, or no such team: the same refusal, recorded
                         // the same way (by the runtime, in these words), so that an agent
@@ -231,7 +230,8 @@ impl Context {
                             topic: p.topic.clone(),
                         }
                         .to_string();
-                        record_denial(app, agent, to, why.clone()).map_err(internal)?;
+                        record_denial(app, agent, to, why.clone())
+                            .map_err(super::backend::failure)?;
                         return Err(denied(why));
                     };
                     vec![to_team]
@@ -263,7 +263,7 @@ impl Context {
                 let committed = match app.execute(command, &Actor::Agent(agent)) {
                     Ok(c) => c,
                     Err(RuntimeError::Refused(r)) => return Err(denied(r)),
-                    Err(e) => return Err(internal(e)),
+                    Err(e) => return Err(super::backend::failure(e)),
                 };
                 let crossing = committed.iter().find_map(|e| match &e.event {
                     Event::ContextShared { share, .. } => Some((*share, e.id)),
