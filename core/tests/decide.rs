@@ -916,3 +916,31 @@ fn only_the_runtime_records_a_container_lifecycle_and_it_drives_the_wanted_state
         .unwrap_err();
     assert!(matches!(*r.rejection, Rejection::Retired(_)), "{r}");
 }
+
+#[test]
+fn an_agent_may_keep_only_so_many_approvals_waiting() {
+    let (mut h, _, lead) = team_with_lead(&["deploy.*@env:*,approval"]);
+    let agent = Actor::Agent(lead);
+    let mut asked = Vec::new();
+    for _ in 0..16 {
+        let envs = h.ok(act("deploy.run", "env:prod", 1), &agent);
+        let Event::CallApprovalRequested { approval, .. } = &envs[0].event else {
+            panic!("expected an approval request, got {:?}", envs[0].event);
+        };
+        asked.push(*approval);
+    }
+    // One more waits for none: refused, recorded, nothing asked.
+    let r = refused(
+        &mut h,
+        act("deploy.run", "env:prod", 1),
+        &agent,
+        "deploy.run",
+    );
+    says(
+        &r,
+        &["16 approvals of this agent wait for an operator already"],
+    );
+    // Once one is decided, it may ask again.
+    h.ok(decide_approval(asked[0], false), &operator());
+    h.ok(act("deploy.run", "env:prod", 1), &agent);
+}

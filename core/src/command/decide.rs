@@ -11,7 +11,10 @@ use crate::time::Timestamp;
 use crate::world::World;
 
 use super::ctx::Ctx;
-use super::{builtin, share, Command, Decision, Lifecycle, Rejected, Rejection, MAX_REASON};
+use super::{
+    builtin, share, Command, Decision, Lifecycle, Rejected, Rejection, MAX_PENDING_APPROVALS,
+    MAX_REASON,
+};
 
 /// [`decide`](fn@super::decide), leaving the audit record of refusals that name no action to the
 /// caller.
@@ -274,6 +277,18 @@ pub(super) fn decide_unaudited(
                     approval: None,
                 }])),
                 Authorization::NeedsApproval { chain } => {
+                    // An operator's queue is not the agent's to flood.
+                    let waiting = world
+                        .approvals()
+                        .filter(|ap| ap.agent == *agent && ap.decision.is_none())
+                        .count();
+                    if waiting >= MAX_PENDING_APPROVALS {
+                        return Err(cx.reject(
+                            Rejection::TooManyPending(waiting),
+                            action.as_str(),
+                            resource,
+                        ));
+                    }
                     Ok(decision(vec![Event::CallApprovalRequested {
                         approval: ApprovalId::mint(now, entropy),
                         agent: *agent,

@@ -96,6 +96,10 @@ pub mod builtin {
 /// character boundary and end with `…`.
 pub const MAX_REASON: usize = 512;
 
+/// The most approvals one agent may have waiting for an operator at once: another ask is
+/// refused (and recorded) until one is decided.
+pub const MAX_PENDING_APPROVALS: usize = 16;
+
 /// Something an operator or an agent asks the runtime to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -331,6 +335,11 @@ pub enum Rejection {
         /// What is wrong.
         why: &'static str,
     },
+    /// The agent has as many approvals waiting for an operator as it may.
+    #[error(
+        "{0} approvals of this agent wait for an operator already; ask again once one is decided"
+    )]
+    TooManyPending(usize),
     /// No open share lets a context message cross.
     #[error("no open share from team {from} to team {to} covers topic `{topic}`")]
     NoOpenShare {
