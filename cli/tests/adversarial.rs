@@ -411,26 +411,15 @@ fn an_agent_cannot_tell_whether_another_team_exists() {
     // Team ops exists, team nowhere does not. The lead may not propose shares, and no share
     // is open: each probe of either is refused, and recorded, the same way, but for the name
     // it gave.
-    let probes: [(&str, fn(&str) -> (&'static str, Value)); 2] = [
-        ("share_propose", |to| {
-            (
-                "share_propose",
-                json!({ "to": to, "topics": "findings/**" }),
-            )
-        }),
-        ("publish", |to| {
-            (
-                "publish",
-                json!({ "topic": "findings/daily", "message": "hello", "team": to }),
-            )
-        }),
-    ];
-    for (what, probe) in probes {
+    let params = |method: &str, to: &str| match method {
+        "share_propose" => json!({ "to": to, "topics": "findings/**" }),
+        _ => json!({ "topic": "findings/daily", "message": "hello", "team": to }),
+    };
+    for what in ["share_propose", "publish"] {
         let mut seen = Vec::new();
         for to in ["ops", "nowhere"] {
             let before = lab.s.events().len();
-            let (method, params) = probe(to);
-            let e = lab.g.call(method, params).expect_err(what);
+            let e = lab.g.call(what, params(what, to)).expect_err(what);
             let events = lab.s.events();
             assert_eq!(events.len(), before + 1, "{what} to {to}: one record");
             let mut record = events[before].clone();
