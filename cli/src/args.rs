@@ -9,6 +9,7 @@ use roster_core::event::RuntimeKind;
 use roster_core::gateway::MAX_ACT_WAIT_SECS;
 use roster_core::id::{ApprovalId, GrantId, ShareId};
 use roster_core::name::{ImageRef, Label, Name};
+use roster_core::signed::PublicKey;
 use roster_core::topic::TopicPattern;
 
 use roster_core::limits::{CpuMillis, MemoryMib, Pids, TimeoutSecs, TmpfsMib};
@@ -114,17 +115,41 @@ pub enum Cmd {
         #[arg(long, value_parser = parse_team)]
         team: Option<TeamRef>,
     },
-    /// Recompute the whole hash chain and say whether the log was altered.
-    Verify,
-    /// Write the log as JSON lines (to FILE, or standard output).
+    /// Recompute the whole hash chain, check every signed head against it, and say whether the
+    /// log was altered and how far it is signed.
+    #[command(after_help = VERIFY_HELP)]
+    Verify {
+        /// A witness's file of signed heads (lines of `roster head --json`) to check the log
+        /// against: what detects a rewrite by whoever can write the data directory.
+        #[arg(long, value_name = "FILE")]
+        head: Option<PathBuf>,
+        /// Count signed events for this public key (64 hex digits, as `roster head` prints
+        /// it), and refuse a witness's head signed by another.
+        #[arg(long, value_parser = typed::<PublicKey>, value_name = "KEY")]
+        key: Option<PublicKey>,
+    },
+    /// Write the log as JSON lines (to FILE, or standard output), with its signed heads,
+    /// signed to its end first when the signing key is at hand.
     Export {
         /// Where to write.
         file: Option<PathBuf>,
     },
-    /// Load a JSON-lines export into an empty data directory, re-verifying every hash.
+    /// Load a JSON-lines export into an empty data directory, re-verifying every hash and
+    /// every signed head it carries.
     Import {
         /// The export.
         file: PathBuf,
+        /// Take the export only if heads signed by this public key cover it to its last event.
+        #[arg(long, value_parser = typed::<PublicKey>, value_name = "KEY")]
+        key: Option<PublicKey>,
+    },
+    /// Sign the log's head now and print it — position, hash, time, public key, signature —
+    /// for a witness or a timestamping service to keep (`--json`: the line `verify --head`
+    /// reads back).
+    Head {
+        /// Also write it to FILE, one JSON line.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Ask whether an agent may do an action on a resource now, and through which grants.
     Check {
@@ -430,6 +455,20 @@ unavailable: no tool provider can carry the action out (nothing was recorded); 8
 recorded as performed and the spend stands, but the provider failed; 1 anything else. With \
 --json it prints the agent gateway's answer, {\"performed\",\"chain\",\"approval\",\"result\"}, \
 and a failure as {\"code\",\"message\"} (and \"approval\" when pending) on stderr.";
+
+/// What `roster verify --help` says after the options.
+const VERIFY_HELP: &str = "\
+A signed head proves only that the holder of its key signed that hash at that position. \
+Whoever can read the key can sign a rewritten history too, and heads checked against the key \
+the data directory itself names prove nothing against whoever can write the directory. What \
+does: --key with the public key kept elsewhere, and --head with heads a witness kept outside \
+the directory (`roster head --json >> witness.jsonl`, or a timestamping service). Events after \
+the last head a witness holds are covered by nothing the writer cannot redo.
+
+Exit codes: 0 the chain holds and so does every signed head; 4 the chain itself is broken or \
+unreadable; 9 a signed head (kept, or the witness's) contradicts the log or does not verify: \
+the history was rewritten or cut short after it was signed; 2 bad input (an unreadable or \
+malformed witness file, a key that is not one); 1 anything else.";
 
 /// `act`
 #[derive(Debug, Args)]

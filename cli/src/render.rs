@@ -5,7 +5,10 @@
 use std::io::Write;
 
 use roster_core::gateway::answer::ShareState;
-use roster_runtime::admin::{Item, Replayed, Request, Serving, Status, Stream, Verdict, Verified};
+use roster_core::signed::Coverage;
+use roster_runtime::admin::{
+    Item, Replayed, Request, Serving, Status, Stream, Trust, Verdict, Verified,
+};
 use roster_runtime::app::now;
 use roster_runtime::describe::relative;
 use serde_json::json;
@@ -183,14 +186,31 @@ impl Render {
                 ))
             }
             Item::Replayed(r) => self.replayed(&r),
-            Item::Verified(Verified::Intact { events, head_hash }) => {
+            Item::Verified(Verified::Intact {
+                events,
+                head_hash,
+                signed,
+                trust,
+                witnessed,
+            }) => {
                 if self.json {
-                    json_line(&json!({"ok": true, "events": events, "head_hash": head_hash}))
-                } else {
-                    line(&format!(
-                        "ok: {events} events, hash chain intact, head {head_hash}"
-                    ))
+                    return json_line(&json!({
+                        "ok": true, "events": events, "head_hash": head_hash,
+                        "signed_to": signed.signed_to, "unsigned": signed.unsigned,
+                        "key": signed.key, "trust": trust, "heads": signed.heads,
+                        "other_keys": signed.other_keys, "witnessed": witnessed,
+                    }));
                 }
+                line(&format!(
+                    "ok: {events} events, hash chain intact, head {head_hash}"
+                ))?;
+                line(&coverage(&signed, Some(trust)))?;
+                if witnessed > 0 {
+                    line(&format!(
+                        "witnessed: the log holds all {witnessed} of the witness's signed heads"
+                    ))?;
+                }
+                Ok(())
             }
             Item::Verified(Verified::Altered { error }) => {
                 if self.json {
@@ -199,24 +219,66 @@ impl Render {
                     line(&format!("ALTERED OR CORRUPT: {error}"))
                 }
             }
+            Item::Verified(Verified::Contradicted { error, .. }) => {
+                if self.json {
+                    json_line(&json!({"ok": false, "contradicted": true, "error": error}))
+                } else {
+                    line(&format!("REWRITTEN OR FORGED: {error}"))
+                }
+            }
             Item::Imported {
                 imported,
                 head_hash,
+                signed,
+                countersigned,
             } => {
                 if self.json {
-                    json_line(&json!({"imported": imported, "head_hash": head_hash}))
-                } else {
-                    line(&format!(
-                        "imported {imported} events, every hash and rule re-checked; head \
-                         {head_hash}\n(a cut-off export cannot be told from a shorter log: \
-                         compare the head with `roster verify` where it was made)"
-                    ))
+                    return json_line(&json!({
+                        "imported": imported, "head_hash": head_hash,
+                        "signed_to": signed.signed_to, "unsigned": signed.unsigned,
+                        "key": signed.key, "heads": signed.heads,
+                        "other_keys": signed.other_keys, "countersigned": countersigned,
+                    }));
                 }
+                line(&format!(
+                    "imported {imported} events, every hash and rule re-checked; head \
+                     {head_hash}"
+                ))?;
+                line(&coverage(&signed, None))?;
+                if let Some(k) = countersigned {
+                    line(&format!(
+                        "this data directory's key {k} signed the imported head (it vouches \
+                         for this import, not for where the export came from)"
+                    ))?;
+                }
+                line(
+                    "(a cut-off export cannot be told from a shorter log by itself: check it \
+                     against a witness's heads with `roster verify --head FILE`)",
+                )
+            }
+            Item::Head(h) => {
+                if self.json {
+                    return json_line(&h.head);
+                }
+                let head = &h.head;
+                line(&format!(
+                    "head: position {}, hash {}, signed {}{}\npublic key: {}",
+                    head.seq,
+                    head.hash,
+                    head.at,
+                    if h.signed_now { " (now)" } else { "" },
+                    head.public_key
+                ))?;
+                if h.unsigned > 0 {
+                    note(&format!("{} event(s) after it are not signed", h.unsigned))?;
+                }
+                Ok(())
             }
             Item::Initialized(i) => {
                 if self.json {
                     return json_line(&json!({
                         "data_dir": i.data_dir, "events": i.events, "created": i.created,
+                        "public_key": i.public_key, "key_file": i.key_file,
                     }));
                 }
                 let dir = i.data_dir.display();
@@ -233,7 +295,16 @@ impl Render {
                         "{dir} is already a roster data directory ({} events)",
                         i.events
                     )
-                })
+                })?;
+                match (&i.key_file, i.public_key) {
+                    (Some(file), Some(key)) => line(&format!(
+                        "signing key: {}{} (public key {key}: give it to whoever keeps your \
+                         signed heads)",
+                        file.display(),
+                        if i.key_made { ", made now" } else { "" }
+                    )),
+                    _ => Ok(()),
+                }
             }
             Item::Status(s) => self.status(&s),
             Item::Control { agent, done } => {
@@ -479,6 +550,42 @@ fn inert(text: &str) -> String {
         }
     }
     out
+}
+
+/// How far signed heads cover a log, in a sentence; `trust` says where `verify` took the key.
+fn coverage(c: &Coverage, trust: Option<Trust>) -> String {
+    let Some(key) = c.key else {
+        return "unsigned: no signed head covers it, so nothing shows who wrote it (an edited \
+                and re-sealed history would look the same)"
+            .into();
+    };
+    let whose = match trust {
+        Some(Trust::Pinned) => "the key given",
+        Some(Trust::Witness) => "the witness's key",
+        Some(Trust::DataDir) => {
+            "this data directory's own key, which proves nothing against whoever can write \
+             the directory: check with --key or --head"
+        }
+        Some(Trust::Latest) | None => "the latest head's key, pinned by nothing",
+    };
+    let mut text = match c.signed_to {
+        Some(s) => format!(
+            "signed: positions 0 to {s} by {key} ({whose}); {} event(s) after it unsigned",
+            c.unsigned
+        ),
+        None => format!(
+            "unsigned: no head by {key} ({whose}); all {} event(s) unsigned",
+            c.unsigned
+        ),
+    };
+    if !c.other_keys.is_empty() {
+        let keys: Vec<String> = c.other_keys.iter().map(ToString::to_string).collect();
+        text.push_str(&format!(
+            "; heads by other keys also hold: {}",
+            keys.join(", ")
+        ));
+    }
+    text
 }
 
 /// A line for people.

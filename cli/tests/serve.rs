@@ -562,3 +562,53 @@ fn a_namespace_belongs_to_one_data_directory() {
         s.ns
     );
 }
+
+/// `roster --json verify` of `s`: the verdict's object.
+fn verified(s: &Served) -> Value {
+    serde_json::from_str(&s.ok(&["--json", "verify"])).unwrap()
+}
+
+#[test]
+fn the_daemon_signs_the_head_on_its_cadence_when_it_stops_and_on_demand() {
+    // A cadence so slow that only a stop (or a command that asks) signs.
+    let slow = "[signing]\nevery_events = 1000000\nevery_secs = 86400\n";
+    let mut s = Served::configured(format!("t{:x}", common::rand_u32()), &[], Some(slow));
+    let key = verified(&s)["key"].clone();
+    assert!(key.is_string(), "`init` made the key: {key}");
+    s.ok(&["team", "create", "lab"]);
+    s.ok(&["team", "create", "ops"]);
+    let v = verified(&s);
+    assert_eq!(
+        (v["unsigned"].clone(), v["key"].clone()),
+        (2.into(), key.clone())
+    );
+    // A clean stop signs what it leaves.
+    s.stop();
+    let v = verified(&s);
+    assert_eq!(
+        (v["signed_to"].clone(), v["unsigned"].clone()),
+        (1.into(), 0.into())
+    );
+    // Every second: what a command appends through the daemon is signed soon after.
+    std::fs::write(
+        s.dir.join("roster.toml"),
+        "[signing]\nevery_events = 1000\nevery_secs = 1\n",
+    )
+    .unwrap();
+    s.start();
+    s.ok(&["team", "create", "later"]);
+    wait_for(
+        "the daemon to sign the head",
+        Duration::from_secs(10),
+        || verified(&s)["unsigned"] == 0,
+    );
+    // On demand, through the daemon, with the same key; an export carries heads to its end.
+    let head: Value = serde_json::from_str(&s.ok(&["--json", "head"])).unwrap();
+    assert_eq!(
+        (head["seq"].clone(), head["public_key"].clone()),
+        (2.into(), key)
+    );
+    let export = s.ok(&["export"]);
+    let last: Value = serde_json::from_str(export.lines().last().unwrap()).unwrap();
+    assert_eq!(last["signed_head"]["seq"], 2);
+}

@@ -18,7 +18,8 @@ use crate::command::{decide, Command, Decision, Rejected};
 use crate::envelope::Envelope;
 use crate::event::Event;
 use crate::id::{Entropy, TeamId};
-use crate::port::{AppendRequest, Checkpoints, EventLog, LogError, LogRead};
+use crate::port::{AppendRequest, Checkpoints, EventLog, LogError, LogRead, SignedHeads};
+use crate::signed::SignedHead;
 use crate::time::Timestamp;
 use crate::world::{FoldError, World};
 
@@ -266,6 +267,27 @@ impl<L: Checkpoints + ?Sized> LogReader<L> {
     /// [`Checkpoints::set_checkpoint`].
     pub fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError> {
         self.0.set_checkpoint(name, seq)
+    }
+}
+
+impl<L: SignedHeads + ?Sized> LogReader<L> {
+    /// See [`SignedHeads::signed_heads`].
+    pub fn signed_heads(&self) -> Result<Vec<SignedHead>, LogError> {
+        self.0.signed_heads()
+    }
+
+    /// See [`SignedHeads::last_signed_head`].
+    pub fn last_signed_head(&self) -> Result<Option<SignedHead>, LogError> {
+        self.0.last_signed_head()
+    }
+
+    /// See [`SignedHeads::signed_head`].
+    pub fn signed_head(
+        &self,
+        seq: u64,
+        key: &crate::signed::PublicKey,
+    ) -> Result<Option<SignedHead>, LogError> {
+        self.0.signed_head(seq, key)
     }
 }
 

@@ -14,6 +14,8 @@
 //! - [`authz`]: `World::authorize`, the one authorization function.
 //! - [`command`]: commands and [`command::decide`] (`command/`: `decide.rs`, `share.rs`, `ctx.rs`).
 //! - [`port`]: the [`port::EventLog`] trait that `roster-store` implements.
+//! - [`signed`]: signed heads — an ed25519 signature over a position of the chain and its
+//!   hash, the byte encoding it covers, and how far heads cover a log ([`signed::Coverage`]).
 //! - [`subscription`]: [`subscription::Subscription`], catch-up-then-live reading of any log.
 //! - [`ledger`]: the one write path over that port ([`ledger::Ledger::execute`]: decide, append,
 //!   fold) and the read-only [`ledger::Snapshot`] a reader holds instead.
@@ -76,6 +78,7 @@ pub mod name;
 pub mod port;
 pub mod refs;
 mod rules;
+pub mod signed;
 pub mod subscription;
 pub mod time;
 pub mod tool;

@@ -7,6 +7,7 @@ use crate::actor::Actor;
 use crate::envelope::{ChainError, Envelope};
 use crate::event::Event;
 use crate::id::{EventId, TeamId};
+use crate::signed::{PublicKey, SignedHead};
 use crate::time::Timestamp;
 
 /// One atomic append: all of `events` are committed to `team`'s stream, or none is.
@@ -132,6 +133,26 @@ pub trait Checkpoints: Send + Sync {
 
     /// Records durably that consumer `name` has handled everything before position `seq`.
     fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError>;
+}
+
+/// Signed heads kept beside a log, outside its chain (see [`crate::signed`]): what `verify`
+/// checks the chain against and `export` carries. Like [`Checkpoints`], they are not state:
+/// nothing is decided from them. Unlike them, losing one loses evidence, so they are kept as
+/// durably as events.
+pub trait SignedHeads: Send + Sync {
+    /// Every head kept, by position, then key. Each is as it was stored: check it before
+    /// believing it.
+    fn signed_heads(&self) -> Result<Vec<SignedHead>, LogError>;
+
+    /// The head of the highest position kept (of any key), if any.
+    fn last_signed_head(&self) -> Result<Option<SignedHead>, LogError>;
+
+    /// The head of position `seq` by `key`, if one is kept.
+    fn signed_head(&self, seq: u64, key: &PublicKey) -> Result<Option<SignedHead>, LogError>;
+
+    /// Keeps `head` durably, beside any other key's head of the same position (one of the
+    /// same key and position is replaced). The caller signed it over the committed log.
+    fn keep_signed_head(&self, head: SignedHead) -> Result<(), LogError>;
 }
 
 /// A log and its consumers' checkpoints: what a consumer that tails the log from where it

@@ -8,7 +8,7 @@ use roster_core::actor::Actor;
 use roster_core::command::Command;
 use roster_core::envelope::Envelope;
 use roster_core::ledger::{decides_approval, Ledger};
-use roster_core::port::{CheckpointedLog, Checkpoints, EventLog};
+use roster_core::port::{CheckpointedLog, Checkpoints, EventLog, SignedHeads};
 use roster_core::world::World;
 pub use roster_store::now;
 use roster_store::{AppendSealed, OsEntropy, SledLog};
@@ -21,11 +21,17 @@ pub fn log_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// What the runtime keeps its log in, through the ports only: an event log, its consumers'
-/// checkpoints, and the append of envelopes sealed elsewhere (an import). A data directory's is
-/// a `SledLog`; a `MemLog` drives the same runtime in tests.
-pub trait Store: EventLog + CheckpointedLog + AppendSealed + std::fmt::Debug + 'static {}
+/// checkpoints, its signed heads, and the append of envelopes sealed elsewhere (an import). A
+/// data directory's is a `SledLog`; a `MemLog` drives the same runtime in tests.
+pub trait Store:
+    EventLog + CheckpointedLog + SignedHeads + AppendSealed + std::fmt::Debug + 'static
+{
+}
 
-impl<T: EventLog + Checkpoints + AppendSealed + std::fmt::Debug + 'static> Store for T {}
+impl<T: EventLog + Checkpoints + SignedHeads + AppendSealed + std::fmt::Debug + 'static> Store
+    for T
+{
+}
 
 /// The world at one position and the log to read, held by a reader instead of the [`App`].
 pub type Snapshot = roster_core::ledger::Snapshot<dyn Store>;

@@ -18,6 +18,11 @@
 //!                      # and by `roster act` when no daemon runs)
 //! exec = ["/usr/local/bin/send-mail", "--from", "roster@example.com"]
 //! timeout_secs = 30    # default 30, at most 600; then the program is killed
+//!
+//! [signing]            # the key that signs heads of the log (see `crate::signing`)
+//! key = "/etc/roster/research.key" # default DATA/signing.key; a relative path is from DATA
+//! every_events = 1000  # the daemon signs once this many events are unsigned (1 to 1000000)
+//! every_secs = 60      # or once the oldest unsigned one is this old (1 to 86400)
 //! ```
 //!
 //! Precedence: a flag, then its `ROSTER_*` variable where it has one, then this file, then the
@@ -53,6 +58,48 @@ pub struct Config {
     /// Tool providers run on this machine, by action (`[tools."email.send"]`).
     #[serde(default)]
     pub tools: HashMap<Action, ExecTool>,
+    /// The signing key and how often the daemon signs.
+    #[serde(default)]
+    pub signing: SigningConfig,
+}
+
+/// `[signing]`: where the key that signs heads of the log is, and how often the daemon signs.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// The key file [default: DATA/signing.key]; relative to the data directory. Kept off the
+    /// data directory, a copy of the directory (or a writer of it) does not get the key.
+    pub key: Option<PathBuf>,
+    /// The daemon signs once this many events are unsigned [default: 1000].
+    pub every_events: Option<u64>,
+    /// ... or once the oldest unsigned event is this many seconds old [default: 60].
+    pub every_secs: Option<u64>,
+}
+
+/// The most events `[signing] every_events` may leave unsigned.
+pub const MAX_SIGN_EVENTS: u64 = 1_000_000;
+/// The longest `[signing] every_secs` may leave an event unsigned (a day).
+pub const MAX_SIGN_SECS: u64 = 86_400;
+
+impl SigningConfig {
+    fn check(&self) -> Result<(), String> {
+        match (self.every_events, self.every_secs) {
+            (Some(n), _) if !(1..=MAX_SIGN_EVENTS).contains(&n) => Err(format!(
+                "[signing]: every_events = {n} is outside 1 to {MAX_SIGN_EVENTS}"
+            )),
+            (_, Some(s)) if !(1..=MAX_SIGN_SECS).contains(&s) => Err(format!(
+                "[signing]: every_secs = {s} is outside 1 to {MAX_SIGN_SECS}"
+            )),
+            _ => match &self.key {
+                Some(p) if p.as_os_str().is_empty() => Err(
+                    "[signing]: key is empty; name the key file, or leave key out for \
+                     DATA/signing.key"
+                        .into(),
+                ),
+                _ => Ok(()),
+            },
+        }
+    }
 }
 
 /// `[tools."ACTION"]`: a program that carries out ACTION once the runtime has authorized and
@@ -169,6 +216,7 @@ impl Config {
         for (action, tool) in &config.tools {
             tool.check(action)?;
         }
+        config.signing.check()?;
         Ok(config)
     }
 }
@@ -190,6 +238,15 @@ mod tests {
         assert_eq!(c.agent.memory_mib.map(u32::from), Some(512));
         assert_eq!(c.serve.namespace.unwrap().as_str(), "prod");
         assert!(Config::parse("").unwrap().agent.runtime.is_none());
+        let c = Config::parse(
+            "[signing]\nkey = \"/etc/roster/k\"\nevery_events = 10\nevery_secs = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.signing.key.unwrap(), PathBuf::from("/etc/roster/k"));
+        assert_eq!(
+            (c.signing.every_events, c.signing.every_secs),
+            (Some(10), Some(5))
+        );
     }
 
     #[test]
@@ -249,6 +306,13 @@ mod tests {
             ("[agent]\ncpus = nan\n", "outside"),
             ("[agent]\nruntime = \"kata\"\n", "kata"),
             ("[serve]\nnamespace = \"Bad.Name\"\n", "Bad.Name"),
+            (
+                "[signing]\nevery_events = 0\n",
+                "every_events = 0 is outside",
+            ),
+            ("[signing]\nevery_secs = 86401\n", "outside 1 to 86400"),
+            ("[signing]\nkey = \"\"\n", "key is empty"),
+            ("[signing]\npublic_key = \"ab\"\n", "public_key"),
             ("[surprise]\n", "surprise"),
             ("not toml", ""),
         ] {

@@ -41,8 +41,8 @@ pub enum RuntimeError {
     /// There is no data directory yet.
     #[error("no roster data directory at {0}: run `roster init` first (or pass --data-dir)")]
     NotInitialized(PathBuf),
-    /// A file or directory of the log is open to other users and cannot be made owner-only
-    /// (another user owns it, or its filesystem refuses): the log was not opened.
+    /// A file or directory of the log (or the signing key) is open to other users and cannot
+    /// be made owner-only (another user owns it, or its filesystem refuses): it was not opened.
     #[error(
         "{path} is mode {mode:o}, readable by other users, and cannot be made owner-only \
          ({source}): run `chmod -R go-rwx {log}` as its owner"
@@ -71,6 +71,47 @@ pub enum RuntimeError {
     /// `roster.toml` is unreadable or wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The signing key file cannot be read or made.
+    #[error("cannot {what} the signing key {}: {source}", .path.display())]
+    SigningKey {
+        /// What was being done.
+        what: &'static str,
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The signing key file does not hold a key.
+    #[error(
+        "{} is not a roster signing key (64 hex digits): restore it from its backup, or point \
+         [signing] key of roster.toml at the right file",
+        .path.display()
+    )]
+    NotAKey {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The key file `[signing] key` names is not there, and only `init` and `import` make one
+    /// at a configured place (its disk may just be away).
+    #[error(
+        "the signing key {} that roster.toml names does not exist: make it available, or run \
+         `roster init` to make a new key there",
+        .path.display()
+    )]
+    NoSigningKey {
+        /// Where it should be.
+        path: PathBuf,
+    },
+    /// A signed head kept with the log does not verify.
+    #[error(transparent)]
+    BadHead(#[from] roster_core::signed::HeadError),
+    /// A head was asked of a position the log does not hold.
+    #[error("nothing to sign: {}", held(*.len))]
+    NothingToSign {
+        /// How many events the log holds.
+        len: u64,
+    },
     /// A thread panicked while it held the daemon's world: what it left cannot be trusted.
     #[error("the daemon's state was left half-changed by a failure: restart `roster serve`")]
     HalfChanged,
@@ -328,6 +369,22 @@ pub enum AdminError {
         #[source]
         source: std::io::Error,
     },
+    /// A witness's file of signed heads (`verify --head`) holds something else, or a head
+    /// that does not verify by itself.
+    #[error(
+        "{}{}: {why}; give a file of signed heads, one per line, as `roster head --json` \
+         prints them",
+        .path.display(),
+        line_of(*.line)
+    )]
+    Witness {
+        /// The file.
+        path: PathBuf,
+        /// The line (0: the file as a whole).
+        line: u64,
+        /// What is wrong.
+        why: String,
+    },
     /// A file to write cannot be written.
     #[error("cannot write {}: {source}", .path.display())]
     Unwritable {
@@ -366,6 +423,13 @@ pub enum AdminError {
     Reported(u8),
 }
 
+fn line_of(line: u64) -> String {
+    match line {
+        0 => String::new(),
+        n => format!(" line {n}"),
+    }
+}
+
 fn held(len: u64) -> String {
     match len {
         0 => "the log is empty".to_string(),
@@ -402,6 +466,7 @@ impl AdminError {
             | AdminError::NoDaemon(_)
             | AdminError::NoPosition { .. }
             | AdminError::NotEmpty { .. }
+            | AdminError::Witness { .. }
             | AdminError::Unreadable { .. } => 2,
             AdminError::Reported(code) => *code,
             AdminError::Runtime(e) => e.exit_code(),
@@ -446,13 +511,21 @@ pub fn sentence(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// The exit code of a signed head that contradicts the log or whose signature does not hold
+/// (`verify`, `import`): distinct from 4, a chain that does not verify by itself.
+pub const SIGNATURE_EXIT: u8 = 9;
+
 impl RuntimeError {
     /// 2 for what the operator must fix first (no data directory, a bad roster.toml, an id
-    /// that names nothing), 3 for a refusal, 4 for a log or an import that does not verify, 1
+    /// that names nothing, a missing configured key), 3 for a refusal, 4 for a log or an
+    /// import that does not verify, 9 for an import whose signed heads do not hold, 1
     /// otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RuntimeError::NotInitialized(_) | RuntimeError::Config(_) => 2,
+            RuntimeError::NotInitialized(_)
+            | RuntimeError::Config(_)
+            | RuntimeError::NoSigningKey { .. }
+            | RuntimeError::NothingToSign { .. } => 2,
             RuntimeError::Refused(r)
                 if matches!(
                     *r.rejection,
@@ -464,6 +537,8 @@ impl RuntimeError {
             RuntimeError::Refused(_) => 3,
             RuntimeError::Import(ImportError::NotEmpty { .. }) => 2,
             RuntimeError::Import(ImportError::Io(_)) => 1,
+            RuntimeError::Import(e) if e.is_signature() => SIGNATURE_EXIT,
+            RuntimeError::BadHead(_) => SIGNATURE_EXIT,
             RuntimeError::Import(_) => 4,
             RuntimeError::Log(LogError::Corrupt(_) | LogError::Damaged { .. })
             | RuntimeError::Fold(_) => 4,

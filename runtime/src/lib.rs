@@ -18,6 +18,8 @@
 //! - [`gateway`]: each agent's socket — framing, rate limits, fair admission, the answers.
 //! - `private`: who may read what of a data directory; the log kept owner-only at every
 //!   opening.
+//! - [`signing`]: the signing key (made, kept owner-only, loaded) and the signed heads of the
+//!   log made with it — by the daemon on a cadence and at a clean stop, by commands on demand.
 //! - [`describe`]: one-line texts for people of agents, grants and events (the CLI and the
 //!   gateway's answers).
 #![forbid(unsafe_code)]
@@ -30,6 +32,7 @@ pub mod describe;
 pub mod error;
 pub mod gateway;
 mod private;
+pub mod signing;
 
 pub use daemon::ServeOptions;
 pub use error::{AdminError, ConfigError, ControlError, RuntimeError, StartError, SupervisorError};

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `DATA` | `0700` when roster creates it | an existing one (it may be `$HOME`) keeps its mode; `init` and `import` note it if others can enter it |
 //! | `DATA/log/` and all below | directories `0700`, files without group or other bits (`0600`) | the whole history; made so by `init`, `import` and every opening of the log: each daemon start and each command run without a daemon ([`open_log`]) |
+//! | `DATA/signing.key`, or the file `[signing] key` names | `0600`, made so (never replaced) | the key that signs heads of the log: whoever reads it can sign a rewritten history as well as roster. Made owner-only again at every load ([`private_file`]), or the load is refused naming it |
 //! | `DATA/admin.sock` | `0600`, bound in a `0700` directory then moved | a connection carries the operator's authority (`daemon::bind_owner_only`) |
 //! | `DATA/gateways/` | `0700` at every start | keeps everyone on the host out of the agents' sockets below |
 //! | `DATA/gateways/AGENT/`, its `gateway.sock` | `0755`, `0666` | bind-mounted into the agent's container, whose uid is not ours (`gateway::server`) |
@@ -48,6 +49,17 @@ pub(crate) fn open_log(dir: &Path) -> Result<SledLog, RuntimeError> {
     // What sled made just now, with the umask.
     restrict(dir)?;
     Ok(log)
+}
+
+/// Takes the group and other bits off the file `path` (the signing key), or refuses naming
+/// it: a secret read from a file anyone else may read is no longer a secret, so it is made
+/// owner-only before each read. A missing file is `NotFound`, for the caller to handle.
+pub(crate) fn private_file(path: &Path) -> Result<(), RuntimeError> {
+    let meta = std::fs::metadata(path).map_err(|source| RuntimeError::Unchecked {
+        path: path.to_owned(),
+        source,
+    })?;
+    tighten(path, meta.permissions().mode(), path)
 }
 
 /// Takes the group and other bits off `root` and everything below it. `root` itself may be a
@@ -144,5 +156,19 @@ mod tests {
         assert_eq!(mode(&log.join("db")), 0o600);
         assert_eq!(mode(&log.join("blobs/deeper/1")), 0o600);
         assert_eq!(mode(&outside), 0o644, "a link below the log was followed");
+    }
+
+    #[test]
+    fn a_key_file_loses_its_group_and_other_bits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = tmp.path().join("signing.key");
+        std::fs::write(&key, b"x").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        private_file(&key).unwrap();
+        assert_eq!(mode(&key), 0o600);
+        assert!(matches!(
+            private_file(&tmp.path().join("none")),
+            Err(RuntimeError::Unchecked { .. })
+        ));
     }
 }

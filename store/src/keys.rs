@@ -8,6 +8,7 @@
 //! | `v` ‖ team (16 bytes) | version (u64 BE) | team's current version, derivable from the log |
 //! | `m/format` | u32 BE | store format version ([`FORMAT_VERSION`]) |
 //! | `m/checkpoint/NAME` | u64 BE | a consumer's progress (outbox), not state |
+//! | `h` ‖ seq (u64 BE) ‖ public key (32 bytes) | [`SignedHead::to_bytes`] (165 bytes) | a signed head of the log at `seq`, by that key: evidence, not state |
 //!
 //! Big-endian integers make sled's byte order the numeric order, so a range scan over `e` walks
 //! the log in position order and one over `t ‖ team` walks that team's stream in version order.
@@ -17,7 +18,11 @@
 //!
 //! Format history: format 1 had one team-index entry per event (value: its seq). Format 2
 //! indexes runs; its records are format 1's byte for byte ([`crate::record::RECORD_VERSION`] is
-//! still 1). `open` migrates a format-1 store by rebuilding its index from the log.
+//! still 1). `open` migrates a format-1 store by rebuilding its index from the log. Signed
+//! heads (`h`) came later within format 2: a build that does not know them never reads them,
+//! so a store with heads still opens in it, and one without any simply has none.
+//!
+//! [`SignedHead::to_bytes`]: roster_core::signed::SignedHead::to_bytes
 
 use roster_core::id::TeamId;
 
@@ -38,6 +43,8 @@ pub const TEAM_PREFIX: u8 = b't';
 pub const VERSION_PREFIX: u8 = b'v';
 /// Prefix of consumer checkpoints.
 pub const CHECKPOINT_PREFIX: &[u8] = b"m/checkpoint/";
+/// Prefix of signed heads.
+pub const SIGNED_HEAD_PREFIX: u8 = b'h';
 
 /// The key of the record at `seq`.
 pub fn event(seq: u64) -> [u8; 9] {
@@ -127,6 +134,16 @@ pub fn checkpoint(name: &str) -> Vec<u8> {
     k
 }
 
+/// The key of the signed head of position `seq` by `public_key`: in position order, so the
+/// last key of the prefix is the head of the highest position.
+pub fn signed_head(seq: u64, public_key: &[u8; 32]) -> [u8; 41] {
+    let mut k = [0u8; 41];
+    k[0] = SIGNED_HEAD_PREFIX;
+    k[1..9].copy_from_slice(&seq.to_be_bytes());
+    k[9..].copy_from_slice(public_key);
+    k
+}
+
 /// A big-endian u64 value, if the bytes are one.
 pub fn u64_value(bytes: &[u8]) -> Option<u64> {
     bytes.try_into().ok().map(u64::from_be_bytes)
@@ -157,5 +174,10 @@ mod tests {
         assert_ne!(FORMAT_KEY[0], TEAM_PREFIX);
         assert_ne!(FORMAT_KEY[0], VERSION_PREFIX);
         assert!(checkpoint("nats").starts_with(b"m/"));
+        assert_ne!(SIGNED_HEAD_PREFIX, EVENT_PREFIX);
+        assert_ne!(SIGNED_HEAD_PREFIX, TEAM_PREFIX);
+        assert_ne!(SIGNED_HEAD_PREFIX, VERSION_PREFIX);
+        assert_ne!(SIGNED_HEAD_PREFIX, FORMAT_KEY[0]);
+        assert!(signed_head(255, &[9; 32]) < signed_head(256, &[0; 32]));
     }
 }

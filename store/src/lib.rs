@@ -11,7 +11,8 @@
 //! - `sled_log`: [`SledLog`] — open checks, the pipelined group commit (a writer thread that
 //!   stages, a committer thread that applies and flushes), verified reads.
 //! - `mem`: [`MemLog`].
-//! - `jsonl`: [`export_jsonl`] and [`import_jsonl`], the JSON-lines form of a log.
+//! - `jsonl`: [`export_signed_jsonl`] and [`import_signed_jsonl`], the JSON-lines form of a
+//!   log and its signed heads.
 //! - [`baseline`]: raw sled write and read baselines for `roster bench`.
 //! - `clock`: the wall clock and [`OsEntropy`] (OS randomness), the only impure inputs of an
 //!   append.
@@ -32,6 +33,9 @@ mod sled_log;
 mod test_support;
 
 pub use clock::{now, OsEntropy};
-pub use jsonl::{export_jsonl, import_jsonl, AppendSealed, ExportError, ImportError};
+pub use jsonl::{
+    export_jsonl, export_signed_jsonl, import_jsonl, import_signed_jsonl, AppendSealed,
+    ExportError, ImportError, Imported,
+};
 pub use mem::MemLog;
 pub use sled_log::{SledLog, StoreFault, RESERVE, TAIL_CHECK};

@@ -2,13 +2,14 @@
 //! (it shares [`crate::head`]), for unit tests of other crates and for throwaway runs — not a
 //! mock. Nothing survives the process.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use roster_core::envelope::Envelope;
 use roster_core::id::TeamId;
-use roster_core::port::{AppendRequest, Checkpoints, EventLog, LogError, LogRead};
+use roster_core::port::{AppendRequest, Checkpoints, EventLog, LogError, LogRead, SignedHeads};
+use roster_core::signed::{PublicKey, SignedHead};
 
 use crate::clock::{self, OsEntropy};
 use crate::head::Head;
@@ -22,6 +23,8 @@ struct State {
     by_team: HashMap<TeamId, Vec<u64>>,
     /// Consumers' positions ([`Checkpoints`]).
     checkpoints: HashMap<String, u64>,
+    /// Signed heads ([`SignedHeads`]), by position and key.
+    heads: BTreeMap<(u64, [u8; 32]), SignedHead>,
 }
 
 /// The event log in memory. Appends are serialized by one lock; `append` returns once the
@@ -48,6 +51,7 @@ impl MemLog {
                 events: Vec::new(),
                 by_team: HashMap::new(),
                 checkpoints: HashMap::new(),
+                heads: BTreeMap::new(),
             }),
             grown: Condvar::new(),
         }
@@ -62,12 +66,26 @@ impl MemLog {
     /// Appends envelopes sealed elsewhere (import, fixtures), unchanged. They must continue the
     /// log exactly: next position, linked to the last hash, each team's next version.
     pub fn append_sealed(&self, envelopes: Vec<Envelope>) -> Result<(), LogError> {
+        self.append_sealed_signed(envelopes, Vec::new())
+    }
+
+    /// [`MemLog::append_sealed`], keeping `heads` (signed heads of these envelopes, checked by
+    /// the caller) at the same time.
+    pub fn append_sealed_signed(
+        &self,
+        envelopes: Vec<Envelope>,
+        heads: Vec<SignedHead>,
+    ) -> Result<(), LogError> {
         let mut st = self.lock();
         let mut stage = st.head.stage();
         stage.accept(&envelopes)?;
         let advance = stage.finish();
         st.head.advance(advance);
         st.push(envelopes);
+        for head in heads {
+            st.heads
+                .insert((head.seq, head.public_key.to_bytes()), head);
+        }
         drop(st);
         self.grown.notify_all();
         Ok(())
@@ -94,6 +112,27 @@ impl Checkpoints for MemLog {
 
     fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), LogError> {
         self.lock().checkpoints.insert(name.to_owned(), seq);
+        Ok(())
+    }
+}
+
+impl SignedHeads for MemLog {
+    fn signed_heads(&self) -> Result<Vec<SignedHead>, LogError> {
+        Ok(self.lock().heads.values().copied().collect())
+    }
+
+    fn last_signed_head(&self) -> Result<Option<SignedHead>, LogError> {
+        Ok(self.lock().heads.values().next_back().copied())
+    }
+
+    fn signed_head(&self, seq: u64, key: &PublicKey) -> Result<Option<SignedHead>, LogError> {
+        Ok(self.lock().heads.get(&(seq, key.to_bytes())).copied())
+    }
+
+    fn keep_signed_head(&self, head: SignedHead) -> Result<(), LogError> {
+        self.lock()
+            .heads
+            .insert((head.seq, head.public_key.to_bytes()), head);
         Ok(())
     }
 }

@@ -135,12 +135,19 @@ pub fn plan(cmd: Cmd, data_dir: &Path) -> Result<Plan, CliError> {
         },
         Cmd::Log { team, from, follow } => Request::Log { team, from, follow },
         Cmd::Replay { at, team } => Request::Replay { at, team },
-        Cmd::Verify => Request::Verify,
+        Cmd::Verify { head, key } => Request::Verify {
+            head: head.map(text_path).transpose()?,
+            key,
+        },
         Cmd::Export { file } => Request::Export {
             file: file.map(text_path).transpose()?,
         },
-        Cmd::Import { file } => Request::Import {
+        Cmd::Import { file, key } => Request::Import {
             file: text_path(file)?,
+            key,
+        },
+        Cmd::Head { out } => Request::Head {
+            out: out.map(text_path).transpose()?,
         },
         Cmd::Status => Request::Status,
         Cmd::Stop { agent } => Request::Stop { agent },

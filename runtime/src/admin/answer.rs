@@ -11,6 +11,7 @@ use roster_core::gateway::answer::{GrantView, Performed, ShareView};
 use roster_core::gateway::ErrorCode;
 use roster_core::id::{AgentId, ApprovalId, GrantId, TeamId};
 use roster_core::name::{ImageRef, Label, Name};
+use roster_core::signed::{Coverage, PublicKey, SignedHead};
 use roster_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +86,15 @@ pub enum Item {
         imported: u64,
         /// The hash of the last (`-` for none).
         head_hash: String,
+        /// How far the export's signed heads (every one checked) cover it; `unsigned` is all
+        /// of it for an export without heads.
+        signed: Coverage,
+        /// The data directory's own key, which signed the imported head once everything was
+        /// checked (it vouches for nothing before this import).
+        countersigned: Option<PublicKey>,
     },
+    /// `head`: the log's signed head, for a witness to keep.
+    Head(HeadItem),
     /// `init`: the data directory.
     Initialized(Initialized),
     /// `status`.
@@ -319,18 +328,61 @@ pub struct ReplayedGrant {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verified {
-    /// Every hash and link holds.
+    /// Every hash and link holds, and every signed head (kept, or a witness's) with it.
     Intact {
         /// How many events.
         events: u64,
         /// The last one's hash (`-` for none).
         head_hash: String,
+        /// How far signed heads cover the log, for the trusted key.
+        signed: Coverage,
+        /// Where the trusted key came from.
+        trust: Trust,
+        /// How many of a witness's heads (`--head`) were checked against the log.
+        witnessed: u64,
     },
-    /// Something was altered or is unreadable.
+    /// Something was altered or is unreadable (exit 4).
     Altered {
         /// What.
         error: String,
     },
+    /// The chain holds by itself, but a signed head contradicts it or does not verify: the
+    /// history was rewritten after that head was signed, or the head was forged (exit 9).
+    Contradicted {
+        /// How many events.
+        events: u64,
+        /// The last one's hash.
+        head_hash: String,
+        /// What.
+        error: String,
+    },
+}
+
+/// Where `verify` took the key it counts signed events for. Only a key from outside the data
+/// directory checks anything against whoever can write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    /// Given with `--key`.
+    Pinned,
+    /// The key of the witness's heads (`--head`).
+    Witness,
+    /// The data directory's own key, read from where roster.toml says: whoever can write the
+    /// data directory can change both.
+    DataDir,
+    /// The signer of the latest head kept: nothing is trusted.
+    Latest,
+}
+
+/// `head`: the log's signed head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadItem {
+    /// The head (what `--json` prints, and what `verify --head` reads back).
+    pub head: SignedHead,
+    /// Signed by this command (`false`: the latest head kept, when no key was at hand).
+    pub signed_now: bool,
+    /// Events after it that no head covers.
+    pub unsigned: u64,
 }
 
 /// `init`: the data directory.
@@ -344,6 +396,12 @@ pub struct Initialized {
     pub created: bool,
     /// A daemon runs on it.
     pub serving: bool,
+    /// The public half of its signing key: what a witness pins.
+    pub public_key: Option<PublicKey>,
+    /// The key file.
+    pub key_file: Option<PathBuf>,
+    /// The key was made now.
+    pub key_made: bool,
 }
 
 /// `status`.

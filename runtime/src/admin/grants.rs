@@ -158,7 +158,11 @@ pub(super) fn act(agent: &AgentRef, params: ActParams, ctx: &Ctx<'_>) -> Result<
             let exec = Config::load(ctx.data_dir)?.tools;
             let mut app = App::open(ctx.data_dir)?;
             let agent = agent.resolve(app.world())?.id;
+            let before = app.log().len();
             let acted = act_here(&mut app, exec, agent, params);
+            if app.log().len() > before {
+                ctx.sign_here(&**app.log());
+            }
             report(app.world(), agent, &asked, acted, true)
         }
     };

@@ -1,31 +1,40 @@
-//! `init`, `log`, `replay`, `verify`, `export`, `import`: reading history, proving it, moving it.
+//! `init`, `log`, `replay`, `export`, `import`: reading history and moving it (with its signed
+//! heads; `verify` and `head` are in `signed`).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use roster_core::envelope::Envelope;
-use roster_core::port::{LogError, LogRead};
+use roster_core::port::LogRead;
 use roster_core::refs::TeamRef;
+use roster_core::signed::PublicKey;
 use roster_core::world::{ShareState, World};
+use roster_store::Imported;
 
 use super::{
     AdminError, Ctx, EventLine, Initialized, Item, Replayed, ReplayedAgent, ReplayedGrant,
-    ReplayedTeam, Verified,
+    ReplayedTeam,
 };
 use crate::app::{log_dir, RuntimeError, Snapshot, Store};
 use crate::describe;
+use crate::signing::{Make, Signer};
 
 pub(super) fn init(ctx: &Ctx<'_>) -> Result<(), AdminError> {
-    if ctx.daemon.is_some() {
+    if let Some(d) = ctx.daemon {
         let events = ctx.read()?.log().len();
+        let signer = d.signer();
         ctx.reply.send(Item::Initialized(Initialized {
             data_dir: ctx.data_dir.to_owned(),
             events,
             created: false,
             serving: true,
+            public_key: signer.map(|s| s.public_key()),
+            key_file: signer.map(|s| s.path().to_owned()),
+            key_made: false,
         }))?;
         return Ok(());
     }
@@ -35,11 +44,16 @@ pub(super) fn init(ctx: &Ctx<'_>) -> Result<(), AdminError> {
         ctx.reply.note(note)?;
     }
     let events = crate::private::open_log(&dir)?.len();
+    // Made wherever roster.toml puts it: `init` is how a key kept elsewhere is made.
+    let signer = Signer::require(ctx.data_dir, Make::Always)?;
     ctx.reply.send(Item::Initialized(Initialized {
         data_dir: ctx.data_dir.to_owned(),
         events,
         created: !existed,
         serving: false,
+        public_key: Some(signer.public_key()),
+        key_file: Some(signer.path().to_owned()),
+        key_made: signer.made(),
     }))?;
     Ok(())
 }
@@ -74,10 +88,12 @@ pub fn create_data_dir(dir: &Path) -> Result<Option<String>, AdminError> {
     Ok(None)
 }
 
-/// Creates a data directory with an empty log (what `roster init` does), for the benches.
+/// Creates a data directory with an empty log and its signing key (what `roster init` does),
+/// for the benches.
 pub fn init_data_dir(dir: &Path) -> Result<(), AdminError> {
     create_data_dir(dir)?;
     crate::private::open_log(&log_dir(dir))?;
+    Signer::require(dir, Make::Always)?;
     Ok(())
 }
 
@@ -275,47 +291,28 @@ pub(super) fn replay(at: u64, team: Option<TeamRef>, ctx: &Ctx<'_>) -> Result<()
     Ok(())
 }
 
-pub(super) fn verify(ctx: &Ctx<'_>) -> Result<(), AdminError> {
-    let dir = log_dir(ctx.data_dir);
-    if !dir.exists() {
-        return Err(RuntimeError::NotInitialized(ctx.data_dir.to_owned()).into());
-    }
-    let check = |log: &dyn LogRead| -> Result<(u64, String), LogError> {
-        let n = log.verify()?;
-        let head = if n == 0 {
-            None
-        } else {
-            log.read(n - 1, 1)?.pop()
-        };
-        Ok((
-            n,
-            head.map(|e| e.hash().to_hex())
-                .unwrap_or_else(|| "-".into()),
-        ))
-    };
-    let result = match ctx.daemon {
-        Some(_) => check(&ctx.history()?).map_err(RuntimeError::from),
-        None => crate::private::open_log(&dir).and_then(|log| Ok(check(&log)?)),
-    };
-    match result {
-        Ok((events, head_hash)) => {
-            ctx.reply
-                .send(Item::Verified(Verified::Intact { events, head_hash }))?;
-            Ok(())
-        }
-        Err(RuntimeError::Log(e @ (LogError::Corrupt(_) | LogError::Damaged { .. }))) => {
-            ctx.reply.send(Item::Verified(Verified::Altered {
-                error: e.to_string(),
-            }))?;
-            Err(AdminError::Reported(4))
-        }
-        Err(other) => Err(other.into()),
-    }
-}
-
 pub(super) fn export(file: Option<PathBuf>, ctx: &Ctx<'_>) -> Result<(), AdminError> {
     // The log reads without holding the daemon: agents and other commands go on meanwhile.
-    let log = ctx.history()?;
+    let log = ctx.store()?;
+    let end = log.len();
+    // Signed to its end when a key is at hand, so that no event of the export goes unsigned.
+    if let Some(last) = end.checked_sub(1) {
+        match ctx.signer(Make::AtDefault) {
+            Ok(Some(signer)) => {
+                signer.ensure_signed(&*log, last)?;
+            }
+            Ok(None) => ctx.reply.note(format!(
+                "note: no signing key at hand ({}): the export is signed only as far as \
+                 the heads kept with the log",
+                missing_key(ctx)
+            ))?,
+            Err(e) => ctx.reply.note(format!(
+                "note: the export's end is not signed: {}",
+                e.message().unwrap_or_default()
+            ))?,
+        }
+    }
+    let heads = log.signed_heads()?;
     match &file {
         Some(path) => {
             let target = ctx.path(path);
@@ -324,61 +321,88 @@ pub(super) fn export(file: Option<PathBuf>, ctx: &Ctx<'_>) -> Result<(), AdminEr
                 source,
             };
             let mut w = BufWriter::new(File::create(&target).map_err(unwritable)?);
-            let n = roster_store::export_jsonl(&log, &mut w)?;
+            let n = roster_store::export_signed_jsonl(&*log, end, &heads, &mut w)?;
             w.flush().map_err(unwritable)?;
             ctx.reply
                 .note(format!("exported {n} events to {}", path.display()))?;
         }
         None => {
             let mut w = ctx.reply.writer();
-            roster_store::export_jsonl(&log, &mut w)?;
+            roster_store::export_signed_jsonl(&*log, end, &heads, &mut w)?;
             w.flush()?;
         }
     }
     Ok(())
 }
 
-pub(super) fn import(file: &Path, ctx: &Ctx<'_>) -> Result<(), AdminError> {
+/// Where the missing signing key should be, for a note.
+fn missing_key(ctx: &Ctx<'_>) -> String {
+    match Signer::require(ctx.data_dir, Make::Never) {
+        Err(e) => crate::error::sentence(&e),
+        Ok(s) => format!("{} is there now", s.path().display()),
+    }
+}
+
+pub(super) fn import(file: &Path, key: Option<PublicKey>, ctx: &Ctx<'_>) -> Result<(), AdminError> {
     // Read access to the file is checked before anything is created.
     let file = ctx.path(file);
     let input = File::open(&file).map_err(|source| AdminError::Unreadable {
         path: file.clone(),
         source,
     })?;
-    let into = |log: &dyn Store| -> Result<(u64, Option<Envelope>), AdminError> {
+    let into = |log: &dyn Store| -> Result<(Imported, Option<Envelope>), AdminError> {
         if !log.is_empty() {
             return Err(AdminError::NotEmpty {
                 data_dir: ctx.data_dir.to_owned(),
                 events: log.len(),
             });
         }
-        let n = roster_store::import_jsonl(log, &mut BufReader::new(input))
-            .map_err(RuntimeError::from)?;
-        let head = if n == 0 {
-            None
-        } else {
-            log.read(n - 1, 1)?.pop()
+        let imported =
+            roster_store::import_signed_jsonl(log, &mut BufReader::new(input), key.as_ref())
+                .map_err(RuntimeError::from)?;
+        let head = match imported.events.checked_sub(1) {
+            None => None,
+            Some(last) => log.read(last, 1)?.pop(),
         };
-        Ok((n, head))
+        Ok((imported, head))
     };
-    let (imported, head) = if ctx.daemon.is_some() {
-        ctx.decide(|app| {
+    let ((imported, head), log) = if ctx.daemon.is_some() {
+        let imported = ctx.decide(|app| {
             let imported = into(&**app.log())?;
             app.refold()?;
             Ok(imported)
-        })?
+        })?;
+        (imported, ctx.store()?)
     } else {
         if let Some(note) = create_data_dir(ctx.data_dir)? {
             ctx.reply.note(note)?;
         }
-        into(&crate::private::open_log(&log_dir(ctx.data_dir))?)?
+        let log: Arc<dyn Store> = Arc::new(crate::private::open_log(&log_dir(ctx.data_dir))?);
+        (into(&*log)?, log)
+    };
+    // Everything checked: this data directory's key signs what it now holds. That says only
+    // that this directory took it in, not where it came from (the export's own heads do).
+    let countersigned = match ctx.signer(Make::Always).and_then(|s| match s {
+        Some(s) => Ok(s.sign_head(&*log)?.map(|_| s.public_key())),
+        None => Ok(None),
+    }) {
+        Ok(k) => k,
+        Err(e) => {
+            ctx.reply.note(format!(
+                "note: the imported head is not signed by this data directory's key: {}",
+                e.message().unwrap_or_default()
+            ))?;
+            None
+        }
     };
     let head_hash = head
         .map(|e| e.hash().to_hex())
         .unwrap_or_else(|| "-".into());
     ctx.reply.send(Item::Imported {
-        imported,
+        imported: imported.events,
         head_hash,
+        signed: imported.coverage,
+        countersigned,
     })?;
     Ok(())
 }

@@ -11,7 +11,8 @@
 //! # Layout
 //! - `answer`: the items and their rows.
 //! - `people`, `grants`, `history`, `containers`, `shares`, `subscribe`: the operations by
-//!   group, as the CLI groups its commands.
+//!   group, as the CLI groups its commands; `signed`: `verify` and `head`, the chain and its
+//!   signed heads.
 //! - `socket`: the admin socket (`DATA/admin.sock`) — server and client.
 
 mod answer;
@@ -20,6 +21,7 @@ mod grants;
 mod history;
 mod people;
 mod shares;
+mod signed;
 pub mod socket;
 mod subscribe;
 #[cfg(test)]
@@ -40,6 +42,7 @@ use roster_core::ledger::LogReader;
 use roster_core::limits::{CpuMillis, MemoryMib, Pids, TimeoutSecs, TmpfsMib};
 use roster_core::name::{ImageRef, Label, Name};
 use roster_core::refs::{AgentRef, TeamRef};
+use roster_core::signed::PublicKey;
 use roster_core::topic::TopicPattern;
 use roster_core::world::World;
 use serde::{Deserialize, Serialize};
@@ -148,8 +151,14 @@ pub enum Request {
         /// Only this team.
         team: Option<TeamRef>,
     },
-    /// `roster verify`.
-    Verify,
+    /// `roster verify`: the chain, then every signed head kept and a witness's.
+    Verify {
+        /// A witness's file of signed heads to check the log against (relative to the
+        /// client's directory).
+        head: Option<PathBuf>,
+        /// The key to count signed events for (else the witness's, else the data directory's).
+        key: Option<PublicKey>,
+    },
     /// `roster export`: to a file, or as text.
     Export {
         /// The file (relative to the client's directory).
@@ -159,6 +168,13 @@ pub enum Request {
     Import {
         /// The file (relative to the client's directory).
         file: PathBuf,
+        /// Take only an export signed by this key to its end.
+        key: Option<PublicKey>,
+    },
+    /// `roster head`: the log's head, signed now, for a witness.
+    Head {
+        /// Also write it to this file (relative to the client's directory).
+        out: Option<PathBuf>,
     },
     /// `roster status`.
     Status,
@@ -377,15 +393,61 @@ impl Ctx<'_> {
     }
 
     /// Runs `f` on the data directory for a decision: the daemon's, held exclusively for the
-    /// length of `f` (which must send nothing), or opened here.
+    /// length of `f` (which must send nothing), or opened here (then the head is signed if
+    /// `f` appended, as the daemon would).
     fn decide<T>(
         &self,
         f: impl FnOnce(&mut App) -> Result<T, AdminError>,
     ) -> Result<T, AdminError> {
         match self.daemon {
             Some(d) => d.decide(f)?,
-            None => f(&mut App::open(self.data_dir)?),
+            None => {
+                let mut app = App::open(self.data_dir)?;
+                let before = app.log().len();
+                let done = f(&mut app);
+                if app.log().len() > before {
+                    self.sign_here(&**app.log());
+                }
+                done
+            }
         }
+    }
+
+    /// The log of the data directory: the daemon's, or opened here.
+    fn store(&self) -> Result<Arc<dyn Store>, AdminError> {
+        match self.daemon {
+            Some(d) => Ok(d.read(|app| Arc::clone(app.log()))?),
+            None => Ok(Arc::new(App::open_log(self.data_dir)?)),
+        }
+    }
+
+    /// The data directory's signing key: the daemon's, or loaded here (made as `make` allows);
+    /// `None` when there is none to use.
+    fn signer(
+        &self,
+        make: crate::signing::Make,
+    ) -> Result<Option<Arc<crate::signing::Signer>>, AdminError> {
+        match self.daemon {
+            Some(d) => Ok(d.signer().cloned()),
+            None => Ok(crate::signing::Signer::open(self.data_dir, make)?.map(Arc::new)),
+        }
+    }
+
+    /// Signs the head of `log`, which this command appended to without a daemon; a failure
+    /// is a note (what was appended stands), not the command's.
+    fn sign_here(&self, log: &dyn Store) {
+        let why =
+            match crate::signing::Signer::require(self.data_dir, crate::signing::Make::AtDefault) {
+                Ok(signer) => match signer.sign_head(log) {
+                    Ok(_) => return,
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+        let _ = self.reply.note(format!(
+            "note: the log's new head is not signed: {}",
+            crate::error::sentence(&why)
+        ));
     }
 
     /// The operator at the keyboard, as an actor.
@@ -486,9 +548,10 @@ pub fn run(request: Request, ctx: &Ctx<'_>) -> Result<(), AdminError> {
         } => grants::decide(approval, approved, note, ctx),
         Request::Log { team, from, follow } => history::log(team, from, follow, ctx),
         Request::Replay { at, team } => history::replay(at, team, ctx),
-        Request::Verify => history::verify(ctx),
+        Request::Verify { head, key } => signed::verify(head.as_deref(), key, ctx),
         Request::Export { file } => history::export(file, ctx),
-        Request::Import { file } => history::import(&file, ctx),
+        Request::Import { file, key } => history::import(&file, key, ctx),
+        Request::Head { out } => signed::head(out.as_deref(), ctx),
         Request::Status => containers::status(ctx),
         Request::Stop { agent } => containers::stop(&agent, ctx),
         Request::Start { agent } => containers::start(&agent, ctx),

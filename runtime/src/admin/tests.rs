@@ -103,12 +103,24 @@ fn operations_answer_in_typed_items() {
     );
     assert!(matches!(done, Err(AdminError::NoDaemon(_))));
 
-    let (items, done) = run_on(&dir, Request::Verify);
+    let (items, done) = run_on(
+        &dir,
+        Request::Verify {
+            head: None,
+            key: None,
+        },
+    );
     done.unwrap();
-    assert!(matches!(
-        &items[..],
-        [Item::Verified(Verified::Intact { events: 1, .. })]
-    ));
+    // The command that appended signed the head after it, with the data directory's key.
+    match &items[..] {
+        [Item::Verified(Verified::Intact {
+            events: 1,
+            signed,
+            trust: crate::admin::Trust::DataDir,
+            ..
+        })] => assert_eq!((signed.signed_to, signed.unsigned), (Some(0), 0)),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -138,7 +150,26 @@ fn requests_cross_the_wire_unchanged() {
             from: 3,
             follow: true,
         },
+        Request::Verify {
+            head: Some("witness.jsonl".into()),
+            key: Some(roster_core::signed::SigningKey::from_seed(&[7; 32]).public_key()),
+        },
+        Request::Import {
+            file: "x.jsonl".into(),
+            key: None,
+        },
+        Request::Head { out: None },
     ];
+    // A `verify` of before signed heads, without its fields, still parses.
+    assert_eq!(
+        serde_json::from_str::<Request>(r#"{"op": "verify"}"#).unwrap(),
+        Request::Verify {
+            head: None,
+            key: None
+        }
+    );
+    // A key that is not one is refused where it arrives.
+    assert!(serde_json::from_str::<Request>(r#"{"op": "verify", "key": "00"}"#).is_err());
     for r in requests {
         let line = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r, "{line}");

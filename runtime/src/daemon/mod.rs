@@ -86,6 +86,9 @@ pub struct Daemon {
     /// Set by the supervisor's simulation (`sim`): its clock, virtual. Its looks at the world
     /// are then made inline (see `supervisor::off_workers`).
     sim_clock: Option<SimClock>,
+    /// The data directory's signing key, loaded at start (`None` only in the simulation):
+    /// signs the log's head on a cadence, at a clean stop, and for commands that ask.
+    signer: Option<Arc<crate::signing::Signer>>,
 }
 
 /// A virtual wall clock.
@@ -179,6 +182,11 @@ impl Daemon {
         }
     }
 
+    /// The data directory's signing key.
+    pub fn signer(&self) -> Option<&Arc<crate::signing::Signer>> {
+        self.signer.as_ref()
+    }
+
     /// Tells the supervisor the log moved.
     pub fn poke(&self) {
         self.sup.wake.notify_one();
@@ -261,6 +269,13 @@ impl Running {
             // log goes out at the next start.
             outbox.stop().await;
         }
+        // A daemon that stops cleanly leaves its log signed to the end.
+        if let (Some(signer), Ok(log)) = (
+            self.daemon.signer.clone(),
+            self.daemon.read(|app| Arc::clone(app.log())),
+        ) {
+            crate::signing::at_stop(signer, log).await;
+        }
         let _ = std::fs::remove_file(&self.socket);
     }
 }
@@ -280,6 +295,14 @@ pub fn serve(data_dir: &Path, args: ServeOptions) -> Result<(), StartError> {
             running.socket.display(),
             running.ns
         );
+        if let Some(signer) = running.daemon.signer() {
+            eprintln!(
+                "roster serve: signing heads of the log with {} (public key {}{})",
+                signer.path().display(),
+                signer.public_key(),
+                if signer.made() { "; made just now" } else { "" }
+            );
+        }
         let d = running.daemon.clone();
         tokio::select! {
             () = wait_for_signal() => {}
@@ -300,6 +323,16 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
     let app = App::open(data_dir)?;
     // A flag (or its ROSTER_* variable), then DATA/roster.toml, then the default.
     let config = crate::config::Config::load(data_dir).map_err(RuntimeError::from)?;
+    // A daemon does not run unsigned: a key configured elsewhere and missing stops the start.
+    let signer = Arc::new(crate::signing::Signer::require(
+        data_dir,
+        crate::signing::Make::AtDefault,
+    )?);
+    let signing = crate::signing::run(
+        Arc::clone(&signer),
+        Arc::clone(app.log()),
+        crate::signing::Cadence::of(&config.signing),
+    );
     let exec_tools = config.tools;
     let config = config.serve;
     let ns = args
@@ -349,6 +382,7 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
         bus: bus_url.clone(),
         tools: tools::Tools::new(exec_tools, bus.client.clone().map(|c| (c, ns.clone()))),
         sim_clock: None,
+        signer: Some(signer),
     });
     *daemon.outbox.lock().unwrap_or_else(PoisonError::into_inner) = outbox;
     // Engine events are followed from before the reconcile, so no death falls in between.
@@ -373,6 +407,7 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
             since,
             unreconciled,
         )),
+        tokio::spawn(signing),
     ];
     Ok(Running {
         daemon,

@@ -52,7 +52,8 @@ use std::time::{Duration, Instant};
 
 use roster_core::envelope::Envelope;
 use roster_core::id::TeamId;
-use roster_core::port::{AppendRequest, Checkpoints, EventLog, LogError, LogRead};
+use roster_core::port::{AppendRequest, Checkpoints, EventLog, LogError, LogRead, SignedHeads};
+use roster_core::signed::{PublicKey, SignedHead};
 
 use crate::keys;
 use fault::Reserve;
@@ -265,10 +266,20 @@ impl SledLog {
     /// durable batch. They must continue the log exactly: next position, linked to the last
     /// hash, each team's next version; otherwise nothing is written.
     pub fn append_sealed(&self, envelopes: Vec<Envelope>) -> Result<(), LogError> {
+        self.append_sealed_signed(envelopes, Vec::new())
+    }
+
+    /// [`SledLog::append_sealed`], keeping `heads` (signed heads of these envelopes, checked by
+    /// the caller) in the same atomic batch.
+    pub fn append_sealed_signed(
+        &self,
+        envelopes: Vec<Envelope>,
+        heads: Vec<SignedHead>,
+    ) -> Result<(), LogError> {
         if envelopes.is_empty() {
             return Ok(());
         }
-        self.submit(Work::Sealed(envelopes)).map(drop)
+        self.submit(Work::Sealed(envelopes, heads)).map(drop)
     }
 
     /// Why appends are refused now (a full disk, a failed write), if they are; `None` when
@@ -373,6 +384,61 @@ impl Checkpoints for SledLog {
             seq,
         })
         .map(drop)
+    }
+}
+
+/// A stored head that does not decode: the store's files are damaged.
+fn malformed_head(key: &[u8]) -> LogError {
+    let seq = key.get(1..9).and_then(keys::u64_value).map_or_else(
+        || "an unknown position".to_owned(),
+        |s| format!("position {s}"),
+    );
+    LogError::Damaged {
+        why: format!("the signed head kept for {seq} is malformed"),
+    }
+}
+
+impl SignedHeads for SledLog {
+    fn signed_heads(&self) -> Result<Vec<SignedHead>, LogError> {
+        self.shared.with_db("read the signed heads", |db| {
+            let mut out = Vec::new();
+            for item in db.scan_prefix([keys::SIGNED_HEAD_PREFIX]) {
+                let (k, v) = item.map_err(storage("read the signed heads"))?;
+                out.push(SignedHead::from_bytes(&v).ok_or_else(|| malformed_head(&k))?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn last_signed_head(&self) -> Result<Option<SignedHead>, LogError> {
+        self.shared.with_db("read the signed heads", |db| {
+            match db.scan_prefix([keys::SIGNED_HEAD_PREFIX]).next_back() {
+                None => Ok(None),
+                Some(item) => {
+                    let (k, v) = item.map_err(storage("read the signed heads"))?;
+                    SignedHead::from_bytes(&v)
+                        .map(Some)
+                        .ok_or_else(|| malformed_head(&k))
+                }
+            }
+        })
+    }
+
+    fn signed_head(&self, seq: u64, key: &PublicKey) -> Result<Option<SignedHead>, LogError> {
+        let k = keys::signed_head(seq, &key.to_bytes());
+        self.shared.with_db("read a signed head", |db| {
+            match db.get(k).map_err(storage("read a signed head"))? {
+                None => Ok(None),
+                Some(v) => SignedHead::from_bytes(&v)
+                    .map(Some)
+                    .ok_or_else(|| malformed_head(&k)),
+            }
+        })
+    }
+
+    /// Written by the committer like an append (so a full disk is handled the same way).
+    fn keep_signed_head(&self, head: SignedHead) -> Result<(), LogError> {
+        self.submit(Work::SignedHead(head)).map(drop)
     }
 }
 

@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use roster_core::envelope::Envelope;
 use roster_core::port::{AppendRequest, LogError};
+use roster_core::signed::SignedHead;
 
 use super::index::Runs;
 use super::{Shared, StoreFault};
@@ -45,8 +46,9 @@ pub(super) const MAX_GROUP: usize = 1024;
 pub(super) enum Work {
     /// Seal and append these events.
     Append(AppendRequest),
-    /// Append envelopes sealed elsewhere, unchanged.
-    Sealed(Vec<Envelope>),
+    /// Append envelopes sealed elsewhere, unchanged, with the signed heads that came with them
+    /// (an import), in the same batch.
+    Sealed(Vec<Envelope>, Vec<SignedHead>),
     /// Record a consumer's checkpoint (answered with no envelopes).
     Checkpoint {
         /// The consumer.
@@ -54,6 +56,8 @@ pub(super) enum Work {
         /// The position it has handled everything before.
         seq: u64,
     },
+    /// Keep a signed head (answered with no envelopes).
+    SignedHead(SignedHead),
 }
 
 /// Where the answer to one request goes.
@@ -130,8 +134,9 @@ impl Work {
     /// What a refused request was, for its error.
     pub(super) fn op(&self) -> &'static str {
         match self {
-            Work::Append(_) | Work::Sealed(_) => "append",
+            Work::Append(_) | Work::Sealed(..) => "append",
             Work::Checkpoint { .. } => "write a checkpoint",
+            Work::SignedHead(_) => "keep a signed head",
         }
     }
 }
@@ -153,7 +158,7 @@ fn stage(head: &mut Head, entropy: &mut OsEntropy, jobs: Vec<Job>) -> Group {
         jobs.iter()
             .map(|job| match &job.work {
                 Work::Append(request) => request.events.len(),
-                Work::Sealed(_) | Work::Checkpoint { .. } => 0,
+                Work::Sealed(..) | Work::Checkpoint { .. } | Work::SignedHead(_) => 0,
             })
             .sum(),
     );
@@ -161,7 +166,8 @@ fn stage(head: &mut Head, entropy: &mut OsEntropy, jobs: Vec<Job>) -> Group {
     let mut batch = sled::Batch::default();
     let mut runs = Runs::default();
     let mut answers = Vec::with_capacity(jobs.len());
-    let mut checkpoints = false;
+    // Writes beside the log (checkpoints, signed heads), which move no head.
+    let mut beside = false;
     for job in jobs {
         let result = match job.work {
             Work::Append(request) => stage.seal(request, now, entropy).map(|sealed| {
@@ -171,15 +177,24 @@ fn stage(head: &mut Head, entropy: &mut OsEntropy, jobs: Vec<Job>) -> Group {
                 }
                 sealed.envelopes
             }),
-            Work::Sealed(envelopes) => stage.accept(&envelopes).map(|()| {
+            Work::Sealed(envelopes, heads) => stage.accept(&envelopes).map(|()| {
                 for env in &envelopes {
                     batch.insert(&keys::event(env.seq), record::encode(env));
                 }
+                for head in &heads {
+                    insert_head(&mut batch, head);
+                }
+                beside |= !heads.is_empty();
                 envelopes
             }),
             Work::Checkpoint { name, seq } => {
                 batch.insert(keys::checkpoint(&name), &seq.to_be_bytes());
-                checkpoints = true;
+                beside = true;
+                Ok(Vec::new())
+            }
+            Work::SignedHead(head) => {
+                insert_head(&mut batch, &head);
+                beside = true;
                 Ok(Vec::new())
             }
         };
@@ -188,7 +203,7 @@ fn stage(head: &mut Head, entropy: &mut OsEntropy, jobs: Vec<Job>) -> Group {
         }
         answers.push((job.reply, result));
     }
-    let staged = !stage.is_empty() || checkpoints;
+    let staged = !stage.is_empty() || beside;
     runs.write(&mut batch);
     let advance = stage.finish();
     for (team, version) in &advance.versions {
@@ -200,4 +215,12 @@ fn stage(head: &mut Head, entropy: &mut OsEntropy, jobs: Vec<Job>) -> Group {
         advance,
         answers,
     }
+}
+
+/// Adds `head` to `batch` under its position and key.
+fn insert_head(batch: &mut sled::Batch, head: &SignedHead) {
+    batch.insert(
+        &keys::signed_head(head.seq, &head.public_key.to_bytes())[..],
+        &head.to_bytes()[..],
+    );
 }

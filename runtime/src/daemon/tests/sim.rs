@@ -163,6 +163,19 @@ impl State {
         now
     }
 
+    /// The engine stops answering (`how`, for the trace); false if it was not up.
+    fn goes_away(&mut self, how: &str) -> bool {
+        if !self.up {
+            return false;
+        }
+        self.up = false;
+        self.outages += 1;
+        let now = self.now();
+        self.outages_at.push(now);
+        self.note(how.into());
+        true
+    }
+
     fn note(&mut self, what: String) {
         let line = format!("{:?} life {}: {what}", self.now(), self.life);
         self.trace.push(line);
@@ -552,14 +565,9 @@ impl SimEngine {
     /// lost.
     fn go_down(&self) {
         let mut s = self.state.lock().unwrap();
-        if !s.up {
+        if !s.goes_away("goes down") {
             return;
         }
-        s.up = false;
-        s.outages += 1;
-        let now = s.now();
-        s.outages_at.push(now);
-        s.note("goes down".into());
         let running: Vec<AgentId> = s
             .containers
             .values()
@@ -579,14 +587,9 @@ impl SimEngine {
     /// without a word of its containers, which run on, its history is lost.
     fn crash(&self) {
         let mut s = self.state.lock().unwrap();
-        if !s.up {
+        if !s.goes_away("crashes") {
             return;
         }
-        s.up = false;
-        s.outages += 1;
-        let now = s.now();
-        s.outages_at.push(now);
-        s.note("crashes".into());
         s.crashed = Some(!s.subscribers.is_empty());
         for sub in s.subscribers.drain(..) {
             let _ = sub.send(Err(down()));
@@ -670,6 +673,7 @@ fn daemon(
         bus: roster_bus::BusUrl::Memory,
         tools: super::tools::Tools::new(HashMap::new(), None),
         sim_clock: Some(clock),
+        signer: None,
     })
 }
 
