@@ -179,8 +179,8 @@ pub enum Cmd {
     },
     /// Approve a waiting request (for one use).
     Approve(DecideArgs),
-    /// Refuse a waiting request.
-    Deny(DecideArgs),
+    /// Refuse a waiting request; or, with `--agent` or `--all`, every request waiting now.
+    Deny(DenyArgs),
     /// Run the daemon: the store, the agents' containers and their gateway sockets. Other
     /// commands reach it through the admin socket in the data directory while it runs.
     Serve(ServeArgs),
@@ -505,6 +505,24 @@ pub struct DecideArgs {
     /// The approval request.
     #[arg(value_parser = typed::<ApprovalId>)]
     pub approval: ApprovalId,
+    /// Why.
+    #[arg(long, value_parser = typed::<Label>)]
+    pub note: Option<Label>,
+}
+
+/// `roster deny`: one request, or every one waiting (of an agent, or of all).
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["approval", "agent", "all"])))]
+pub struct DenyArgs {
+    /// The approval request.
+    #[arg(value_parser = typed::<ApprovalId>)]
+    pub approval: Option<ApprovalId>,
+    /// Every request this agent has waiting (id or team/name).
+    #[arg(long, value_parser = parse_agent)]
+    pub agent: Option<AgentRef>,
+    /// Every request waiting, whoever asked.
+    #[arg(long)]
+    pub all: bool,
     /// Why.
     #[arg(long, value_parser = typed::<Label>)]
     pub note: Option<Label>,

@@ -535,6 +535,56 @@ fn an_approval_binds_the_arguments_the_operator_saw() {
 }
 
 #[test]
+fn every_waiting_approval_of_an_agent_is_denied_at_once() {
+    let (_tmp, dir) = mailer();
+    ok(
+        &dir,
+        &[
+            "hire",
+            "--team",
+            "research",
+            "--name",
+            "other",
+            "--grant",
+            "email.send@mailbox:*,approval",
+        ],
+    );
+    for (agent, n) in [("research/mailer", 3), ("research/other", 1)] {
+        for i in 0..n {
+            let to = format!("mailbox:m{i}");
+            fails(&dir, &["act", agent, "email.send", &to], 6);
+        }
+    }
+    assert_eq!(json_lines(&ok(&dir, &["--json", "approvals"])).len(), 4);
+    // Neither an id, an agent nor --all: a usage error.
+    fails(&dir, &["deny"], 2);
+    ok(
+        &dir,
+        &[
+            "deny",
+            "--agent",
+            "research/mailer",
+            "--note",
+            "too many asks",
+        ],
+    );
+    let waiting = json_lines(&ok(&dir, &["--json", "approvals"]));
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0]["agent_name"], "research/other");
+    let denied: Vec<Value> = json_lines(&ok(&dir, &["--json", "log"]))
+        .into_iter()
+        .filter(|e| e["event"].get("ApprovalDecided").is_some())
+        .collect();
+    assert_eq!(denied.len(), 3);
+    assert!(denied
+        .iter()
+        .all(|e| e["event"]["ApprovalDecided"]["approved"] == false
+            && e["event"]["ApprovalDecided"]["note"] == "too many asks"));
+    ok(&dir, &["deny", "--all"]);
+    assert!(json_lines(&ok(&dir, &["--json", "approvals"])).is_empty());
+}
+
+#[test]
 fn commands_on_a_missing_data_dir_say_to_init() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let err = fails(&tmp.path().join("none"), &["agents"], 2);

@@ -128,10 +128,16 @@ pub fn plan(cmd: Cmd, data_dir: &Path) -> Result<Plan, CliError> {
             approved: true,
             note: a.note,
         },
-        Cmd::Deny(a) => Request::Decide {
-            approval: a.approval,
-            approved: false,
-            note: a.note,
+        Cmd::Deny(a) => match a.approval {
+            Some(approval) => Request::Decide {
+                approval,
+                approved: false,
+                note: a.note,
+            },
+            None => Request::DenyWaiting {
+                agent: a.agent,
+                note: a.note,
+            },
         },
         Cmd::Log { team, from, follow } => Request::Log { team, from, follow },
         Cmd::Replay { at, team } => Request::Replay { at, team },

@@ -294,6 +294,40 @@ pub(super) fn approvals(all: bool, ctx: &Ctx<'_>) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// Refuses every approval waiting now (only `agent`'s, if given) with `note`, in one hold of
+/// the ledger: an agent flooding the operator's queue is answered at once.
+pub(super) fn deny_waiting(
+    agent: Option<&AgentRef>,
+    note: Option<Label>,
+    ctx: &Ctx<'_>,
+) -> Result<(), AdminError> {
+    let operator = ctx.operator();
+    let (committed, after) = ctx.decide(|app| {
+        let agent = agent
+            .map(|a| a.resolve(app.world()).map(|a| a.id))
+            .transpose()?;
+        let waiting: Vec<ApprovalId> = app
+            .world()
+            .approvals()
+            .filter(|ap| ap.decision.is_none() && agent.is_none_or(|a| ap.agent == a))
+            .map(|ap| ap.id)
+            .collect();
+        let mut committed = Vec::new();
+        for approval in waiting {
+            let command = Command::DecideApproval {
+                approval,
+                approved: false,
+                note: note.clone(),
+            };
+            committed.extend(app.execute(command, &operator)?);
+        }
+        Ok((committed, app.snapshot()))
+    })?;
+    ctx.poke();
+    super::send_committed(&ctx.reply, after.world(), &committed)?;
+    Ok(())
+}
+
 pub(super) fn decide(
     approval: ApprovalId,
     approved: bool,

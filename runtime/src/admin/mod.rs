@@ -135,6 +135,14 @@ pub enum Request {
         /// Why, for the record.
         note: Option<Label>,
     },
+    /// `roster deny --agent A` or `--all`: every approval waiting now (of one agent, or of
+    /// all) is refused, with the same note.
+    DenyWaiting {
+        /// Only this agent's.
+        agent: Option<AgentRef>,
+        /// Why, for the record.
+        note: Option<Label>,
+    },
     /// `roster log`.
     Log {
         /// Only this team's events.
@@ -506,7 +514,11 @@ impl Ctx<'_> {
 }
 
 /// Sends what a command committed, each with its description in `world` (the world after).
-fn send_committed(reply: &Reply, world: &World, envelopes: &[Envelope]) -> std::io::Result<()> {
+pub(super) fn send_committed(
+    reply: &Reply,
+    world: &World,
+    envelopes: &[Envelope],
+) -> std::io::Result<()> {
     for e in envelopes {
         reply.send(Item::Committed {
             text: crate::describe::event(world, &e.event),
@@ -546,6 +558,7 @@ pub fn run(request: Request, ctx: &Ctx<'_>) -> Result<(), AdminError> {
             approved,
             note,
         } => grants::decide(approval, approved, note, ctx),
+        Request::DenyWaiting { agent, note } => grants::deny_waiting(agent.as_ref(), note, ctx),
         Request::Log { team, from, follow } => history::log(team, from, follow, ctx),
         Request::Replay { at, team } => history::replay(at, team, ctx),
         Request::Verify { head, key } => signed::verify(head.as_deref(), key, ctx),
