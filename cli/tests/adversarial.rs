@@ -432,3 +432,47 @@ fn an_agent_cannot_tell_whether_another_team_exists() {
         assert_eq!(seen[0], seen[1], "{what}: ops and nowhere told apart");
     }
 }
+
+#[test]
+fn an_agent_refused_at_line_rate_writes_the_log_only_at_its_budget() {
+    let s = served();
+    s.ok(&["team", "create", "lab"]);
+    let pest = s.hire_into("lab", "pest", &[]);
+    let mut g = Gateway::connect(&s, &pest);
+    let denials = |s: &Served| -> Vec<Value> {
+        s.events()
+            .into_iter()
+            .filter(|e| e["event"].get("AccessDenied").is_some())
+            .collect()
+    };
+    let before = denials(&s).len();
+    // Asked as fast as the socket answers: each one refused.
+    let started = std::time::Instant::now();
+    let asked = 150;
+    for i in 0..asked {
+        let e = g
+            .call("hire", json!({ "name": format!("h{i}") }))
+            .unwrap_err();
+        assert_eq!(e["code"], "denied", "{e}");
+    }
+    let secs = started.elapsed().as_secs();
+    let recorded = denials(&s).len() - before;
+    // The burst (20), then one a second at most.
+    assert!(
+        recorded >= 20 && recorded as u64 <= 20 + secs + 1,
+        "{recorded} of {asked} recorded in {secs} s"
+    );
+    // Later, the next refusal is recorded and accounts for those that were not.
+    std::thread::sleep(Duration::from_millis(1100));
+    g.call("hire", json!({ "name": "again" })).unwrap_err();
+    let all = denials(&s);
+    let reason = all.last().unwrap()["event"]["AccessDenied"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let left_out = asked - recorded;
+    assert!(
+        reason.starts_with(&format!("[{left_out} more refusals of this agent since ")),
+        "{reason}"
+    );
+}

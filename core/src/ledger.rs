@@ -124,12 +124,30 @@ impl<L: EventLog + ?Sized> Ledger<L> {
         now: Timestamp,
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<Envelope>, ExecuteError> {
+        self.execute_audited(command, actor, now, entropy, |_, _| true)
+    }
+
+    /// [`Ledger::execute`], with a say in the record of a refusal: `audit` gets the agent's
+    /// `AccessDenied` decision (and its instant) before it is appended, may amend it, and
+    /// returns whether to append it at all (a runtime keeping an agent's refusals from writing
+    /// the log at line rate). The refusal is returned either way.
+    pub fn execute_audited(
+        &mut self,
+        command: Command,
+        actor: &Actor,
+        now: Timestamp,
+        entropy: &mut dyn Entropy,
+        audit: impl FnOnce(&mut Decision, Timestamp) -> bool,
+    ) -> Result<Vec<Envelope>, ExecuteError> {
         let at = now.max(self.world.last_at());
         match decide(&self.world, command, actor, at, entropy) {
             Ok(decision) => self.commit(decision, actor, at),
             Err(rejected) => {
-                if let Some(audit) = &rejected.audit {
-                    self.commit((**audit).clone(), actor, at)?;
+                if let Some(record) = &rejected.audit {
+                    let mut record = (**record).clone();
+                    if audit(&mut record, at) {
+                        self.commit(record, actor, at)?;
+                    }
                 }
                 Err(ExecuteError::Refused(rejected))
             }

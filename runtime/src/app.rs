@@ -46,6 +46,8 @@ pub struct App {
     /// The supervisor's simulation's clock and ids (virtual time, counted ids), so that a
     /// schedule replays exactly; `None`: the wall clock and the OS's entropy.
     simulated: Option<(crate::daemon::SimClock, roster_core::id::CountingEntropy)>,
+    /// How often each agent's refusals are written to the log.
+    refusals: crate::refusals::Refusals,
 }
 
 impl App {
@@ -71,6 +73,7 @@ impl App {
             ledger: Ledger::open(log)?,
             decisions: tokio::sync::watch::Sender::new(0),
             simulated: None,
+            refusals: crate::refusals::Refusals::default(),
         })
     }
 
@@ -136,14 +139,36 @@ impl App {
     /// [`Ledger::execute`].
     pub fn execute(
         &mut self,
-        command: Command,
+        mut command: Command,
         actor: &Actor,
     ) -> Result<Vec<Envelope>, RuntimeError> {
+        let at = match &self.simulated {
+            Some((clock, _)) => (clock.0)(),
+            None => now(),
+        };
+        // An agent's refusals are written at most at its budget's rate (`refusals`): those
+        // the rules make, and those the runtime records itself.
+        let refusals = &mut self.refusals;
+        if let Command::RecordDenial { agent, reason, .. } = &mut command {
+            if !refusals.admit(*agent, at, reason) {
+                return Ok(Vec::new());
+            }
+        }
+        let audit =
+            |record: &mut roster_core::command::Decision, at| match record.events.first_mut() {
+                Some(roster_core::event::Event::AccessDenied { agent, reason, .. }) => {
+                    refusals.admit(*agent, at, reason)
+                }
+                _ => true,
+            };
         let envelopes = match &mut self.simulated {
-            Some((clock, entropy)) => self.ledger.execute(command, actor, (clock.0)(), entropy)?,
-            None => self
+            Some((_, entropy)) => self
                 .ledger
-                .execute(command, actor, now(), &mut OsEntropy::new())?,
+                .execute_audited(command, actor, at, entropy, audit)?,
+            None => {
+                self.ledger
+                    .execute_audited(command, actor, at, &mut OsEntropy::new(), audit)?
+            }
         };
         if decides_approval(&envelopes) {
             self.decisions.send_modify(|n| *n = n.wrapping_add(1));

@@ -32,6 +32,7 @@ pub mod describe;
 pub mod error;
 pub mod gateway;
 mod private;
+pub mod refusals;
 pub mod signing;
 
 pub use daemon::ServeOptions;
