@@ -325,8 +325,8 @@ pub enum ErrorCode {
     /// the message), but its tool provider failed, timed out or did not answer. The spend
     /// stands: the log records what was authorized, not what the provider did.
     ToolFailed,
-    /// The runtime's data disk is full: nothing of the request was recorded (or spent). Try
-    /// again later; reads still work.
+    /// The runtime's data disk is full: the decision that failed was not recorded (nothing was
+    /// spent by it). Try again later; reads still work.
     DiskFull,
 }
 

@@ -9,6 +9,7 @@ use roster_core::command::Command;
 use roster_core::envelope::Envelope;
 use roster_core::ledger::{decides_approval, Ledger};
 use roster_core::port::{CheckpointedLog, Checkpoints, EventLog, SignedHeads};
+use roster_core::time::Timestamp;
 use roster_core::world::World;
 pub use roster_store::now;
 use roster_store::{AppendSealed, OsEntropy, SledLog};
@@ -135,6 +136,36 @@ impl App {
         }
     }
 
+    /// Now, as this `App` tells time (the simulation's clock, or the wall clock).
+    fn now(&self) -> Timestamp {
+        match &self.simulated {
+            Some((clock, _)) => (clock.0)(),
+            None => now(),
+        }
+    }
+
+    /// Records, as the runtime, the refusals left out that the agents' budgets allow now (all
+    /// of them with `all`: the daemon is stopping); how many records were made.
+    pub fn record_left_out(&mut self, all: bool) -> Result<usize, RuntimeError> {
+        let at = self.now();
+        let due = self.refusals.due(at, all);
+        for d in &due {
+            let command = Command::RecordDenial {
+                agent: d.agent,
+                action: d.action.clone(),
+                resource: d.resource.clone(),
+                reason: d.reason.clone(),
+            };
+            match &mut self.simulated {
+                Some((_, entropy)) => self.ledger.execute(command, &Actor::Runtime, at, entropy)?,
+                None => self
+                    .ledger
+                    .execute(command, &Actor::Runtime, at, &mut OsEntropy::new())?,
+            };
+        }
+        Ok(due.len())
+    }
+
     /// Decides `command` as `actor` now, appends the events and folds them; see
     /// [`Ledger::execute`].
     pub fn execute(
@@ -142,25 +173,33 @@ impl App {
         mut command: Command,
         actor: &Actor,
     ) -> Result<Vec<Envelope>, RuntimeError> {
-        let at = match &self.simulated {
-            Some((clock, _)) => (clock.0)(),
-            None => now(),
-        };
+        let at = self.now();
         // An agent's refusals are written at most at its budget's rate (`refusals`): those
         // the rules make, and those the runtime records itself.
         let refusals = &mut self.refusals;
-        if let Command::RecordDenial { agent, reason, .. } = &mut command {
-            if !refusals.admit(*agent, at, reason) {
+        if let Command::RecordDenial {
+            agent,
+            action,
+            resource,
+            reason,
+        } = &mut command
+        {
+            if !refusals.admit(*agent, (action, resource), at, reason) {
                 return Ok(Vec::new());
             }
         }
-        let audit =
-            |record: &mut roster_core::command::Decision, at| match record.events.first_mut() {
-                Some(roster_core::event::Event::AccessDenied { agent, reason, .. }) => {
-                    refusals.admit(*agent, at, reason)
-                }
-                _ => true,
-            };
+        let audit = |record: &mut roster_core::command::Decision, at: Timestamp| match record
+            .events
+            .first_mut()
+        {
+            Some(roster_core::event::Event::AccessDenied {
+                agent,
+                action,
+                resource,
+                reason,
+            }) => refusals.admit(*agent, (action, resource), at, reason),
+            _ => true,
+        };
         let envelopes = match &mut self.simulated {
             Some((_, entropy)) => self
                 .ledger

@@ -121,7 +121,7 @@ fn a_full_data_disk_refuses_commands_clearly_and_they_succeed_once_it_grows() {
         e["message"]
             .as_str()
             .unwrap()
-            .contains("the data disk is full"),
+            .contains("data disk is full: this decision was not recorded"),
         "{e}"
     );
 

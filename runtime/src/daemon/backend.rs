@@ -84,7 +84,12 @@ pub(crate) fn failure(e: RuntimeError) -> GatewayError {
         if c.downcast_ref::<roster_store::StoreFault>()
             .is_some_and(roster_store::StoreFault::is_disk_full)
         {
-            return GatewayError::new(ErrorCode::DiskFull, e.to_string());
+            // In the runtime's words only: the store's names the host's paths.
+            return GatewayError::new(
+                ErrorCode::DiskFull,
+                "the runtime's data disk is full: this decision was not recorded; try again \
+                 later",
+            );
         }
         cause = c.source();
     }

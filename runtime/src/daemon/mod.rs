@@ -269,6 +269,14 @@ impl Running {
             // log goes out at the next start.
             outbox.stop().await;
         }
+        // Every refusal left out is accounted for before the log's last head.
+        let daemon = self.daemon.clone();
+        let left =
+            tokio::task::spawn_blocking(move || daemon.decide(|app| app.record_left_out(true)))
+                .await;
+        if let Ok(Ok(Err(e))) = left {
+            tracing::warn!("cannot record the refusals left out: {e}");
+        }
         // A daemon that stops cleanly leaves its log signed to the end.
         if let (Some(signer), Ok(log)) = (
             self.daemon.signer.clone(),
@@ -277,6 +285,21 @@ impl Running {
             crate::signing::at_stop(signer, log).await;
         }
         let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// Records the refusals left out by the agents' budgets (`crate::refusals`) every two
+/// seconds, as the budgets allow: an agent that stops asking is accounted for too.
+async fn record_left_out(d: Arc<Daemon>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let daemon = d.clone();
+        let done =
+            tokio::task::spawn_blocking(move || daemon.decide(|app| app.record_left_out(false)))
+                .await;
+        if let Ok(Ok(Err(e))) = done {
+            tracing::warn!("cannot record the refusals left out: {e}");
+        }
     }
 }
 
@@ -408,6 +431,7 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
             unreconciled,
         )),
         tokio::spawn(signing),
+        tokio::spawn(record_left_out(daemon.clone())),
     ];
     Ok(Running {
         daemon,

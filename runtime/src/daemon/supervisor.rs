@@ -63,6 +63,9 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A run this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(60);
+/// An engine found refusing requests whose event stream has not ended this long after its
+/// last event, and that answers again, was only slow: it is followed again.
+const AWAY_CONFIRM: Duration = Duration::from_secs(15);
 
 /// What the supervisor holds for one agent.
 #[derive(Debug, Default)]
@@ -777,7 +780,26 @@ pub async fn watch_engine(
         // refusing requests (it is going away: it stays so until this stream ends).
         let (mut reported, mut away) = (HashSet::new(), false);
         let mut events = Box::pin(sup.engine.events_since(since));
-        while let Some(event) = events.next().await {
+        loop {
+            let event = if away {
+                // An engine going away ends its stream once its containers are stopped; one
+                // that stays quiet this long while answering again was only slow to answer.
+                match tokio::time::timeout(AWAY_CONFIRM, events.next()).await {
+                    Ok(event) => event,
+                    Err(_) if sup.engine.accepting().await.is_ok() => {
+                        tracing::warn!("the container engine answers again: it was not going away");
+                        away = false;
+                        sup.outage().clear();
+                        sup.lost.store(false, Ordering::SeqCst);
+                        sup.wake.notify_one();
+                        continue;
+                    }
+                    Err(_) => continue,
+                }
+            } else {
+                events.next().await
+            };
+            let Some(event) = event else { break };
             match event {
                 Ok(EngineEvent::Died {
                     agent,
