@@ -86,7 +86,8 @@ pub struct HistoryParams {
     /// The team version to start at (1 = the first event).
     #[serde(default)]
     pub from: Option<u64>,
-    /// At most this many events.
+    /// At most this many events (the runtime also ends a page by its size, so a page may hold
+    /// fewer while more follow: page on with its `next`).
     #[serde(default)]
     pub limit: Option<u32>,
 }
@@ -549,7 +550,27 @@ pub fn encode_response<T: Serialize>(
     id: Option<RequestId>,
     result: &Result<T, GatewayError>,
 ) -> String {
-    let body = match result.as_ref().map(serde_json::to_value) {
+    response_body(id, result).to_string()
+}
+
+/// [`encode_response`], appended to `out`: the caller chooses where the line's memory comes
+/// from (the runtime makes a page of history on one thread and frees it on another, and gives
+/// the buffer from the thread that frees it, so that the allocator takes it back there).
+pub fn encode_response_into<T: Serialize>(
+    out: &mut Vec<u8>,
+    id: Option<RequestId>,
+    result: &Result<T, GatewayError>,
+) {
+    // A `Value` always encodes, and a `Vec` always takes it.
+    let _ = serde_json::to_writer(out, &response_body(id, result));
+}
+
+/// The answer line as JSON, its keys sorted (see [`encode_response`]).
+fn response_body<T: Serialize>(
+    id: Option<RequestId>,
+    result: &Result<T, GatewayError>,
+) -> serde_json::Value {
+    match result.as_ref().map(serde_json::to_value) {
         Ok(Ok(value)) => serde_json::json!({ "id": id, "ok": value }),
         Ok(Err(e)) => {
             let e = GatewayError::new(
@@ -559,8 +580,7 @@ pub fn encode_response<T: Serialize>(
             serde_json::json!({ "id": id, "error": e })
         }
         Err(e) => serde_json::json!({ "id": id, "error": e }),
-    };
-    body.to_string()
+    }
 }
 
 #[cfg(test)]

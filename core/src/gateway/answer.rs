@@ -204,7 +204,8 @@ pub struct History {
     /// The events, oldest first, as `roster log --json` prints them (read back, each one's
     /// hash is checked against its body).
     pub events: Vec<Envelope>,
-    /// The `from` of the next page (the page's `from` when it is empty).
+    /// The `from` of the next page (the page's `from` when it is empty): where a page cut
+    /// short by its size goes on.
     pub next: u64,
     /// The team's version now: `next > version` means the agent has seen everything.
     pub version: u64,

@@ -26,6 +26,16 @@ use crate::describe;
 /// The most events one `history` call returns; an agent pages with `from`.
 pub const HISTORY_MAX: u32 = 1000;
 
+/// The most bytes of events (as JSON) one `history` page holds, whatever its `limit`: a page
+/// stops before the event that would take it past this (it always holds one, so an event larger
+/// than this comes alone). Events are up to a mebibyte each (an `act`'s arguments), so a page of
+/// 1,000 could be a gigabyte to read, hold and write for one request.
+pub const HISTORY_MAX_BYTES: usize = 512 * 1024;
+
+/// The most events read from the log at once for a page: a page of large events is read a few
+/// at a time, never a thousand at once to be thrown away past the byte cap.
+const HISTORY_READ: usize = 8;
+
 /// The events one `history` call returns when it names no `limit`.
 pub const HISTORY_DEFAULT: u32 = 100;
 
@@ -156,9 +166,10 @@ pub fn grant_view(world: &World, g: &Grant, now: Timestamp) -> GrantView {
 }
 
 /// `history`: the agent's own team's events from team version `from` (default 1), at most
-/// `limit` (default [`HISTORY_DEFAULT`], capped at [`HISTORY_MAX`]), each as the envelope
-/// `roster log --json` prints; `next` is the `from` of the following page, `version` the
-/// team's version now.
+/// `limit` (default [`HISTORY_DEFAULT`], capped at [`HISTORY_MAX`]) and at most
+/// [`HISTORY_MAX_BYTES`] of them, each as the envelope `roster log --json` prints; `next` is
+/// the `from` of the following page (where a page cut short by its size goes on), `version`
+/// the team's version now.
 pub fn history(
     log: &dyn LogRead,
     world: &World,
@@ -192,18 +203,56 @@ pub fn team_history(
         GatewayError::new(ErrorCode::Internal, format!("cannot read the log: {e}"))
     };
     let version = log.team_version(team).map_err(failed)?;
-    let events = if limit == 0 {
-        Vec::new()
-    } else {
-        let n = usize::try_from(limit).unwrap_or(usize::MAX);
-        log.read_team(team, from, n).map_err(failed)?
-    };
+    let want = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut events = Vec::new();
+    // The page's bytes so far, and its largest event's.
+    let (mut bytes, mut largest) = (0, 0);
+    let mut at = from;
+    'page: while events.len() < want {
+        // No more at once than may still fit, judging by the largest event so far.
+        let fit = HISTORY_MAX_BYTES.saturating_sub(bytes) / largest.max(1) + 1;
+        let ask = (want - events.len()).min(fit).min(HISTORY_READ);
+        let read = log.read_team(team, at, ask).map_err(failed)?;
+        let ended = read.len() < ask;
+        for e in read {
+            let size = json_len(&e);
+            if !events.is_empty() && bytes + size > HISTORY_MAX_BYTES {
+                break 'page;
+            }
+            (bytes, largest) = (bytes + size, largest.max(size));
+            at = e.version + 1;
+            events.push(e);
+        }
+        if ended {
+            break;
+        }
+    }
     let next = events.last().map_or(from, |e| e.version + 1);
     Ok(History {
         events,
         next,
         version,
     })
+}
+
+/// The bytes `value` takes as JSON, counted without keeping them.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    #[derive(Debug)]
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing to a counter fails only if the value cannot be JSON, which an envelope can:
+    // then it counts what it wrote.
+    let _ = serde_json::to_writer(&mut n, value);
+    n.0
 }
 
 #[cfg(test)]
@@ -363,27 +412,103 @@ mod tests {
             big.act_as_lead(i % 2 == 0);
         }
         let w = big.world();
-        let page = wire(
-            history(
-                big.log(),
-                w,
-                big.lead,
-                &HistoryParams {
-                    from: None,
-                    limit: Some(u32::MAX),
-                },
+        let page = |from: u64, limit: u32| {
+            wire(
+                history(
+                    big.log(),
+                    w,
+                    big.lead,
+                    &HistoryParams {
+                        from: Some(from),
+                        limit: Some(limit),
+                    },
+                )
+                .unwrap(),
             )
-            .unwrap(),
+        };
+        // A `limit` past the cap is read as the cap; these events (~570 bytes each) reach the
+        // byte cap first.
+        let first = page(1, u32::MAX);
+        let events = first["events"].as_array().unwrap();
+        let bytes: usize = events.iter().map(|e| e.to_string().len()).sum();
+        assert!(events.len() < HISTORY_MAX as usize, "{}", events.len());
+        assert!(bytes <= HISTORY_MAX_BYTES, "{bytes}");
+        let one_more = page(events.len() as u64 + 1, 1)["events"][0]
+            .to_string()
+            .len();
+        assert!(
+            bytes + one_more > HISTORY_MAX_BYTES,
+            "cut before it was full"
         );
-        assert_eq!(
-            page["events"].as_array().unwrap().len(),
-            HISTORY_MAX as usize
-        );
+        // Paged with `next`, every event comes once, in order.
+        let (mut versions, mut from) = (Vec::new(), 1);
+        let last = w.team_version(w.agent(big.lead).unwrap().team);
+        while from <= last {
+            let p = page(from, HISTORY_MAX);
+            let got = p["events"].as_array().unwrap();
+            assert!(!got.is_empty() && got.len() <= HISTORY_MAX as usize);
+            versions.extend(got.iter().map(|e| e["version"].as_u64().unwrap()));
+            from = p["next"].as_u64().unwrap();
+        }
+        assert_eq!(versions, (1..=last).collect::<Vec<_>>());
+        // Small pages are cut by their count.
+        assert_eq!(page(1, 7)["events"].as_array().unwrap().len(), 7);
         let default = wire(history(big.log(), w, big.lead, &HistoryParams::default()).unwrap());
         assert_eq!(
             default["events"].as_array().unwrap().len(),
             HISTORY_DEFAULT as usize
         );
+    }
+
+    #[test]
+    fn an_event_larger_than_a_page_comes_alone_and_the_next_page_goes_on() {
+        use roster_core::capability::{Action, Amount, Capability, Resource};
+        use roster_core::command::Command;
+        use roster_core::name::Name;
+        let mut t = Team::new();
+        let lead = t.lead;
+        t.exec(
+            Command::Grant {
+                to: lead,
+                capability: Capability::parse("report.file@*,approval").unwrap(),
+                from: None,
+            },
+            &crate::gateway::testing::operator(),
+        );
+        // Each waits for an approval, its 300 KB argument recorded with it.
+        for i in 0..3 {
+            let arg = "x".repeat(300_000 + i);
+            t.exec(
+                Command::Act {
+                    action: Action::parse("report.file").unwrap(),
+                    resource: Resource::parse("desk:q3").unwrap(),
+                    amount: Amount::new(1).unwrap(),
+                    args: [(Name::parse("body").unwrap(), arg)].into(),
+                    approval: None,
+                },
+                &roster_core::actor::Actor::Agent(lead),
+            );
+        }
+        let w = t.world();
+        let last = w.team_version(w.agent(lead).unwrap().team);
+        let page = |from| {
+            let params = HistoryParams {
+                from: Some(from),
+                limit: None,
+            };
+            wire(history(t.log(), w, lead, &params).unwrap())
+        };
+        // Any two of them are more than a page: one at a time, each whole.
+        for (i, from) in [last - 2, last - 1, last].into_iter().enumerate() {
+            let p = page(from);
+            let events = p["events"].as_array().unwrap();
+            assert_eq!(events.len(), 1, "{from}");
+            let body = &events[0]["event"]["CallApprovalRequested"]["args"]["body"];
+            assert_eq!(body.as_str().map(str::len), Some(300_000 + i));
+            assert_eq!(p["next"], from + 1);
+        }
+        // From the start, the small events and the first large one fit; the second does not.
+        assert_eq!(page(1)["next"], last - 1);
     }
 
     #[test]

@@ -1,5 +1,21 @@
-//! One agent connection: lines in under a hard cap, the agent's token bucket, answers out in
-//! request order.
+//! One agent connection: lines in under a hard cap and a time limit, the agent's token bucket,
+//! answers out in request order under a byte budget.
+//!
+//! # What a connection may hold
+//! - In: one line, at most [`MAX_LINE`] bytes, and it must arrive whole within the line timeout
+//!   of its first byte (`Limits::line_timeout`), else the connection is closed. A connection
+//!   waiting between lines has no timeout: agents listen on subscriptions, and `act` may wait an
+//!   hour.
+//! - Out: answers and pushes waiting for the peer are charged, in bytes, to a [`Budget`] of the
+//!   connection and to one of its agent (`out`), and released once written. Room for an answer
+//!   is reserved before it is made (a whole page for `history`), so a connection whose peer
+//!   does not read stops there — not reading its next request, not asking the runtime for
+//!   anything — until the peer reads: nothing is dropped. A peer that reads nothing for the
+//!   write timeout (`Limits::write_timeout`) is hung up on, and everything queued for it freed.
+//!
+//! So what the gateway holds for an agent is its budget (answers queued or being made; only an
+//! answer larger than its reservation, made before it is charged, is outside it) and, per
+//! connection, a read buffer and a line.
 
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,16 +24,18 @@ use std::time::{Duration, Instant};
 use roster_core::gateway::answer::{Answer, Subscribed};
 use roster_core::gateway::frame::{Frame, Framer};
 use roster_core::gateway::{
-    decode_request, encode_response, Call, ErrorCode, GatewayError, Request, RequestId, MAX_LINE,
+    decode_request, encode_response, encode_response_into, Call, ErrorCode, GatewayError, Request,
+    RequestId, MAX_LINE,
 };
 use roster_core::id::AgentId;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::answer::HISTORY_MAX_BYTES;
 use super::fair::{thread_cpu, Admitted, Fair};
-use super::{Backend, Reply};
+use super::out::{encode_line, release_freed_memory, Budget, Conn};
+use super::{Backend, Limits, Reply};
 
 /// Bytes read from the socket at a time.
 const READ_BUF: usize = 64 * 1024;
@@ -27,21 +45,34 @@ const READ_BUF: usize = 64 * 1024;
 const KEEP_BUF: usize = 64 * 1024;
 
 /// Reads one line into `buf` (cleared first), never holding more than `cap` bytes of it: past
-/// the cap the rest of the line is consumed and dropped as it arrives ([`Framer`]).
+/// the cap the rest of the line is consumed and dropped as it arrives ([`Framer`]). With
+/// `within`, a line that has begun must end within that time of its first byte, else the read
+/// fails with [`io::ErrorKind::TimedOut`]; the wait for a line's first byte is not limited.
 pub(super) async fn read_line<R: AsyncBufRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
     cap: usize,
+    within: Option<Duration>,
 ) -> io::Result<Frame> {
     if buf.capacity() > KEEP_BUF {
         *buf = Vec::new();
     }
     buf.clear();
     let mut framer = Framer::new(cap);
+    // Set when the line's first byte is seen.
+    let mut deadline = None;
     loop {
-        let chunk = r.fill_buf().await?;
+        let chunk = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, r.fill_buf())
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??,
+            None => r.fill_buf().await?,
+        };
         if chunk.is_empty() {
             return Ok(framer.end(buf));
+        }
+        if let (None, Some(within)) = (deadline, within) {
+            deadline = Some(tokio::time::Instant::now() + within);
         }
         let (used, line) = framer.feed(chunk, buf);
         r.consume(used);
@@ -104,6 +135,10 @@ pub(super) struct AgentCtx {
     pub backend: Arc<dyn Backend>,
     /// The agent's rate limit.
     pub bucket: Arc<Mutex<Bucket>>,
+    /// What all the agent's connections may hold for it.
+    pub budget: Budget,
+    /// The agent's limits (the connection's budget and timeouts among them).
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for AgentCtx {
@@ -125,105 +160,32 @@ const TURN: Duration = Duration::from_micros(25);
 /// `rate_limited` once for every several lines served (at the rate), not once for each.
 const LIMITED_PAUSE: Duration = Duration::from_millis(50);
 
-/// How many lines may wait for the socket; past that, the reader and every subscription wait
-/// too (backpressure, not memory).
-const OUT_QUEUE: usize = 64;
+/// How long the answer to a line cut off for its time has to go out before the connection is
+/// closed anyway.
+const CUT_OFF_GRACE: Duration = Duration::from_secs(1);
 
 /// Subscriptions one connection may hold at once.
 pub(super) const MAX_SUBSCRIPTIONS: usize = 16;
 
-/// One line waiting for the socket. A push is encoded only when it is written, so a queue of
-/// them holds shared messages, not copies.
-#[derive(Debug)]
-enum Outgoing {
-    Line(Vec<u8>),
-    Push(Arc<serde_json::Value>),
-}
-
-impl Outgoing {
-    /// Appends the line, newline included. A push is encoded here, when it is written: the
-    /// queue holds the shared message. One that cannot be encoded is left out.
-    fn encode_into(self, batch: &mut Vec<u8>) {
-        match self {
-            Outgoing::Line(line) => batch.extend_from_slice(&line),
-            Outgoing::Push(push) => {
-                let start = batch.len();
-                #[derive(serde::Serialize)]
-                struct Line<'a> {
-                    push: &'a serde_json::Value,
-                }
-                if serde_json::to_writer(&mut *batch, &Line { push: &push }).is_ok() {
-                    batch.push(b'\n');
-                } else {
-                    batch.truncate(start);
-                }
-            }
-        }
+/// What the answer to `request` is reckoned to weigh before it is made: a whole page for
+/// `history` (the events, their commas and the fields around them), a few KiB for anything
+/// else. A larger answer is charged its size once it is made.
+fn answer_room(request: &Result<Request, (Option<RequestId>, GatewayError)>) -> usize {
+    match request {
+        Ok(Request {
+            call: Call::History(_),
+            ..
+        }) => HISTORY_MAX_BYTES + PAGE_FRAME,
+        _ => SMALL_ANSWER,
     }
 }
 
-/// The writing side of a connection: every line the agent receives — responses in request
-/// order, and pushed messages between them — goes through one bounded queue to one writer task.
-#[derive(Debug, Clone)]
-pub(super) struct Conn {
-    out: tokio::sync::mpsc::Sender<Outgoing>,
-}
+/// What a `history` answer holds besides its events' bytes: a comma between each two (at most
+/// [`HISTORY_MAX`](super::answer::HISTORY_MAX)) and the id, `next` and `version` around them.
+const PAGE_FRAME: usize = 4 * 1024;
 
-impl Conn {
-    /// Starts the writer task for `out`; it ends when every sender is gone or a write fails.
-    /// Lines queued while a write was under way go out together in the next one: an agent with
-    /// many requests in flight is woken once for many answers, not once for each.
-    fn start(mut out: OwnedWriteHalf) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(OUT_QUEUE);
-        let writer = tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while let Some(next) = rx.recv().await {
-                if batch.capacity() > KEEP_BUF {
-                    batch = Vec::new();
-                }
-                batch.clear();
-                next.encode_into(&mut batch);
-                while batch.len() < KEEP_BUF {
-                    match rx.try_recv() {
-                        Ok(next) => next.encode_into(&mut batch),
-                        Err(_) => break,
-                    }
-                }
-                if out.write_all(&batch).await.is_err() {
-                    return;
-                }
-            }
-        });
-        (Self { out: tx }, writer)
-    }
-
-    /// Queues one response line. Waits while the agent does not read (backpressure); an error
-    /// means the connection is gone.
-    pub(super) async fn send(&self, id: Option<RequestId>, result: &Reply) -> Result<(), Gone> {
-        self.send_line(encode_line(id, result)).await
-    }
-
-    /// Queues one response line already encoded by [`encode_line`].
-    async fn send_line(&self, line: Vec<u8>) -> Result<(), Gone> {
-        self.out.send(Outgoing::Line(line)).await.map_err(|_| Gone)
-    }
-
-    /// Queues one pushed line (`{"push":…}`).
-    pub(super) async fn push(&self, push: Arc<serde_json::Value>) -> Result<(), Gone> {
-        self.out.send(Outgoing::Push(push)).await.map_err(|_| Gone)
-    }
-}
-
-/// The connection is closed.
-#[derive(Debug)]
-pub(super) struct Gone;
-
-/// The answer to request `id` as the line the agent receives, newline included.
-fn encode_line(id: Option<RequestId>, result: &Reply) -> Vec<u8> {
-    let mut line = encode_response(id, result).into_bytes();
-    line.push(b'\n');
-    line
-}
+/// The room reserved for any answer but a page of history: what most answers weigh.
+const SMALL_ANSWER: usize = 4 * 1024;
 
 /// Serves one connection until the agent closes it, a write fails, or the gateway stops (the
 /// task is aborted). Requests are answered one after the other, in order; a `subscribe` adds a
@@ -232,15 +194,42 @@ fn encode_line(id: Option<RequestId>, result: &Reply) -> Vec<u8> {
 pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphorePermit) {
     let (read, write) = stream.into_split();
     let mut read = BufReader::with_capacity(READ_BUF, read);
-    let (conn, writer) = Conn::start(write);
+    let budgets = [Budget::new(cx.limits.conn_bytes), cx.budget.clone()];
+    let (conn, mut writer) = Conn::start(write, cx.agent, budgets, cx.limits.write_timeout);
     // Dropped (and so aborted) when the connection ends.
     let mut subscriptions = tokio::task::JoinSet::new();
     let mut buf = Vec::new();
     // When this connection's turn on its worker began (see the end of the loop).
     let mut turn = Instant::now();
+    let within = cx.limits.line_timeout;
+    // Set when the connection is cut off for a line that did not end in time.
+    let mut cut_off = false;
     loop {
-        let line = match read_line(&mut read, &mut buf, MAX_LINE).await {
-            Ok(Frame::Eof) | Err(_) => break,
+        let got = tokio::select! {
+            got = read_line(&mut read, &mut buf, MAX_LINE, Some(within)) => got,
+            // The peer read nothing for too long: the writer gave up, and so does the reader.
+            () = conn.closed() => break,
+        };
+        let line = match got {
+            Ok(Frame::Eof) => break,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                tracing::info!(
+                    agent = %cx.agent,
+                    "closing a gateway connection whose request line did not end within {within:?}"
+                );
+                let e = GatewayError::new(
+                    ErrorCode::InvalidJson,
+                    format!(
+                        "a request line must arrive whole, up to its newline, within {} of its \
+                         first byte; this one did not, so the connection is closed",
+                        span(within)
+                    ),
+                );
+                let _ = conn.send(None, &Err(e)).await;
+                cut_off = true;
+                break;
+            }
+            Err(_) => break,
             Ok(line) => line,
         };
         if let Err(wait) = take_token(&cx.bucket) {
@@ -266,72 +255,81 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
             tokio::time::sleep(wait).await;
             continue;
         }
-        let line = match line {
-            Frame::TooLong { len } => encode_line(
+        let request = match line {
+            Frame::TooLong { len } => Err((
                 None,
-                &Err(GatewayError::new(
+                GatewayError::new(
                     ErrorCode::LineTooLong,
                     format!("a request line is at most {MAX_LINE} bytes; this one is {len}"),
-                )),
-            ),
-            _ => match decode_request(&buf) {
-                Err((id, e)) => encode_line(id, &Err(e)),
-                Ok(Request {
-                    id,
-                    call: Call::Subscribe(params),
-                }) => {
-                    // Reap finished subscriptions before counting.
-                    while subscriptions.try_join_next().is_some() {}
-                    if subscriptions.len() >= MAX_SUBSCRIPTIONS {
-                        let e = GatewayError::new(
-                            ErrorCode::BadParams,
-                            format!(
-                                "at most {MAX_SUBSCRIPTIONS} subscriptions per connection: \
+                ),
+            )),
+            _ => decode_request(&buf),
+        };
+        // Room for the answer before it is made: an answer being made counts against the
+        // budgets like one waiting for the peer, so a connection whose answers are not read
+        // asks the runtime for nothing more (not even a place in `Fair`).
+        let size = answer_room(&request);
+        let Ok(room) = conn.reserve(size).await else {
+            break;
+        };
+        let line = match request {
+            Err((id, e)) => encode_line(id, &Err(e)),
+            Ok(Request {
+                id,
+                call: Call::Subscribe(params),
+            }) => {
+                // Reap finished subscriptions before counting.
+                while subscriptions.try_join_next().is_some() {}
+                if subscriptions.len() >= MAX_SUBSCRIPTIONS {
+                    let e = GatewayError::new(
+                        ErrorCode::BadParams,
+                        format!(
+                            "at most {MAX_SUBSCRIPTIONS} subscriptions per connection: \
                                  subscribe once with several patterns"
-                            ),
-                        );
-                        encode_line(Some(id), &Err(e))
-                    } else {
-                        match subscribe(&cx, params).await {
-                            Ok((answer, mut pushes)) => {
-                                // The answer goes out before the first message.
-                                if conn.send(Some(id), &Ok(answer.into())).await.is_err() {
-                                    break;
-                                }
-                                let conn = conn.clone();
-                                subscriptions.spawn(async move {
-                                    while let Some(push) = pushes.recv().await {
-                                        if conn.push(push).await.is_err() {
-                                            return;
-                                        }
-                                    }
-                                });
-                                continue;
+                        ),
+                    );
+                    encode_line(Some(id), &Err(e))
+                } else {
+                    match subscribe(&cx, params).await {
+                        Ok((answer, mut pushes)) => {
+                            // The answer goes out before the first message.
+                            let line = encode_line(Some(id), &Ok(answer.into()));
+                            if conn.send_reserved(line, room).await.is_err() {
+                                break;
                             }
-                            Err(e) => encode_line(Some(id), &Err(e)),
+                            let conn = conn.clone();
+                            subscriptions.spawn(async move {
+                                while let Some(push) = pushes.recv().await {
+                                    if conn.push(push).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            });
+                            continue;
                         }
+                        Err(e) => encode_line(Some(id), &Err(e)),
                     }
                 }
-                // Awaited here, not on the blocking pool: it may wait for a human. An agent
-                // that hangs up while it waits has given up: its act is dropped (nothing is
-                // carried out for nobody when the approval comes later).
-                Ok(Request {
-                    id,
-                    call: Call::Act(params),
-                }) => {
-                    let (hang_up, hung_up) = tokio::sync::oneshot::channel();
-                    let act = cx.backend.act(cx.agent, params, hung_up);
-                    encode_line(
-                        Some(id),
-                        &watching_for_hang_up(&mut read, act, hang_up)
-                            .await
-                            .map(Answer::from),
-                    )
-                }
-                Ok(Request { id, call: c }) => call(&cx, id, c).await,
-            },
+            }
+            // Awaited here, not on the blocking pool: it may wait for a human. An agent
+            // that hangs up while it waits has given up: its act is dropped (nothing is
+            // carried out for nobody when the approval comes later).
+            Ok(Request {
+                id,
+                call: Call::Act(params),
+            }) => {
+                let (hang_up, hung_up) = tokio::sync::oneshot::channel();
+                let act = cx.backend.act(cx.agent, params, hung_up);
+                encode_line(
+                    Some(id),
+                    &watching_for_hang_up(&mut read, act, hang_up)
+                        .await
+                        .map(Answer::from),
+                )
+            }
+            Ok(Request { id, call: c }) => call(&cx, id, c, size).await,
         };
-        if conn.send_line(line).await.is_err() {
+        if conn.send_reserved(line, room).await.is_err() {
             break;
         }
         // An agent with more requests already here lets every other connection's turn come
@@ -345,8 +343,31 @@ pub(super) async fn serve(stream: UnixStream, cx: AgentCtx, _slot: OwnedSemaphor
     }
     subscriptions.abort_all();
     drop(conn);
-    // Whatever was queued still goes out (the agent may have half-closed only its side).
-    let _ = writer.await;
+    // What was read (maybe most of a line) is not kept while the rest goes out.
+    drop((read, buf));
+    if cut_off {
+        // The line saying why has a moment to go out: a peer that sends no newline may well
+        // read nothing either.
+        if tokio::time::timeout(CUT_OFF_GRACE, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+    } else {
+        // Whatever was queued still goes out (the agent may have half-closed only its side).
+        let _ = writer.await;
+    }
+    release_freed_memory();
+}
+
+/// A duration as an agent reads it in a message: whole seconds when it is, else milliseconds.
+fn span(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
 }
 
 /// Awaits `work`, telling it through `hang_up` if the client hangs up meanwhile (`work` then
@@ -393,7 +414,12 @@ async fn subscribe(
 /// A call answered here needs no place in [`Fair`]: it runs on a worker thread, and there are
 /// only as many of those as cores. It is charged to its agent all the same, so an agent that
 /// floods reads waits longer for its next call that does need a place.
-async fn call(cx: &AgentCtx, id: RequestId, call: roster_core::gateway::Call) -> Vec<u8> {
+async fn call(
+    cx: &AgentCtx,
+    id: RequestId,
+    call: roster_core::gateway::Call,
+    size: usize,
+) -> Vec<u8> {
     let fair = Fair::global();
     let started = Instant::now();
     if let Some(answer) = cx.backend.call_now(cx.agent, &call) {
@@ -405,9 +431,17 @@ async fn call(cx: &AgentCtx, id: RequestId, call: roster_core::gateway::Call) ->
     // held until the backend has answered, and the agent charged the CPU time it took. The
     // answer is encoded there too: a page of history is more work to encode than to read, and
     // this way it is the asking agent's work, done in its turn, not the connections' workers'.
+    //
+    // The line's buffer (of the `size` reserved for it) is taken here, on a worker thread, not
+    // on the blocking one that fills it: it is freed by the writer, on a worker too, and an
+    // allocator gives a block back soonest where it was taken (mimalloc leaves a block freed by
+    // another thread to its owner, which for a blocking thread may sleep for seconds).
     let admitted = fair.admit(cx.agent).await;
+    let mut line = Vec::with_capacity(size);
     let line = on_blocking_pool(cx, admitted, move |backend, agent| {
-        Ok(encode_line(Some(id), &backend.call(agent, call)))
+        encode_response_into(&mut line, Some(id), &backend.call(agent, call));
+        line.push(b'\n');
+        Ok(line)
     })
     .await;
     line.unwrap_or_else(|e| encode_line(Some(id), &Err(e)))
@@ -466,7 +500,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut out = Vec::new();
         loop {
-            let l = read_line(&mut r, &mut buf, cap).await.unwrap();
+            let l = read_line(&mut r, &mut buf, cap, None).await.unwrap();
             if l == Frame::Eof {
                 return out;
             }

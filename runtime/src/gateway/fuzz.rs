@@ -88,7 +88,7 @@ proptest! {
         let mut got = Vec::new();
         block_on(async {
             loop {
-                let frame = read_line(&mut r, &mut buf, cap).await.unwrap();
+                let frame = read_line(&mut r, &mut buf, cap, None).await.unwrap();
                 if frame == Frame::Eof {
                     break;
                 }
@@ -165,6 +165,7 @@ fn gateway() -> &'static (tempfile::TempDir, Arc<Recording>, AgentGateway) {
             per_sec: u32::MAX,
             burst: u32::MAX,
             max_connections: 16,
+            ..Limits::default()
         };
         let gw = block_on(serve_agent(
             &dir.path().join("gw"),

@@ -13,25 +13,30 @@
 //!   `roster_core::gateway::answer`; the gateway encodes it with `encode_response`.
 //! - `server`: [`serve_agent`] binds an agent's socket and runs its accept loop; the returned
 //!   [`AgentGateway`] stops it and removes the socket.
-//! - `conn`: one connection — reading lines under a hard size cap, the per-agent token bucket,
-//!   answering in request order.
+//! - `conn`: one connection — reading lines under a hard size cap and a time limit, the
+//!   per-agent token bucket, answering in request order, room reserved for each answer first.
+//! - `out`: a connection's writing side — one writer task, a queue bounded in bytes per
+//!   connection and per agent, a peer that reads nothing hung up on, freed memory handed back.
 //! - `fair`: every agent's calls that need the blocking pool are admitted one per core at a
 //!   time, the agent that used the runtime least lately first (start-time fair queueing).
 //!
 //! # Why it cannot be used against the runtime or another agent
 //! Every line is decoded into validated types or answered with a typed error, and the
-//! connection goes on; no line may make the server hold more than [`MAX_LINE`] + 1 bytes of it.
-//! Each agent has its own accept loop, its own connection cap and its own token bucket, so an
-//! agent that floods slows only itself: it is rate-limited, then not read for a while, so its own
-//! socket buffer fills and its writes block. What it is served waits behind every quieter
+//! connection goes on; no line may make the server hold more than [`MAX_LINE`] + 1 bytes of it,
+//! nor for longer than the line timeout once it has begun. Each agent has its own accept loop,
+//! its own connection cap, its own token bucket and its own byte budget for answers, so an
+//! agent that floods slows only itself: it is rate-limited, then not read for a while, so its
+//! own socket buffer fills and its writes block; one that asks and never reads is not read
+//! either, once its budget is taken (see [`Limits`]). What the runtime holds for an agent is so
+//! bounded whatever it sends: measured in `cli/tests/gateway_memory.rs`. What it is served waits behind every quieter
 //! agent's calls: reads of the world are answered on the connection's task in microseconds, and
 //! a connection with many requests waiting yields its worker after a short turn; everything else
 //! runs on the blocking pool in the order `fair` gives.
 //!
 //! # Pushed messages
 //! After `subscribe` answers, the agent also receives lines it did not ask for: `{"push":{…}}`
-//! (no `id`). Each connection has one writer task fed by a bounded queue; responses (in request
-//! order) and every subscription's pushes go through it, so an agent that stops reading stalls
+//! (no `id`). Each connection has one writer task fed by a queue bounded in bytes; responses (in
+//! request order) and every subscription's pushes go through it, so an agent that stops reading stalls
 //! only its own connection, and what a subscription cannot deliver in time is dropped and
 //! counted (the backend's side; see [`Pushes`]).
 //!
@@ -42,6 +47,7 @@ mod conn;
 mod fair;
 #[cfg(test)]
 mod fuzz;
+mod out;
 mod server;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -12,15 +12,17 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::conn::{self, AgentCtx, Bucket};
+use super::out::Budget;
 use super::Backend;
 
 /// The socket's file name in the agent's gateway directory (mounted at `/run/roster`).
 pub const SOCKET_NAME: &str = "gateway.sock";
 
-/// How much one agent may ask of its gateway.
+/// How much one agent may ask of its gateway, and hold in it.
 ///
-/// Per agent, not per connection: opening more connections buys no more requests. Zeros are
-/// read as 1 (a gateway that refuses everything is a retired agent's, which has none).
+/// Per agent, not per connection: opening more connections buys no more requests, and no more
+/// memory than [`agent_bytes`](Limits::agent_bytes). Zeros are read as 1 (a gateway that
+/// refuses everything is a retired agent's, which has none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Requests a second, sustained.
@@ -29,17 +31,52 @@ pub struct Limits {
     pub burst: u32,
     /// Connections open at once; one more is told so and closed.
     pub max_connections: usize,
+    /// Bytes of answers and pushes one connection may have waiting for its peer to read them.
+    /// When they are there, the connection is not read until the peer reads: an agent that
+    /// asks and never reads stalls its own connection, not the daemon's memory.
+    pub conn_bytes: usize,
+    /// The same, for all the agent's connections together.
+    pub agent_bytes: usize,
+    /// How long a request line may take to arrive, from its first byte to its newline: a peer
+    /// that starts lines and never ends them (slowloris) would hold up to a line's cap in each
+    /// connection for as long as it likes. A connection waiting between lines is never cut.
+    pub line_timeout: Duration,
+    /// How long a write may wait for a peer that reads nothing: the connection is then closed,
+    /// and what was waiting for it freed.
+    pub write_timeout: Duration,
 }
 
+/// Overrides [`Limits::line_timeout`], in milliseconds (tests shorten it).
+pub const LINE_TIMEOUT_ENV: &str = "ROSTER_GATEWAY_LINE_TIMEOUT_MS";
+
+/// Overrides [`Limits::write_timeout`], in milliseconds (tests shorten it).
+pub const WRITE_TIMEOUT_ENV: &str = "ROSTER_GATEWAY_WRITE_TIMEOUT_MS";
+
 impl Default for Limits {
-    /// Far above what an agent's own tool calls need, far below what would load the runtime.
+    /// Far above what an agent's own tool calls need, far below what would load the runtime:
+    /// a connection holds two history pages (512 KiB each) for its peer, an agent four
+    /// connections' worth — with a line of up to 1 MiB per connection, a few tens of MiB at
+    /// worst, whatever it sends; a line may take 30 s (a mebibyte on a local socket takes
+    /// milliseconds), a peer may read nothing for 2 minutes (an agent thinking while pushes
+    /// arrive). The timeouts can be set in milliseconds through [`LINE_TIMEOUT_ENV`] and
+    /// [`WRITE_TIMEOUT_ENV`].
     fn default() -> Self {
         Self {
             per_sec: 200,
             burst: 400,
             max_connections: 16,
+            conn_bytes: 1024 * 1024,
+            agent_bytes: 4 * 1024 * 1024,
+            line_timeout: millis_from_env(LINE_TIMEOUT_ENV).unwrap_or(Duration::from_secs(30)),
+            write_timeout: millis_from_env(WRITE_TIMEOUT_ENV).unwrap_or(Duration::from_secs(120)),
         }
     }
+}
+
+/// A duration in milliseconds from the environment variable `name`, if it holds a positive one.
+fn millis_from_env(name: &str) -> Option<Duration> {
+    let ms: u64 = std::env::var(name).ok()?.trim().parse().ok()?;
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 /// A running gateway of one agent. Closing it (or dropping it) stops accepting, ends every
@@ -129,6 +166,8 @@ pub async fn serve_agent(
         agent,
         backend,
         bucket: Arc::new(Mutex::new(Bucket::new(limits.per_sec, limits.burst))),
+        budget: Budget::new(limits.agent_bytes),
+        limits,
     };
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(accept_loop(

@@ -227,6 +227,7 @@ async fn the_rate_limit_kicks_in_and_recovers() {
         per_sec: 10,
         burst: 5,
         max_connections: 4,
+        ..Limits::default()
     };
     let gw = s.serve(s.lead, limits).await;
     let mut a = Client::connect(gw.path()).await;
@@ -388,6 +389,7 @@ async fn one_agents_flood_does_not_stop_anothers_answers() {
         per_sec: 50,
         burst: 50,
         max_connections: 8,
+        ..Limits::default()
     };
     let noisy = s.serve(s.lead, limits).await;
     let quiet = s.serve(scout, limits).await;
@@ -431,4 +433,142 @@ async fn one_agents_flood_does_not_stop_anothers_answers() {
     for f in flooders {
         let _ = timeout(DEADLINE, f).await;
     }
+}
+
+/// A [`TeamBackend`] that counts the answers it was asked for.
+#[derive(Debug)]
+struct Counting {
+    team: TeamBackend,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl super::Backend for Counting {
+    fn call(&self, agent: AgentId, call: roster_core::gateway::Call) -> super::Reply {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.team.call(agent, call)
+    }
+
+    fn call_now(&self, agent: AgentId, call: &roster_core::gateway::Call) -> Option<super::Reply> {
+        let answer = self.team.call_now(agent, call);
+        if answer.is_some() {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        answer
+    }
+}
+
+/// Limits with no rate limit to speak of, small budgets and short timeouts.
+fn tight() -> Limits {
+    Limits {
+        per_sec: 1_000_000,
+        burst: 1_000_000,
+        conn_bytes: 16 * 1024,
+        agent_bytes: 32 * 1024,
+        line_timeout: Duration::from_millis(200),
+        write_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_is_not_read_and_then_gets_every_answer_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut team = Team::new();
+    // A page of 100 events is ~57 KB: the socket's buffers hold a few, the budgets one.
+    for i in 0..300 {
+        team.act_as_lead(i % 2 == 0);
+    }
+    let lead = team.lead;
+    let backend = Arc::new(Counting {
+        team: TeamBackend(Mutex::new(team)),
+        asked: Default::default(),
+    });
+    let limits = Limits {
+        write_timeout: DEADLINE,
+        ..tight()
+    };
+    let gw = serve_agent(&dir.path().join("gw"), lead, backend.clone(), limits)
+        .await
+        .unwrap();
+    let mut c = Client::connect(gw.path()).await;
+    const N: u64 = 200;
+    let mut flood = String::new();
+    for id in 0..N {
+        flood.push_str(&format!("{{\"id\":{id},\"method\":\"history\"}}\n"));
+    }
+    c.send(flood.as_bytes()).await;
+    let page = c.recv().await.unwrap();
+    let page_len = page.to_string().len() as u64;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = backend.asked.load(std::sync::atomic::Ordering::SeqCst) as u64;
+    // What the socket's buffers took (a few hundred KB), a page queued and one being made: the
+    // rest of the requests wait unread. (A queue bounded in lines made 64 more.)
+    let bound = 512 * 1024 / page_len + 4;
+    println!("{asked} pages of {page_len} bytes made for a peer that reads nothing");
+    assert!(
+        asked <= bound,
+        "{asked} answers made for a peer that reads nothing (pages of {page_len} bytes)"
+    );
+    // It reads now: every answer, in order, none dropped.
+    assert_eq!(page["id"], 0);
+    for id in 1..N {
+        let r = c.recv().await.unwrap();
+        assert_eq!(r["id"], id, "{r}");
+        assert!(r["ok"]["events"].is_array(), "{r}");
+    }
+    assert_eq!(
+        backend.asked.load(std::sync::atomic::Ordering::SeqCst) as u64,
+        N
+    );
+}
+
+#[tokio::test]
+async fn a_line_that_does_not_end_in_time_is_cut_off_but_a_quiet_connection_stays() {
+    let s = Setup::new();
+    let gw = s.serve(s.lead, tight()).await;
+    let mut quiet = Client::connect(gw.path()).await;
+    assert!(quiet.call(1, "whoami", Value::Null).await["ok"].is_object());
+    let mut slow = Client::connect(gw.path()).await;
+    slow.send(b"{\"id\":2,\"method\":\"who").await;
+    let r = slow.recv().await.unwrap();
+    assert_eq!((&r["id"], code(&r)), (&Value::Null, "invalid_json"), "{r}");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(message.contains("within 200 ms"), "{message}");
+    assert!(slow.recv().await.is_none(), "closed after saying why");
+    // A connection between lines is never cut: three line timeouts later it is answered.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(quiet.call(3, "whoami", Value::Null).await["ok"].is_object());
+    // A line sent in pieces, each in time, is read whole.
+    quiet.send(b"{\"id\":4,").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    quiet.send(b"\"method\":\"whoami\"}\n").await;
+    assert_eq!(quiet.recv().await.unwrap()["id"], 4);
+}
+
+#[tokio::test]
+async fn a_peer_that_reads_nothing_is_hung_up_on_after_the_write_timeout() {
+    let s = Setup::new();
+    let gw = s.serve(s.lead, tight()).await;
+    let mut c = Client::connect(gw.path()).await;
+    let mut flood = String::new();
+    for id in 0..2_000 {
+        flood.push_str(&format!("{{\"id\":{id},\"method\":\"history\"}}\n"));
+    }
+    // Written by a task of its own: the gateway stops reading it, so the write may block.
+    let mut write = c.write;
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(flood.as_bytes()).await;
+        write
+    });
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // What was written before the gateway gave up, then the end of the stream.
+    let mut rest = Vec::new();
+    let read = timeout(DEADLINE, c.read.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    let answered = rest.iter().filter(|&&b| b == b'\n').count();
+    assert!(answered < 2_000, "{answered} answered");
+    let _ = writer.await;
+    // The agent's other connections are served.
+    let mut again = Client::connect(gw.path()).await;
+    assert!(again.call(1, "whoami", Value::Null).await["ok"].is_object());
 }
