@@ -4,6 +4,8 @@
 //! Every line must be byte for byte the event's `roster export` line.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -59,13 +61,14 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A data directory holding `teams` TeamCreated events; returns its `roster export` lines.
+/// A data directory holding `teams` TeamCreated events; returns its `roster export` event
+/// lines.
 fn data_dir(dir: &Path, teams: usize) -> Vec<String> {
     ok(dir, &["init"]);
     for i in 0..teams {
         ok(dir, &["team", "create", &format!("team-{i}")]);
     }
-    ok(dir, &["export"]).lines().map(str::to_owned).collect()
+    common::event_lines(&ok(dir, &["export"]))
 }
 
 fn lines(text: &str) -> Vec<String> {
@@ -124,7 +127,7 @@ fn a_durable_nats_subscription_resumes_without_gap_or_duplicate() {
 
     // More events, published later: the durable goes on from where it stopped.
     ok(&dir, &["team", "create", "late"]);
-    let export = lines(&ok(&dir, &["export"]));
+    let export = common::event_lines(&ok(&dir, &["export"]));
     publish(&dir, &server);
     assert_eq!(lines(&sub("1")), export[8..9]);
 

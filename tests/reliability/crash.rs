@@ -575,7 +575,7 @@ fn containers(ns: &str) -> BTreeMap<String, Vec<String>> {
 fn check_store(dir: &Path, acks: &[Ack], round: usize) -> (Vec<String>, Vec<String>) {
     let verify = ok_in(dir, &["verify"]);
     assert!(verify.starts_with("ok:"), "round {round}: {verify}");
-    let export: Vec<String> = ok_in(dir, &["export"]).lines().map(str::to_owned).collect();
+    let export = common::event_lines(&ok_in(dir, &["export"]));
     let log = json(dir, &["log"]);
     assert_eq!(log.len(), export.len());
     for (i, e) in log.iter().enumerate() {
@@ -873,10 +873,7 @@ fn acknowledged_work_survives_sigkill_of_the_daemon_and_subscribers_see_it_once(
     }
     check_running(&s, &in_service, rounds);
     // The log at rest (no burst, containers converged): the subscriber has it all, once.
-    let final_export: Vec<String> = ok_in(&dir, &["export"])
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let final_export = common::event_lines(&ok_in(&dir, &["export"]));
     assert!(final_export.len() >= export.len());
     check_subscriber(&sub, &final_export, rounds);
     sub.stop();

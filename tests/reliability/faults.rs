@@ -196,7 +196,7 @@ fn all_published(s: &Served) -> usize {
 }
 
 fn export(s: &Served) -> Vec<String> {
-    s.ok(&["export"]).lines().map(str::to_owned).collect()
+    common::event_lines(&s.ok(&["export"]))
 }
 
 #[test]

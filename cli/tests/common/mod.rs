@@ -413,6 +413,16 @@ impl Gateway {
     }
 }
 
+/// The event lines of a `roster export` (what a subscriber prints), without the signed heads
+/// interleaved between them.
+pub fn event_lines(export: &str) -> Vec<String> {
+    export
+        .lines()
+        .filter(|l| !l.starts_with(r#"{"signed_head""#))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Restarts dockerd the way this project's scripts start it (or through systemd where it runs
 /// it), and waits until it answers again.
 pub fn restart_engine() {
