@@ -6,40 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::last_call;
+use common::{fails_in as fails, last_call, ok_in as ok, roster_in as roster};
 use serde_json::Value;
-
-fn roster(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_roster"))
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--as")
-        .arg("tester")
-        .args(args)
-        .env_remove("ROSTER_JSON")
-        .output()
-        .expect("run roster")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = roster(dir, args);
-    assert!(
-        out.status.success(),
-        "roster {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// Runs a command that must fail with `code`; returns its stderr.
-fn fails(dir: &Path, args: &[&str], code: i32) -> String {
-    let out = roster(dir, args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "roster {args:?}: {stderr}");
-    stderr
-}
 
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()

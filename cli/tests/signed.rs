@@ -5,45 +5,13 @@
 //! refusal (exit 9 for a signed head that does not hold) or an explicit "unsigned".
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{fails_in as fails, ok_in as ok, roster_in as roster};
 use roster_core::envelope::{Envelope, EnvelopeJson, Hash};
 use serde_json::Value;
-
-fn roster(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_roster"))
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--as")
-        .arg("tester")
-        .args(args)
-        .env_remove("ROSTER_JSON")
-        .output()
-        .expect("run roster")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = roster(dir, args);
-    assert!(
-        out.status.success(),
-        "roster {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// Runs a command that must fail with `code`; returns its stdout and stderr together.
-fn fails(dir: &Path, args: &[&str], code: i32) -> String {
-    let out = roster(dir, args);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(code), "roster {args:?}: {text}");
-    text
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

@@ -253,6 +253,18 @@ pub fn ok_in(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// [`roster_in`] of a command that must fail with `code`; its stdout and stderr together.
+pub fn fails_in(dir: &Path, args: &[&str], code: i32) -> String {
+    let out = roster_in(dir, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(code), "roster {args:?}: {text}");
+    text
+}
+
 /// The reliability suite's long form (`scripts/reliability`, `ROSTER_LONG=1`): more rounds,
 /// more agents, more cases. The short form runs in CI.
 pub fn long() -> bool {
