@@ -191,6 +191,38 @@ fn an_agents_output_reaches_the_operator_escaped_unless_raw() {
 }
 
 #[test]
+fn what_an_agent_prints_is_kept_bounded_on_the_hosts_disk() {
+    let s = lab();
+    s.hire("chatty", &[]);
+    s.wait_up("chatty");
+    // 48 MB through its container's output, more than the 3 × 10 MiB the engine keeps.
+    let script = "head -c 48000000 /dev/zero | tr '\\0' x | fold -w 999 > /proc/1/fd/1";
+    s.exec("lab/chatty", &["sh", "-c", script]);
+    let id = s.agent("chatty")["id"].as_str().unwrap().to_owned();
+    let inspect = docker(&[
+        "inspect",
+        "--format",
+        "{{.LogPath}}",
+        &format!("roster-{}-{id}", s.ns),
+    ]);
+    let log = String::from_utf8(inspect.stdout).unwrap().trim().to_owned();
+    let dir = std::path::Path::new(&log).parent().unwrap();
+    let kept: u64 = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("-json.log"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    println!("printed 48,000,000 bytes; the engine keeps {kept} bytes");
+    assert!(kept > 10 << 20, "it kept almost nothing: {kept}");
+    assert!(kept <= 31 << 20, "more than 3 × 10 MiB kept: {kept}");
+    // And `roster logs` still reads what is kept.
+    assert!(s
+        .ok(&["logs", "lab/chatty", "--tail", "2"])
+        .contains("xxxx"));
+}
+
+#[test]
 fn a_crash_is_recorded_and_the_agent_restarted_a_timeout_is_not() {
     let s = lab();
     s.hire("fragile", &[]);

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use bollard::container::Config;
-use bollard::models::{HostConfig, Mount, MountTypeEnum, MountVolumeOptions, ResourcesUlimits};
+use bollard::models::{
+    HostConfig, HostConfigLogConfig, Mount, MountTypeEnum, MountVolumeOptions, ResourcesUlimits,
+};
 use roster_core::event::{AgentSpec, NetworkPolicy, RuntimeKind};
 use roster_core::id::AgentId;
 use roster_core::name::{ImageRef, Name};
@@ -61,6 +63,12 @@ impl HostLimits {
 }
 /// Seconds between SIGTERM and SIGKILL when a container is stopped.
 pub const STOP_GRACE_SECS: i64 = 10;
+
+/// What the engine keeps of a container's output (`roster logs`): files of at most this size
+/// (the engine's notation)...
+pub const LOG_MAX_SIZE: &str = "10m";
+/// ...and at most this many of them, the oldest dropped: 30 MiB an agent, whatever it prints.
+pub const LOG_MAX_FILES: &str = "3";
 
 /// Labels every container of roster carries, so that a reconcile finds exactly its own.
 pub mod labels {
@@ -246,6 +254,14 @@ pub fn plan(
         runtime: Some(runtime.into()),
         // Restarts are the runtime's decision (with backoff, recorded), never the engine's.
         auto_remove: Some(false),
+        // Its output is the engine's to keep, on the host's disk: bounded, rotated.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), LOG_MAX_SIZE.to_string()),
+                ("max-file".to_string(), LOG_MAX_FILES.to_string()),
+            ])),
+        }),
         ..Default::default()
     };
     let labels = HashMap::from([

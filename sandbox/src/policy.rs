@@ -127,6 +127,15 @@ pub fn check_config(plan: &ContainerPlan) -> Result<(), SandboxError> {
         ),
         (h.init != Some(true), "it has no init process"),
         (
+            h.log_config.as_ref().is_none_or(|l| {
+                l.typ.as_deref() != Some("json-file")
+                    || l.config
+                        .as_ref()
+                        .is_none_or(|c| !c.contains_key("max-size") || !c.contains_key("max-file"))
+            }),
+            "its output is not kept bounded (json-file with max-size and max-file)",
+        ),
+        (
             h.tmpfs
                 .as_ref()
                 .is_some_and(|t| t.keys().any(|k| k != "/tmp")),
@@ -326,6 +335,7 @@ mod tests {
             (|p| host(p).memory_swap = Some(-1), "memory"),
             (|p| host(p).oom_kill_disable = Some(true), "OOM"),
             (|p| host(p).init = Some(false), "init"),
+            (|p| host(p).log_config = None, "output"),
             (|p| host(p).publish_all_ports = Some(true), "ports"),
             (|p| host(p).runtime = Some("kata".into()), "runtime"),
             (
