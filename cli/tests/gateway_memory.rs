@@ -238,17 +238,26 @@ fn agents_that_never_read_or_never_end_a_line_cannot_grow_the_daemon() {
         .collect();
     let peak = peak_over(pid, FLOOD);
     stop.store(true, Ordering::Relaxed);
-    // The flood was served, then held back: each agent's first connection has pages waiting,
-    // which come once it reads.
-    for f in flooders.iter().step_by(CONNECTIONS) {
-        let mut lines = std::io::BufReader::new(f.stream.try_clone().unwrap());
-        f.stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut lines, &mut line).unwrap();
-        let page: Value = serde_json::from_str(&line).unwrap();
-        assert!(page["ok"]["events"].is_array(), "not a page: {line:.200}");
+    // The flood was served, then held back: pages wait on the connections that got room (which
+    // ones depends on the timing), and come once the agent reads them.
+    for own in flooders.chunks(CONNECTIONS) {
+        let mut pages = 0;
+        for f in own {
+            f.stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut lines = std::io::BufReader::new(f.stream.try_clone().unwrap());
+            let mut line = String::new();
+            if std::io::BufRead::read_line(&mut lines, &mut line).is_ok_and(|n| n > 0) {
+                let page: Value = serde_json::from_str(&line).unwrap();
+                assert!(page["ok"]["events"].is_array(), "not a page: {line:.200}");
+                pages += 1;
+            }
+        }
+        assert!(
+            pages > 0,
+            "none of an agent's connections gave a page once it read"
+        );
     }
     for f in &flooders {
         let _ = f.stream.shutdown(std::net::Shutdown::Both);
