@@ -90,10 +90,11 @@ async fn deaths_are_reported_with_their_code_and_oom_kills_as_oom() {
     assert!(oom, "the hog's death is an OOM kill (exit {code})");
     assert_eq!(code, 137);
     assert_eq!(stop_reason(code, oom, false, false), StopReason::OomKilled);
-    // The engine's own record of the OOM kill can trail its die event by a moment (seen right
-    // after a dockerd restart): it must show within seconds.
+    // The engine's own record of the OOM kill can trail its die event (seen after dockerd was
+    // restarted, and after it was SIGKILLed, by the lifecycle tests of the same run: 5 s was
+    // once not enough): it must show within 20 s.
     let mut recorded = false;
-    for _ in 0..50 {
+    for _ in 0..200 {
         recorded = e.inspect(hogger).await.unwrap().unwrap().oom_killed;
         if recorded {
             break;
