@@ -90,19 +90,10 @@ async fn deaths_are_reported_with_their_code_and_oom_kills_as_oom() {
     assert!(oom, "the hog's death is an OOM kill (exit {code})");
     assert_eq!(code, 137);
     assert_eq!(stop_reason(code, oom, false, false), StopReason::OomKilled);
-    // The engine's own record of the OOM kill can trail its die event (seen after dockerd was
-    // restarted, and after it was SIGKILLed, by the lifecycle tests of the same run: 5 s was
-    // once not enough): it must show within 20 s.
-    let mut recorded = false;
-    for _ in 0..200 {
-        recorded = e.inspect(hogger).await.unwrap().unwrap().oom_killed;
-        if recorded {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(recorded, "the engine never recorded the hog's OOM kill");
-
+    // The engine's own record (`State.OOMKilled` in inspect) is not asserted: dockerd 20.10 sets
+    // it only when containerd's OOM event reaches it before the exit event, and under cgroup v2
+    // the two race. CI saw it stay false for good (20 s) while the `oom` event above was
+    // reported. That is why deaths are classified from the event stream, never from inspect.
     let (code, oom) = died[&idler];
     assert_eq!((code, oom), (143, false), "SIGTERM from the stop");
     assert_eq!(stop_reason(code, oom, true, false), StopReason::Requested);
