@@ -489,3 +489,77 @@ fn an_agent_refused_at_line_rate_writes_the_log_only_at_its_budget() {
         "a record or two for the rest"
     );
 }
+
+/// Runs the static `roster-agent` on the host as `uid` (setpriv), asking `whoami` of the socket
+/// at `socket`: its exit status and what it said.
+fn whoami_as(uid: u32, socket: &std::path::Path) -> (bool, String) {
+    use std::os::unix::fs::PermissionsExt;
+    // A copy any uid may run, wherever the build put the original.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let client = dir.path().join("roster-agent");
+    std::fs::copy(common::agent_binary(), &client).unwrap();
+    std::fs::set_permissions(&client, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".to_string(),
+            "--".to_string(),
+        ])
+        .arg(&client)
+        .args(["--socket"])
+        .arg(socket)
+        .arg("whoami")
+        .output()
+        .expect("setpriv (util-linux) runs a host process as another uid");
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+/// The review found every runc agent ran as host uid 1000: any host process of that uid reached
+/// an agent's gateway through `/proc/PID/root/run/roster/gateway.sock` and acted as the agent.
+/// Now each agent runs as a uid of its own, which owns its gateway socket with root: no host
+/// user but root reaches it, by any path.
+#[test]
+fn no_host_user_reaches_an_agents_gateway() {
+    let s = served();
+    s.ok(&["team", "create", "lab"]);
+    let solo = s.hire_into("lab", "solo", &[]);
+    let mate = s.hire_into("lab", "mate", &[]);
+    let pid_of = |id: &str| -> u32 {
+        let out = common::docker(&["ps", "-q", "--filter", &format!("label=roster.agent={id}")]);
+        let container = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let out = common::docker(&["inspect", "-f", "{{.State.Pid}}", &container]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let uid_of = |pid: u32| -> u32 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let (pid, mate_pid) = (pid_of(&solo), pid_of(&mate));
+    let (uid, mate_uid) = (uid_of(pid), uid_of(mate_pid));
+    assert!(uid >= 0x7000_0000, "solo runs as host uid {uid}");
+    assert_ne!(uid, mate_uid, "two agents, one host uid");
+
+    let through_proc =
+        std::path::PathBuf::from(format!("/proc/{pid}/root/run/roster/gateway.sock"));
+    let direct = s.dir.join("gateways").join(&solo).join("gateway.sock");
+    for socket in [&through_proc, &direct] {
+        for stranger in [1000, 65534, mate_uid] {
+            let (ok, said) = whoami_as(stranger, socket);
+            assert!(
+                !ok,
+                "host uid {stranger} reached solo's gateway at {}: {said}",
+                socket.display()
+            );
+        }
+    }
+    // The agent's own uid is let in (as in its container), so the refusals above are not the
+    // client failing for some other reason.
+    let (ok, said) = whoami_as(uid, &through_proc);
+    assert!(ok, "solo's own uid is refused its gateway: {said}");
+    assert!(said.contains(&solo), "{said}");
+}

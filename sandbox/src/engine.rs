@@ -45,6 +45,9 @@ pub struct Engine {
     pub(crate) ns: Name,
     /// The engine's runtimes (with the arguments each is registered with) and its host's size.
     info: Arc<OnceCell<Info>>,
+    /// Whether homes may be looked at on the host ([`Engine::home`]); tests turn it off to
+    /// take the path of a daemon that cannot.
+    pub(crate) sees_homes: bool,
 }
 
 impl Engine {
@@ -67,6 +70,7 @@ impl Engine {
             docker,
             ns,
             info: Arc::new(OnceCell::new()),
+            sees_homes: true,
         })
     }
 
@@ -83,6 +87,18 @@ impl Engine {
     /// The home volume name of `agent` in this namespace.
     pub fn volume_name(&self, agent: AgentId) -> String {
         plan::volume_name(&self.ns, agent)
+    }
+
+    /// Prepares homes as a daemon that cannot look into the engine's volumes does (one not run
+    /// by root, or beside a remote engine): always in a preparation container. For tests.
+    pub fn blind_to_homes(mut self) -> Self {
+        self.sees_homes = false;
+        self
+    }
+
+    /// The uid volume name of `agent` in this namespace.
+    pub fn uid_volume_name(&self, agent: AgentId) -> String {
+        plan::uid_volume_name(&self.ns, agent)
     }
 
     /// The OCI runtimes the engine has (`runc`, and `runsc` where gVisor is registered), so that

@@ -18,7 +18,9 @@
 //! - `error.rs`: [`SandboxError`] — one sentence per cause an operator can act on.
 //! - [`image`]: the base image from an in-memory tar context (`FROM scratch`, static busybox,
 //!   `roster-agent`), rebuilt only when its inputs change; the static-ELF check.
-//! - `home.rs`: home volumes — create, prepare ownership for images other than the base, remove.
+//! - `home.rs`: home volumes — create, give to the agent's own host uid, remove.
+//! - [`uid`]: `AgentUid` — each agent's host uid, from a range no host account uses, registered
+//!   on the engine across namespaces.
 //! - `lifecycle.rs`: create (after every check), start, stop, remove, inspect, list.
 //! - [`state`]: `ContainerState`, `Found` — the engine's answers in roster's types.
 //! - [`events`]: `EngineEvent` (started; died, with its exit code and whether the OOM killer
@@ -43,12 +45,14 @@ pub mod plan;
 pub mod policy;
 pub mod state;
 pub mod sweep;
+pub mod uid;
 pub mod verify;
 
+pub use baseline::BASELINE_UID;
 pub use engine::Engine;
 pub use error::SandboxError;
 pub use events::{oom_made_death, stop_reason, EngineEvent};
 pub use exec::{ExecOutput, LogChunk, OutputStream, EXEC_CAPTURE};
-pub use home::PREP_LABEL;
+pub use home::{Home, PREP_LABEL};
 pub use image::{not_static, BaseImage, DIGEST_LABEL};
 pub use state::{BadAgentLabel, ContainerState, ContainerStatus, Found};

@@ -26,8 +26,8 @@ use crate::state::{agent_of, parse_time, ContainerState, ContainerStatus, Found}
 
 impl Engine {
     /// Creates an agent's container from its plan after every check, so that a container that
-    /// exists is always a hardened one; returns the engine's id. Its home volume is created (and
-    /// prepared) first if it is missing.
+    /// exists is always a hardened one; returns the engine's id. Its home must be ready
+    /// ([`Engine::home`]) and owned by the uid the plan runs as.
     pub async fn create(&self, plan: &ContainerPlan) -> Result<String, SandboxError> {
         let runtime = plan
             .config
@@ -52,7 +52,7 @@ impl Engine {
             )
             .await?;
         }
-        self.ensure_home(plan).await?;
+        self.require_home(plan).await?;
         let options = CreateContainerOptions {
             name: plan.name.clone(),
             platform: None,
@@ -67,6 +67,31 @@ impl Engine {
                 container: plan.name.clone(),
             }),
             Err(e) => Err(SandboxError::engine(format!("creating {}", plan.name), e)),
+        }
+    }
+
+    /// Refuses a plan whose home is not ready ([`Engine::home`]) or is owned by another uid than
+    /// the one the plan runs as: the engine would make a missing volume itself, root-owned.
+    async fn require_home(&self, plan: &ContainerPlan) -> Result<(), SandboxError> {
+        let refuse = |why: String| SandboxError::ConfigRefused {
+            container: plan.name.clone(),
+            why,
+        };
+        let agent = agent_of(plan.config.labels.as_ref()).map_err(|e| refuse(e.to_string()))?;
+        let uid = self.home_uid(agent).await?;
+        let ready = uid.is_some() && self.home_exists(agent).await?;
+        match uid {
+            Some(uid) if ready && plan.config.user.as_deref() == Some(uid.user().as_str()) => {
+                Ok(())
+            }
+            Some(uid) if ready => Err(refuse(format!(
+                "its home belongs to uid {uid}, and the plan runs as {}",
+                plan.config.user.as_deref().unwrap_or("the image's user")
+            ))),
+            _ => Err(refuse(format!(
+                "the home {} is not ready (Engine::home prepares it)",
+                plan.home_volume
+            ))),
         }
     }
 
@@ -130,7 +155,11 @@ impl Engine {
     /// agent's memory until a purge). A missing container is already removed.
     pub async fn remove(&self, agent: AgentId) -> Result<(), SandboxError> {
         let name = self.container_name(agent);
-        self.remove_named(&name).await
+        self.remove_named(&name).await?;
+        // A preparation of its home cut short (a runtime killed during it) goes too: the next
+        // `home` prepares again, and a retired agent's is not left behind.
+        self.remove_named(&format!("{}-prep", self.volume_name(agent)))
+            .await
     }
 
     /// Removes a container of this namespace by name — for what a reconcile finds that names no
@@ -187,16 +216,24 @@ impl Engine {
                 .filter(|_| s.finished_at.as_deref().and_then(parse_time).is_some()),
             oom_killed: s.oom_killed.unwrap_or(false),
             runtime: c.host_config.and_then(|h| h.runtime).unwrap_or_default(),
-            image: c.config.and_then(|c| c.image).unwrap_or_default(),
+            image: c
+                .config
+                .as_ref()
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default(),
+            user: c.config.and_then(|c| c.user).unwrap_or_default(),
         }))
     }
 
     /// Every container labelled with this namespace, running or not, for a reconcile: the agent
     /// each belongs to comes from its label, and a label that names no agent is reported in
     /// [`Found::agent`], never a panic.
+    /// Home-preparation containers are not listed: they are the homes' ([`Engine::home`]).
     pub async fn list(&self) -> Result<Vec<Found>, SandboxError> {
-        self.list_labelled(&format!("{}={}", labels::NS, self.ns))
-            .await
+        let all = self
+            .list_labelled(&format!("{}={}", labels::NS, self.ns))
+            .await?;
+        Ok(all.into_iter().filter(|f| !f.prep).collect())
     }
 
     /// Containers carrying `label` (`key=value`), whatever their namespace label says.
@@ -223,6 +260,10 @@ impl Engine {
                 agent: agent_of(c.labels.as_ref()),
                 status: ContainerStatus::from_text(c.state.as_deref().unwrap_or_default()),
                 image: c.image.unwrap_or_default(),
+                prep: c
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key(crate::home::PREP_LABEL)),
             })
             .collect())
     }

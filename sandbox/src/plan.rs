@@ -18,10 +18,10 @@ use bollard::models::{
 };
 use roster_core::event::{AgentSpec, NetworkPolicy, RuntimeKind};
 use roster_core::id::AgentId;
-use roster_core::name::{ImageRef, Name};
+use roster_core::name::Name;
 
-/// The uid:gid every agent process runs as (never root).
-pub const AGENT_USER: &str = "1000:1000";
+use crate::uid::AgentUid;
+
 /// Where an agent's home volume is mounted.
 pub const HOME: &str = "/home/agent";
 /// Where an agent's gateway directory is mounted; its socket is `gateway.sock` inside.
@@ -124,15 +124,24 @@ pub fn volume_name(ns: &Name, agent: AgentId) -> String {
     format!("roster-{ns}-{agent}-home")
 }
 
-/// Whether a new home volume takes its owner and content from the image's `/home/agent`.
-///
-/// The engine copies an image's directory into an empty named volume at the first mount, owner
-/// included. Only the base image is known to have `/home/agent` owned by the agent user; for any
-/// other image the copy is switched off (it could make the home root-owned, and would copy again
-/// into a home that is still empty) and the runtime prepares the new volume's owner itself
-/// (`Engine::ensure_home`).
-pub fn copies_home(image: &ImageRef) -> bool {
-    *image == ImageRef::base()
+/// The uid volume name of `agent` in namespace `ns`: an empty volume whose `roster.uid` label
+/// records the agent's host uid ([`crate::uid`]).
+pub fn uid_volume_name(ns: &Name, agent: AgentId) -> String {
+    format!("roster-{ns}-{agent}-uid")
+}
+
+/// The labels of everything made for `agent` (of `team`) in namespace `ns`: its container, its
+/// home and its uid volume.
+pub fn agent_labels(
+    ns: &Name,
+    team: &roster_core::id::TeamId,
+    agent: AgentId,
+) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::NS.to_string(), ns.to_string()),
+        (labels::AGENT.to_string(), agent.to_string()),
+        (labels::TEAM.to_string(), team.to_string()),
+    ])
 }
 
 /// A host path the plan may bind: absolute, already normal (no `.`, `..`), not the root, and
@@ -169,13 +178,16 @@ pub(crate) fn check_host_path(path: &Path) -> Result<(), PlanError> {
     Ok(())
 }
 
-/// Plans the container of `agent` (of `team`, in namespace `ns`) from its recorded `spec`.
+/// Plans the container of `agent` (of `team`, in namespace `ns`) from its recorded `spec`, to run
+/// as `uid`, the agent's own host uid, which owns its home ([`Engine::home`](crate::Engine::home)
+/// gives both).
 pub fn plan(
     ns: &Name,
     team: &roster_core::id::TeamId,
     agent: AgentId,
     spec: &AgentSpec,
     paths: &HostPaths,
+    uid: AgentUid,
 ) -> Result<ContainerPlan, PlanError> {
     check_host_path(&paths.gateway_dir)?;
     check_host_path(&paths.agent_binary)?;
@@ -190,8 +202,10 @@ pub fn plan(
             source: Some(home_volume.clone()),
             typ: Some(MountTypeEnum::VOLUME),
             read_only: Some(false),
+            // Never the image's `/home/agent`, whose owner is not the agent's uid: the home is
+            // prepared by the runtime.
             volume_options: Some(MountVolumeOptions {
-                no_copy: Some(!copies_home(&spec.image)),
+                no_copy: Some(true),
                 ..Default::default()
             }),
             ..Default::default()
@@ -217,18 +231,15 @@ pub fn plan(
         NetworkPolicy::None => "none",
     };
     let runtime = spec.runtime.as_str();
-    // Under gVisor the container's cgroup holds the whole sandbox, its user-space kernel
-    // included (see `HostLimits`), so the agent's own process limit is given to gVisor's kernel
-    // as RLIMIT_NPROC: a fork bomb fails to fork inside, as under runc. Never RLIMIT_NPROC under
-    // runc: there it counts every process of uid 1000 on the host, other agents' included.
-    let ulimits = match spec.runtime {
-        RuntimeKind::Runc => None,
-        RuntimeKind::Runsc => Some(vec![ResourcesUlimits {
-            name: Some("nproc".into()),
-            soft: Some(i64::from(r.pids)),
-            hard: Some(i64::from(r.pids)),
-        }]),
-    };
+    // The agent's own process limit is also its RLIMIT_NPROC, which counts the processes of its
+    // uid: the agent's alone, as that uid is its own. Under gVisor it is what stops a fork bomb
+    // inside, before the host's pids limit (which also counts the sandbox's user-space kernel,
+    // see `HostLimits`) is met.
+    let ulimits = Some(vec![ResourcesUlimits {
+        name: Some("nproc".into()),
+        soft: Some(i64::from(r.pids)),
+        hard: Some(i64::from(r.pids)),
+    }]);
     let host_config = HostConfig {
         readonly_rootfs: Some(true),
         cap_drop: Some(vec!["ALL".into()]),
@@ -264,17 +275,16 @@ pub fn plan(
         }),
         ..Default::default()
     };
-    let labels = HashMap::from([
-        (labels::NS.to_string(), ns.to_string()),
-        (labels::AGENT.to_string(), agent.to_string()),
-        (labels::TEAM.to_string(), team.to_string()),
-    ]);
+    let labels = agent_labels(ns, team, agent);
     let config = Config {
         image: Some(spec.image.to_string()),
-        user: Some(AGENT_USER.into()),
+        user: Some(uid.user()),
         working_dir: Some(HOME.into()),
         env: Some(vec![
             format!("HOME={HOME}"),
+            // No account of the image names the agent's uid: its name is said here.
+            "USER=agent".to_string(),
+            "LOGNAME=agent".to_string(),
             format!("ROSTER_AGENT_ID={agent}"),
             format!("ROSTER_GATEWAY={GATEWAY_DIR}/gateway.sock"),
         ]),
@@ -299,6 +309,10 @@ mod tests {
     use roster_core::id::{CountingEntropy, TeamId};
     use roster_core::time::Timestamp;
 
+    fn uid() -> AgentUid {
+        AgentUid::new(crate::uid::FIRST + 7).unwrap()
+    }
+
     fn fixture(runtime: RuntimeKind) -> (ContainerPlan, AgentId) {
         let mut e = CountingEntropy::new(1);
         let t = Timestamp::from_millis(1_700_000_000_000);
@@ -311,7 +325,10 @@ mod tests {
             agent_binary: PathBuf::from("/usr/lib/roster/roster-agent"),
         };
         let ns = Name::parse("roster").unwrap();
-        (plan(&ns, &team, agent, &spec, &paths).unwrap(), agent)
+        (
+            plan(&ns, &team, agent, &spec, &paths, uid()).unwrap(),
+            agent,
+        )
     }
 
     #[test]
@@ -358,8 +375,11 @@ mod tests {
             tmp.contains("size=64m") && tmp.contains("noexec") && tmp.contains("nosuid"),
             "{tmp}"
         );
-        assert_eq!(p.config.user.as_deref(), Some(AGENT_USER));
-        assert!(!AGENT_USER.starts_with("0:") && !AGENT_USER.starts_with("root"));
+        assert_eq!(
+            p.config.user.as_deref(),
+            Some("1879048199:1879048199"),
+            "the agent's own uid and gid"
+        );
     }
 
     #[test]
@@ -404,40 +424,22 @@ mod tests {
     }
 
     #[test]
-    fn only_the_base_image_fills_a_new_home() {
-        let no_copy = |p: &ContainerPlan| {
-            p.config
-                .host_config
-                .as_ref()
-                .unwrap()
-                .mounts
-                .as_ref()
-                .unwrap()[0]
-                .volume_options
-                .as_ref()
-                .unwrap()
-                .no_copy
-        };
+    fn no_image_fills_a_new_home() {
         let (p, _) = fixture(RuntimeKind::Runc);
-        assert_eq!(no_copy(&p), Some(false));
-        let mut spec = AgentSpec::base();
-        spec.image = ImageRef::parse("example/tool:2").unwrap();
-        let mut e = CountingEntropy::new(9);
-        let t = Timestamp::from_millis(1);
-        let paths = HostPaths {
-            gateway_dir: PathBuf::from("/srv/gw"),
-            agent_binary: PathBuf::from("/srv/roster-agent"),
-        };
-        let ns = Name::parse("roster").unwrap();
-        let other = plan(
-            &ns,
-            &TeamId::mint(t, &mut e),
-            AgentId::mint(t, &mut e),
-            &spec,
-            &paths,
-        )
-        .unwrap();
-        assert_eq!(no_copy(&other), Some(true));
+        let mounts = p
+            .config
+            .host_config
+            .as_ref()
+            .unwrap()
+            .mounts
+            .clone()
+            .unwrap();
+        assert_eq!(mounts[0].target.as_deref(), Some(HOME));
+        assert_eq!(
+            mounts[0].volume_options.as_ref().unwrap().no_copy,
+            Some(true),
+            "the image's /home/agent belongs to another uid"
+        );
         assert_eq!(p.config.stop_signal.as_deref(), Some("SIGTERM"));
     }
 
@@ -457,11 +459,13 @@ mod tests {
         assert_eq!(h.memory, Some((256 + 64 + 128) * 1024 * 1024));
         assert_eq!(h.memory_swap, h.memory);
         let (runc, _) = fixture(RuntimeKind::Runc);
+        let h = runc.config.host_config.unwrap();
         assert_eq!(
-            runc.config.host_config.unwrap().ulimits,
-            None,
-            "RLIMIT_NPROC is per host uid under runc"
+            h.ulimits.as_ref().unwrap()[0].hard,
+            Some(128),
+            "RLIMIT_NPROC counts the agent's own uid only, under runc too"
         );
+        assert_eq!(h.pids_limit, Some(128));
     }
 
     #[test]
@@ -485,7 +489,7 @@ mod tests {
                 gateway_dir: PathBuf::from(bad),
                 agent_binary: PathBuf::from("/usr/lib/roster/roster-agent"),
             };
-            let err = plan(&ns, &team, agent, &AgentSpec::base(), &paths).unwrap_err();
+            let err = plan(&ns, &team, agent, &AgentSpec::base(), &paths, uid()).unwrap_err();
             assert!(
                 err.to_string().starts_with("refusing to mount"),
                 "{bad}: {err}"

@@ -170,10 +170,11 @@ pub fn check_config(plan: &ContainerPlan) -> Result<(), SandboxError> {
         ),
         (
             c.user.as_deref().is_none_or(|u| {
-                let uid = u.split(':').next().unwrap_or_default();
-                uid.is_empty() || uid == "0" || uid == "root"
+                u.split_once(':').is_none_or(|(uid, gid)| {
+                    uid != gid || crate::uid::AgentUid::parse(uid).is_none()
+                })
             }),
-            "it runs as root",
+            "it does not run as an agent's own host uid (never root, nor a host account)",
         ),
     ];
     match widening.iter().find(|(bad, _)| *bad) {
@@ -251,6 +252,7 @@ mod tests {
             AgentId::mint(t, &mut e),
             &spec,
             &paths,
+            crate::uid::AgentUid::new(crate::uid::FIRST).unwrap(),
         )
         .unwrap()
     }
@@ -350,6 +352,15 @@ mod tests {
             ),
             (|p| p.config.user = Some("0:0".into()), "root"),
             (|p| p.config.user = None, "root"),
+            (|p| p.config.user = Some("1000:1000".into()), "host account"),
+            (
+                |p| p.config.user = Some("1879048192:0".into()),
+                "own host uid",
+            ),
+            (
+                |p| p.config.user = Some("1879048192".into()),
+                "own host uid",
+            ),
             (
                 |p| {
                     host(p).devices = Some(vec![bollard::models::DeviceMapping {

@@ -101,6 +101,17 @@ pub struct ContainerState {
     pub runtime: String,
     /// The image reference it was created from.
     pub image: String,
+    /// The user it runs as (`UID:GID`), as created.
+    pub user: String,
+}
+
+impl ContainerState {
+    /// The agent's own host uid it runs as, if it runs as one (a container of an older roster
+    /// ran as 1000).
+    pub fn uid(&self) -> Option<crate::uid::AgentUid> {
+        let (uid, gid) = self.user.split_once(':')?;
+        crate::uid::AgentUid::parse(uid).filter(|u| gid == u.to_string())
+    }
 }
 
 /// A container labelled with this namespace, as a reconcile finds it.
@@ -116,6 +127,8 @@ pub struct Found {
     pub status: ContainerStatus,
     /// The image reference it was created from.
     pub image: String,
+    /// Whether it prepares a home rather than runs an agent.
+    pub prep: bool,
 }
 
 /// A container carries this namespace's label but no valid `roster.agent` label: not an agent's

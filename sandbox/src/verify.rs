@@ -12,6 +12,7 @@
 //! The throwaways are removed by a [`Sweep`] guard, so they go also when the suite fails half-way
 //! or its future is dropped.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,6 +26,7 @@ use crate::error::SandboxError;
 use crate::exec::ExecOutput;
 use crate::plan::{plan, ContainerPlan, HostPaths};
 use crate::sweep::Sweep;
+use crate::uid::AgentUid;
 
 mod checks;
 
@@ -97,8 +99,12 @@ pub(crate) struct Suite<'a> {
     run: String,
     /// The agent whose container the checks run in.
     probe: AgentId,
+    /// The probe's own host uid, as its home's preparation gave it.
+    probe_uid: AgentUid,
     /// The other agent, whose home must stay invisible.
     other: AgentId,
+    /// The other agent's host uid.
+    other_uid: AgentUid,
     other_volume: String,
     /// The marker file in the other agent's home, and its content.
     other_marker: String,
@@ -131,15 +137,15 @@ impl Suite<'_> {
     }
 }
 
-/// Makes one throwaway agent's plan, labelled with the run.
-fn throwaway(
+/// Makes one throwaway agent's home and plan, labelled with the run.
+async fn throwaway(
     engine: &Engine,
     team: &TeamId,
     runtime: RuntimeKind,
     run: &str,
     gateway_dir: PathBuf,
     agent_binary: &Path,
-) -> Result<(AgentId, ContainerPlan), SandboxError> {
+) -> Result<(AgentId, ContainerPlan, AgentUid), SandboxError> {
     let agent = AgentId::mint(now(), &mut OsRandom);
     let mut spec = AgentSpec::base();
     spec.runtime = runtime;
@@ -148,12 +154,14 @@ fn throwaway(
         gateway_dir,
         agent_binary: agent_binary.to_owned(),
     };
-    let mut p = plan(engine.ns(), team, agent, &spec, &paths)?;
+    let label = HashMap::from([(VERIFY_LABEL.to_string(), run.to_string())]);
+    let home = engine.home(team, agent, &label).await?;
+    let mut p = plan(engine.ns(), team, agent, &spec, &paths, home.uid)?;
     p.config
         .labels
         .get_or_insert_with(Default::default)
-        .insert(VERIFY_LABEL.to_string(), run.to_string());
-    Ok((agent, p))
+        .extend(label);
+    Ok((agent, p, home.uid))
 }
 
 /// Creates a directory and everything above it, saying which on failure.
@@ -190,8 +198,10 @@ pub async fn run_suite(
         .map_err(|e| SandboxError::io(format!("writing {}", host_marker.display()), e))?;
 
     let team = TeamId::mint(now(), &mut OsRandom);
-    let (probe, probe_plan) = throwaway(engine, &team, runtime, &run, gw_probe, agent_binary)?;
-    let (other, other_plan) = throwaway(engine, &team, runtime, &run, gw_other, agent_binary)?;
+    let (probe, probe_plan, probe_uid) =
+        throwaway(engine, &team, runtime, &run, gw_probe, agent_binary).await?;
+    let (other, other_plan, other_uid) =
+        throwaway(engine, &team, runtime, &run, gw_other, agent_binary).await?;
     for (agent, p) in [(probe, &probe_plan), (other, &other_plan)] {
         engine.create(p).await?;
         engine.start(agent).await?;
@@ -200,7 +210,9 @@ pub async fn run_suite(
         engine,
         runtime,
         probe,
+        probe_uid,
         other,
+        other_uid,
         other_volume: other_plan.home_volume.clone(),
         other_marker: format!("roster-marker-{run}"),
         other_token: format!("roster-home-{}", hex(&random::<8>())),

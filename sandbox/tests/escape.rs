@@ -11,13 +11,14 @@ use roster_core::event::RuntimeKind;
 use roster_sandbox::verify::{run_suite, Check};
 use roster_sandbox::SandboxError;
 
-const CHECKS: [&str; 10] = [
+const CHECKS: [&str; 11] = [
     "host files unreadable",
     "/proc/1/root confined",
     "no Docker socket",
     "no network",
     "root filesystem read-only",
     "no privilege escalation",
+    "its own host uid, used by nothing else",
     "fork bomb stopped by the pids limit",
     "memory hog OOM-killed, host unharmed",
     "another agent's home not visible",

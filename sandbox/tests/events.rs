@@ -22,17 +22,17 @@ async fn deaths_are_reported_with_their_code_and_oom_kills_as_oom() {
     let e = &c.engine;
     let mut events = Box::pin(e.events());
 
-    let (mut exits, exiter) = c.plan(&AgentSpec::base());
+    let (mut exits, exiter) = c.ready(&AgentSpec::base()).await;
     exits.config.cmd = sh("sleep 0.3; exit 3");
     let mut small = AgentSpec::base();
     small.resources.memory_mib = 16;
-    let (mut hog, hogger) = c.plan(&small);
+    let (mut hog, hogger) = c.ready(&small).await;
     hog.config.cmd = sh("head -c 256m /dev/zero | tail >/dev/null");
-    let (idle, idler) = c.plan(&AgentSpec::base());
+    let (idle, idler) = c.ready(&AgentSpec::base()).await;
 
     // An agent of another namespace on the same engine: its death is not ours to see.
     let stranger = common::ctx().await;
-    let (mut foreign, foreigner) = stranger.plan(&AgentSpec::base());
+    let (mut foreign, foreigner) = stranger.ready(&AgentSpec::base()).await;
     foreign.config.cmd = sh("exit 5");
 
     for (p, a) in [(&exits, exiter), (&hog, hogger), (&idle, idler)] {

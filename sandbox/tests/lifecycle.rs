@@ -23,15 +23,22 @@ async fn create_start_stop_remove_and_their_idempotence() {
     let c = common::ctx().await;
     c.base().await;
     let e = &c.engine;
-    let (plan, agent) = c.plan(&AgentSpec::base());
+    let (plan, agent) = c.ready(&AgentSpec::base()).await;
     assert_eq!(e.inspect(agent).await.unwrap(), None);
-    assert!(!e.home_exists(agent).await.unwrap());
+    assert!(
+        e.home_exists(agent).await.unwrap(),
+        "the home is made before the container"
+    );
 
     e.create(&plan).await.unwrap();
     let st = e.inspect(agent).await.unwrap().unwrap();
     assert_eq!((st.status, st.running), (ContainerStatus::Created, false));
     assert_eq!((st.started_at, st.exit_code), (None, None));
-    assert!(e.home_exists(agent).await.unwrap(), "create makes the home");
+    assert_eq!(
+        st.uid(),
+        e.home_uid(agent).await.unwrap(),
+        "it runs as its home's uid"
+    );
     match e.create(&plan).await {
         Err(SandboxError::Exists { container }) => assert_eq!(container, plan.name),
         other => panic!("a second create must say it exists: {other:?}"),
@@ -83,6 +90,11 @@ async fn create_start_stop_remove_and_their_idempotence() {
     e.remove_home(agent).await.unwrap();
     e.remove_home(agent).await.unwrap();
     assert!(!e.home_exists(agent).await.unwrap());
+    assert_eq!(
+        e.home_uid(agent).await.unwrap(),
+        None,
+        "its uid is free again"
+    );
 }
 
 #[tokio::test]
@@ -90,7 +102,7 @@ async fn a_file_in_the_home_survives_removal_and_recreation() {
     let c = common::ctx().await;
     c.base().await;
     let e = &c.engine;
-    let (plan, agent) = c.plan(&AgentSpec::base());
+    let (plan, agent) = c.ready(&AgentSpec::base()).await;
     e.create(&plan).await.unwrap();
     e.start(agent).await.unwrap();
     let out = e
@@ -102,7 +114,8 @@ async fn a_file_in_the_home_survives_removal_and_recreation() {
         .await
         .unwrap();
     assert_eq!(out.exit_code, Some(0), "{out:?}");
-    assert_eq!(out.stdout_text(), "1000\n1000\n");
+    let uid = e.home_uid(agent).await.unwrap().unwrap();
+    assert_eq!(out.stdout_text(), format!("{uid}\n{uid}\n"));
 
     e.remove(agent).await.unwrap();
     e.create(&plan).await.unwrap();
@@ -127,7 +140,7 @@ async fn a_new_home_for_another_image_is_prepared_for_the_agent() {
         .unwrap();
     let mut spec = AgentSpec::base();
     spec.image = other;
-    let (plan, agent) = c.plan(&spec);
+    let (plan, agent) = c.ready(&spec).await;
     let e = &c.engine;
     e.create(&plan).await.unwrap();
     e.start(agent).await.unwrap();
@@ -139,12 +152,14 @@ async fn a_new_home_for_another_image_is_prepared_for_the_agent() {
         )
         .await
         .unwrap();
-    assert_eq!(out.stdout_text(), "1000:1000\n", "{out:?}");
-    let found = e.list().await.unwrap();
+    let uid = e.home_uid(agent).await.unwrap().unwrap();
+    assert_eq!(out.stdout_text(), format!("{uid}:{uid}\n"), "{out:?}");
+    let ns = format!("{}={}", labels::NS, c.ns);
+    let preps = common::labelled(&[roster_sandbox::PREP_LABEL, &ns]).await;
     assert_eq!(
-        found.len(),
-        1,
-        "the preparation container is gone: {found:?}"
+        preps,
+        Vec::<String>::new(),
+        "the preparation container is gone"
     );
 }
 
@@ -201,7 +216,7 @@ async fn exec_captures_bounded_output_and_logs_keep_both_streams() {
     let c = common::ctx().await;
     c.base().await;
     let e = &c.engine;
-    let (mut plan, agent) = c.plan(&AgentSpec::base());
+    let (mut plan, agent) = c.ready(&AgentSpec::base()).await;
     plan.config.cmd = Some(sh("echo to-out; echo to-err >&2; exec sleep infinity"));
     e.create(&plan).await.unwrap();
     match e.exec(agent, sh("true"), None).await {

@@ -555,11 +555,15 @@ fn containers(ns: &str) -> BTreeMap<String, Vec<String>> {
         "--filter",
         &format!("label=roster.ns={ns}"),
         "--format",
-        "{{.Label \"roster.agent\"}} {{.State}}",
+        "{{.Label \"roster.prep\"}} {{.Label \"roster.agent\"}} {{.State}}",
     ]);
     assert!(out.status.success(), "docker ps failed");
     let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // A home's preparation (no agent's container) starts with the volume it prepares.
+        let Some(line) = line.strip_prefix(' ') else {
+            continue;
+        };
         let (agent, state) = line.split_once(' ').unwrap_or((line, ""));
         found
             .entry(agent.to_owned())

@@ -21,7 +21,9 @@ use roster_core::id::{AgentId, TeamId};
 use roster_core::name::{Label, Name};
 use roster_runtime::app::{now, App};
 use roster_runtime::gateway::answer::read_only;
-use roster_runtime::gateway::{serve_agent, AgentGateway, Backend, Limits, Reply, SOCKET_NAME};
+use roster_runtime::gateway::{
+    serve_agent, Access, AgentGateway, Backend, Limits, Reply, SOCKET_NAME,
+};
 use roster_store::MemLog;
 use serde_json::Value;
 
@@ -146,7 +148,13 @@ fn serve(lab: &Lab, agent: AgentId) -> Served {
         .unwrap();
     let backend: Arc<dyn Backend> = lab.app.clone();
     let gateway = rt
-        .block_on(serve_agent(&gw_dir, agent, backend, Limits::default()))
+        .block_on(serve_agent(
+            &gw_dir,
+            agent,
+            backend,
+            Limits::default(),
+            Access::Open,
+        ))
         .unwrap();
     Served {
         path: gw_dir.join(SOCKET_NAME),

@@ -147,6 +147,7 @@ fn measure(
             raw_agent,
             &AgentSpec::base(),
             &raw_paths,
+            roster_sandbox::BASELINE_UID,
         )?;
         let started = Instant::now();
         rt.block_on(raw_engine.raw_create_and_start(&p))?;

@@ -265,6 +265,7 @@ fn raw_fleet(
             agent,
             &AgentSpec::base(),
             &paths,
+            roster_sandbox::BASELINE_UID,
         )?);
     }
     let started = Instant::now();

@@ -3,6 +3,7 @@
 //! simulation (`daemon::sim`) drives the same supervisor code against a simulated engine whose
 //! answers it delays, reorders and fails at will.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -10,12 +11,12 @@ use std::time::Duration;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use roster_core::event::AgentSpec;
-use roster_core::id::AgentId;
+use roster_core::id::{AgentId, TeamId};
 use roster_core::name::Name;
 use roster_core::time::Timestamp;
 use roster_sandbox::plan::ContainerPlan;
 use roster_sandbox::{
-    ContainerState, Engine, EngineEvent, ExecOutput, Found, LogChunk, SandboxError,
+    ContainerState, Engine, EngineEvent, ExecOutput, Found, Home, LogChunk, SandboxError,
 };
 
 /// An answer of the engine, later.
@@ -32,7 +33,9 @@ pub trait Containers: Send + Sync + std::fmt::Debug + 'static {
     fn list(&self) -> Answer<'_, Vec<Found>>;
     /// The agent's container, if it has one.
     fn inspect(&self, agent: AgentId) -> Answer<'_, Option<ContainerState>>;
-    /// Creates the agent's container from its plan (and its home volume if missing); its id.
+    /// Makes sure the agent has a home owned by a host uid of its own; both.
+    fn home<'a>(&'a self, team: &'a TeamId, agent: AgentId) -> Answer<'a, Home>;
+    /// Creates the agent's container from its plan (its home ready); its id.
     fn create<'a>(&'a self, plan: &'a ContainerPlan) -> Answer<'a, String>;
     /// Starts the agent's container.
     fn start(&self, agent: AgentId) -> Answer<'_, ()>;
@@ -75,6 +78,9 @@ impl Containers for Engine {
     }
     fn inspect(&self, agent: AgentId) -> Answer<'_, Option<ContainerState>> {
         Box::pin(Engine::inspect(self, agent))
+    }
+    fn home<'a>(&'a self, team: &'a TeamId, agent: AgentId) -> Answer<'a, Home> {
+        Box::pin(async move { Engine::home(self, team, agent, &HashMap::new()).await })
     }
     fn create<'a>(&'a self, plan: &'a ContainerPlan) -> Answer<'a, String> {
         Box::pin(Engine::create(self, plan))

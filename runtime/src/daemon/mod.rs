@@ -318,6 +318,14 @@ pub fn serve(data_dir: &Path, args: ServeOptions) -> Result<(), StartError> {
             running.socket.display(),
             running.ns
         );
+        if !supervisor::open_to_agents_only() {
+            eprintln!(
+                "roster serve: WARNING: not run by root, so agents' gateway sockets cannot be \
+                 given to each agent's own uid: they are open to any host user that can enter \
+                 {} (keep it 0700, as roster makes it)",
+                data_dir.display()
+            );
+        }
         if let Some(signer) = running.daemon.signer() {
             eprintln!(
                 "roster serve: signing heads of the log with {} (public key {}{})",

@@ -47,13 +47,14 @@ use roster_core::id::AgentId;
 use roster_core::time::Timestamp;
 use roster_core::world::{Agent, AgentStatus};
 use roster_sandbox::plan::{plan, HostPaths, STOP_GRACE_SECS};
+use roster_sandbox::uid::AgentUid;
 use roster_sandbox::{stop_reason, EngineEvent};
 
 use super::containers::Containers;
 use super::policy::{self, Action, Run, Watch};
 use super::Daemon;
 use crate::error::{ControlError, SupervisorError};
-use crate::gateway::AgentGateway;
+use crate::gateway::{Access, AgentGateway};
 
 /// SIGTERM, then this long, then SIGKILL.
 const GRACE: Duration = Duration::from_secs(STOP_GRACE_SECS.unsigned_abs());
@@ -320,7 +321,7 @@ async fn adopt_owned(
     };
     match state {
         Some(state) if state.running && ag.wants_running() => {
-            open_gateway(d, sup, id).await?;
+            open_gateway(d, sup, id, state.uid()).await?;
             let ran_for = state
                 .started_at
                 .map(|t| {
@@ -581,11 +582,29 @@ async fn start_for_policy(d: Arc<Daemon>, sup: Arc<Supervisor>, id: AgentId) {
     }
 }
 
-/// Opens `agent`'s gateway socket if it is not open.
+/// Who may connect to the gateway of an agent that runs as `uid`: that uid alone when the daemon
+/// is root (which can give it the socket), else any user reaching the daemon's 0700 data
+/// directory ([`open_to_agents_only`]). A container of an older roster, running as 1000 without
+/// a uid of its own, is `None`: open, until its next start gives it one.
+fn access(uid: Option<AgentUid>) -> Access {
+    match uid {
+        Some(uid) if open_to_agents_only() => Access::Agent(uid),
+        _ => Access::Open,
+    }
+}
+
+/// Whether each gateway socket can be given to its agent's uid alone: only a daemon run by
+/// root can (`roster serve` says so at start when it cannot).
+pub fn open_to_agents_only() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Opens `agent`'s gateway socket, for `uid`, if it is not open.
 async fn open_gateway(
     d: &Arc<Daemon>,
     sup: &Arc<Supervisor>,
     agent: AgentId,
+    uid: Option<AgentUid>,
 ) -> Result<(), SupervisorError> {
     if sup.slots().get(&agent).is_some_and(|s| s.gateway.is_some()) {
         return Ok(());
@@ -595,6 +614,7 @@ async fn open_gateway(
         agent,
         d.backend(),
         crate::gateway::Limits::default(),
+        access(uid),
     )
     .await
     .map_err(|source| SupervisorError::Gateway { agent, source })?;
@@ -647,12 +667,13 @@ pub async fn start(
         // not (the next pass starts a new one).
         return adopt_owned(d, sup, id).await;
     }
-    open_gateway(d, sup, id).await?;
+    let home = sup.engine.home(&ag.team, id).await?;
+    open_gateway(d, sup, id, Some(home.uid)).await?;
     let paths = HostPaths {
         gateway_dir: sup.gateway_dir(id),
         agent_binary: sup.agent_binary.clone(),
     };
-    let p = plan(sup.engine.ns(), &ag.team, id, &ag.spec, &paths)?;
+    let p = plan(sup.engine.ns(), &ag.team, id, &ag.spec, &paths, home.uid)?;
     sup.engine.remove(id).await?;
     let container = sup.engine.create(&p).await?;
     // Marked before it starts, so that even an immediate death is matched to it.

@@ -172,6 +172,7 @@ fn gateway() -> &'static (tempfile::TempDir, Arc<Recording>, AgentGateway) {
             lead,
             backend.clone(),
             limits,
+            super::Access::Open,
         ))
         .unwrap();
         (dir, backend, gw)

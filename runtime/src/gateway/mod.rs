@@ -58,7 +58,7 @@ use roster_core::gateway::answer::{Answer, Performed, Subscribed};
 use roster_core::gateway::{ActParams, Call, GatewayError, SubscribeParams};
 use roster_core::id::AgentId;
 
-pub use server::{serve_agent, AgentGateway, Limits, SOCKET_NAME};
+pub use server::{serve_agent, Access, AgentGateway, Limits, SOCKET_NAME};
 
 /// What the gateway asks the runtime for each call an agent makes.
 ///

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use roster_core::id::AgentId;
+use roster_sandbox::uid::AgentUid;
 use tokio::net::UnixListener;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
@@ -129,9 +130,22 @@ impl Drop for AgentGateway {
     }
 }
 
-/// Creates `dir` (mode 0755, inside a parent the daemon keeps 0700), binds `dir/gateway.sock`
-/// for `agent` (replacing a stale socket), opens it to every user (the agent runs as another
-/// uid in its container; the host is protected by the 0700 parent) and starts accepting.
+/// Who may connect to an agent's gateway socket, besides root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Only the agent's own host uid, as the group of the directory (0710) and the socket
+    /// (0660), both owned by root: what `roster serve` run by root gives every agent. No other
+    /// host user can connect, even through `/proc/PID/root` of the agent's process.
+    Agent(AgentUid),
+    /// Any user that can reach `dir` (0755, socket 0666): for a daemon that is not root, which
+    /// cannot give files to another uid, and for tests. The daemon's 0700 data directory keeps
+    /// host users from the path, and the agent's own uid keeps them from its `/proc/PID/root`.
+    Open,
+}
+
+/// Creates `dir` (inside a parent the daemon keeps 0700), binds `dir/gateway.sock` for `agent`
+/// (replacing a stale socket), opens both to `access` and starts accepting. An
+/// [`Access::Agent`] that cannot be given (the daemon is not root) is an error.
 ///
 /// Must be called inside a tokio runtime. Fails if `dir` exists and is not a plain directory
 /// (a symlink is refused), or if the path is too long for a socket.
@@ -140,8 +154,9 @@ pub async fn serve_agent(
     agent: AgentId,
     backend: Arc<dyn Backend>,
     limits: Limits,
+    access: Access,
 ) -> io::Result<AgentGateway> {
-    prepare_dir(dir)?;
+    prepare_dir(dir, access)?;
     let path = dir.join(SOCKET_NAME);
     match std::fs::symlink_metadata(&path) {
         Ok(meta) if meta.file_type().is_dir() => {
@@ -160,7 +175,13 @@ pub async fn serve_agent(
             format!("cannot bind the gateway socket {}: {e}", path.display()),
         )
     })?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    match access {
+        Access::Agent(uid) => {
+            std::os::unix::fs::chown(&path, Some(0), Some(uid.get()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+        }
+        Access::Open => std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?,
+    }
     let meta = std::fs::symlink_metadata(&path)?;
     let cx = AgentCtx {
         agent,
@@ -185,8 +206,8 @@ pub async fn serve_agent(
     })
 }
 
-/// Makes `dir` a plain directory with mode 0755, refusing anything else at that path.
-fn prepare_dir(dir: &Path) -> io::Result<()> {
+/// Makes `dir` a plain directory open to `access`, refusing anything else at that path.
+fn prepare_dir(dir: &Path, access: Access) -> io::Result<()> {
     match std::fs::symlink_metadata(dir) {
         Ok(meta) if meta.file_type().is_dir() => {}
         Ok(_) => {
@@ -196,12 +217,19 @@ fn prepare_dir(dir: &Path) -> io::Result<()> {
             ))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new().mode(0o755).create(dir)?;
+            std::fs::DirBuilder::new().mode(0o700).create(dir)?;
         }
         Err(e) => return Err(e),
     }
-    // The umask may have narrowed the mode; the agent's uid must be able to reach the socket.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+    // Owner and mode are set every time: a directory left by an older daemon, or narrowed by
+    // the umask, is made what `access` says. The agent's uid needs only to pass through it.
+    match access {
+        Access::Agent(uid) => {
+            std::os::unix::fs::chown(dir, Some(0), Some(uid.get()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))
+        }
+        Access::Open => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)),
+    }
 }
 
 /// Accepts until told to stop, then ends every connection before returning.

@@ -16,7 +16,7 @@ use tokio::time::timeout;
 
 use super::server::SOCKET_NAME;
 use super::testing::{Team, TeamBackend};
-use super::{serve_agent, AgentGateway, Limits};
+use super::{serve_agent, Access, AgentGateway, Limits};
 
 /// Generous: these bound a hang, they do not measure speed.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -86,7 +86,7 @@ impl Setup {
 
     async fn serve(&self, agent: AgentId, limits: Limits) -> AgentGateway {
         let dir = self._dir.path().join(agent.to_string());
-        serve_agent(&dir, agent, self.team.clone(), limits)
+        serve_agent(&dir, agent, self.team.clone(), limits, Access::Open)
             .await
             .unwrap()
     }
@@ -355,7 +355,7 @@ async fn close_ends_connections_and_removes_the_socket() {
 }
 
 #[tokio::test]
-async fn the_socket_is_open_to_the_agents_uid_and_a_stale_one_is_replaced() {
+async fn an_open_socket_is_open_to_every_uid_and_a_stale_one_is_replaced() {
     let s = Setup::new();
     let first = s.serve(s.lead, Limits::default()).await;
     let path = first.path().to_owned();
@@ -376,9 +376,42 @@ async fn the_socket_is_open_to_the_agents_uid_and_a_stale_one_is_replaced() {
     let link = s._dir.path().join("link");
     std::os::unix::fs::symlink(s._dir.path(), &link).unwrap();
     let team: Arc<dyn super::Backend> = s.team.clone();
-    assert!(serve_agent(&link, s.lead, team, Limits::default())
+    assert!(
+        serve_agent(&link, s.lead, team, Limits::default(), Access::Open)
+            .await
+            .is_err()
+    );
+}
+
+/// Given to the agent's own uid (a daemon run by root, as the tests are): root owns the
+/// directory and the socket, the agent's uid is their group, nobody else has any access — also
+/// on a directory an older daemon left open.
+#[tokio::test]
+async fn the_socket_given_to_the_agents_uid_is_closed_to_everyone_else() {
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test gives files to another uid: run it as root (scripts/test does)"
+    );
+    let s = Setup::new();
+    let dir = s._dir.path().join("gw-own");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let uid = roster_sandbox::uid::AgentUid::new(roster_sandbox::uid::FIRST + 42).unwrap();
+    let team: Arc<dyn super::Backend> = s.team.clone();
+    let gw = serve_agent(&dir, s.lead, team, Limits::default(), Access::Agent(uid))
         .await
-        .is_err());
+        .unwrap();
+    let meta = |p: &Path| std::fs::metadata(p).unwrap();
+    for (p, want) in [(dir.as_path(), 0o710), (gw.path(), 0o660)] {
+        let m = meta(p);
+        assert_eq!(
+            (m.uid(), m.gid(), m.permissions().mode() & 0o777),
+            (0, uid.get(), want),
+            "{}",
+            p.display()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -487,9 +520,15 @@ async fn a_peer_that_does_not_read_is_not_read_and_then_gets_every_answer_in_ord
         write_timeout: DEADLINE,
         ..tight()
     };
-    let gw = serve_agent(&dir.path().join("gw"), lead, backend.clone(), limits)
-        .await
-        .unwrap();
+    let gw = serve_agent(
+        &dir.path().join("gw"),
+        lead,
+        backend.clone(),
+        limits,
+        Access::Open,
+    )
+    .await
+    .unwrap();
     let mut c = Client::connect(gw.path()).await;
     const N: u64 = 200;
     let mut flood = String::new();

@@ -70,6 +70,7 @@ pub(super) async fn run_all(s: &Suite<'_>) -> Vec<Check> {
         network(s).await,
         read_only_root(s).await,
         privileges(s).await,
+        own_uid(s).await,
     ];
     // The other agent's home is looked for before the fork bomb and the memory hog disturb the
     // container, and reported in its place.
@@ -275,7 +276,8 @@ async fn privileges(s: &Suite<'_>) -> Check {
     };
     let amb_ok = f.get("CapAmb").is_none_or(|_| zero("CapAmb"));
     let userns_ok = !runc || refused("userns");
-    let passed = f.get("uid") == Some(&"1000")
+    let own = s.probe_uid.to_string();
+    let passed = f.get("uid") == Some(&own.as_str())
         && zero("CapEff")
         && zero("CapPrm")
         && zero("CapBnd")
@@ -523,6 +525,61 @@ async fn other_home(s: &Suite<'_>) -> Check {
     check(name, passed, seen)
 }
 
+/// The probe runs as a host uid of its own: roster's range, the other agent's is another, no
+/// host account names it, no other label on the engine gives it, and every host process that
+/// has it is in the probe's container.
+async fn own_uid(s: &Suite<'_>) -> Check {
+    let name = "its own host uid, used by nothing else";
+    let uid = s.probe_uid;
+    let out = match s
+        .sh("echo \"uid=$(id -u)\"; echo \"gid=$(id -g)\"", 30)
+        .await
+    {
+        Ok(o) => o.stdout_text(),
+        Err(e) => return check(name, false, e),
+    };
+    let f = fields(&out);
+    let own = uid.to_string();
+    let inside = f.get("uid") == Some(&own.as_str()) && f.get("gid") == Some(&own.as_str());
+    let container = match s.engine.inspect(s.probe).await {
+        Ok(Some(st)) => st.id,
+        Ok(None) => return check(name, false, "the probe's container is gone"),
+        Err(e) => return check(name, false, e.to_string()),
+    };
+    let labelled = match s.engine.uids_in_use().await {
+        Ok(in_use) => in_use.get(&uid).copied().unwrap_or(0),
+        Err(e) => return check(name, false, e.to_string()),
+    };
+    let host = tokio::task::spawn_blocking(move || {
+        let named = crate::uid::HostIds::read().names(uid.get());
+        let strangers: Vec<u32> = crate::uid::processes_with(uid.get())
+            .into_iter()
+            .filter(|(_, cgroup)| !cgroup.contains(&container))
+            .map(|(pid, _)| pid)
+            .collect();
+        (named, strangers)
+    })
+    .await;
+    let Ok((named, strangers)) = host else {
+        return check(
+            name,
+            false,
+            "reading the host's accounts and processes failed",
+        );
+    };
+    let passed = inside && s.other_uid != uid && !named && strangers.is_empty() && labelled == 1;
+    let seen = format!(
+        "inside: uid {} gid {} (its own: {uid}); the other agent's: {}; named by a host account: \
+         {}; labels on the engine giving it: {labelled}; host processes with it outside the \
+         container: {strangers:?}",
+        f.get("uid").copied().unwrap_or("?"),
+        f.get("gid").copied().unwrap_or("?"),
+        s.other_uid,
+        if named { "YES" } else { "no" },
+    );
+    check(name, passed, seen)
+}
+
 /// Removes both throwaway agents and looks for anything left with the run's label.
 pub(super) async fn nothing_left(s: &Suite<'_>, sweep: Sweep) -> Check {
     let name = "nothing left behind after removal";
@@ -534,8 +591,9 @@ pub(super) async fn nothing_left(s: &Suite<'_>, sweep: Sweep) -> Check {
     let containers = s.engine.list_labelled(&label).await.map(|l| l.len());
     let volumes = s.engine.volumes_labelled(&label).await.map(|l| l.len());
     let dir_left = s.run_dir.exists();
+    // Two agents: each a container, a home and a uid volume.
     let passed = swept.containers == 2
-        && swept.volumes == 2
+        && swept.volumes == 4
         && matches!(containers, Ok(0))
         && matches!(volumes, Ok(0))
         && !dir_left;

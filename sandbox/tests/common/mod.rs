@@ -2,6 +2,7 @@
 //! removes every container and volume of that namespace when the test ends, pass or fail.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -11,6 +12,7 @@ use roster_core::name::{ImageRef, Name};
 use roster_core::time::Timestamp;
 use roster_sandbox::plan::{labels, plan, ContainerPlan, HostPaths};
 use roster_sandbox::sweep::Sweep;
+use roster_sandbox::uid::AgentUid;
 use roster_sandbox::Engine;
 
 /// Random hex from the OS.
@@ -97,9 +99,28 @@ impl Ctx {
             .expect("building the base image");
     }
 
-    /// A plan for a fresh agent with `spec`, with its own gateway directory.
+    /// A plan for a fresh agent with `spec`, with its own gateway directory, and no home: what
+    /// a refusal before anything is created needs (it runs as a uid no home was given).
     pub fn plan(&self, spec: &AgentSpec) -> (ContainerPlan, AgentId) {
+        self.plan_as(
+            agent_id(),
+            spec,
+            AgentUid::new(roster_sandbox::uid::FIRST).unwrap(),
+        )
+    }
+
+    /// A fresh agent with `spec`, its home ready ([`Engine::home`]), and its plan, as its own uid.
+    pub async fn ready(&self, spec: &AgentSpec) -> (ContainerPlan, AgentId) {
         let agent = agent_id();
+        let home = self
+            .engine
+            .home(&self.team, agent, &HashMap::new())
+            .await
+            .expect("preparing the agent's home");
+        self.plan_as(agent, spec, home.uid)
+    }
+
+    fn plan_as(&self, agent: AgentId, spec: &AgentSpec, uid: AgentUid) -> (ContainerPlan, AgentId) {
         let gw = self.dir.path().join(agent.to_string());
         std::fs::create_dir_all(&gw).unwrap();
         let paths = HostPaths {
@@ -107,7 +128,7 @@ impl Ctx {
             agent_binary: busybox(),
         };
         (
-            plan(&self.ns, &self.team, agent, spec, &paths).unwrap(),
+            plan(&self.ns, &self.team, agent, spec, &paths, uid).unwrap(),
             agent,
         )
     }
@@ -116,4 +137,24 @@ impl Ctx {
     pub fn tag(&self, what: &str) -> ImageRef {
         ImageRef::parse(&format!("roster-test/{}-{what}:1", self.ns)).unwrap()
     }
+}
+
+/// The names of the containers that carry every label of `labels` (`key` or `key=value`).
+pub async fn labelled(labels: &[&str]) -> Vec<String> {
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    let options = bollard::container::ListContainersOptions {
+        all: true,
+        filters: HashMap::from([(
+            "label".to_string(),
+            labels.iter().map(|l| l.to_string()).collect(),
+        )]),
+        ..Default::default()
+    };
+    docker
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .collect()
 }

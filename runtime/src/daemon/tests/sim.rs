@@ -23,12 +23,12 @@ use roster_core::actor::Actor;
 use roster_core::command::Command;
 use roster_core::envelope::Envelope;
 use roster_core::event::{AgentSpec, Event, StopReason};
-use roster_core::id::AgentId;
+use roster_core::id::{AgentId, TeamId};
 use roster_core::name::{Label, Name};
 use roster_core::time::Timestamp;
 use roster_sandbox::plan::ContainerPlan;
 use roster_sandbox::{
-    ContainerState, ContainerStatus, EngineEvent, ExecOutput, Found, LogChunk, SandboxError,
+    ContainerState, ContainerStatus, EngineEvent, ExecOutput, Found, Home, LogChunk, SandboxError,
 };
 use roster_store::MemLog;
 use tokio::time::Instant;
@@ -320,6 +320,12 @@ impl SimEngine {
     }
 }
 
+/// The simulated engine's uid for `agent`: one per agent, from roster's range.
+fn sim_uid(agent: AgentId) -> roster_sandbox::uid::AgentUid {
+    let offset = u32::try_from(agent.as_uuid().as_u128() % 1_000_000).unwrap();
+    roster_sandbox::uid::AgentUid::new(roster_sandbox::uid::FIRST + offset).unwrap()
+}
+
 impl Containers for SimEngine {
     fn ns(&self) -> &Name {
         &self.ns
@@ -353,6 +359,7 @@ impl Containers for SimEngine {
                         ContainerStatus::Exited
                     },
                     image: roster_core::BASE_IMAGE.into(),
+                    prep: false,
                 })
                 .collect())
         }))
@@ -374,7 +381,18 @@ impl Containers for SimEngine {
                 oom_killed: c.oom,
                 runtime: "runc".into(),
                 image: roster_core::BASE_IMAGE.into(),
+                user: sim_uid(agent).user(),
             }))
+        }))
+    }
+
+    fn home<'a>(&'a self, _team: &'a TeamId, agent: AgentId) -> Answer<'a, Home> {
+        Box::pin(self.call(move |s| {
+            s.homes.insert(agent);
+            Ok(Home {
+                volume: format!("{agent}-home"),
+                uid: sim_uid(agent),
+            })
         }))
     }
 

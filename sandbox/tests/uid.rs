@@ -1,0 +1,351 @@
+//! Each agent's own host uid, on a real engine: given once, never one the host or another agent
+//! has, owning its home — a home made by an older roster (owned by 1000) included — and given
+//! again to a home whose preparation was cut short.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+
+use bollard::container::{Config, CreateContainerOptions, WaitContainerOptions};
+use bollard::models::{HostConfig, Mount, MountTypeEnum};
+use bollard::volume::CreateVolumeOptions;
+use futures_util::StreamExt;
+use roster_core::event::AgentSpec;
+use roster_core::name::ImageRef;
+use roster_sandbox::plan::labels;
+use roster_sandbox::uid::{self, HostIds, UID_LABEL};
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script.into()]
+}
+
+/// Runs `script` as `user` in a throwaway container of the base image with `volume` at
+/// `/home/agent`, bypassing every check of roster (what an older roster, or a crash, left);
+/// its standard output.
+async fn as_user(ns: &str, user: &str, volume: &str, script: &str) -> String {
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    let name = format!("roster-{ns}-raw-{}", common::hex(4));
+    let config = Config {
+        image: Some(ImageRef::base().to_string()),
+        user: Some(user.to_string()),
+        cmd: Some(sh(script)),
+        labels: Some(HashMap::from([(labels::NS.to_string(), ns.to_string())])),
+        host_config: Some(HostConfig {
+            mounts: Some(vec![Mount {
+                target: Some("/home/agent".into()),
+                source: Some(volume.to_string()),
+                typ: Some(MountTypeEnum::VOLUME),
+                // The engine would give an empty volume the image's owner of /home/agent.
+                volume_options: Some(bollard::models::MountVolumeOptions {
+                    no_copy: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions {
+        name: name.clone(),
+        platform: None,
+    };
+    docker
+        .create_container(Some(options), config)
+        .await
+        .unwrap();
+    docker.start_container::<String>(&name, None).await.unwrap();
+    let waited = docker
+        .wait_container(
+            &name,
+            Some(WaitContainerOptions {
+                condition: "not-running",
+            }),
+        )
+        .next()
+        .await;
+    let logs: Vec<_> = docker
+        .logs::<String>(
+            &name,
+            Some(bollard::container::LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        )
+        .collect()
+        .await;
+    let out: String = logs.into_iter().map(|l| l.unwrap().to_string()).collect();
+    assert!(matches!(waited, Some(Ok(_))), "{script}: {waited:?} {out}");
+    docker
+        .remove_container(
+            &name,
+            Some(bollard::container::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_agent_gets_a_host_uid_no_one_else_has() {
+    every_agent_gets_a_host_uid_no_one_else_has_as(false).await;
+}
+
+/// The same, as a daemon that cannot look into the engine's volumes prepares homes: always in a
+/// preparation container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_agent_gets_a_host_uid_no_one_else_has_out_of_sight() {
+    every_agent_gets_a_host_uid_no_one_else_has_as(true).await;
+}
+
+async fn every_agent_gets_a_host_uid_no_one_else_has_as(blind: bool) {
+    let mut c = common::ctx().await;
+    if blind {
+        c.engine = c.engine.clone().blind_to_homes();
+    }
+    c.base().await;
+    let e = &c.engine;
+    let mut agents = Vec::new();
+    for _ in 0..4 {
+        agents.push(c.ready(&AgentSpec::base()).await);
+    }
+    let host = HostIds::read();
+    let in_use = e.uids_in_use().await.unwrap();
+    let mut seen = HashSet::new();
+    for (plan, agent) in &agents {
+        let uid = e.home_uid(*agent).await.unwrap().expect("a uid recorded");
+        assert!((uid::FIRST..=uid::LAST).contains(&uid.get()));
+        assert!(seen.insert(uid), "{uid} given twice");
+        assert_eq!(
+            in_use.get(&uid),
+            Some(&1),
+            "{uid} on one label of the engine only"
+        );
+        assert!(!host.names(uid.get()), "{uid} is a host account's");
+        assert_eq!(plan.config.user.as_deref(), Some(uid.user().as_str()));
+        // Asking again gives the same, and prepares nothing.
+        assert_eq!(
+            e.home(&c.team, *agent, &HashMap::new()).await.unwrap().uid,
+            uid
+        );
+        e.create(plan).await.unwrap();
+        e.start(*agent).await.unwrap();
+        let out = e
+            .exec(
+                *agent,
+                sh("id -u; id -g; stat -c '%u:%g %a' /home/agent"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out.stdout_text(),
+            format!("{uid}\n{uid}\n{uid}:{uid} 755\n")
+        );
+    }
+    // Its processes on the host run as its uid: no host account's, and no other agent's.
+    let (_, first) = &agents[0];
+    let uid = e.home_uid(*first).await.unwrap().unwrap();
+    let container = e.inspect(*first).await.unwrap().unwrap().id;
+    let procs = uid::processes_with(uid.get());
+    assert!(!procs.is_empty(), "no host process runs as {uid}");
+    for (pid, cgroup) in procs {
+        assert!(
+            cgroup.contains(&container),
+            "pid {pid} with {uid} outside its container: {cgroup}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uid_another_label_holds_is_never_given() {
+    let c = common::ctx().await;
+    c.base().await;
+    let agent = common::agent_id();
+    // Where the search for this agent starts, held by a volume of another namespace.
+    let wanted = uid::start(&c.ns, agent, 0);
+    let other = common::ctx().await;
+    let holder = format!("roster-{}-holder", other.ns);
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    docker
+        .create_volume(CreateVolumeOptions {
+            name: holder.clone(),
+            driver: "local".to_string(),
+            driver_opts: HashMap::new(),
+            labels: HashMap::from([
+                (labels::NS.to_string(), other.ns.to_string()),
+                (UID_LABEL.to_string(), wanted.to_string()),
+            ]),
+        })
+        .await
+        .unwrap();
+    let home = c
+        .engine
+        .home(&c.team, agent, &HashMap::new())
+        .await
+        .unwrap();
+    assert_ne!(home.uid, wanted, "the label on {holder} holds {wanted}");
+    assert_eq!(c.engine.uids_in_use().await.unwrap().get(&wanted), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_an_older_roster_made_is_given_to_the_agents_uid() {
+    a_home_an_older_roster_made_is_given_to_the_agents_uid_as(false).await;
+}
+
+/// The same, as a daemon that cannot look into the engine's volumes prepares homes: always in a
+/// preparation container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_an_older_roster_made_is_given_to_the_agents_uid_out_of_sight() {
+    a_home_an_older_roster_made_is_given_to_the_agents_uid_as(true).await;
+}
+
+async fn a_home_an_older_roster_made_is_given_to_the_agents_uid_as(blind: bool) {
+    let mut c = common::ctx().await;
+    if blind {
+        c.engine = c.engine.clone().blind_to_homes();
+    }
+    c.base().await;
+    let e = &c.engine;
+    let agent = common::agent_id();
+    let volume = e.volume_name(agent);
+    // What an older roster left: a home with no uid volume, filled by uid 1000, with a
+    // directory only 1000 may enter.
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    docker
+        .create_volume(CreateVolumeOptions {
+            name: volume.clone(),
+            driver: "local".to_string(),
+            driver_opts: HashMap::new(),
+            labels: HashMap::from([
+                (labels::NS.to_string(), c.ns.to_string()),
+                (labels::AGENT.to_string(), agent.to_string()),
+            ]),
+        })
+        .await
+        .unwrap();
+    as_user(c.ns.as_str(), "0:0", &volume, "chown 1000:1000 /home/agent").await;
+    as_user(
+        c.ns.as_str(),
+        "1000:1000",
+        &volume,
+        "mkdir -m 700 /home/agent/private && echo old > /home/agent/private/note && \
+         ln -s /etc/passwd /home/agent/link",
+    )
+    .await;
+    assert_eq!(e.home_uid(agent).await.unwrap(), None);
+
+    let home = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    let uid = home.uid;
+    let owners = as_user(
+        c.ns.as_str(),
+        "0:0",
+        &volume,
+        "stat -c '%n %u' /home/agent /home/agent/private /home/agent/private/note; \
+         stat -c '%n %u' /etc/passwd",
+    )
+    .await;
+    assert_eq!(
+        owners,
+        format!(
+            "/home/agent {uid}\n/home/agent/private {uid}\n/home/agent/private/note {uid}\n\
+             /etc/passwd 0\n"
+        ),
+        "everything in the home is the agent's, and a link's target is left alone"
+    );
+    let mut spec = AgentSpec::base();
+    spec.resources.pids = 64;
+    let (plan, _) = {
+        // The plan of this very agent, as its own uid.
+        let paths = roster_sandbox::plan::HostPaths {
+            gateway_dir: c.dir.path().join("gw"),
+            agent_binary: common::busybox(),
+        };
+        std::fs::create_dir_all(&paths.gateway_dir).unwrap();
+        (
+            roster_sandbox::plan::plan(&c.ns, &c.team, agent, &spec, &paths, uid).unwrap(),
+            agent,
+        )
+    };
+    e.create(&plan).await.unwrap();
+    e.start(agent).await.unwrap();
+    let out = e
+        .exec(
+            agent,
+            sh("cat private/note && echo new > private/more && echo ok"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text(), "old\nok\n", "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preparation_cut_short_is_done_again() {
+    a_preparation_cut_short_is_done_again_as(false).await;
+}
+
+/// The same, as a daemon that cannot look into the engine's volumes prepares homes: always in a
+/// preparation container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preparation_cut_short_is_done_again_out_of_sight() {
+    a_preparation_cut_short_is_done_again_as(true).await;
+}
+
+async fn a_preparation_cut_short_is_done_again_as(blind: bool) {
+    let mut c = common::ctx().await;
+    if blind {
+        c.engine = c.engine.clone().blind_to_homes();
+    }
+    c.base().await;
+    let e = &c.engine;
+    let agent = common::agent_id();
+    let home = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    if !blind {
+        // In sight, the owner is the proof: a home whose uid volume was made but which was not
+        // given yet (a runtime killed in between) is given at the next look.
+        as_user(c.ns.as_str(), "0:0", &home.volume, "chown 0:0 /home/agent").await;
+        assert_eq!(e.home(&c.team, agent, &HashMap::new()).await.unwrap(), home);
+        let owner = as_user(c.ns.as_str(), "0:0", &home.volume, "stat -c %u /home/agent").await;
+        assert_eq!(owner, format!("{}\n", home.uid));
+    }
+    // A runtime killed while preparing: its preparation container is left, the home not
+    // given yet.
+    as_user(c.ns.as_str(), "0:0", &home.volume, "chown 0:0 /home/agent").await;
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: format!("{}-prep", home.volume),
+                platform: None,
+            }),
+            Config {
+                image: Some(ImageRef::base().to_string()),
+                labels: Some(HashMap::from([
+                    (labels::NS.to_string(), c.ns.to_string()),
+                    (roster_sandbox::PREP_LABEL.to_string(), home.volume.clone()),
+                ])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        e.list().await.unwrap().is_empty(),
+        "a preparation is no agent's container"
+    );
+    let again = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    assert_eq!(again, home, "the same uid");
+    let owner = as_user(c.ns.as_str(), "0:0", &home.volume, "stat -c %u /home/agent").await;
+    assert_eq!(owner, format!("{}\n", home.uid));
+    let ns = format!("{}={}", labels::NS, c.ns);
+    assert_eq!(
+        common::labelled(&[roster_sandbox::PREP_LABEL, &ns]).await,
+        Vec::<String>::new()
+    );
+}
