@@ -13,7 +13,7 @@ pub type Source = Box<dyn std::error::Error + Send + Sync>;
 #[non_exhaustive]
 pub enum BusError {
     /// A NATS operation was asked of the in-process bus.
-    #[error("the bus is `memory`: this needs a NATS bus (nats://HOST:PORT)")]
+    #[error("the bus is `memory`: this needs a NATS bus (nats://HOST:PORT or tls://HOST:PORT)")]
     NotNats,
     /// The server could not be reached in time.
     #[error("cannot reach NATS at {url}: {why}")]
@@ -23,6 +23,18 @@ pub enum BusError {
         /// What failed.
         why: String,
     },
+    /// The server refused roster's credentials or its TLS handshake failed: retrying will not
+    /// help until the configuration changes.
+    #[error("NATS at {url}: {why}")]
+    Refused {
+        /// The bus URL.
+        url: String,
+        /// What was refused, and what to check.
+        why: String,
+    },
+    /// A file holding a NATS secret could not be used (unreadable, open to others, malformed).
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
     /// A NATS or JetStream request failed (the connection dropped, a request timed out, the
     /// server refused).
     #[error("NATS: cannot {op}: {source}")]

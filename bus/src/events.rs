@@ -1,5 +1,9 @@
 //! Reading the events stream as an outside subscriber: [`EventSubscription`].
 //!
+//! Every message is checked before it is delivered (`crate::verify`): a sealed envelope whose
+//! headers agree with it, at the next position, linked to the event before it when every event
+//! is read. What fails is refused with its reason ([`Received::Refused`]) and never delivered.
+//!
 //! By default an ordered consumer (ephemeral, no acks; the client recreates it at the right
 //! place after a gap or an outage). With a durable name, a durable pull consumer with explicit
 //! acks that resumes where it stopped; each event is acknowledged (and the server confirms the
@@ -28,7 +32,8 @@ use roster_core::event::Event;
 use roster_core::name::Name;
 
 use crate::stream::{ensure_events_stream, roster_seq_at};
-use crate::{subject, wire, BusError};
+use crate::verify::{Checker, Refusal};
+use crate::{subject, BusError};
 
 /// How many messages one pull of a durable subscription asks for at most.
 const PULL: usize = 64;
@@ -49,6 +54,31 @@ pub struct SubscribeOptions {
     pub durable: Option<Name>,
     /// Deliver at most this many events (a durable never pulls more than it will deliver).
     pub limit: Option<u64>,
+}
+
+/// What [`EventSubscription::receive`] read.
+// Returned once per message and matched at once: boxing the event would cost an allocation
+// per event to save a few hundred bytes on the stack.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Received {
+    /// An event that passed every check.
+    Event(Delivery),
+    /// A message refused, not delivered.
+    Refused(Refused),
+}
+
+/// A message of the events stream that failed the checks of `crate::verify`: forged, replayed,
+/// or out of the chain. It is not delivered (a durable acknowledges it, so it never comes again).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("refused message {stream_seq} of the events stream (subject {subject}): {why}")]
+pub struct Refused {
+    /// Its stream sequence.
+    pub stream_seq: u64,
+    /// The subject it was published on.
+    pub subject: String,
+    /// Why it was refused.
+    pub why: Refusal,
 }
 
 /// One event delivered: its log position and its JSON (the envelope, as published).
@@ -97,8 +127,10 @@ pub struct EventSubscription {
     filter: String,
     /// Events before this position are dropped here (acknowledged, for a durable).
     from: u64,
-    /// The stream sequence of the last message delivered.
+    /// The stream sequence of the last message read.
     last_stream_seq: u64,
+    /// What every message is checked against.
+    checker: Checker,
     delivered: u64,
     limit: Option<u64>,
 }
@@ -172,6 +204,7 @@ impl EventSubscription {
             filter,
             from,
             last_stream_seq: 0,
+            checker: Checker::new(options.team.is_none() && options.kind.is_none()),
             delivered: 0,
             limit: options.limit,
         })
@@ -201,8 +234,22 @@ impl EventSubscription {
         &self.filter
     }
 
-    /// The next event, waiting for one; `None` once the limit was delivered.
+    /// The next event, waiting for one; `None` once the limit was delivered. A message
+    /// refused by the checks (`crate::verify`) is skipped with a warning in the log; use
+    /// [`EventSubscription::receive`] to see refusals.
     pub async fn next(&mut self) -> Result<Option<Delivery>, BusError> {
+        loop {
+            match self.receive().await? {
+                None => return Ok(None),
+                Some(Received::Event(d)) => return Ok(Some(d)),
+                Some(Received::Refused(r)) => tracing::warn!("{r}"),
+            }
+        }
+    }
+
+    /// The next message, waiting for one: an event that passed every check, or a message
+    /// refused and why; `None` once the limit was delivered (refusals do not count).
+    pub async fn receive(&mut self) -> Result<Option<Received>, BusError> {
         loop {
             if self.limit.is_some_and(|l| self.delivered >= l) {
                 return Ok(None);
@@ -257,37 +304,58 @@ impl EventSubscription {
                     }
                 }
             };
-            let Some(seq) = wire::roster_seq(message.headers.as_ref()) else {
-                return Err(BusError::BadMessage {
-                    stream: self.stream.clone(),
-                    stream_seq: message.info().map_or(0, |i| i.stream_sequence),
-                });
-            };
             let durable = matches!(self.source, Source::Durable { .. });
-            // Dropped (acknowledged, for a durable): what precedes `from`, and what comes again.
-            // The stream's own sequence only grows along it, so a message at or before the last
-            // one delivered is a redelivery (a server killed before it saved the durable's
-            // position sends from an older one).
+            // A redelivery is dropped (acknowledged, for a durable): the stream's own sequence
+            // only grows along it, so a message at or before the last one read comes again (a
+            // server killed before it saved the durable's position sends from an older one).
             let stream_seq = message.info().map_or(0, |i| i.stream_sequence);
-            let again = stream_seq != 0 && stream_seq <= self.last_stream_seq;
-            if seq < self.from || again {
+            if stream_seq != 0 && stream_seq <= self.last_stream_seq {
                 if durable {
-                    message
-                        .ack_with(AckKind::Ack)
-                        .await
-                        .map_err(BusError::nats("acknowledge an event"))?;
+                    ack(&message).await?;
                 }
                 continue;
             }
             self.last_stream_seq = stream_seq;
+            let envelope = match self
+                .checker
+                .check(message.headers.as_ref(), &message.payload)
+            {
+                Ok(envelope) => envelope,
+                Err(why) => {
+                    // Handled: a durable never offers it again.
+                    if durable {
+                        ack(&message).await?;
+                    }
+                    return Ok(Some(Received::Refused(Refused {
+                        stream_seq,
+                        subject: message.subject.to_string(),
+                        why,
+                    })));
+                }
+            };
+            // Checked (so it anchors the chain) but not delivered: what precedes `from`.
+            if envelope.seq < self.from {
+                if durable {
+                    ack(&message).await?;
+                }
+                continue;
+            }
             self.delivered += 1;
-            return Ok(Some(Delivery {
-                seq,
+            return Ok(Some(Received::Event(Delivery {
+                seq: envelope.seq,
                 json: message.payload.clone(),
                 message: durable.then_some(message),
-            }));
+            })));
         }
     }
+}
+
+/// Acknowledges a message that will not be delivered.
+async fn ack(message: &jetstream::Message) -> Result<(), BusError> {
+    message
+        .ack_with(AckKind::Ack)
+        .await
+        .map_err(BusError::nats("acknowledge an event"))
 }
 
 /// Fails with [`BusError::DurableGone`] if the durable `name` no longer exists on `stream`.

@@ -5,7 +5,9 @@
 //! (JetStream for events, core NATS for context) and the in-process bus, the embedded default.
 //!
 //! # Layout
-//! - [`url`]: [`BusUrl`], the validated choice of bus (`memory` or `nats://HOST:PORT`).
+//! - [`url`]: [`BusUrl`], the validated choice of bus (`memory`, `nats://HOST:PORT` or
+//!   `tls://HOST:PORT`, with credentials and TLS files as options).
+//! - [`secret`]: reading secret files (owner-only, or refused).
 //! - [`subject`]: every subject and stream name roster uses, built only from validated names
 //!   (`NS.events.TEAM.KIND`, `NS.ctx.TEAM.TOPIC`, `NS.tool.ACTION`, stream `NS_events`).
 //! - [`connect`](mod@connect): [`connect()`] for the runtime (never fails because NATS is down)
@@ -16,6 +18,7 @@
 //! - [`outbox`]: [`Outbox`], which publishes every committed event of a log from a store
 //!   checkpoint, pipelined, through outages, reconciling with the stream at each start.
 //! - [`events`]: [`EventSubscription`], an outside subscriber's view (ordered or durable).
+//! - [`verify`]: [`verify::Checker`], what every message read from the stream must pass.
 //! - [`ctx`]: [`CtxBus`], the carrier of context messages (in-process or core NATS) and
 //!   [`ContextMessage`], what travels on `NS.ctx.TEAM.TOPIC`.
 //! - [`baseline`]: raw NATS figures for `roster bench share` (request/reply round trip,
@@ -31,21 +34,23 @@ pub mod ctx;
 mod error;
 pub mod events;
 pub mod outbox;
+pub mod secret;
 pub mod server;
 pub mod stream;
 pub mod subject;
 pub mod tool;
 pub mod url;
+pub mod verify;
 pub mod wire;
 
 pub use connect::{connect, connect_now, is_connected};
 pub use ctx::{ContextMessage, CtxBus, CtxError, TeamFeed};
 pub use error::BusError;
-pub use events::{Delivery, EventSubscription, SubscribeOptions};
+pub use events::{Delivery, EventSubscription, Received, Refused, SubscribeOptions};
 pub use outbox::{Outbox, OutboxConfig, OutboxStatus};
 pub use server::{NatsServer, ServerError};
 pub use stream::{delete_events_stream, ensure_events_stream};
-pub use url::{BusUrl, BusUrlError};
+pub use url::{Auth, BusUrl, BusUrlError, InboxPrefix, NatsUrl};
 
 /// A connection to NATS (from [`connect()`] or [`connect_now`]); cheap to clone.
 pub use async_nats::Client;

@@ -230,10 +230,17 @@ fn stored(seq: u64, follows: u64, acked: Result<PublishAck, PublishError>) -> Re
                 follows.saturating_add(1)
             ),
         }),
-        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(BusError::OutOfStep {
-            seq,
-            why: format!("the server refused it after stream message {follows}: {e}"),
-        }),
+        Err(e)
+            if matches!(
+                e.kind(),
+                PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId
+            ) =>
+        {
+            Err(BusError::OutOfStep {
+                seq,
+                why: format!("the server refused it after stream message {follows}: {e}"),
+            })
+        }
         Err(e) => Err(BusError::from_nats("publish an event")(e)),
     }
 }

@@ -47,22 +47,50 @@ pub struct NatsServer {
     port: u16,
     dir: tempfile::TempDir,
     binary: PathBuf,
+    /// A configuration file (`-c`) and the environment it reads, for servers with
+    /// authorization and TLS; the port, address and store directory are always the flags'.
+    config: Option<(PathBuf, Vec<(String, String)>)>,
 }
 
 impl NatsServer {
     /// Starts a server on a free loopback port with a fresh store directory, and waits until it
     /// accepts connections.
     pub fn start() -> Result<Self, ServerError> {
+        Self::start_with(None)
+    }
+
+    /// Starts a server like [`NatsServer::start`] with the configuration `config` (the text
+    /// of a `nats-server.conf`: authorization, accounts, TLS) and the environment variables
+    /// `env` it refers to as `$NAME`. The listening address, port and store directory are
+    /// set by flags, which win over the file's.
+    pub fn start_with_config(config: &str, env: &[(&str, &str)]) -> Result<Self, ServerError> {
+        Self::start_with(Some((config, env)))
+    }
+
+    fn start_with(config: Option<(&str, &[(&str, &str)])>) -> Result<Self, ServerError> {
         let binary = std::env::var_os(SERVER_ENV)
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("nats-server"));
         let dir = tempfile::Builder::new().prefix("roster-nats-").tempdir()?;
         let port = free_port()?;
+        let config = match config {
+            None => None,
+            Some((text, env)) => {
+                let file = dir.path().join("nats-server.conf");
+                std::fs::write(&file, text)?;
+                let env = env
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect();
+                Some((file, env))
+            }
+        };
         let mut server = Self {
             child: None,
             port,
             dir,
             binary,
+            config,
         };
         server.launch()?;
         Ok(server)
@@ -105,7 +133,14 @@ impl NatsServer {
             .create(true)
             .append(true)
             .open(&log)?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some((file, env)) = &self.config {
+            command
+                .arg("-c")
+                .arg(file)
+                .envs(env.iter().map(|(k, v)| (k, v)));
+        }
+        let child = command
             .args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .arg("-sd")

@@ -5,6 +5,14 @@
 //! the result it hands to the agent. Any NATS client in any language can be a provider: it
 //! subscribes (a queue group lets several share the load) and replies. [`respond`] is such a
 //! provider in Rust, for tests and small services.
+//!
+//! A reply is taken only on the call's own reply subject: the client's inbox prefix (the URL's
+//! `inbox=`, which the server lets only the runtime's user subscribe to), then 128 bits from
+//! the operating system's CSPRNG, new for every call. Only whoever received the request knows
+//! it: a provider of another action that saw its own calls' reply subjects cannot derive this
+//! one's, and a user the server lets neither subscribe to `NS.tool.ACTION` nor publish to the
+//! runtime's inbox cannot answer at all (`docs/nats.md` has the server configuration). A
+//! provider needs nothing new: it answers on the reply subject, as any NATS responder does.
 
 use std::time::Duration;
 
@@ -76,6 +84,7 @@ pub async fn request(
     })?;
     let req = async_nats::Request::new()
         .payload(payload.into())
+        .inbox(reply_subject(client)?)
         .timeout(Some(timeout));
     let reply = client
         .send_request(subject.clone(), req)
@@ -96,6 +105,17 @@ pub async fn request(
             },
         })?;
     parse_answer(&action, &reply.payload)
+}
+
+/// A reply subject for one call: the client's inbox prefix and a fresh unguessable token.
+fn reply_subject(client: &Client) -> Result<String, ToolError> {
+    let mut token = [0u8; 16];
+    getrandom::fill(&mut token).map_err(|e| ToolError::Nats {
+        op: "draw a reply subject",
+        why: e.to_string(),
+    })?;
+    let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{}.{hex}", client.new_inbox()))
 }
 
 /// One JSON value of at most [`MAX_ANSWER`] bytes, or why not.

@@ -6,7 +6,7 @@
 mod common;
 
 use async_nats::jetstream;
-use roster_bus::{wire, BusError, EventSubscription, SubscribeOptions};
+use roster_bus::{wire, BusError, EventSubscription, Received, SubscribeOptions};
 use roster_core::envelope::Envelope;
 use roster_core::port::LogRead;
 use roster_store::SledLog;
@@ -267,7 +267,8 @@ async fn ordered_subscriptions_filter_by_team_and_kind_and_start_at_a_position()
 /// A stream whose sequences are not positions + 1 and whose events are not in log order (one
 /// event published out of order, by hand: what an outbox before conditional publishing could
 /// leave after a reconnect; the outbox now never does it): `from` is applied to the
-/// `Roster-Seq` of each message.
+/// `Roster-Seq` of each message, and what comes after a later position is refused, said, and
+/// not delivered (the chain can only be read forwards).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unaligned_stream_still_starts_at_the_position_asked_for() {
     let server = server();
@@ -302,13 +303,27 @@ async fn an_unaligned_stream_still_starts_at_the_position_asked_for() {
         &name("roster"),
         SubscribeOptions {
             from: 3,
-            limit: Some(17),
+            limit: Some(15),
             ..options()
         },
     )
     .await
     .unwrap();
-    let mut want = vec![5, 3, 4];
+    let (mut delivered, mut refused) = (Vec::new(), Vec::new());
+    while let Some(r) = within("a message", sub.receive()).await.unwrap() {
+        match r {
+            Received::Event(d) => delivered.push(d.seq),
+            Received::Refused(r) => refused.push(r.to_string()),
+        }
+    }
+    let mut want = vec![5];
     want.extend(6..20);
-    assert_eq!(take(&mut sub, 17).await, want);
+    assert_eq!(delivered, want);
+    assert_eq!(refused.len(), 5, "{refused:?}");
+    for (i, r) in refused.iter().enumerate() {
+        assert!(
+            r.contains(&format!("position {i} again: position 5 was read already")),
+            "{r}"
+        );
+    }
 }

@@ -293,8 +293,9 @@ pub struct ServeArgs {
     /// roster].
     #[arg(long, env = "ROSTER_NS", value_parser = typed::<Name>)]
     pub ns: Option<Name>,
-    /// The bus: `memory` (in-process) or `nats://HOST:PORT` (events to JetStream, context over
-    /// NATS) [default: memory].
+    /// The bus: `memory` (in-process) or `nats://HOST:PORT` / `tls://HOST:PORT` (events to
+    /// JetStream, context over NATS), with credentials and TLS files as options
+    /// (`?user=NAME&password_file=PATH&ca_file=PATH…`, docs/nats.md) [default: memory].
     #[arg(long, env = "ROSTER_BUS", value_parser = typed::<roster_bus::BusUrl>, value_name = "URL")]
     pub bus: Option<roster_bus::BusUrl>,
 }
@@ -351,8 +352,9 @@ pub enum ShareCmd {
 /// `subscribe`
 #[derive(Debug, Args)]
 pub struct SubscribeArgs {
-    /// The bus to read from: `nats://HOST:PORT`, or `memory` for the data directory's own log
-    /// [default: `[serve] bus` of DATA/roster.toml, else memory].
+    /// The bus to read from: `nats://HOST:PORT` or `tls://HOST:PORT` (with options, docs/nats.md),
+    /// or `memory` for the data directory's own log [default: `[serve] bus` of
+    /// DATA/roster.toml, else memory]. Messages that fail the checks are refused on stderr.
     #[arg(long, env = "ROSTER_BUS", value_parser = typed::<roster_bus::BusUrl>, value_name = "URL")]
     pub bus: Option<roster_bus::BusUrl>,
     /// The namespace whose events to read [default: the data directory's, else roster].

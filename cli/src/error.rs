@@ -47,6 +47,11 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         if cause.downcast_ref::<ConfigError>().is_some() {
             return 2;
         }
+        // A NATS secret file that is unreadable or open to others: the operator's input.
+        if let Some(roster_bus::BusError::Secret(_)) = cause.downcast_ref::<roster_bus::BusError>()
+        {
+            return 2;
+        }
         if let Some(StartError::Runtime(e)) = cause.downcast_ref::<StartError>() {
             return i32::from(e.exit_code());
         }

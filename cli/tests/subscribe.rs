@@ -270,3 +270,44 @@ fn a_nats_bus_in_roster_toml_is_used() {
         export
     );
 }
+
+/// A message someone else published into the stream between two events (no position, not an
+/// event) is not printed: stderr says which message was refused and why, and every real event
+/// is printed, byte for byte.
+#[test]
+fn a_forged_message_in_the_stream_is_refused_on_stderr_and_not_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let export = data_dir(&dir, 2);
+    let server = server();
+    publish(&dir, &server);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = BusUrl::parse(&server.url()).unwrap();
+        let client = roster_bus::connect_now(&url, Duration::from_secs(5))
+            .await
+            .unwrap();
+        // A request: JetStream answers once the message is stored.
+        client
+            .request("roster.events.team-0.TeamCreated", "{\"forged\":1}".into())
+            .await
+            .unwrap();
+    });
+    ok(&dir, &["team", "create", "late"]);
+    let export_all = common::event_lines(&ok(&dir, &["export"]));
+    assert_eq!(export_all[..2], export[..]);
+    publish(&dir, &server);
+
+    let out = run(&dir, &["subscribe", "--bus", &server.url(), "--count", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(&String::from_utf8(out.stdout).unwrap()), export_all);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("refused message 3 of the events stream (subject roster.events.team-0.TeamCreated): it has no valid Roster-Seq header; not printed"),
+        "{stderr}"
+    );
+}

@@ -13,6 +13,10 @@
 //! namespace = "roster"
 //! agent_binary = "/usr/local/lib/roster/roster-agent"
 //! busybox = "/bin/busybox"
+//! # the bus (`--bus`, `ROSTER_BUS`): "memory", "nats://HOST:PORT" or "tls://HOST:PORT", with
+//! # credentials and TLS files as options after `?` — paths of owner-only files, never a secret
+//! # itself (docs/nats.md):
+//! bus = "tls://nats.internal:4222?user=roster&password_file=/etc/roster/nats.pass&ca_file=/etc/roster/nats-ca.pem&inbox=_INBOX_roster"
 //!
 //! [tools."email.send"] # the tool provider of an action, on this machine (read by `roster serve`,
 //!                      # and by `roster act` when no daemon runs)
@@ -194,7 +198,7 @@ pub struct ServeDefaults {
     pub agent_binary: Option<PathBuf>,
     /// The static busybox for the base image.
     pub busybox: Option<PathBuf>,
-    /// The bus: `memory` or `nats://HOST:PORT`.
+    /// The bus: `memory`, `nats://HOST:PORT` or `tls://HOST:PORT`, with options (docs/nats.md).
     pub bus: Option<roster_bus::BusUrl>,
 }
 
@@ -238,6 +242,14 @@ mod tests {
         assert_eq!(c.agent.memory_mib.map(u32::from), Some(512));
         assert_eq!(c.serve.namespace.unwrap().as_str(), "prod");
         assert!(Config::parse("").unwrap().agent.runtime.is_none());
+        let c = Config::parse(
+            "[serve]\nbus = \"tls://nats.internal?user=roster&password_file=/etc/roster/nats.pass\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.serve.bus.unwrap().to_string(),
+            "tls://nats.internal:4222?user=roster&password_file=/etc/roster/nats.pass"
+        );
         let c = Config::parse(
             "[signing]\nkey = \"/etc/roster/k\"\nevery_events = 10\nevery_secs = 5\n",
         )
@@ -313,6 +325,18 @@ mod tests {
             ("[signing]\nevery_secs = 86401\n", "outside 1 to 86400"),
             ("[signing]\nkey = \"\"\n", "key is empty"),
             ("[signing]\npublic_key = \"ab\"\n", "public_key"),
+            (
+                "[serve]\nbus = \"nats://h:4222?user=roster&password=hunter2\"\n",
+                "would put a secret in the URL",
+            ),
+            (
+                "[serve]\nbus = \"nats://roster:hunter2@h:4222\"\n",
+                "credentials are never written in the URL",
+            ),
+            (
+                "[serve]\nbus = \"nats://h?ca_file=/etc/roster/ca.pem\"\n",
+                "need a `tls://` URL",
+            ),
             ("[surprise]\n", "surprise"),
             ("not toml", ""),
         ] {

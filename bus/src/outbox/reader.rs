@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use async_nats::header::NATS_EXPECTED_LAST_SEQUENCE;
+use async_nats::header::{NATS_EXPECTED_LAST_MESSAGE_ID, NATS_EXPECTED_LAST_SEQUENCE};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use roster_core::envelope::Envelope;
 use roster_core::event::Event;
-use roster_core::id::TeamId;
+use roster_core::id::{EventId, TeamId};
 use roster_core::name::Name;
 use roster_core::port::CheckpointedLog;
 use roster_core::subscription::Subscription;
@@ -38,7 +38,8 @@ pub(crate) struct Outgoing {
     pub follows: u64,
     /// `NS.events.TEAM.KIND`.
     pub subject: String,
-    /// `Nats-Msg-Id`, `Roster-Seq` and `Nats-Expected-Last-Sequence` = `follows`.
+    /// `Nats-Msg-Id`, `Roster-Seq`, `Nats-Expected-Last-Sequence` = `follows` and, after the
+    /// session's first event, `Nats-Expected-Last-Msg-Id` = the previous event's id.
     pub headers: HeaderMap,
     /// The envelope's JSON.
     pub payload: Bytes,
@@ -87,6 +88,7 @@ impl Reader {
 
 fn run(log: &Arc<dyn CheckpointedLog>, ns: &Name, plan: Plan, tx: &mpsc::Sender<Batch>) {
     let mut names = Names::default();
+    let mut prev: Option<EventId> = None;
     let mut sub = Subscription::new(Arc::clone(log), plan.start);
     loop {
         if tx.is_closed() {
@@ -97,8 +99,12 @@ fn run(log: &Arc<dyn CheckpointedLog>, ns: &Name, plan: Plan, tx: &mpsc::Sender<
         let mut wait = POLL;
         while batch.len() < BATCH {
             match sub.next_timeout(wait) {
-                Ok(Some(envelope)) => match outgoing(&**log, ns, &mut names, plan, &envelope) {
-                    Ok(o) => batch.push(o),
+                Ok(Some(envelope)) => match outgoing(&**log, ns, &mut names, plan, prev, &envelope)
+                {
+                    Ok(o) => {
+                        prev = Some(envelope.id);
+                        batch.push(o);
+                    }
                     Err(e) => {
                         failed = Some(e);
                         break;
@@ -127,12 +133,19 @@ fn outgoing(
     ns: &Name,
     names: &mut Names,
     plan: Plan,
+    prev: Option<EventId>,
     envelope: &Envelope,
 ) -> Result<Outgoing, BusError> {
     let team = names.of(log, envelope)?;
     let follows = plan.follows(envelope.seq);
     let mut headers = wire::headers(envelope);
     headers.insert(NATS_EXPECTED_LAST_SEQUENCE, follows.to_string());
+    // Stream sequences count anyone's messages: a forged publish in between could shift them
+    // so that a later event's sequence condition holds by chance while earlier ones failed.
+    // The previous event's id cannot be matched by chance.
+    if let Some(prev) = prev {
+        headers.insert(NATS_EXPECTED_LAST_MESSAGE_ID, prev.to_string());
+    }
     Ok(Outgoing {
         seq: envelope.seq,
         follows,

@@ -1,11 +1,19 @@
 //! Before publishing, the outbox finds where the stream ends: the session publishes from the
-//! position after the stream's last event, each publish conditional on the stream's last
-//! sequence, so a crash between a publish and its checkpoint re-publishes nothing a consumer
-//! would see twice, a stream that lost events (a new server, a purge) gets them all again, and
-//! no event is ever stored after a later one.
+//! position after the stream's last event of this log, each publish conditional on the
+//! stream's last sequence, so a crash between a publish and its checkpoint re-publishes nothing
+//! a consumer would see twice, a stream that lost events (a new server, a purge) gets them all
+//! again, and no event is ever stored after a later one.
+//!
+//! Nothing read from the stream is believed unchecked: a message is this log's event only if
+//! its body is a sealed envelope whose hash is the hash of this log's event at the position its
+//! `Roster-Seq` names, with that event's id in `Nats-Msg-Id`. Anything else at the stream's end
+//! — a forged publish by someone the server lets publish on `NS.events.>` — is stepped over
+//! with a warning, so no message anyone publishes can stop the outbox: it makes the outbox's
+//! next conditional publish fail, and the next session starts after it.
 
+use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::Stream;
-use roster_core::envelope::Hash;
+use roster_core::envelope::Envelope;
 use roster_core::port::CheckpointedLog;
 
 use crate::stream::message_at;
@@ -30,20 +38,53 @@ impl Plan {
     }
 }
 
-/// The `hash` field of a published envelope, to tell this log's events from another's.
-#[derive(serde::Deserialize)]
-struct Hashed {
-    hash: Hash,
+/// What one message of the stream is.
+enum Kind {
+    /// This log's event at this position.
+    Ours(u64),
+    /// A sealed event at this position that is not this log's (another log's, or forged).
+    Other { seq: u64, hash: String },
+    /// Not an event at all.
+    Junk,
+}
+
+/// Tells what `m` is, comparing it with `log`.
+fn kind(log: &dyn CheckpointedLog, m: &StreamMessage) -> Result<Kind, BusError> {
+    let Some(seq) = wire::roster_seq(Some(&m.headers)) else {
+        return Ok(Kind::Junk);
+    };
+    let Ok(theirs) = serde_json::from_slice::<Envelope>(&m.payload) else {
+        return Ok(Kind::Junk);
+    };
+    if theirs.seq != seq {
+        return Ok(Kind::Junk);
+    }
+    let other = Kind::Other {
+        seq,
+        hash: theirs.hash().to_string(),
+    };
+    let Some(ours) = log.read(seq, 1)?.pop() else {
+        return Ok(other);
+    };
+    let id = ours.id.to_string();
+    if theirs.hash() == ours.hash() && wire::msg_id(Some(&m.headers)) == Some(id.as_str()) {
+        Ok(Kind::Ours(seq))
+    } else {
+        Ok(other)
+    }
 }
 
 /// Decides where a session starts, given `next` (everything before it is known to be in the
-/// stream: the checkpoint, or this run's acknowledged prefix). `scan` bounds how many deleted
-/// messages at the stream's end are stepped over.
+/// stream: the checkpoint, or this run's acknowledged prefix). `scan` bounds how many
+/// messages at the stream's start are stepped over looking for its first event; the walk back
+/// from the end steps over every message that is not this log's event (as many as someone
+/// published: each costs one read).
 ///
-/// The stream holds events in log order (every publish was conditional on its predecessor
-/// being the stream's last message), so its last event, position `m`, says it all:
+/// The stream holds this log's events in log order (every publish was conditional on its
+/// predecessor being the stream's last message), so its last event of this log, position `m`,
+/// says it all:
 ///
-/// - Stream empty: publish from 0 (warning if `next` said otherwise).
+/// - None: publish from 0 (warning if `next` said otherwise).
 /// - `m + 1 == next`: publish from `next`.
 /// - `m + 1 < next` (the stream lost events): warn, publish from `m + 1`.
 /// - `m + 1 > next` (published before a crash, never checkpointed): publish from `m + 1`.
@@ -52,8 +93,10 @@ struct Hashed {
 /// conditional, could lose some on a reconnect; or someone deleted them) are never published
 /// after `m`: that would put the stream out of log order. They are reported and stay missing.
 ///
-/// The stream's last event must be this log's (same position, same hash), or nothing is
-/// published: [`BusError::ForeignStream`].
+/// The stream's first event must be this log's (same position, same hash), or nothing is
+/// published: [`BusError::ForeignStream`] (another data directory publishes to this
+/// namespace). Only the first one decides, so that a forgery later in the stream cannot
+/// make the outbox disown its own stream.
 pub(crate) async fn reconcile(
     stream: &Stream,
     log: &dyn CheckpointedLog,
@@ -67,27 +110,7 @@ pub(crate) async fn reconcile(
         .map_err(BusError::from_nats("read the events stream's state"))?;
     let state = info.state;
     let after = state.last_sequence;
-    // The last message that carries a position (normally the very last one; deleted messages
-    // are stepped over).
-    let mut last = None;
-    if state.messages > 0 {
-        let mut s = state.last_sequence;
-        let mut looked = 0;
-        while s >= state.first_sequence && s > 0 && looked < scan {
-            if let Some(m) = message_at(stream, s).await? {
-                let seq =
-                    wire::roster_seq(Some(&m.headers)).ok_or_else(|| BusError::BadMessage {
-                        stream: name.clone(),
-                        stream_seq: s,
-                    })?;
-                last = Some((s, seq, m.payload));
-                break;
-            }
-            s -= 1;
-            looked += 1;
-        }
-    }
-    let Some((at, m, payload)) = last else {
+    if state.messages == 0 {
         if next > 0 {
             tracing::warn!(
                 stream = %name,
@@ -96,8 +119,42 @@ pub(crate) async fn reconcile(
             );
         }
         return Ok(Plan { start: 0, after });
+    }
+    check_first(stream, &name, log, state.first_sequence, after, scan).await?;
+    // The last event of this log, stepping over what is not one (forgeries, deletions).
+    let mut last = None;
+    let mut skipped = 0u64;
+    let mut s = after;
+    while s >= state.first_sequence && s > 0 {
+        if let Some(m) = message_at(stream, s).await? {
+            match kind(log, &m)? {
+                Kind::Ours(seq) => {
+                    last = Some((s, seq));
+                    break;
+                }
+                Kind::Other { .. } | Kind::Junk => skipped += 1,
+            }
+        }
+        s -= 1;
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            stream = %name,
+            "stepped over {skipped} messages at the end of the events stream that are not \
+             this log's events (published by something other than this outbox: see \
+             docs/nats.md to let only the runtime publish on the namespace's event subjects)"
+        );
+    }
+    let Some((at, m)) = last else {
+        if next > 0 {
+            tracing::warn!(
+                stream = %name,
+                "the events stream holds none of this log's events but {next} were published \
+                 before (a new server, or a purged stream): publishing every event again"
+            );
+        }
+        return Ok(Plan { start: 0, after });
     };
-    check_ours(&name, log, m, &payload)?;
     let start = m + 1;
     if at < start {
         // Stream sequences count what was stored: fewer than m + 1 means positions are missing.
@@ -126,31 +183,44 @@ pub(crate) async fn reconcile(
     Ok(Plan { start, after })
 }
 
-/// The stream's last event (position `m`, body `payload`) must be this log's.
-fn check_ours(
-    stream: &str,
+/// The stream's first event (the first of its first `scan` messages that is one) must be this
+/// log's: [`BusError::ForeignStream`] otherwise.
+async fn check_first(
+    stream: &Stream,
+    name: &str,
     log: &dyn CheckpointedLog,
-    m: u64,
-    payload: &[u8],
+    first: u64,
+    last: u64,
+    scan: usize,
 ) -> Result<(), BusError> {
-    let foreign = |why: String| BusError::ForeignStream {
-        stream: stream.to_owned(),
-        why,
-    };
-    let Some(ours) = log.read(m, 1)?.pop() else {
-        return Err(foreign(format!(
-            "it holds position {m}, and this log has only {} events",
-            log.len()
-        )));
-    };
-    let theirs: Hashed = serde_json::from_slice(payload)
-        .map_err(|e| foreign(format!("its event at position {m} is not an envelope: {e}")))?;
-    if theirs.hash != ours.hash() {
-        return Err(foreign(format!(
-            "its event at position {m} has hash {}, this log's {}",
-            theirs.hash,
-            ours.hash()
-        )));
+    let mut s = first.max(1);
+    let mut looked = 0;
+    while s <= last && looked < scan {
+        if let Some(m) = message_at(stream, s).await? {
+            match kind(log, &m)? {
+                Kind::Ours(_) => return Ok(()),
+                Kind::Junk => {}
+                Kind::Other { seq, hash } => {
+                    let why = match log.read(seq, 1)?.pop() {
+                        Some(ours) => format!(
+                            "its first event, at position {seq}, has hash {hash}, this log's {}",
+                            ours.hash()
+                        ),
+                        None => format!(
+                            "its first event is at position {seq}, and this log has only {} \
+                             events",
+                            log.len()
+                        ),
+                    };
+                    return Err(BusError::ForeignStream {
+                        stream: name.to_owned(),
+                        why,
+                    });
+                }
+            }
+        }
+        s += 1;
+        looked += 1;
     }
     Ok(())
 }

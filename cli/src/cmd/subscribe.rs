@@ -1,15 +1,19 @@
 //! `roster subscribe` from NATS: committed events as JSON lines, as an outside subscriber sees
 //! them — the namespace's JetStream stream (`roster_bus::EventSubscription`). A durable
 //! subscription keeps its position on the server; an event counts as delivered (acknowledged)
-//! only once its line was written. (On the in-process bus `subscribe` is an operation on the
+//! only once its line was written. Every message is checked first (`roster_bus::verify`): one
+//! that is not a sealed event of the chain — forged, replayed, out of order — is not printed;
+//! a line on stderr says which message was refused and why, and reading goes on. (On the
+//! in-process bus `subscribe` is an operation on the
 //! data directory's log, `roster_runtime::admin`, printing the same lines with the same
 //! filters.)
 
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use roster_bus::{BusUrl, EventSubscription, SubscribeOptions};
+use roster_bus::{BusUrl, EventSubscription, Received, SubscribeOptions};
 use roster_core::name::Name;
 use roster_runtime::config::Config;
 
@@ -92,8 +96,15 @@ fn from_nats(bus: &BusUrl, ns: &Name, args: SubscribeArgs, out: Out) -> anyhow::
         loop {
             let delivery = tokio::select! {
                 () = &mut signal => break,
-                next = sub.next() => match next? {
-                    Some(d) => d,
+                next = sub.receive() => match next? {
+                    Some(Received::Event(d)) => d,
+                    Some(Received::Refused(r)) => {
+                        // The reason may quote what the forger sent: control characters are
+                        // shown escaped, never sent to the terminal.
+                        let text = r.to_string().escape_debug().to_string();
+                        let _ = writeln!(std::io::stderr(), "roster subscribe: {text}; not printed");
+                        continue;
+                    }
                     None => break,
                 },
             };

@@ -467,8 +467,9 @@ impl Bus {
                 client: None,
             },
             roster_bus::BusUrl::Nats { .. } => {
-                // Returns at once even while NATS is down: the client connects (and
-                // reconnects) in the background, and the runtime works meanwhile.
+                // Returns soon even while NATS is down: the client connects (and reconnects)
+                // in the background, and the runtime works meanwhile. Refused credentials,
+                // a failed TLS handshake or a too-open secret file fail the start instead.
                 let client = roster_bus::connect(url).await?;
                 Bus {
                     ctx: roster_bus::CtxBus::nats(client.clone(), ns.clone()),
