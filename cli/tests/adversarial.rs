@@ -493,6 +493,11 @@ fn an_agent_refused_at_line_rate_writes_the_log_only_at_its_budget() {
 /// Runs the static `roster-agent` on the host as `uid` (setpriv), asking `whoami` of the socket
 /// at `socket`: its exit status and what it said.
 fn whoami_as(uid: u32, socket: &std::path::Path) -> (bool, String) {
+    whoami_with(uid, &[], socket)
+}
+
+/// [`whoami_as`], with more `setpriv` options (capabilities).
+fn whoami_with(uid: u32, options: &[&str], socket: &std::path::Path) -> (bool, String) {
     use std::os::unix::fs::PermissionsExt;
     // A copy any uid may run, wherever the build put the original.
     let dir = tempfile::tempdir().unwrap();
@@ -505,8 +510,9 @@ fn whoami_as(uid: u32, socket: &std::path::Path) -> (bool, String) {
             format!("--reuid={uid}"),
             format!("--regid={uid}"),
             "--clear-groups".to_string(),
-            "--".to_string(),
         ])
+        .args(options)
+        .arg("--")
         .arg(&client)
         .args(["--socket"])
         .arg(socket)
@@ -557,9 +563,31 @@ fn no_host_user_reaches_an_agents_gateway() {
             );
         }
     }
+    // The directories alone are not the guard: a host process that may search every directory
+    // (CAP_DAC_READ_SEARCH, which does not let it write a file) still needs the socket's write
+    // bit, which only root and the agent's uid have.
+    let searcher = [
+        "--inh-caps=+dac_read_search",
+        "--ambient-caps=+dac_read_search",
+    ];
+    let (ok, said) = whoami_with(1000, &searcher, &direct);
+    assert!(
+        !ok,
+        "a host user past the directories reached solo's socket: {said}"
+    );
+    assert!(
+        said.contains("ermission denied"),
+        "refused by the socket's mode, not something else: {said}"
+    );
     // The agent's own uid is let in (as in its container), so the refusals above are not the
     // client failing for some other reason.
-    let (ok, said) = whoami_as(uid, &through_proc);
-    assert!(ok, "solo's own uid is refused its gateway: {said}");
-    assert!(said.contains(&solo), "{said}");
+    for socket in [&through_proc, &direct] {
+        let (ok, said) = whoami_with(uid, &searcher, socket);
+        assert!(
+            ok,
+            "solo's own uid is refused its gateway at {}: {said}",
+            socket.display()
+        );
+        assert!(said.contains(&solo), "{said}");
+    }
 }

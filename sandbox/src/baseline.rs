@@ -1,19 +1,14 @@
 //! The raw baseline of `roster bench hire`: a container created and started straight through
 //! the engine's API, with the very configuration a plan holds — none of roster's checks, no home
 //! preparation (the engine makes the named volume itself), nothing recorded. Its containers are
-//! not agents: they all run as [`BASELINE_UID`]. Kept here because only this crate names
-//! bollard.
+//! not agents: each runs as a uid of the range's top, which no agent is given
+//! ([`crate::uid::baseline`]). Kept here because only this crate names bollard.
 
 use bollard::container::{CreateContainerOptions, StartContainerOptions};
 
 use crate::engine::Engine;
 use crate::error::SandboxError;
 use crate::plan::ContainerPlan;
-use crate::uid::AgentUid;
-
-/// The uid every baseline container runs as: the last of roster's range (no uid is ever
-/// chosen while a process runs with it).
-pub const BASELINE_UID: AgentUid = AgentUid::last();
 
 impl Engine {
     /// Creates and starts `plan`'s container directly; the caller removes it.

@@ -11,18 +11,27 @@
 //! directory into a new volume is always off, and the runtime gives the home to the agent's uid
 //! itself:
 //! - where it sees the volume's directory on the host (a daemon run by root beside its engine),
-//!   a new, empty home is given with one `lchown`, and the home's owner is the proof that it was
-//!   given: a home whose owner is not the agent's uid is given again at the next look;
+//!   a new, empty home is given with one `lchown`; the home's owner is the proof that it was
+//!   given, so a home whose owner is not the agent's uid is given again at the next look;
 //! - a home with files in it (one made before agents had uids of their own, owned by 1000), or
 //!   any home out of sight, is given by a short-lived container of the base image — the
 //!   runtime's, not the agent's — running as root with only `CAP_CHOWN` and
-//!   `CAP_DAC_READ_SEARCH`, no network, a read-only root, and only the volume mounted:
-//!   `chown -R -h UID:UID /home/agent`, never the runtime walking files an agent made. That
-//!   preparation container is created first and removed last: one left over (a runtime killed
-//!   half-way, a failed `chown`) means the home is not ready, and the next [`Engine::home`]
-//!   prepares it again.
+//!   `CAP_DAC_READ_SEARCH` (and so `open_by_handle_at` under the default seccomp profile: the
+//!   container runs busybox's `chown` on fixed arguments and nothing of the agent's), no
+//!   network, a read-only root, a small log and only the volume mounted:
+//!   `chown -R -h UID:UID /home/agent`, never the runtime walking files an agent made. The uid
+//!   volume is removed before and made again after, once the walk ended well; meanwhile the
+//!   preparation container holds the uid. So out of sight, a uid volume means "given", and at
+//!   any interruption the next [`Engine::home`] finds either no uid volume or the container
+//!   left over, and gives the home again — waiting for a preparation still running rather than
+//!   starting it over.
+//!
+//! A recorded uid is looked at again at each call: one the host names since (an account made
+//! later, from its files or a directory service), or that another uid volume sorting first also
+//! carries, is given up, and the home goes to a new uid like a home of an older roster.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::container::{
@@ -39,7 +48,8 @@ use crate::error::{is_not_found, status, SandboxError};
 use crate::plan::{agent_labels, HOME};
 use crate::uid::{self, AgentUid, HostIds, UID_LABEL};
 
-/// How long the preparation of a home may take (a home moved to a new uid is walked whole).
+/// How long a call waits for the preparation of a home (a home moved to a new uid is walked
+/// whole); a longer one goes on, and the next call waits for it again.
 const PREP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How many uids a search looks at before it gives up (each taken one is skipped).
@@ -68,6 +78,16 @@ enum Holder {
     Prep,
     /// The agent's uid volume (the runtime gives the home itself).
     UidVolume,
+}
+
+/// A preparation container found left over.
+#[derive(Debug)]
+struct PrepLeft {
+    running: bool,
+    /// It ran to its end, and `chown` exited 0.
+    succeeded: bool,
+    /// The uid it gives the home, from its label.
+    uid: Option<AgentUid>,
 }
 
 /// A home's directory as this process sees it on the host: only where the engine is local and
@@ -119,81 +139,157 @@ impl Engine {
     ) -> Result<Home, SandboxError> {
         let volume = self.volume_name(agent);
         let prep = format!("{volume}-prep");
-        let recorded = self.home_uid(agent).await?;
-        let unfinished = self.container_exists(&prep).await?;
+        let mut recorded = self.home_uid(agent).await?;
+        if let Some(uid) = recorded {
+            if !self.keeps(agent, uid).await? {
+                // Given up: the home goes to a new uid, as a home of an older roster does.
+                self.remove_volume(&self.uid_volume_name(agent)).await?;
+                recorded = None;
+            }
+        }
+        let mut leftover = self.prep_left(&prep).await?;
         let mountpoint = self.volume_mountpoint(&volume).await?;
-        let exists = mountpoint.is_some();
         let look = |mp: &str| self.sees_homes.then(|| HostDir::look(mp)).flatten();
         let seen = mountpoint.as_deref().and_then(look);
-        match (recorded, &seen) {
-            // Where the home is in sight (a daemon run by root beside its engine), its owner is
-            // the proof; elsewhere, the absence of a preparation left over.
-            (Some(uid), Some(dir)) if dir.owner == uid.get() && !unfinished => {
+        match (recorded, &seen, &leftover) {
+            // In sight (a daemon run by root beside its engine), the home's owner is the proof
+            // that it was given; out of sight, its uid volume, made only once it was.
+            (Some(uid), Some(dir), None) if dir.owner == uid.get() => {
                 return Ok(Home { volume, uid })
             }
-            (Some(uid), None) if exists && !unfinished => return Ok(Home { volume, uid }),
+            (Some(uid), None, None) if mountpoint.is_some() => return Ok(Home { volume, uid }),
             _ => {}
         }
         let mut labels = agent_labels(self.ns(), team, agent);
         labels.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if unfinished {
-            self.remove_named(&prep).await?;
-        }
-        let seen = if exists {
-            seen
-        } else {
-            let options = CreateVolumeOptions {
-                name: volume.clone(),
-                driver: "local".to_string(),
-                driver_opts: HashMap::new(),
-                labels: labels.clone(),
-            };
-            let made = self
-                .docker
-                .create_volume(options)
-                .await
-                .map_err(|e| SandboxError::engine(format!("creating volume {volume}"), e))?;
-            look(&made.mountpoint)
-        };
-        let uid = match recorded {
-            Some(uid) => uid,
-            // In sight, the uid volume holds the uid while it is chosen: the home's owner then
-            // proves it prepared. Out of sight, the preparation container holds it, and the uid
-            // volume comes once the home is prepared.
-            None => {
-                let holder = if seen.is_some() {
-                    Holder::UidVolume
-                } else {
-                    Holder::Prep
+        if let Some(left) = leftover.take() {
+            // A preparation of an earlier call, cut short or timed out: one still running is
+            // waited for (a big home takes long to walk; starting over would never end), and
+            // one that ended well is taken as done.
+            let mut done = left.succeeded;
+            if left.running {
+                done = match self.wait_prep(&volume, &prep).await {
+                    Ok(()) => true,
+                    Err(e @ SandboxError::Timeout { .. }) => return Err(e),
+                    Err(_) => false,
                 };
-                self.choose_uid(agent, &volume, &prep, &labels, holder)
-                    .await?
+            }
+            match (done, left.uid, recorded) {
+                (true, Some(uid), None) if self.uid_holders(uid).await? == 1 => {
+                    self.create_uid_volume(agent, uid, &labels).await?;
+                    self.remove_named(&prep).await?;
+                    return Ok(Home { volume, uid });
+                }
+                (true, Some(uid), Some(kept)) if uid == kept => {
+                    self.remove_named(&prep).await?;
+                    return Ok(Home { volume, uid });
+                }
+                _ => self.remove_named(&prep).await?,
+            }
+        }
+        let seen = match &mountpoint {
+            Some(_) => seen,
+            None => {
+                let options = CreateVolumeOptions {
+                    name: volume.clone(),
+                    driver: "local".to_string(),
+                    driver_opts: HashMap::new(),
+                    labels: labels.clone(),
+                };
+                let made =
+                    self.docker.create_volume(options).await.map_err(|e| {
+                        SandboxError::engine(format!("creating volume {volume}"), e)
+                    })?;
+                look(&made.mountpoint)
             }
         };
-        match &seen {
-            // A new, empty home (or one whose owner alone was not given yet): given here, at
-            // the cost of a system call rather than a container.
-            Some(dir) if dir.empty && !unfinished => {
-                dir.give(uid).map_err(|e| SandboxError::HomePrep {
-                    volume: volume.clone(),
-                    why: format!("giving {} to uid {uid}: {e}", dir.path.display()),
-                })?
-            }
-            _ => {
-                // Files to give (a home of an older roster, or a preparation cut short): walked
-                // inside a container, never by the runtime among files an agent made. A failed
-                // preparation leaves its container: the next call prepares the home again.
-                if recorded.is_some() || seen.is_some() {
-                    self.create_prep(&volume, &prep, uid, &labels).await?;
+        if let Some(dir) = seen.as_ref().filter(|d| d.empty) {
+            // A new, empty home in sight: its uid volume holds the uid while it is given, with
+            // one system call rather than a container.
+            let uid = match recorded {
+                Some(uid) => uid,
+                None => {
+                    self.choose_uid(agent, &volume, &prep, &labels, Holder::UidVolume, None)
+                        .await?
                 }
-                self.run_prep(&volume, &prep).await?;
+            };
+            recorded = Some(uid);
+            match dir.give(uid) {
+                Ok(()) => return Ok(Home { volume, uid }),
+                // Not allowed here after all (a daemon not run by root that sees the engine's
+                // volumes): given by a container, below.
+                Err(e) => tracing::debug!("giving {} to {uid}: {e}", dir.path.display()),
             }
         }
-        if recorded.is_none() && seen.is_none() {
-            self.create_uid_volume(agent, uid, &labels).await?;
+        // Files to give (a home of an older roster, or a preparation cut short), or a home out
+        // of sight: walked inside a container, never by the runtime among files an agent made.
+        // The uid volume goes first and comes back last, once the walk ended well; meanwhile
+        // the preparation container holds the uid, and one left over means "not given yet".
+        let prefer = recorded;
+        if recorded.is_some() {
+            self.remove_volume(&self.uid_volume_name(agent)).await?;
         }
+        let uid = self
+            .choose_uid(agent, &volume, &prep, &labels, Holder::Prep, prefer)
+            .await?;
+        self.start_prep(&volume, &prep).await?;
+        self.wait_prep(&volume, &prep).await?;
+        self.create_uid_volume(agent, uid, &labels).await?;
         self.remove_named(&prep).await?;
         Ok(Home { volume, uid })
+    }
+
+    /// Whether `agent` keeps its recorded `uid`: not if the host names it now (an account or a
+    /// group made since, from its files or a directory), nor if another uid volume carries it
+    /// too and sorts first (two runtimes that chose it at once, one of them killed before it
+    /// could look again).
+    async fn keeps(&self, agent: AgentId, uid: AgentUid) -> Result<bool, SandboxError> {
+        let named = tokio::task::spawn_blocking(move || uid::named_by_host(uid.get()))
+            .await
+            .unwrap_or(false);
+        if named {
+            tracing::warn!("the host now names uid {uid}, {agent}'s: giving {agent} another");
+            return Ok(false);
+        }
+        let label = format!("{UID_LABEL}={uid}");
+        let mut holders = self.volumes_labelled(&label).await?;
+        holders.sort();
+        let ours = self.uid_volume_name(agent);
+        match holders.first() {
+            Some(first) if *first != ours => {
+                tracing::warn!("uid {uid} of {agent} is also {first}'s: giving {agent} another");
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// How many volumes and containers carry `uid`'s label.
+    async fn uid_holders(&self, uid: AgentUid) -> Result<usize, SandboxError> {
+        Ok(self.uids_in_use().await?.get(&uid).copied().unwrap_or(0))
+    }
+
+    /// The preparation container `prep` left by an earlier call, if there is one.
+    async fn prep_left(&self, prep: &str) -> Result<Option<PrepLeft>, SandboxError> {
+        let c = match self.docker.inspect_container(prep, None).await {
+            Ok(c) => c,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(SandboxError::engine(format!("inspecting {prep}"), e)),
+        };
+        let state = c.state.unwrap_or_default();
+        let ran = state
+            .finished_at
+            .as_deref()
+            .and_then(crate::state::parse_time)
+            .is_some();
+        Ok(Some(PrepLeft {
+            running: state.running.unwrap_or(false),
+            succeeded: ran && !state.running.unwrap_or(false) && state.exit_code == Some(0),
+            uid: c
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|l| l.get(UID_LABEL).and_then(|u| AgentUid::parse(u))),
+        }))
     }
 
     /// Creates `agent`'s uid volume, labelled with `uid`.
@@ -306,26 +402,41 @@ impl Engine {
         prep: &str,
         labels: &HashMap<String, String>,
         holder: Holder,
+        prefer: Option<AgentUid>,
     ) -> Result<AgentUid, SandboxError> {
-        let host = tokio::task::spawn_blocking(HostIds::read)
-            .await
-            .map_err(|e| SandboxError::HomePrep {
-                volume: volume.to_string(),
-                why: format!("reading the host's accounts: {e}"),
-            })?;
+        let host = Arc::new(
+            tokio::task::spawn_blocking(HostIds::read)
+                .await
+                .map_err(|e| SandboxError::HomePrep {
+                    volume: volume.to_string(),
+                    why: format!("reading the host's accounts: {e}"),
+                })?,
+        );
         for salt in 0..UID_TRIES {
             let taken: HashSet<AgentUid> = self.uids_in_use().await?.into_keys().collect();
-            let from = uid::start(self.ns(), agent, salt);
-            let Some(uid) = uid::pick(from, UID_SEARCH, |u| {
-                taken.contains(&u) || host.uses(u.get())
-            }) else {
+            let from = match prefer {
+                // The uid it had, if nothing else holds it now: its files need not change.
+                Some(p) if salt == 0 => p,
+                _ => uid::start(self.ns(), agent, salt),
+            };
+            let host = host.clone();
+            // The name service is asked last, of a candidate nothing else refused.
+            let picked = tokio::task::spawn_blocking(move || {
+                uid::pick(from, UID_SEARCH, |u| {
+                    taken.contains(&u) || host.uses(u.get()) || uid::named_by_host(u.get())
+                })
+            })
+            .await
+            .ok()
+            .flatten();
+            let Some(uid) = picked else {
                 break;
             };
             match holder {
                 Holder::Prep => self.create_prep(volume, prep, uid, labels).await?,
                 Holder::UidVolume => self.create_uid_volume(agent, uid, labels).await?,
             }
-            if self.uids_in_use().await?.get(&uid).copied().unwrap_or(0) == 1 {
+            if self.uid_holders(uid).await? == 1 {
                 return Ok(uid);
             }
             match holder {
@@ -386,6 +497,14 @@ impl Engine {
                 memory: Some(32 * 1024 * 1024),
                 memory_swap: Some(32 * 1024 * 1024),
                 runtime: Some("runc".into()),
+                // Names an agent chose may fill its errors: a small log, dropped with it.
+                log_config: Some(bollard::models::HostConfigLogConfig {
+                    typ: Some("json-file".into()),
+                    config: Some(HashMap::from([
+                        ("max-size".to_string(), "1m".to_string()),
+                        ("max-file".to_string(), "1".to_string()),
+                    ])),
+                }),
                 mounts: Some(vec![Mount {
                     target: Some(HOME.into()),
                     source: Some(volume.to_string()),
@@ -415,17 +534,25 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs the preparation container `prep` of `volume` to its end.
-    async fn run_prep(&self, volume: &str, prep: &str) -> Result<(), SandboxError> {
+    /// Starts the preparation container `prep` of `volume`.
+    async fn start_prep(&self, volume: &str, prep: &str) -> Result<(), SandboxError> {
+        self.docker
+            .start_container::<String>(prep, None)
+            .await
+            .map_err(|e| SandboxError::HomePrep {
+                volume: volume.to_string(),
+                why: format!("starting {prep}: {e}"),
+            })
+    }
+
+    /// Waits for the preparation container `prep` of `volume` to end well. One that takes
+    /// longer than [`PREP_TIMEOUT`] is left running: the next call waits for it again.
+    async fn wait_prep(&self, volume: &str, prep: &str) -> Result<(), SandboxError> {
         let failed = |why: String| SandboxError::HomePrep {
             volume: volume.to_string(),
             why,
         };
         tokio::time::timeout(PREP_TIMEOUT, async {
-            self.docker
-                .start_container::<String>(prep, None)
-                .await
-                .map_err(|e| failed(format!("starting {prep}: {e}")))?;
             let mut wait = self.docker.wait_container(
                 prep,
                 Some(WaitContainerOptions {
@@ -445,7 +572,7 @@ impl Engine {
         .await
         .unwrap_or_else(|_| {
             Err(SandboxError::Timeout {
-                doing: format!("preparing home volume {volume}"),
+                doing: format!("preparing home volume {volume} (it goes on)"),
                 secs: PREP_TIMEOUT.as_secs(),
             })
         })
@@ -460,15 +587,6 @@ impl Engine {
                 format!("inspecting volume {volume}"),
                 e,
             )),
-        }
-    }
-
-    /// Whether a container exists, by name.
-    async fn container_exists(&self, name: &str) -> Result<bool, SandboxError> {
-        match self.docker.inspect_container(name, None).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(SandboxError::engine(format!("inspecting {name}"), e)),
         }
     }
 

@@ -48,7 +48,6 @@ pub mod sweep;
 pub mod uid;
 pub mod verify;
 
-pub use baseline::BASELINE_UID;
 pub use engine::Engine;
 pub use error::SandboxError;
 pub use events::{oom_made_death, stop_reason, EngineEvent};

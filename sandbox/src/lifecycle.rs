@@ -70,8 +70,9 @@ impl Engine {
         }
     }
 
-    /// Refuses a plan whose home is not ready ([`Engine::home`]) or is owned by another uid than
-    /// the one the plan runs as: the engine would make a missing volume itself, root-owned.
+    /// Refuses a plan whose agent has no home volume or no uid, or another uid than the one the
+    /// plan runs as: the engine would make a missing volume itself, root-owned. (That the home
+    /// was given is [`Engine::home`]'s to make sure of.)
     async fn require_home(&self, plan: &ContainerPlan) -> Result<(), SandboxError> {
         let refuse = |why: String| SandboxError::ConfigRefused {
             container: plan.name.clone(),
@@ -89,7 +90,7 @@ impl Engine {
                 plan.config.user.as_deref().unwrap_or("the image's user")
             ))),
             _ => Err(refuse(format!(
-                "the home {} is not ready (Engine::home prepares it)",
+                "the home {} is not ready (Engine::home makes it)",
                 plan.home_volume
             ))),
         }
@@ -156,8 +157,8 @@ impl Engine {
     pub async fn remove(&self, agent: AgentId) -> Result<(), SandboxError> {
         let name = self.container_name(agent);
         self.remove_named(&name).await?;
-        // A preparation of its home cut short (a runtime killed during it) goes too: the next
-        // `home` prepares again, and a retired agent's is not left behind.
+        // A preparation of its home left over goes too (a retired agent's is not left behind):
+        // meanwhile the agent has no uid volume, so the next `home` gives its home again.
         self.remove_named(&format!("{}-prep", self.volume_name(agent)))
             .await
     }

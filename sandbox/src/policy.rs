@@ -71,6 +71,10 @@ pub fn check_config(plan: &ContainerPlan) -> Result<(), SandboxError> {
     let widening = [
         (nonempty(&h.binds), "it has bind mounts outside the plan"),
         (
+            nonempty(&h.group_add),
+            "it adds groups (gateway sockets are their agents' groups')",
+        ),
+        (
             c.volumes.as_ref().is_some_and(|v| !v.is_empty()),
             "it declares anonymous volumes",
         ),
@@ -349,6 +353,10 @@ mod tests {
                     }]);
                 },
                 "resource limits",
+            ),
+            (
+                |p| host(p).group_add = Some(vec!["0".into()]),
+                "adds groups",
             ),
             (|p| p.config.user = Some("0:0".into()), "root"),
             (|p| p.config.user = None, "root"),

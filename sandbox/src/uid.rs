@@ -30,10 +30,21 @@ use roster_core::name::Name;
 /// container.
 pub const UID_LABEL: &str = "roster.uid";
 
-/// The first uid roster gives an agent.
+/// The first uid of roster's range.
 pub const FIRST: u32 = 0x7000_0000;
-/// The last uid roster gives an agent.
+/// The last uid of roster's range.
 pub const LAST: u32 = 0x7FFF_FFFE;
+/// The last uid given to an agent: the top of the range is left to the raw baselines of
+/// `roster bench` ([`baseline`]), which are not agents.
+pub const AGENTS_LAST: u32 = 0x7FFE_FFFF;
+
+/// The uid of the `i`th raw baseline container of a benchmark: each its own, so that
+/// RLIMIT_NPROC counts each alone, and never an agent's.
+pub fn baseline(i: usize) -> AgentUid {
+    let span = LAST - AGENTS_LAST;
+    let offset = u32::try_from(i % span as usize).unwrap_or(0);
+    AgentUid(AGENTS_LAST + 1 + offset)
+}
 
 /// An agent's host uid, which is also its gid: one of roster's range, never root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,11 +54,6 @@ impl AgentUid {
     /// The uid, if `n` is in roster's range.
     pub fn new(n: u32) -> Option<Self> {
         (FIRST..=LAST).contains(&n).then_some(Self(n))
-    }
-
-    /// The last uid of the range.
-    pub const fn last() -> Self {
-        Self(LAST)
     }
 
     /// Parses a label's text: decimal digits naming a uid of roster's range.
@@ -70,7 +76,11 @@ impl AgentUid {
 
     /// The uid after this one in the range, wrapping around.
     fn next(self) -> Self {
-        Self(if self.0 >= LAST { FIRST } else { self.0 + 1 })
+        Self(if self.0 >= AGENTS_LAST {
+            FIRST
+        } else {
+            self.0 + 1
+        })
     }
 }
 
@@ -85,7 +95,7 @@ impl fmt::Display for AgentUid {
 pub fn start(ns: &Name, agent: AgentId, salt: u64) -> AgentUid {
     let mut h = std::hash::DefaultHasher::new();
     (ns.as_str(), agent.to_string(), salt).hash(&mut h);
-    let span = u64::from(LAST - FIRST) + 1;
+    let span = u64::from(AGENTS_LAST - FIRST) + 1;
     let offset = u32::try_from(h.finish() % span).unwrap_or(0);
     AgentUid(FIRST + offset)
 }
@@ -195,11 +205,39 @@ pub fn processes_with(n: u32) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// The uids and gids (real, effective, saved, filesystem) of a `/proc/PID/status` text.
+/// Whether the host's name service knows `n` as a user or a group now — `getent`, so that
+/// accounts from a directory (LDAP, SSSD, FreeIPA, winbind: often uids far above 65535) count
+/// like those of `/etc/passwd` — or a subordinate-id range of `/etc/subuid` or `/etc/subgid`
+/// holds it. A host where `getent` cannot answer is read from its files only.
+pub fn named_by_host(n: u32) -> bool {
+    let knows = |db: &str| {
+        std::process::Command::new("getent")
+            .args([db, &n.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let mut files = HostIds::default();
+    files.add_accounts(&read("/etc/passwd"), 2);
+    files.add_accounts(&read("/etc/passwd"), 3);
+    files.add_accounts(&read("/etc/group"), 2);
+    files.add_ranges(&read("/etc/subuid"));
+    files.add_ranges(&read("/etc/subgid"));
+    files.names(n) || knows("passwd") || knows("group")
+}
+
+/// The uids and gids (real, effective, saved, filesystem) and supplementary groups of a
+/// `/proc/PID/status` text.
 pub fn process_ids(status: &str) -> Vec<u32> {
     status
         .lines()
-        .filter_map(|l| l.strip_prefix("Uid:").or_else(|| l.strip_prefix("Gid:")))
+        .filter_map(|l| {
+            l.strip_prefix("Uid:")
+                .or_else(|| l.strip_prefix("Gid:"))
+                .or_else(|| l.strip_prefix("Groups:"))
+        })
         .flat_map(|rest| rest.split_whitespace().filter_map(|n| n.parse().ok()))
         .collect()
 }
@@ -235,7 +273,11 @@ mod tests {
     #[test]
     fn the_search_skips_what_is_taken_and_wraps() {
         let at = |n| AgentUid::new(n).unwrap();
-        assert_eq!(pick(at(LAST), 10, |u| u == at(LAST)), Some(at(FIRST)));
+        assert_eq!(
+            pick(at(AGENTS_LAST), 10, |u| u == at(AGENTS_LAST)),
+            Some(at(FIRST)),
+            "the baselines' uids are never given"
+        );
         assert_eq!(
             pick(at(FIRST), 10, |u| u.get() < FIRST + 3),
             Some(at(FIRST + 3))

@@ -189,3 +189,35 @@ async fn a_configuration_widened_after_planning_is_refused() {
         nothing_created(&c.engine, agent).await;
     }
 }
+
+/// A plan whose agent has no home, or whose home belongs to another uid, is refused before the
+/// engine would make the volume itself (root's).
+#[tokio::test]
+async fn a_plan_without_its_home_or_as_another_uid_is_refused() {
+    let c = common::ctx().await;
+    c.base().await;
+    let (plan, agent) = c.plan(&AgentSpec::base());
+    let err = c.engine.create(&plan).await.unwrap_err();
+    assert!(err.to_string().contains("is not ready"), "{err}");
+    assert_eq!(c.engine.inspect(agent).await.unwrap(), None);
+    assert!(
+        !c.engine.home_exists(agent).await.unwrap(),
+        "no home was made"
+    );
+
+    let (mut plan, agent) = c.ready(&AgentSpec::base()).await;
+    let uid = c.engine.home_uid(agent).await.unwrap().unwrap();
+    let other = roster_sandbox::uid::AgentUid::new(if uid.get() == roster_sandbox::uid::FIRST {
+        uid.get() + 1
+    } else {
+        uid.get() - 1
+    })
+    .unwrap();
+    plan.config.user = Some(other.user());
+    let err = c.engine.create(&plan).await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("belongs to uid {uid}")),
+        "{err}"
+    );
+    assert_eq!(c.engine.inspect(agent).await.unwrap(), None);
+}

@@ -246,17 +246,19 @@ async fn a_home_an_older_roster_made_is_given_to_the_agents_uid_as(blind: bool) 
         c.ns.as_str(),
         "0:0",
         &volume,
-        "stat -c '%n %u' /home/agent /home/agent/private /home/agent/private/note; \
-         stat -c '%n %u' /etc/passwd",
+        "stat -c '%n %u' /home/agent /home/agent/private /home/agent/private/note \
+         /home/agent/link",
     )
     .await;
+    // A link followed would have failed the walk (its target is on the preparation
+    // container's read-only root): the link itself is given.
     assert_eq!(
         owners,
         format!(
             "/home/agent {uid}\n/home/agent/private {uid}\n/home/agent/private/note {uid}\n\
-             /etc/passwd 0\n"
+             /home/agent/link {uid}\n"
         ),
-        "everything in the home is the agent's, and a link's target is left alone"
+        "everything in the home is the agent's, links included"
     );
     let mut spec = AgentSpec::base();
     spec.resources.pids = 64;
@@ -348,4 +350,83 @@ async fn a_preparation_cut_short_is_done_again_as(blind: bool) {
         common::labelled(&[roster_sandbox::PREP_LABEL, &ns]).await,
         Vec::<String>::new()
     );
+}
+
+/// A uid another uid volume also carries (two runtimes that chose it at once, one killed before
+/// it looked again) is given up by the agent whose volume sorts last, and its home follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uid_found_twice_is_given_up_by_one_of_them() {
+    let c = common::ctx().await;
+    c.base().await;
+    let e = &c.engine;
+    let agent = common::agent_id();
+    let home = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    as_user(
+        c.ns.as_str(),
+        &home.uid.user(),
+        &home.volume,
+        "echo kept > /home/agent/note",
+    )
+    .await;
+    let clash = format!("roster-0-{}-clash", c.ns);
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    docker
+        .create_volume(CreateVolumeOptions {
+            name: clash.clone(),
+            driver: "local".to_string(),
+            driver_opts: HashMap::new(),
+            labels: HashMap::from([
+                (labels::NS.to_string(), c.ns.to_string()),
+                (UID_LABEL.to_string(), home.uid.to_string()),
+            ]),
+        })
+        .await
+        .unwrap();
+    let again = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    assert_ne!(
+        again.uid, home.uid,
+        "{clash} sorts first and keeps {}",
+        home.uid
+    );
+    assert_eq!(e.home_uid(agent).await.unwrap(), Some(again.uid));
+    let seen = as_user(
+        c.ns.as_str(),
+        "0:0",
+        &home.volume,
+        "stat -c %u /home/agent/note",
+    )
+    .await;
+    assert_eq!(seen, format!("{}\n", again.uid), "its files follow it");
+}
+
+/// Removes a host account when dropped, even if the test fails.
+struct Account(String);
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel").arg(&self.0).status();
+    }
+}
+
+/// An account the host makes later with an agent's uid takes it from the agent at its next
+/// start: the agent gets another, and its home follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uid_the_host_names_later_is_given_up() {
+    let c = common::ctx().await;
+    c.base().await;
+    let e = &c.engine;
+    let agent = common::agent_id();
+    let home = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    let name = format!("rt{}", common::hex(4));
+    let made = std::process::Command::new("useradd")
+        .args(["--no-create-home", "--uid", &home.uid.to_string(), &name])
+        .status()
+        .expect("useradd (passwd) makes a host account");
+    assert!(made.success(), "useradd failed");
+    let _account = Account(name);
+    assert!(uid::named_by_host(home.uid.get()));
+    let again = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    assert_ne!(again.uid, home.uid);
+    let owner = as_user(c.ns.as_str(), "0:0", &home.volume, "stat -c %u /home/agent").await;
+    assert_eq!(owner, format!("{}\n", again.uid));
 }

@@ -147,7 +147,7 @@ fn measure(
             raw_agent,
             &AgentSpec::base(),
             &raw_paths,
-            roster_sandbox::BASELINE_UID,
+            roster_sandbox::uid::baseline(i),
         )?;
         let started = Instant::now();
         rt.block_on(raw_engine.raw_create_and_start(&p))?;

@@ -254,7 +254,7 @@ fn raw_fleet(
         &mut roster_store::OsEntropy::new(),
     );
     let mut plans = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         let agent = AgentId::mint(
             roster_runtime::app::now(),
             &mut roster_store::OsEntropy::new(),
@@ -265,7 +265,7 @@ fn raw_fleet(
             agent,
             &AgentSpec::base(),
             &paths,
-            roster_sandbox::BASELINE_UID,
+            roster_sandbox::uid::baseline(i),
         )?);
     }
     let started = Instant::now();

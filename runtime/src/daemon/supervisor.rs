@@ -585,7 +585,7 @@ async fn start_for_policy(d: Arc<Daemon>, sup: Arc<Supervisor>, id: AgentId) {
 /// Who may connect to the gateway of an agent that runs as `uid`: that uid alone when the daemon
 /// is root (which can give it the socket), else any user reaching the daemon's 0700 data
 /// directory ([`open_to_agents_only`]). A container of an older roster, running as 1000 without
-/// a uid of its own, is `None`: open, until its next start gives it one.
+/// a uid of its own, is `None`: open, until its next start gives it one (and reopens it).
 fn access(uid: Option<AgentUid>) -> Access {
     match uid {
         Some(uid) if open_to_agents_only() => Access::Agent(uid),
@@ -606,7 +606,16 @@ async fn open_gateway(
     agent: AgentId,
     uid: Option<AgentUid>,
 ) -> Result<(), SupervisorError> {
-    if sup.slots().get(&agent).is_some_and(|s| s.gateway.is_some()) {
+    let access = access(uid);
+    let open = sup
+        .slots()
+        .get_mut(&agent)
+        .and_then(|s| s.gateway.take_if(|g| g.access() != access));
+    if let Some(old) = open {
+        // Opened to another uid than the agent runs as now (a container of an older roster
+        // adopted, or a uid given up): closed, and opened again to this one.
+        old.close().await;
+    } else if sup.slots().get(&agent).is_some_and(|s| s.gateway.is_some()) {
         return Ok(());
     }
     let gw = crate::gateway::serve_agent(
@@ -614,7 +623,7 @@ async fn open_gateway(
         agent,
         d.backend(),
         crate::gateway::Limits::default(),
-        access(uid),
+        access,
     )
     .await
     .map_err(|source| SupervisorError::Gateway { agent, source })?;

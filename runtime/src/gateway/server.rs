@@ -91,9 +91,15 @@ pub struct AgentGateway {
     bound: (u64, u64),
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    access: Access,
 }
 
 impl AgentGateway {
+    /// Who it was opened to.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
     /// The socket's path on the host.
     pub fn path(&self) -> &Path {
         &self.path
@@ -203,6 +209,7 @@ pub async fn serve_agent(
         bound: (meta.dev(), meta.ino()),
         stop: Some(stop),
         task: Some(task),
+        access,
     })
 }
 
