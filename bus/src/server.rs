@@ -35,6 +35,9 @@ pub enum ServerError {
         /// Its log file.
         log: String,
     },
+    /// Another process took its port first (it is tried again on another).
+    #[error("nats-server's port was taken by another process")]
+    PortTaken,
     /// Something else failed.
     #[error("could not run nats-server: {0}")]
     Io(#[from] io::Error),
@@ -92,8 +95,15 @@ impl NatsServer {
             binary,
             config,
         };
-        server.launch()?;
-        Ok(server)
+        // The free port was free when asked; another process may bind it before this server
+        // does, which then fails to: it is tried again on another.
+        for _ in 0..5 {
+            match server.launch() {
+                Err(ServerError::PortTaken) => server.port = free_port()?,
+                other => return other.map(|()| server),
+            }
+        }
+        server.launch().map(|()| server)
     }
 
     /// The URL clients connect to.
@@ -133,6 +143,14 @@ impl NatsServer {
             .create(true)
             .append(true)
             .open(&log)?;
+        // What this run writes: a restart appends to the last run's log.
+        let from = out.metadata()?.len();
+        let said = || {
+            let all = show(&log);
+            all.get(usize::try_from(from).unwrap_or(0)..)
+                .unwrap_or_default()
+                .to_string()
+        };
         let mut command = Command::new(&self.binary);
         if let Some((file, env)) = &self.config {
             command
@@ -160,16 +178,24 @@ impl NatsServer {
         let wait = Duration::from_secs(10);
         let start = Instant::now();
         while start.elapsed() < wait {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
             if let Some(child) = &mut self.child {
                 if let Some(status) = child.try_wait()? {
+                    self.child = None;
+                    let said = said();
+                    if said.contains("address already in use") {
+                        return Err(ServerError::PortTaken);
+                    }
                     return Err(ServerError::Io(io::Error::other(format!(
-                        "nats-server exited with {status}; its log: {}",
-                        show(&log)
+                        "nats-server exited with {status}; its log: {said}"
                     ))));
                 }
+            }
+            // Something answering on the port is not enough: it may be another server that
+            // took the port first. This one says it is ready once it listens.
+            if said().contains("Server is ready")
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -185,8 +211,8 @@ fn show(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_else(|e| format!("unreadable: {e}"))
 }
 
-/// A port nobody listens on now (the OS picks it; a race with another process is possible but
-/// harmless: the server then fails to bind and says so).
+/// A port nobody listens on now (the OS picks it; another process may take it before the
+/// server binds it: `start_with` then tries another).
 fn free_port() -> io::Result<u16> {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(l.local_addr()?.port())
