@@ -16,6 +16,21 @@ use roster_core::name::ImageRef;
 use roster_sandbox::plan::labels;
 use roster_sandbox::uid::{self, HostIds, UID_LABEL};
 
+/// Creates volume `name` with `labels`, bypassing roster (what another runtime, an older
+/// version or a crash left).
+async fn make_volume(name: &str, labels: [(String, String); 2]) {
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    docker
+        .create_volume(CreateVolumeOptions {
+            name: name.to_string(),
+            driver: "local".to_string(),
+            driver_opts: HashMap::new(),
+            labels: HashMap::from(labels),
+        })
+        .await
+        .unwrap();
+}
+
 fn sh(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]
 }
@@ -171,19 +186,14 @@ async fn a_uid_another_label_holds_is_never_given() {
     let wanted = uid::start(&c.ns, agent, 0);
     let other = common::ctx().await;
     let holder = format!("roster-{}-holder", other.ns);
-    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
-    docker
-        .create_volume(CreateVolumeOptions {
-            name: holder.clone(),
-            driver: "local".to_string(),
-            driver_opts: HashMap::new(),
-            labels: HashMap::from([
-                (labels::NS.to_string(), other.ns.to_string()),
-                (UID_LABEL.to_string(), wanted.to_string()),
-            ]),
-        })
-        .await
-        .unwrap();
+    make_volume(
+        &holder,
+        [
+            (labels::NS.to_string(), other.ns.to_string()),
+            (UID_LABEL.to_string(), wanted.to_string()),
+        ],
+    )
+    .await;
     let home = c
         .engine
         .home(&c.team, agent, &HashMap::new())
@@ -216,19 +226,14 @@ async fn a_home_an_older_roster_made_is_given_to_the_agents_uid_as(blind: bool) 
     let volume = e.volume_name(agent);
     // What an older roster left: a home with no uid volume, filled by uid 1000, with a
     // directory only 1000 may enter.
-    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
-    docker
-        .create_volume(CreateVolumeOptions {
-            name: volume.clone(),
-            driver: "local".to_string(),
-            driver_opts: HashMap::new(),
-            labels: HashMap::from([
-                (labels::NS.to_string(), c.ns.to_string()),
-                (labels::AGENT.to_string(), agent.to_string()),
-            ]),
-        })
-        .await
-        .unwrap();
+    make_volume(
+        &volume,
+        [
+            (labels::NS.to_string(), c.ns.to_string()),
+            (labels::AGENT.to_string(), agent.to_string()),
+        ],
+    )
+    .await;
     as_user(c.ns.as_str(), "0:0", &volume, "chown 1000:1000 /home/agent").await;
     as_user(
         c.ns.as_str(),
@@ -369,19 +374,14 @@ async fn a_uid_found_twice_is_given_up_by_one_of_them() {
     )
     .await;
     let clash = format!("roster-0-{}-clash", c.ns);
-    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
-    docker
-        .create_volume(CreateVolumeOptions {
-            name: clash.clone(),
-            driver: "local".to_string(),
-            driver_opts: HashMap::new(),
-            labels: HashMap::from([
-                (labels::NS.to_string(), c.ns.to_string()),
-                (UID_LABEL.to_string(), home.uid.to_string()),
-            ]),
-        })
-        .await
-        .unwrap();
+    make_volume(
+        &clash,
+        [
+            (labels::NS.to_string(), c.ns.to_string()),
+            (UID_LABEL.to_string(), home.uid.to_string()),
+        ],
+    )
+    .await;
     let again = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
     assert_ne!(
         again.uid, home.uid,
