@@ -13,7 +13,7 @@ use roster_core::capability::{Action, Capability, Resource};
 use roster_core::envelope::{Body, Envelope, Hash};
 use roster_core::event::{AgentSpec, Event, StopReason, SCHEMA_VERSION};
 use roster_core::id::{AgentId, ApprovalId, CountingEntropy, EventId, GrantId, ShareId, TeamId};
-use roster_core::name::{Label, Name};
+use roster_core::name::{CallKey, Label, Name};
 use roster_core::time::Timestamp;
 use roster_core::topic::{Topic, TopicPattern};
 
@@ -81,6 +81,15 @@ fn meaning(event: &Event) -> Option<&'static str> {
              provider. The approval binds the exact call: this agent, action, resource, amount \
              and arguments; using it for any other is refused and recorded."
         }
+        Event::CallKeyed { .. } => {
+            "Schema version 3. An agent's call with an idempotency key (`act` or `delegate` \
+             with `key`) was carried out: the first event of the decision that did it, the \
+             `outcome` events after it being the call's outcome. `digest` is the BLAKE3 digest \
+             of what the call asked (an `act`'s action, resource, amount and arguments; a \
+             `delegate`'s receiver, capability and parent grant). Asked again with the same key, \
+             the runtime answers with that outcome and records nothing; with another call, it \
+             refuses and records the refusal."
+        }
         _ => return None,
     })
 }
@@ -110,6 +119,10 @@ fn examples() -> Vec<Example> {
     let send = Action::parse("email.send").unwrap();
     let mailbox = Resource::parse("mailbox:alice").unwrap();
     let one = roster_core::capability::ONE;
+    let args: BTreeMap<Name, String> = BTreeMap::from([
+        (Name::parse("to").unwrap(), "alice@example.com".into()),
+        (Name::parse("body").unwrap(), "lunch at noon?".into()),
+    ]);
 
     let story: Vec<(&'static str, TeamId, Actor, Event)> = vec![
         (
@@ -263,14 +276,22 @@ fn examples() -> Vec<Example> {
                 // (Minted apart, so that the ids and times above stay as they were.)
                 approval: ApprovalId::mint(t0, &mut CountingEntropy::new(1_000)),
                 agent: lead,
-                action: send,
-                resource: mailbox,
+                action: send.clone(),
+                resource: mailbox.clone(),
                 amount: one,
                 chain: vec![grant],
-                args: BTreeMap::from([
-                    (Name::parse("to").unwrap(), "alice@example.com".into()),
-                    (Name::parse("body").unwrap(), "lunch at noon?".into()),
-                ]),
+                args: args.clone(),
+            },
+        ),
+        (
+            "research",
+            research,
+            Actor::Agent(lead),
+            Event::CallKeyed {
+                agent: lead,
+                key: CallKey::parse("lunch-invite:1").unwrap(),
+                digest: roster_core::command::act_digest(&send, &mailbox, one, &args),
+                outcome: 1,
             },
         ),
     ];

@@ -84,6 +84,7 @@ fn fill_history(dir: &Path, agent: AgentId, n: usize) {
             amount: Amount::new(1).unwrap(),
             args: [(Name::parse("body").unwrap(), "x".repeat(ARG))].into(),
             approval: None,
+            key: None,
         };
         let d = decide(ledger.world(), act, &as_agent, now, &mut entropy).unwrap();
         team = Some(d.team);

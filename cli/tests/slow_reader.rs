@@ -46,6 +46,7 @@ fn grant_many(dir: &std::path::Path, agent: AgentId, n: usize) {
             to: agent,
             capability,
             from: None,
+            key: None,
         };
         let d = decide(ledger.world(), grant, &op, now, &mut entropy).unwrap();
         team = Some(d.team);

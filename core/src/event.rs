@@ -1,11 +1,11 @@
-//! Events, version 2: everything that can happen to a team.
+//! Events, version 3: everything that can happen to a team.
 //!
 //! These types are an on-disk and on-wire format. The log stores them with postcard, which
 //! encodes an enum variant by its index: **append new variants and fields only at the end of a new
 //! schema version, never reorder or remove** — `store/tests/golden.rs` decodes a log written by
 //! version 1 and fails if this file changes incompatibly. Version 2 added
-//! [`Event::CallApprovalRequested`] and [`StopReason::EngineRestarted`]; a log may hold events of
-//! both versions, each envelope saying which wrote it.
+//! [`Event::CallApprovalRequested`] and [`StopReason::EngineRestarted`]; version 3 added [`Event::CallKeyed`]. A log may hold events
+//! of every version, each envelope saying which wrote it.
 //!
 //! Every event belongs to the team named in its envelope: `AgentHired` hires into that team,
 //! `GrantIssued` is recorded in the holder's team, `ShareProposed` in the exporting team and
@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use crate::capability::{Action, Amount, Capability, Resource};
 use crate::envelope::Hash;
 use crate::id::{AgentId, ApprovalId, GrantId, ShareId, TeamId};
-use crate::name::{ImageRef, Label, Name};
+use crate::name::{CallKey, ImageRef, Label, Name};
 use crate::topic::{Topic, TopicPattern};
 
 /// The schema version written into every new envelope; envelopes of every version from 1 up to
 /// it are read.
-pub const SCHEMA_VERSION: u16 = 2;
+pub const SCHEMA_VERSION: u16 = 3;
 
 /// Which container runtime isolates an agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -184,7 +184,7 @@ pub enum StopReason {
     EngineRestarted,
 }
 
-/// Something that happened to a team. Version 1.
+/// Something that happened to a team. New variants go at the end (see the module docs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Event {
@@ -343,6 +343,23 @@ pub enum Event {
         /// The arguments for the tool provider, exactly as asked.
         args: BTreeMap<Name, String>,
     },
+    /// An agent's keyed call was carried out: the first event of the decision that did it, the
+    /// `outcome` events after it being the call's outcome (an `act`'s `ActionPerformed`; a
+    /// `delegate`'s `GrantIssued` and the use of `grant.delegate` before it). Asked again with
+    /// the same key, the runtime answers with that outcome instead of deciding anew; with
+    /// another call, it refuses. Version 3.
+    CallKeyed {
+        /// Who called.
+        agent: AgentId,
+        /// The key it chose.
+        key: CallKey,
+        /// BLAKE3 digest of what the call asked, canonically encoded
+        /// ([`Command::call_key`](crate::command::Command::call_key)): an `act`'s action,
+        /// resource, amount and arguments; a `delegate`'s receiver, capability and parent.
+        digest: Hash,
+        /// How many events after this one, in the same decision, are the call's outcome.
+        outcome: u32,
+    },
 }
 
 impl Event {
@@ -364,6 +381,7 @@ impl Event {
         "ApprovalDecided",
         "ActionPerformed",
         "CallApprovalRequested",
+        "CallKeyed",
     ];
 
     /// The variant's name, as used in NATS subjects and `--type` filters.
@@ -385,6 +403,7 @@ impl Event {
             Event::ApprovalDecided { .. } => "ApprovalDecided",
             Event::ActionPerformed { .. } => "ActionPerformed",
             Event::CallApprovalRequested { .. } => "CallApprovalRequested",
+            Event::CallKeyed { .. } => "CallKeyed",
         }
     }
 }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::capability::{Action, Amount, Capability, Resource};
 use crate::event::RuntimeKind;
 use crate::id::{AgentId, ApprovalId, GrantId, ShareId};
-use crate::name::{ImageRef, Label, Name};
+use crate::name::{CallKey, ImageRef, Label, Name};
 use crate::topic::{Topic, TopicPattern};
 
 /// The longest request line accepted, in bytes (the newline excluded).
@@ -132,6 +132,11 @@ pub struct DelegateParams {
     /// The grant of mine to derive from.
     #[serde(default)]
     pub from: Option<GrantId>,
+    /// An idempotency key: the same call asked again with it is answered with the events
+    /// recorded the first time, and carried out once; another call with it is refused
+    /// ([`ErrorCode::KeyReused`]).
+    #[serde(default)]
+    pub key: Option<CallKey>,
 }
 
 /// `act` parameters.
@@ -157,6 +162,12 @@ pub struct ActParams {
     /// `args`.
     #[serde(default)]
     pub approval: Option<ApprovalId>,
+    /// An idempotency key: the same call (action, resource, amount, `args`) asked again with it
+    /// is answered with the use recorded the first time (`replayed`, without the provider's
+    /// answer, and without running the provider again); another call with it is refused
+    /// ([`ErrorCode::KeyReused`]).
+    #[serde(default)]
+    pub key: Option<CallKey>,
 }
 
 impl ActParams {
@@ -329,13 +340,17 @@ pub enum ErrorCode {
     /// The runtime's data disk is full: the decision that failed was not recorded (nothing was
     /// spent by it). Try again later; reads still work.
     DiskFull,
+    /// `act`, `delegate`: the call's `key` was used by this agent for another call (the
+    /// refusal is recorded). A key names one call: choose a new one.
+    KeyReused,
 }
 
 impl ErrorCode {
     /// The exit code a command line gives for it, the same in `roster-agent` and `roster act`
     /// (so a script can branch on it wherever it runs): 2 a request that could not be read or
     /// was invalid, 3 denied, 4 rate-limited, 6 pending, 7 unavailable, 8 tool_failed, 10
-    /// disk_full, 1 internal. (5 is `roster-agent`'s own: the gateway cannot be reached.)
+    /// disk_full, 11 key_reused, 1 internal. (5 is `roster-agent`'s own: the gateway cannot be
+    /// reached.)
     pub fn exit_code(self) -> u8 {
         match self {
             ErrorCode::LineTooLong
@@ -349,6 +364,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => 7,
             ErrorCode::ToolFailed => 8,
             ErrorCode::DiskFull => 10,
+            ErrorCode::KeyReused => 11,
             ErrorCode::Internal => 1,
         }
     }

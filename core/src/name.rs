@@ -226,7 +226,55 @@ impl ImageRef {
     }
 }
 
-text_newtype!(NameError: Name, Label, ImageRef);
+/// An idempotency key an agent puts on a writing call (`act`, `delegate`): 1–64 bytes of
+/// `A-Z a-z 0-9 . _ : -`, chosen by the agent. The runtime carries out a keyed call at most once
+/// per agent and key: asked again, it answers with the outcome recorded the first time. The
+/// characters are those of a UUID, a ULID, a timestamp or a counter, and nothing a terminal or
+/// a log line could misread.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CallKey(String);
+
+impl CallKey {
+    /// The longest key allowed, in bytes.
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses a key, saying what is wrong if it is not one.
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        let what = "call key";
+        if s.is_empty() {
+            return Err(NameError::Empty { what });
+        }
+        if let Some(found) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+        {
+            return Err(NameError::BadChar {
+                what,
+                input: shorten(s),
+                found,
+                allowed: "letters A-Z and a-z, digits and . _ : -",
+            });
+        }
+        // ASCII from here on: its bytes are its characters.
+        if s.len() > Self::MAX_LEN {
+            return Err(NameError::TooLong {
+                what,
+                input: shorten(s),
+                len: s.len(),
+                max: Self::MAX_LEN,
+            });
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+text_newtype!(NameError: Name, Label, ImageRef, CallKey);
 
 #[cfg(test)]
 mod tests {
@@ -288,5 +336,32 @@ mod tests {
         assert!(ImageRef::parse("roster/agent:1").is_ok());
         assert!(ImageRef::parse("x y").is_err());
         assert!(ImageRef::parse("--privileged").is_err());
+    }
+
+    #[test]
+    fn call_keys() {
+        for s in [
+            "a",
+            "0190f6c2-7a1b-7cde-8f00-aa",
+            "Run:42.step_3",
+            &"K".repeat(64),
+        ] {
+            assert_eq!(CallKey::parse(s).unwrap().as_str(), s);
+        }
+        let cases = [
+            ("", "cannot be empty"),
+            ("a b", "' '"),
+            ("a/b", "'/'"),
+            ("é", "'é'"),
+            ("a\nb", "'\\n'"),
+        ];
+        for (input, needle) in cases {
+            let err = CallKey::parse(input).unwrap_err().to_string();
+            assert!(err.contains(needle), "{input:?}: {err}");
+        }
+        let err = CallKey::parse(&"k".repeat(65)).unwrap_err().to_string();
+        assert!(err.contains("65 characters long; at most 64"), "{err}");
+        assert!(serde_json::from_str::<CallKey>("\"retry-1\"").is_ok());
+        assert!(serde_json::from_str::<CallKey>("\"retry 1\"").is_err());
     }
 }

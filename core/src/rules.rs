@@ -15,6 +15,8 @@
 //! log that leaves that use out is not caught (a rule sees the world, not the previous event). `ContextShared` is recorded by its sender, in
 //! service, in its own (the exporting) team, through a share open at that point whose pattern
 //! matches the topic. `AccessDenied` is the refused agent's own request, or the runtime's record.
+//! `CallKeyed` is recorded by its agent (`World::apply` refuses it for an agent retired, or
+//! for a key the agent holds already, whatever the digest: a keyed call is carried out once).
 
 use crate::actor::Actor;
 use crate::authz::ChainCheck;
@@ -150,6 +152,9 @@ impl World {
                     Ok(()) => Ok(()),
                     Err(why) => broken(format!("context crossed where it may not: {why}")),
                 }
+            }
+            Event::CallKeyed { agent, .. } if !by_agent(*agent) => {
+                broken(format!("only {agent} keys its own calls"))
             }
             Event::ApprovalRequested {
                 agent,

@@ -28,6 +28,7 @@ fn act(action: &str, res: &str, n: u64) -> Command {
         amount: amount(n),
         args: Default::default(),
         approval: None,
+        key: None,
     }
 }
 
@@ -38,6 +39,7 @@ fn act_with(action: &str, res: &str, n: u64, approval: ApprovalId) -> Command {
         amount: amount(n),
         args: Default::default(),
         approval: Some(approval),
+        key: None,
     }
 }
 
@@ -761,6 +763,7 @@ fn agents_are_refused_operator_commands_and_the_refusal_is_recorded() {
             to: lead,
             capability: cap("email.send@mailbox:alice"),
             from: None,
+            key: None,
         },
         &agent,
         "grant.delegate",
@@ -825,6 +828,7 @@ fn operator_grants_are_roots_or_derive_from_a_named_grant() {
         to: mate,
         capability: cap(c),
         from: None,
+        key: None,
     };
     let envs = h.ok(root("calendar.*@**"), &operator());
     assert!(matches!(
@@ -835,6 +839,7 @@ fn operator_grants_are_roots_or_derive_from_a_named_grant() {
         to: mate,
         capability: cap(c),
         from: Some(email),
+        key: None,
     };
     let envs = h.ok(derived("email.send@mailbox:bob"), &operator());
     assert!(matches!(&envs[0].event, Event::GrantIssued { parent: Some(p), .. } if *p == email));

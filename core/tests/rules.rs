@@ -182,6 +182,7 @@ fn forged_uses_and_grants_are_refused() {
             amount: 1.try_into().unwrap(),
             args: Default::default(),
             approval: None,
+            key: None,
         },
         &Actor::Agent(lead),
     );

@@ -45,6 +45,7 @@ fn a_tool_call_is_exactly_the_performed_action() {
             amount: Amount::new(2).unwrap(),
             args: Default::default(),
             approval: None,
+            key: None,
         },
         &Actor::Agent(scout),
     );

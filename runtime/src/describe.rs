@@ -204,6 +204,16 @@ pub fn event(world: &World, e: &Event) -> String {
                 agent(world, *id)
             )
         }
+        Event::CallKeyed {
+            agent: id,
+            key,
+            outcome,
+            ..
+        } => format!(
+            "{} keyed its call `{key}` (the next {outcome} event{})",
+            agent(world, *id),
+            if *outcome == 1 { "" } else { "s" }
+        ),
         // Future event kinds still get a line.
         #[allow(unreachable_patterns)]
         other => other.kind().to_string(),

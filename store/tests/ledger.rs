@@ -76,6 +76,7 @@ fn send(n: u64) -> Command {
         amount: Amount::new(n).unwrap(),
         args: Default::default(),
         approval: None,
+        key: None,
     }
 }
 

@@ -709,6 +709,7 @@ fn sample_log() -> Vec<Envelope> {
         amount: Amount::new(n).unwrap(),
         args: Default::default(),
         approval: None,
+        key: None,
     };
     exec(
         &mut ledger,

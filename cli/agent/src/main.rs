@@ -29,7 +29,7 @@ use roster_core::gateway::{
     MAX_TOOL_SECS,
 };
 use roster_core::id::{AgentId, ApprovalId, GrantId};
-use roster_core::name::{ImageRef, Label, Name};
+use roster_core::name::{CallKey, ImageRef, Label, Name};
 use roster_core::topic::{Topic, TopicPattern};
 use serde_json::{json, Value};
 
@@ -46,7 +46,8 @@ unknown_method, invalid_json, line_too_long, missing_id), 3 (denied), 4 (rate_li
 down and retry), 5 (the gateway cannot be reached), 6 (pending: an approval still waits for an \
 operator; act again with --approval ID), 7 (unavailable: no tool provider for the action; \
 nothing was recorded), 8 (tool_failed: the action was recorded as performed but its provider \
-failed), 1 (anything else: internal, timeout)."
+failed), 10 (disk_full), 11 (key_reused: the --key was used for another call), 1 (anything \
+else: internal, timeout)."
 )]
 struct Cli {
     /// The gateway socket.
@@ -128,6 +129,11 @@ enum Command {
         /// it once granted.
         #[arg(long, value_parser = typed::<ApprovalId>, value_name = "ID")]
         approval: Option<ApprovalId>,
+        /// An idempotency key (1-64 of A-Z a-z 0-9 . _ : -): asked again with the same key, the
+        /// same act is answered with the use recorded the first time (`"replayed":true`, the
+        /// provider not run again), so an act whose answer was lost can be retried safely.
+        #[arg(long, value_parser = typed::<CallKey>, value_name = "KEY")]
+        key: Option<CallKey>,
     },
     /// Hire a teammate into my team, with grants each covered by one of mine (they derive from
     /// mine, so revoking mine revokes theirs); prints `agent`, the new agent's id, and the
@@ -160,6 +166,10 @@ enum Command {
         /// The grant of mine to derive from (default: the first that covers it).
         #[arg(long, value_parser = typed::<GrantId>, value_name = "GRANT")]
         from: Option<GrantId>,
+        /// An idempotency key (1-64 of A-Z a-z 0-9 . _ : -): asked again with the same key, the
+        /// same delegation is answered with the events recorded the first time.
+        #[arg(long, value_parser = typed::<CallKey>, value_name = "KEY")]
+        key: Option<CallKey>,
     },
     /// Retire an agent I hired (directly or through my hires): its grants stop working.
     Retire {
@@ -251,10 +261,12 @@ fn request(command: Command) -> Result<serde_json::Map<String, Value>, Failure> 
             to,
             capability,
             from,
+            key,
         } => typed(Call::Delegate(DelegateParams {
             to,
             capability,
             from,
+            key,
         })),
         Command::Retire { agent } => typed(Call::Retire(RetireParams { agent })),
         Command::Listen { topics, .. } => {
@@ -272,6 +284,7 @@ fn request(command: Command) -> Result<serde_json::Map<String, Value>, Failure> 
             args,
             wait,
             approval,
+            key,
         } => typed(Call::Act(ActParams {
             action,
             resource,
@@ -279,6 +292,7 @@ fn request(command: Command) -> Result<serde_json::Map<String, Value>, Failure> 
             args: arg_map(args).map_err(Failure::Usage)?,
             timeout_secs: wait,
             approval,
+            key,
         })),
         Command::Call { method, params } => {
             let mut m = serde_json::Map::new();

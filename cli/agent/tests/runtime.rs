@@ -104,6 +104,7 @@ impl Lab {
                 amount: Amount::new(3).unwrap(),
                 args: Default::default(),
                 approval: None,
+                key: None,
             },
             &Actor::Agent(lead),
         )

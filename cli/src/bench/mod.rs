@@ -250,6 +250,7 @@ fn build_realistic_log(log: Arc<SledLog>, n: u64) -> anyhow::Result<()> {
                 amount: ONE,
                 args: Default::default(),
                 approval: None,
+                key: None,
             };
             let d = decide(ledger.world(), cmd, &actor, t0, &mut entropy)
                 .map_err(|r| anyhow::anyhow!("{r}"))?;

@@ -120,6 +120,7 @@ pub fn plan(cmd: Cmd, data_dir: &Path) -> Result<Plan, CliError> {
                 args: arg_map(a.args).map_err(CliError::Input)?,
                 timeout_secs: Some(a.wait),
                 approval: a.approval,
+                key: None,
             },
         },
         Cmd::Approvals { all } => Request::Approvals { all },

@@ -130,6 +130,7 @@ pub(super) fn decide_unaudited(
             to,
             capability,
             from,
+            key: _, // `decide` itself keys the call (`keyed.rs`).
         } => {
             let a = cx.live_agent(to)?;
             let t = cx.team(a.team)?;
@@ -205,6 +206,7 @@ pub(super) fn decide_unaudited(
             amount,
             args,
             approval,
+            key: _, // `decide` itself keys the call (`keyed.rs`).
         } => {
             let Actor::Agent(agent) = actor else {
                 return operator_only("act without an agent: only agents act");

@@ -17,14 +17,17 @@ use crate::capability::{Action, Amount, Capability, Resource};
 use crate::envelope::Hash;
 use crate::event::{AgentSpec, Event};
 use crate::id::{AgentId, ApprovalId, Entropy, GrantId, ShareId, TeamId};
-use crate::name::{Label, Name};
+use crate::name::{CallKey, Label, Name};
 use crate::time::Timestamp;
 use crate::topic::{Topic, TopicPattern};
 use crate::world::World;
 
 mod ctx;
 mod decide;
+mod keyed;
 mod share;
+
+pub use keyed::{act_digest, delegate_digest};
 
 use ctx::Ctx;
 use decide::decide_unaudited;
@@ -138,6 +141,9 @@ pub enum Command {
         capability: Capability,
         /// The grant to derive from.
         from: Option<GrantId>,
+        /// The agent's idempotency key, if it gave one (see `keyed.rs`): the decision then
+        /// begins with `CallKeyed`, and the key is refused while the agent holds it.
+        key: Option<CallKey>,
     },
     /// Revoke a grant and, by cascade, everything derived from it.
     Revoke {
@@ -156,6 +162,9 @@ pub enum Command {
         args: std::collections::BTreeMap<crate::name::Name, String>,
         /// The approval it uses, after a `NeedsApproval`.
         approval: Option<ApprovalId>,
+        /// The agent's idempotency key, if it gave one (see `keyed.rs`): recorded by the
+        /// decision that performs the call, not by one that asks for an approval.
+        key: Option<CallKey>,
     },
     /// An operator decides an approval request.
     DecideApproval {
@@ -324,6 +333,18 @@ pub enum Rejection {
     /// An agent may hire only teammates confined at least as tightly as itself.
     #[error("cannot hire a teammate less confined than its hirer: {0}")]
     LooserSpec(String),
+    /// The agent used this call key already (at event `seq`): a key names one call, carried out
+    /// once. `same` when it was for this very call (its outcome stands: the runtime answers a
+    /// repeat with it); otherwise the agent reused a key for another call.
+    #[error("{}", key_reused(key, *seq, *same))]
+    KeyReused {
+        /// The key.
+        key: CallKey,
+        /// The position of its `CallKeyed` event.
+        seq: u64,
+        /// Whether it keyed this same call.
+        same: bool,
+    },
     /// A share goes from one team to another, never to the same team.
     #[error("team {0} is on both sides: a share goes from one team to another (inside a team, agents share freely)")]
     SameTeam(Name),
@@ -350,6 +371,17 @@ pub enum Rejection {
         /// The topic.
         topic: Topic,
     },
+}
+
+fn key_reused(key: &CallKey, seq: u64, same: bool) -> String {
+    if same {
+        format!("call key `{key}` already carried out this call (event {seq}); its outcome stands")
+    } else {
+        format!(
+            "call key `{key}` was used for another call (event {seq}); a key names one call: \
+             choose a new key for a new call"
+        )
+    }
 }
 
 /// A refusal, with the audit record to append when the asker was an agent.
@@ -426,7 +458,17 @@ pub fn decide(
     entropy: &mut dyn Entropy,
 ) -> Result<Decision, Rejected> {
     let tried = attempted(world, &command, actor);
-    decide_unaudited(world, command, actor, now, entropy).map_err(|mut r| {
+    let keyed = command
+        .call_key()
+        .map(|(key, digest)| (key.clone(), digest));
+    let decided = match keyed {
+        None => decide_unaudited(world, command, actor, now, entropy),
+        Some((key, digest)) => keyed::check(world, actor, &key, digest).and_then(|agent| {
+            decide_unaudited(world, command, actor, now, entropy)
+                .map(|d| keyed::record(d, agent, key, digest))
+        }),
+    };
+    decided.map_err(|mut r| {
         if r.audit.is_none() {
             let cx = Ctx { world, actor, now };
             r.audit = tried.and_then(|(action, resource)| cx.audit(&r.rejection, action, resource));

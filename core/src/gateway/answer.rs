@@ -275,7 +275,12 @@ pub struct Performed {
     /// The `ActionPerformed` that recorded it: unique per use, so a provider can recognise a
     /// call it already carried out.
     pub performed: EventId,
-    /// The tool provider's answer, any JSON value, unchanged.
+    /// Whether this answers a keyed call carried out earlier (`act` with a `key` it used
+    /// already, for the same call): the use recorded then, without running the provider again.
+    /// The provider's answer is not kept, so `result` is then `null`.
+    #[serde(default)]
+    pub replayed: bool,
+    /// The tool provider's answer, any JSON value, unchanged (`null` when `replayed`).
     pub result: serde_json::Value,
 }
 
@@ -357,6 +362,7 @@ mod tests {
             approval: None,
             chain: vec![grant.id],
             performed: "evt_0192f0c0000070008000000000000001".parse().unwrap(),
+            replayed: false,
             result: serde_json::json!({"sent": true, "id": "m-1"}),
         };
         let hired = Committed {

@@ -215,3 +215,14 @@ mod tests {
         assert!(!old.binds_args(&body("lunch at noon?")));
     }
 }
+
+/// A keyed call, as the world remembers it ([`World::keyed`](super::World::keyed)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyed {
+    /// The digest of what the call asked.
+    pub digest: crate::envelope::Hash,
+    /// The position of its `CallKeyed` event; its outcome is the `outcome` events after it.
+    pub seq: u64,
+    /// How many events after `seq` are its outcome.
+    pub outcome: u32,
+}

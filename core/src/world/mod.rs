@@ -5,13 +5,13 @@
 //!
 //! This file holds [`World`] itself, its folds ([`World::fold`], [`World::at`]) and its read
 //! accessors; `entities.rs` the entities it holds ([`Team`], [`Agent`], [`Grant`], [`Share`],
-//! [`Approval`]); `apply.rs` [`World::apply`] (check, then mutate) and [`FoldError`].
+//! [`Approval`], [`Keyed`]); `apply.rs` [`World::apply`] (check, then mutate) and [`FoldError`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::envelope::Envelope;
 use crate::id::{AgentId, ApprovalId, GrantId, ShareId, TeamId};
-use crate::name::Name;
+use crate::name::{CallKey, Name};
 use crate::time::Timestamp;
 use crate::topic::Topic;
 
@@ -20,8 +20,12 @@ mod entities;
 
 pub use apply::FoldError;
 pub use entities::{
-    Agent, AgentStatus, Approval, ApprovalDecision, Grant, Share, ShareState, Team,
+    Agent, AgentStatus, Approval, ApprovalDecision, Grant, Keyed, Share, ShareState, Team,
 };
+
+/// How many call keys the world holds per agent: its last ones, by log order. An agent that
+/// retries a call after more than this many keyed calls since gets it carried out again.
+pub const MAX_KEYS: usize = 1024;
 
 /// The state of every team, as a fold over the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +41,15 @@ pub struct World {
     pub(crate) holdings: HashMap<AgentId, Vec<GrantId>>,
     shares: BTreeMap<ShareId, Share>,
     approvals: BTreeMap<ApprovalId, Approval>,
+    keys: HashMap<AgentId, KeyRing>,
+}
+
+/// One agent's call keys: what each keyed, and the order they came in (oldest first), to
+/// forget the oldest past [`MAX_KEYS`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct KeyRing {
+    held: HashMap<CallKey, Keyed>,
+    order: VecDeque<CallKey>,
 }
 
 impl World {
@@ -236,5 +249,16 @@ impl World {
     /// An approval request by id.
     pub fn approval(&self, id: ApprovalId) -> Option<&Approval> {
         self.approvals.get(&id)
+    }
+
+    /// The call `agent` made with `key`, while the world holds it (its last [`MAX_KEYS`] keys,
+    /// until it retires).
+    pub fn keyed(&self, agent: AgentId, key: &CallKey) -> Option<&Keyed> {
+        self.keys.get(&agent).and_then(|ring| ring.held.get(key))
+    }
+
+    /// How many call keys the world holds for `agent`.
+    pub fn keys_held(&self, agent: AgentId) -> usize {
+        self.keys.get(&agent).map_or(0, |ring| ring.held.len())
     }
 }

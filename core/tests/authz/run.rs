@@ -350,6 +350,7 @@ impl Run<'_> {
                     to,
                     capability,
                     from,
+                    key: None,
                 };
                 if let Some(envs) = self.run(cmd, &Actor::Agent(by))? {
                     if self.checks.hire {
@@ -365,6 +366,7 @@ impl Run<'_> {
                     to,
                     capability: cap.cap(),
                     from: None,
+                    key: None,
                 };
                 self.run(cmd, &ops)?;
             }
@@ -463,6 +465,7 @@ impl Run<'_> {
                     amount: amount(1),
                     args: Default::default(),
                     approval: None,
+                    key: None,
                 };
                 let done = self.run(cmd, &Actor::Agent(ghost))?;
                 prop_assert!(done.is_none(), "an unknown agent acted");
@@ -624,6 +627,7 @@ impl Run<'_> {
             amount: amount(n),
             args: Default::default(),
             approval: None,
+            key: None,
         };
         let expected = self.model.expect(agent, &x, &r, n, self.h.now);
         match self.run(cmd, &Actor::Agent(agent))? {
@@ -689,6 +693,7 @@ impl Run<'_> {
             amount: ap.amount,
             args: Default::default(),
             approval: Some(ap.id),
+            key: None,
         };
         let usable = ap.decision.as_ref().is_some_and(|d| d.approved) && !ap.used;
         if self.run(cmd, &Actor::Agent(agent))?.is_some() {

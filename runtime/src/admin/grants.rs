@@ -31,6 +31,7 @@ pub(super) fn grant(
             to,
             capability,
             from,
+            key: None,
         };
         Ok((command, ctx.actor(world, by)?))
     })?;
@@ -200,15 +201,19 @@ fn report(
             let approval = c
                 .approval
                 .map_or_else(String::new, |id| format!(", approved in {id}"));
+            let answered = if acted.replayed {
+                "carried out earlier under this call key: the provider was not run again".into()
+            } else {
+                format!("the provider answered {}", acted.result)
+            };
             let text = format!(
                 "performed {} on {} (amount {}) as {} through {chain}{approval}; recorded as {}; \
-                 the provider answered {}",
+                 {answered}",
                 c.action,
                 c.resource,
                 c.amount,
                 describe::agent(world, agent),
                 c.performed,
-                acted.result
             );
             let item = Item::Performed {
                 answer: acted.answer(),
@@ -218,7 +223,7 @@ fn report(
         }
         Err(ActError::Refused { rejected, why }) => {
             let item = Item::ActFailed {
-                code: ErrorCode::Denied,
+                code: crate::daemon::act::refused(&rejected),
                 message: format!("refused: {why}"),
                 approval: None,
             };

@@ -15,6 +15,10 @@
 //!                       (its failure: tool_failed; the spend stands)
 //! ```
 //!
+//! A keyed call (`key`) that the world holds for the same call is answered, in whichever
+//! decision would carry it out (the first, or the one after an approval), with the use recorded
+//! the first time (`replayed`, `result` null): the provider does not run again (`keyed.rs`).
+//!
 //! Where it is decided is a [`Lane`]: the daemon's one decision lane (an agent's gateway, and
 //! `roster act` forwarded to `roster serve`), or a data directory that `roster act` opened
 //! itself because no daemon runs. There nobody can decide an approval meanwhile (this command
@@ -33,7 +37,7 @@ use std::time::Duration;
 
 use roster_core::actor::Actor;
 use roster_core::capability::{Action, ONE};
-use roster_core::command::{Command, Rejected};
+use roster_core::command::{act_digest, Command, Rejected, Rejection};
 use roster_core::envelope::Envelope;
 use roster_core::event::Event;
 use roster_core::gateway::answer::Performed;
@@ -108,8 +112,11 @@ impl Lane<'_> {
 pub struct Acted {
     /// The call its provider got (the recorded `ActionPerformed`, the chain, the approval).
     pub call: ToolCall,
-    /// The provider's answer.
+    /// The provider's answer (`null` when `replayed`: it is not kept).
     pub result: Value,
+    /// Carried out earlier under the call's key: answered again from the log, the provider not
+    /// run.
+    pub replayed: bool,
 }
 
 impl Acted {
@@ -120,6 +127,7 @@ impl Acted {
             approval: self.call.approval,
             chain: self.call.chain.clone(),
             performed: self.call.performed,
+            replayed: self.replayed,
             result: self.result.clone(),
         }
     }
@@ -151,7 +159,7 @@ pub enum ActError {
 impl From<ActError> for GatewayError {
     fn from(e: ActError) -> Self {
         match e {
-            ActError::Refused { why, .. } => GatewayError::new(ErrorCode::Denied, why),
+            ActError::Refused { why, rejected } => GatewayError::new(refused(&rejected), why),
             ActError::Pending { approval, waited } => pending(approval, waited.as_secs()),
             ActError::Other(e) => e,
         }
@@ -230,6 +238,7 @@ async fn act(
     };
     let call = match first {
         Step::Performed(call) => call,
+        Step::Replayed(call) => return Ok(replayed(*call)),
         Step::Waiting(id) => {
             let deadline = tokio::time::Instant::now() + wait;
             let mut stop = std::pin::pin!(stop);
@@ -242,8 +251,10 @@ async fn act(
                 let step = lane
                     .locked(move |app| after_decision(app, agent, &p2, id, reachable))
                     .await?;
-                if let Some(call) = step {
-                    break call;
+                match step {
+                    Some(Step::Performed(call)) => break call,
+                    Some(Step::Replayed(call)) => return Ok(replayed(*call)),
+                    Some(Step::Waiting(_)) | None => {}
                 }
                 let woke = tokio::select! {
                     changed = tokio::time::timeout_at(deadline, decisions.changed()) => Some(changed),
@@ -284,13 +295,25 @@ async fn act(
     Ok(Acted {
         call: *call,
         result,
+        replayed: false,
     })
+}
+
+/// The answer to a keyed call carried out earlier.
+fn replayed(call: ToolCall) -> Acted {
+    Acted {
+        call,
+        result: Value::Null,
+        replayed: true,
+    }
 }
 
 /// Where a decision left the call.
 enum Step {
     /// Recorded as performed: the call for the provider.
     Performed(Box<ToolCall>),
+    /// Carried out earlier under its key: the call as recorded then, not to be run again.
+    Replayed(Box<ToolCall>),
     /// Waiting for a human's decision on this approval.
     Waiting(ApprovalId),
 }
@@ -307,6 +330,15 @@ fn pending(id: ApprovalId, secs: u64) -> GatewayError {
     )
 }
 
+/// The code of a refusal by `decide`: `key_reused` for a call key used for another call,
+/// `denied` for everything else.
+pub(crate) fn refused(r: &Rejected) -> ErrorCode {
+    match *r.rejection {
+        Rejection::KeyReused { .. } => ErrorCode::KeyReused,
+        _ => ErrorCode::Denied,
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ActError {
     ActError::Other(GatewayError::new(ErrorCode::Internal, e.to_string()))
 }
@@ -314,6 +346,9 @@ fn internal(e: impl std::fmt::Display) -> ActError {
 /// The first decision: with an earlier approval that still waits, wait for it (nothing is
 /// recorded); otherwise decide `Act` as the agent.
 fn first_step(app: &mut App, agent: AgentId, p: &ActParams) -> Result<Step, ActError> {
+    if let Some(call) = replay(app, agent, p)? {
+        return Ok(Step::Replayed(call));
+    }
     if let Some(id) = p.approval {
         let ours = app.world().approval(id).is_some_and(|ap| {
             ap.decision.is_none()
@@ -333,14 +368,37 @@ fn first_step(app: &mut App, agent: AgentId, p: &ActParams) -> Result<Step, ActE
     step_of(app.world(), &envelopes, p)
 }
 
-/// After a wake-up: the approval's decision, acted on; `None` while nobody has decided.
+/// The call recorded earlier under `p`'s key, when the world holds it for this same call.
+fn replay(app: &App, agent: AgentId, p: &ActParams) -> Result<Option<Box<ToolCall>>, ActError> {
+    let Some(key) = &p.key else {
+        return Ok(None);
+    };
+    let digest = act_digest(&p.action, &p.resource, p.amount.unwrap_or(ONE), &p.args);
+    let Some(events) = super::keyed::replay(app, agent, key, digest).map_err(ActError::Other)?
+    else {
+        return Ok(None);
+    };
+    let performed = events
+        .iter()
+        .find(|e| matches!(e.event, Event::ActionPerformed { agent: a, .. } if a == agent))
+        .ok_or_else(|| internal(format!("call key `{key}` recorded no ActionPerformed")))?;
+    ToolCall::of(performed, app.world(), p.args.clone())
+        .map(|c| Some(Box::new(c)))
+        .ok_or_else(|| internal("the performed action names an unknown agent"))
+}
+
+/// After a wake-up: the approval's decision, acted on; `None` while nobody has decided. A
+/// keyed call that another call with its key carried out meanwhile is answered with that.
 fn after_decision(
     app: &mut App,
     agent: AgentId,
     p: &ActParams,
     id: ApprovalId,
     reachable: Result<(), String>,
-) -> Result<Option<Box<ToolCall>>, ActError> {
+) -> Result<Option<Step>, ActError> {
+    if let Some(call) = replay(app, agent, p)? {
+        return Ok(Some(Step::Replayed(call)));
+    }
     let Some(ap) = app.world().approval(id) else {
         return Err(internal(format!("approval {id} is not in the log")));
     };
@@ -366,10 +424,10 @@ fn after_decision(
             })?;
             let envelopes = execute(app, agent, p, Some(id))?;
             match step_of(app.world(), &envelopes, p)? {
-                Step::Performed(call) => Ok(Some(call)),
                 Step::Waiting(other) => Err(internal(format!(
                     "using approval {id} asked for another approval, {other}"
                 ))),
+                step => Ok(Some(step)),
             }
         }
     }
@@ -389,6 +447,7 @@ fn execute(
         amount: p.amount.unwrap_or(ONE),
         args: p.args.clone(),
         approval,
+        key: p.key.clone(),
     };
     match app.execute(command, &Actor::Agent(agent)) {
         Ok(envelopes) => Ok(envelopes),
@@ -411,8 +470,13 @@ fn denied(world: &World, r: Rejected, approval: Option<ApprovalId>) -> ActError 
     }
 }
 
-/// What the committed `envelopes` of an `Act` mean for the call.
+/// What the committed `envelopes` of an `Act` mean for the call (a keyed call's `CallKeyed`
+/// first, then its outcome).
 fn step_of(world: &World, envelopes: &[Envelope], p: &ActParams) -> Result<Step, ActError> {
+    let envelopes = match envelopes.first().map(|e| &e.event) {
+        Some(Event::CallKeyed { .. }) => envelopes.get(1..).unwrap_or_default(),
+        _ => envelopes,
+    };
     let Some(first) = envelopes.first() else {
         return Err(internal("the decision recorded nothing"));
     };

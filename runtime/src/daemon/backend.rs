@@ -130,14 +130,21 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Reply {
     }
     let committed = d
         .decide(|app| {
+            // A keyed call carried out already is answered with what it recorded, looked up
+            // under the same lock as the decision, so that one key is never carried out twice.
+            if let Some((key, digest)) = command.call_key() {
+                if let Some(events) = super::keyed::replay(app, agent, key, digest)? {
+                    return Ok(Ok(events));
+                }
+            }
             let committed = app.execute(command, &actor);
             // In force before anything else is decided (a retired agent's streams end).
             if let Ok(events) = &committed {
                 d.in_force(events, Some(agent));
             }
-            committed
+            Ok::<_, GatewayError>(committed)
         })
-        .map_err(internal)?;
+        .map_err(internal)??;
     d.poke();
     match committed {
         Ok(events) => {
@@ -148,7 +155,9 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Reply {
             });
             Ok(Committed { agent, events }.into())
         }
-        Err(RuntimeError::Refused(r)) => Err(GatewayError::new(ErrorCode::Denied, r.to_string())),
+        Err(RuntimeError::Refused(r)) => {
+            Err(GatewayError::new(super::act::refused(&r), r.to_string()))
+        }
         Err(e) => Err(failure(e)),
     }
 }
@@ -229,6 +238,7 @@ fn command_of(app: &mut App, agent: AgentId, call: Call) -> Result<Command, Gate
             to: p.to,
             capability: p.capability,
             from: p.from,
+            key: p.key,
         },
         // Always refused (only operators decide approvals) and recorded by `decide`: the
         // method exists so that an agent's attempt is on the log, not lost as unknown.

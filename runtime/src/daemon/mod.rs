@@ -15,6 +15,7 @@
 //!   approval without holding the lock, record the spend, call the tool provider (also run
 //!   without a daemon, on a data directory a command opened). `tools`: the providers (a program
 //!   configured in `roster.toml`, or a service on `NS.tool.ACTION`).
+//! - `keyed`: a keyed `act` or `delegate` asked again, answered with its recorded outcome.
 //!
 //! One decision lane: the store and world sit behind one `RwLock`, reached only through
 //! [`Daemon::decide`] (exclusive, for one decision), [`Daemon::read`] (a short look) and
@@ -25,11 +26,16 @@ mod backend;
 pub mod containers;
 mod context;
 pub mod control;
+mod keyed;
 pub mod policy;
 // The supervisor's simulation: a test module (under `tests/`, with the daemon's other tests).
 #[cfg(test)]
 #[path = "tests/sim.rs"]
 mod sim;
+// Keyed `act` and `delegate` through the daemon's backend, over the simulated engine.
+#[cfg(test)]
+#[path = "tests/keyed.rs"]
+mod keyed_tests;
 pub mod supervisor;
 mod tools;
 

@@ -472,6 +472,7 @@ mod tests {
                 to: lead,
                 capability: Capability::parse("report.file@*,approval").unwrap(),
                 from: None,
+                key: None,
             },
             &crate::gateway::testing::operator(),
         );
@@ -485,6 +486,7 @@ mod tests {
                     amount: Amount::new(1).unwrap(),
                     args: [(Name::parse("body").unwrap(), arg)].into(),
                     approval: None,
+                    key: None,
                 },
                 &roster_core::actor::Actor::Agent(lead),
             );

@@ -78,6 +78,7 @@ impl Team {
                 amount: Amount::new(3).unwrap(),
                 args: Default::default(),
                 approval: None,
+                key: None,
             },
             &Actor::Agent(t.lead),
         );
@@ -115,6 +116,7 @@ impl Team {
                 amount: Amount::new(1).unwrap(),
                 args: Default::default(),
                 approval: None,
+                key: None,
             },
             &Actor::Agent(self.lead),
         );

@@ -4,7 +4,7 @@
 //! One function per event kind holds both halves — what must hold, then what changes — so
 //! adding a kind adds one function here (and an arm to [`World::apply`]'s dispatch):
 //! `people.rs` (teams, hires, lifecycle, retirement), `grants.rs` (issue, revoke, spend, refusals),
-//! `shares.rs` (shares between teams and crossings), `approvals.rs`.
+//! `shares.rs` (shares between teams and crossings), `approvals.rs`, `keys.rs` (keyed calls).
 
 use crate::envelope::Envelope;
 use crate::event::Event;
@@ -14,6 +14,7 @@ use super::{Agent, AgentStatus, World};
 
 mod approvals;
 mod grants;
+mod keys;
 mod people;
 mod shares;
 
@@ -166,6 +167,12 @@ impl World {
                 approved,
                 note,
             } => self.approval_decided(&r, *approval, *approved, note, &env.actor, at),
+            Event::CallKeyed {
+                agent,
+                key,
+                digest,
+                outcome,
+            } => self.call_keyed(&r, env.team, *agent, key, *digest, *outcome),
         }?;
         self.next_seq += 1;
         self.last_at = self.last_at.max(env.at);

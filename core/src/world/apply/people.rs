@@ -115,6 +115,8 @@ impl World {
     ) -> Result<(), FoldError> {
         self.agent_in_team(r, agent, team)?;
         self.set_status(agent, AgentStatus::Retired);
+        // A retired agent calls nothing more: its keys would only take room.
+        self.keys.remove(&agent);
         Ok(())
     }
 }

@@ -136,7 +136,7 @@ struct State {
 
 /// The simulated engine: containers, homes and events, behind seeded delays.
 #[derive(Debug)]
-struct SimEngine {
+pub(super) struct SimEngine {
     ns: Name,
     state: Mutex<State>,
     rng: Mutex<Rng>,
@@ -238,7 +238,7 @@ impl State {
 }
 
 impl SimEngine {
-    fn new(seed: u64, delay_ms: u64, flaky: u64) -> Self {
+    pub(super) fn new(seed: u64, delay_ms: u64, flaky: u64) -> Self {
         SimEngine {
             ns: Name::parse("sim").unwrap(),
             state: Mutex::new(State {
