@@ -619,3 +619,45 @@ fn operators_act_as_the_agent_through_the_daemon() {
         .unwrap();
     assert_eq!(ap["state"], "approved", "{ap}");
 }
+
+/// An agent that lost an answer asks again with the call's key, on another connection: it gets
+/// the same outcome, and the provider runs and the budget is charged once. Another call under
+/// the key is refused.
+#[test]
+fn a_keyed_act_asked_again_is_answered_once_through_the_socket() {
+    let Programs {
+        mut g,
+        scout,
+        s,
+        tmp,
+    } = programs();
+    let mut keyed = email_alice();
+    keyed["key"] = json!("mail-1");
+    let first = g.call("act", keyed.clone()).unwrap();
+    assert_eq!(first["replayed"], false, "{first}");
+    std::fs::remove_file(tmp.path().join("call.json")).unwrap();
+
+    let mut again = Gateway::connect(&s, &scout);
+    let second = again.call("act", keyed.clone()).unwrap();
+    assert_eq!(second["replayed"], true, "{second}");
+    assert_eq!(second["performed"], first["performed"]);
+    assert!(
+        !tmp.path().join("call.json").exists(),
+        "the provider ran again"
+    );
+    let spent = s
+        .ok(&["--json", "grants", "lab/scout"])
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|g| g["capability"] == "email.send@mailbox:*,budget=3")
+        .unwrap()["spent"]
+        .clone();
+    assert_eq!(
+        spent, 2,
+        "charged once (twice would be over the budget of 3)"
+    );
+
+    keyed["args"]["subject"] = json!("something else");
+    let (code, _) = error(again.call("act", keyed));
+    assert_eq!(code, "key_reused");
+}
