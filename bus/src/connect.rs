@@ -2,8 +2,12 @@
 //! client connects in the background and reconnects forever — but wrong credentials, an
 //! unreadable or too-open secret file or a failed TLS handshake fail it at once), and
 //! [`connect_now`] for a command a person waits on (a clear error after a short timeout, not a
-//! hang). Both authenticate and set up TLS as the [`BusUrl`]'s options say (`crate::url`);
-//! secret files are read at each call, never kept beyond the client.
+//! hang). Both authenticate and set up TLS as the [`BusUrl`]'s options say (`crate::url`).
+//! Secret files are read once per call: the client keeps what was read for its reconnects
+//! (async-nats asks for credentials only when it is built), so a rotated secret is used from
+//! the next start. The client connects only to the URL's server, never to the other servers a
+//! cluster announces (`ignore_discovered_servers`): those would be reached with the same
+//! credentials, outside what the URL says (`tls://` or not, which host).
 
 use std::time::Duration;
 
@@ -22,10 +26,12 @@ fn nats(url: &BusUrl) -> Result<&NatsUrl, BusError> {
     url.nats().ok_or(BusError::NotNats)
 }
 
-/// The options for `url`: its credentials (read from their files now) and its TLS files.
+/// The options for `url`: its credentials (read from their files now, once) and its TLS
+/// files (checked now; async-nats reads them when it connects).
 fn options(url: &NatsUrl) -> Result<ConnectOptions, BusError> {
     let mut o = ConnectOptions::new()
         .name("roster")
+        .ignore_discovered_servers()
         // Zero means no limit: a runtime outlives any outage.
         .max_reconnects(None)
         .reconnect_delay_callback(|attempts| {
@@ -68,11 +74,11 @@ fn options(url: &NatsUrl) -> Result<ConnectOptions, BusError> {
     if url.tls() {
         o = o.require_tls(true);
         if let Some(ca) = url.ca_file() {
-            secret::readable("CA", ca)?;
+            secret::trusted("CA", ca)?;
             o = o.add_root_certificates(ca.to_owned());
         }
         if let Some((cert, key)) = url.client_cert() {
-            secret::readable("client certificate", cert)?;
+            secret::trusted("client certificate", cert)?;
             // The key is a secret like any other: owner-only, or refused.
             secret::read("client key", key)?;
             o = o.add_client_certificate(cert.to_owned(), key.to_owned());

@@ -18,7 +18,7 @@ pub enum BusError {
     /// The server could not be reached in time.
     #[error("cannot reach NATS at {url}: {why}")]
     Unreachable {
-        /// The bus URL.
+        /// The bus URL, shown whole: it holds file paths, no secret.
         url: String,
         /// What failed.
         why: String,
@@ -27,7 +27,7 @@ pub enum BusError {
     /// help until the configuration changes.
     #[error("NATS at {url}: {why}")]
     Refused {
-        /// The bus URL.
+        /// The bus URL, shown whole: it holds file paths, no secret.
         url: String,
         /// What was refused, and what to check.
         why: String,

@@ -1,8 +1,11 @@
 //! Reading the events stream as an outside subscriber: [`EventSubscription`].
 //!
 //! Every message is checked before it is delivered (`crate::verify`): a sealed envelope whose
-//! headers agree with it, at the next position, linked to the event before it when every event
-//! is read. What fails is refused with its reason ([`Received::Refused`]) and never delivered.
+//! headers agree with it, after the last position read, linked to the event before it when
+//! every event is read. What fails is refused with its reason ([`Received::Refused`]) and never
+//! delivered; positions the stream lacks, or a change of branch after a forgery, come with the
+//! next event as a [`Notice`]. What is delivered is the checked envelope encoded again
+//! ([`crate::wire::encode`]: one line of canonical JSON), never the message's bytes as sent.
 //!
 //! By default an ordered consumer (ephemeral, no acks; the client recreates it at the right
 //! place after a gap or an outage). With a durable name, a durable pull consumer with explicit
@@ -11,7 +14,10 @@
 //! printing an event gets it again. A durable has one reader at a time: opening it while the
 //! server still holds events handed to an earlier reader and never acknowledged (it died, or
 //! they reached it as it stopped) starts it again right after the last event acknowledged, so
-//! they come first and in order instead of after the server's ack wait.
+//! they come first and in order instead of after the server's ack wait. A reader the server
+//! lets read the durable and nothing else (one an operator made for it, `docs/nats.md`) cannot
+//! start it again: it waits for the earlier reader's pulls to expire and for the ack wait, and
+//! then gets those events first. It needs no permission to create a consumer.
 //!
 //! Starting at a log position: the stream's sequence of an event is its position + 1 only while
 //! the stream holds every event exactly once (the outbox's normal state). That is checked by
@@ -32,7 +38,8 @@ use roster_core::event::Event;
 use roster_core::name::Name;
 
 use crate::stream::{ensure_events_stream, roster_seq_at};
-use crate::verify::{Checker, Refusal};
+use crate::verify::{Checker, Notice, Refusal};
+use crate::wire;
 use crate::{subject, BusError};
 
 /// How many messages one pull of a durable subscription asks for at most.
@@ -40,6 +47,10 @@ const PULL: usize = 64;
 
 /// How long one pull waits on the server for messages before it is renewed.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// How long the server has to answer a reset of a durable: it answers at once unless it drops
+/// the request, as it does one its permissions deny.
+const RESET_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What to read.
 #[derive(Debug, Clone, Default)]
@@ -81,13 +92,17 @@ pub struct Refused {
     pub why: Refusal,
 }
 
-/// One event delivered: its log position and its JSON (the envelope, as published).
+/// One event delivered: its log position and its JSON.
 #[derive(Debug)]
 pub struct Delivery {
     /// The event's log position (`Roster-Seq`).
     pub seq: u64,
-    /// The envelope's JSON.
+    /// The checked envelope encoded again by [`wire::encode`]: one line, no field the envelope
+    /// does not have, whatever the message's bytes were (the outbox publishes exactly these).
     pub json: Bytes,
+    /// What the reader should be told before this event: positions missing before it, or that
+    /// it continues a refused event (`crate::verify`).
+    pub notice: Option<Notice>,
     /// The message to acknowledge (durable subscriptions).
     message: Option<jetstream::Message>,
 }
@@ -113,9 +128,8 @@ enum Source {
         batch: Option<Box<Batch>>,
         /// Messages the current batch brought.
         pulled: u64,
-        /// Where to ask whether the consumer still exists.
+        /// Where to ask whether the consumer still exists, and under which name.
         js: Box<jetstream::Context>,
-        /// Its name.
         name: Name,
     },
 }
@@ -241,8 +255,16 @@ impl EventSubscription {
         loop {
             match self.receive().await? {
                 None => return Ok(None),
-                Some(Received::Event(d)) => return Ok(Some(d)),
-                Some(Received::Refused(r)) => tracing::warn!("{r}"),
+                Some(Received::Event(d)) => {
+                    if let Some(n) = &d.notice {
+                        tracing::warn!("{n}");
+                    }
+                    return Ok(Some(d));
+                }
+                // The reason may quote what a forger sent: control characters escaped.
+                Some(Received::Refused(r)) => {
+                    tracing::warn!("{}", r.to_string().escape_debug())
+                }
             }
         }
     }
@@ -316,11 +338,11 @@ impl EventSubscription {
                 continue;
             }
             self.last_stream_seq = stream_seq;
-            let envelope = match self
+            let checked = match self
                 .checker
                 .check(message.headers.as_ref(), &message.payload)
             {
-                Ok(envelope) => envelope,
+                Ok(checked) => checked,
                 Err(why) => {
                     // Handled: a durable never offers it again.
                     if durable {
@@ -333,6 +355,7 @@ impl EventSubscription {
                     })));
                 }
             };
+            let envelope = checked.envelope;
             // Checked (so it anchors the chain) but not delivered: what precedes `from`.
             if envelope.seq < self.from {
                 if durable {
@@ -340,10 +363,21 @@ impl EventSubscription {
                 }
                 continue;
             }
+            // Of a gap, only what the caller asked for.
+            let notice = match checked.notice {
+                Some(Notice::Gap { last, .. }) if last < self.from => None,
+                Some(Notice::Gap { first, last }) => Some(Notice::Gap {
+                    first: first.max(self.from),
+                    last,
+                }),
+                other => other,
+            };
+            let json = wire::encode(&envelope)?;
             self.delivered += 1;
             return Ok(Some(Received::Event(Delivery {
                 seq: envelope.seq,
-                json: message.payload.clone(),
+                json,
+                notice,
                 message: durable.then_some(message),
             })));
         }
@@ -452,9 +486,21 @@ async fn durable_consumer(
             // the server's ack wait, behind later ones; and a pull that reader left waiting may
             // still take more. Start again right after the last event acknowledged in order.
             let floor = info.ack_floor.stream_sequence;
-            js.delete_consumer_from_stream(name.as_str(), stream_name)
+            let mut quick = js.clone();
+            quick.set_timeout(RESET_TIMEOUT);
+            if let Err(e) = quick
+                .delete_consumer_from_stream(name.as_str(), stream_name)
                 .await
-                .map_err(BusError::from_nats("reset the durable subscription"))?;
+            {
+                // A reader the server lets read this durable and nothing more (made for it by
+                // an operator: docs/nats.md) may not reset it: wait until the earlier reader's
+                // leftovers come first instead.
+                tracing::warn!(
+                    "cannot reset durable subscription `{name}` ({e}): waiting for what an \
+                     earlier reader left to be handed out again"
+                );
+                return Ok((wait_for_leftovers(consumer).await?, from));
+            }
             let start = if floor == 0 {
                 start_policy(stream, from).await?
             } else {
@@ -486,6 +532,29 @@ async fn durable_consumer(
         }
         Err(e) => Err(BusError::from_nats("read the durable subscription")(e)),
     }
+}
+
+/// Waits, on a durable that cannot be reset, until the pulls an earlier reader left waiting
+/// have expired (else they take new events to a reader that is gone) and, if it left events
+/// unacknowledged, until the consumer's ack wait has passed: the server then hands them out
+/// again first, in order.
+async fn wait_for_leftovers(mut consumer: PullConsumer) -> Result<PullConsumer, BusError> {
+    let deadline = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(2);
+    loop {
+        let info = consumer
+            .info()
+            .await
+            .map_err(BusError::from_nats("read the durable subscription"))?;
+        if info.num_waiting == 0 || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let info = consumer.cached_info();
+    if info.num_ack_pending > 0 {
+        tokio::time::sleep(info.config.ack_wait + Duration::from_secs(1)).await;
+    }
+    Ok(consumer)
 }
 
 /// Creates the durable pull consumer `name` on `filter`, delivering from `start`, remembering

@@ -18,9 +18,15 @@
 //!
 //! At most one way of authenticating. A secret is never written in the URL (so never on a
 //! command line, in the environment or in `roster.toml`): only the path of a file that holds it,
-//! which must be absolute and is read at each connection, refused when group or others may
-//! read or write it (`crate::secret`). The URL itself therefore holds nothing secret, and is
-//! shown in full in messages.
+//! which must be absolute, refused when group or others may read or write it or when it is
+//! not its reader's own (`crate::secret`). The files are read once each time roster connects
+//! (`roster serve`'s start, each command): the client keeps what it read for its reconnects,
+//! so a rotated secret takes a restart. The URL itself therefore holds nothing secret, and is
+//! shown in full in messages; a URL that is refused is shown with anything that might be a
+//! secret (what precedes an `@`, the value of an unknown or refused option) as `***`.
+//!
+//! [`NatsUrl::warnings`] says what a URL leaves open (no authentication, plain TCP to another
+//! machine): `roster serve` and `roster subscribe` print it at start.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -46,7 +52,7 @@ pub enum BusUrl {
 }
 
 /// Where a NATS server is and how roster connects to it: parsed and checked, files named but
-/// not read (they are read at each connection, so a rotated secret is picked up).
+/// not read (`crate::connect` reads them each time it connects).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsUrl {
     host: String,
@@ -71,32 +77,38 @@ pub enum Auth {
         /// The file whose content is the password.
         password_file: PathBuf,
     },
-    /// The file holding a token.
+    /// A token.
     Token {
-        /// The file.
+        /// Holds the token (one line), owner-only like every secret file.
         file: PathBuf,
     },
-    /// The file holding an nkey seed (`SU…`).
+    /// An nkey seed, which signs the server's challenge.
     NKey {
-        /// The file.
+        /// Holds the seed (`SU…`), owner-only.
         seed_file: PathBuf,
     },
-    /// A credentials file: a user JWT and its nkey seed.
+    /// A user JWT and its nkey seed (servers in operator mode).
     Creds {
-        /// The file.
+        /// A credentials file as `nsc` writes it, owner-only.
         file: PathBuf,
     },
 }
 
 /// The subject prefix under which a client receives replies (its requests', JetStream's), so
 /// that a server can let each user subscribe to its own prefix only: one user then cannot read
-/// or answer another's replies. Dot-separated tokens of `A-Z a-z 0-9 _ -`, at most 64 bytes.
+/// or answer another's replies. Dot-separated tokens of `A-Z a-z 0-9 _ -`, at most 64 bytes;
+/// not the server's own (`$…`) and not under roster's subjects (`roster.…`, or `NS.events`,
+/// `NS.ctx`, `NS.tool` of any namespace), where a reply would pass for an event, a context
+/// message or a tool call and a permission to receive replies would be one to read those.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxPrefix(String);
 
 impl InboxPrefix {
     /// Checks `s`.
     pub fn parse(s: &str) -> Result<Self, &'static str> {
+        if s.starts_with('$') {
+            return Err("inbox must not start with `$`: those are the server's own subjects");
+        }
         let token_ok = |t: &str| {
             !t.is_empty()
                 && t.chars()
@@ -104,6 +116,18 @@ impl InboxPrefix {
         };
         if s.len() > 64 || !s.split('.').all(token_ok) {
             return Err("inbox is a subject prefix: dot-separated tokens of letters, digits, `_` and `-`, at most 64 bytes");
+        }
+        let mut tokens = s.split('.');
+        let first = tokens.next();
+        let second = tokens.next();
+        let namespace = first.is_some_and(|t| roster_core::name::Name::parse(t).is_ok());
+        if first == Some("roster")
+            || (namespace && matches!(second, Some("events" | "ctx" | "tool")))
+        {
+            return Err(
+                "inbox must not be under roster's subjects (`roster.…`, `NS.events`, \
+                        `NS.ctx`, `NS.tool`): give a prefix of its own, such as `_INBOX_roster`",
+            );
         }
         Ok(Self(s.to_owned()))
     }
@@ -152,6 +176,40 @@ impl NatsUrl {
         self.inbox.as_ref()
     }
 
+    /// Whether the server is on this machine: `localhost`, `127.0.0.0/8` or `[::1]`.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// What this URL leaves open, one loud line each: no credentials (a server that asks for
+    /// none lets anyone who reaches it read every team's context and tool calls and publish
+    /// into roster's subjects), and plain `nats://` to another machine (everything, passwords
+    /// too, crosses the network in clear). Empty when neither. A pure function of the URL: the
+    /// server's own configuration cannot be seen from here.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let at = self.address();
+        if self.auth == Auth::None {
+            w.push(format!(
+                "WARNING: NATS at {at} is used without credentials: unless its server asks for \
+                 them, anyone who can reach it reads every team's context messages and tool \
+                 calls and can publish into roster's subjects (see docs/nats.md)"
+            ));
+        }
+        if !self.tls && !self.is_loopback() {
+            w.push(format!(
+                "WARNING: NATS at {at} is on another machine and reached over plain nats://: \
+                 passwords, context messages, tool calls and events cross the network in clear; \
+                 use tls:// (see docs/nats.md)"
+            ));
+        }
+        w
+    }
+
     /// The address async-nats is given: scheme, host and port only.
     pub(crate) fn address(&self) -> String {
         let scheme = if self.tls { "tls" } else { "nats" };
@@ -177,7 +235,7 @@ impl BusUrl {
     /// port defaults to 4222).
     pub fn parse(s: &str) -> Result<Self, BusUrlError> {
         let err = |why: &str| BusUrlError {
-            input: s.chars().take(200).collect(),
+            input: redact(s).chars().take(200).collect(),
             why: why.to_owned(),
         };
         if s == "memory" {
@@ -288,7 +346,7 @@ fn options(url: &mut NatsUrl, query: &str) -> Result<(), String> {
     for pair in query.split('&') {
         let (key, value) = pair
             .split_once('=')
-            .ok_or_else(|| format!("option `{pair}` has no `=VALUE`"))?;
+            .ok_or_else(|| format!("option `{}` has no `=VALUE`", shown_key(pair)))?;
         if matches!(
             key,
             "password" | "pass" | "token" | "nkey" | "seed" | "creds"
@@ -301,7 +359,8 @@ fn options(url: &mut NatsUrl, query: &str) -> Result<(), String> {
         }
         let Some(i) = OPTIONS.iter().position(|o| *o == key) else {
             return Err(format!(
-                "unknown option `{key}` (known: {})",
+                "unknown option `{}` (known: {})",
+                shown_key(key),
                 OPTIONS.join(", ")
             ));
         };
@@ -361,6 +420,47 @@ fn options(url: &mut NatsUrl, query: &str) -> Result<(), String> {
         .transpose()
         .map_err(str::to_owned)?;
     Ok(())
+}
+
+/// `s` as it may be shown in an error: what precedes an `@` (userinfo, where a password goes)
+/// and the value of every option that is not a known one are `***`, and so is an option
+/// without `=` unless it looks like an option name. Known options hold paths, a user name and
+/// a prefix, none of them secret.
+fn redact(s: &str) -> String {
+    let (head, query) = match s.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (s, None),
+    };
+    let mut out = match head.rsplit_once('@') {
+        Some((before, host)) => match before.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://***@{host}"),
+            None => format!("***@{host}"),
+        },
+        None => head.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) if OPTIONS.contains(&k) => format!("{k}={v}"),
+                Some((k, _)) => format!("{}=***", shown_key(k)),
+                None => shown_key(pair).to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// An option name as it may be shown: itself if it looks like one (`a-z`, `_`, at most 32
+/// bytes), else `***` (it may be a secret typed where a name goes).
+fn shown_key(k: &str) -> &str {
+    if !k.is_empty() && k.len() <= 32 && k.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        k
+    } else {
+        "***"
+    }
 }
 
 /// An absolute path with nothing in it that the URL syntax would make ambiguous.
@@ -535,9 +635,65 @@ mod tests {
             ("nats://h?token_file=/a%20b", "rename"),
             ("nats://h?token_file=", "empty"),
             ("nats://h?token_file", "no `=VALUE`"),
+            ("nats://h?inbox=roster", "roster's subjects"),
+            ("nats://h?inbox=roster.replies", "roster's subjects"),
+            ("nats://h?inbox=my-ns.events.x", "roster's subjects"),
+            ("nats://h?inbox=ns.tool", "roster's subjects"),
+            ("nats://h?inbox=$JS.x", "`$`"),
         ] {
             let e = BusUrl::parse(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
+        assert!(BusUrl::parse("nats://h?inbox=_INBOX_roster.events").is_ok());
+    }
+
+    /// A refused URL never shows the secret that got it refused: userinfo, the value of a
+    /// refused or unknown option, a stray token.
+    #[test]
+    fn a_refused_url_does_not_echo_its_secret() {
+        for bad in [
+            "nats://u:hunter2@h:1",
+            "tls://hunter2@h:1?ca_file=/ca",
+            "nats://h?password=hunter2",
+            "nats://h?token=hunter2&user=u",
+            "nats://h?pw=hunter2",
+            "nats://h?token_file=/t&hunter2",
+            "nats://h?hunter2=x",
+            "nats:/u:hunter2@h",
+        ] {
+            let e = BusUrl::parse(bad).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{bad}: {e}");
+            assert!(e.contains("***"), "{bad}: {e}");
+        }
+        let e = BusUrl::parse("nats://u:hunter2@h:1?token_file=/t&colour=red")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`nats://***@h:1?token_file=/t&colour=***`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn warnings_say_what_a_url_leaves_open() {
+        let w = |s: &str| nats(s).warnings();
+        assert!(w("nats://127.0.0.1:4222?token_file=/t").is_empty());
+        assert!(w("nats://localhost?token_file=/t").is_empty());
+        assert!(w("nats://[::1]:1?token_file=/t").is_empty());
+        assert!(w("tls://nats.example?token_file=/t").is_empty());
+        let local = w("nats://127.0.0.1:4222");
+        assert_eq!(local.len(), 1);
+        assert!(
+            local[0]
+                .starts_with("WARNING: NATS at nats://127.0.0.1:4222 is used without credentials"),
+            "{local:?}"
+        );
+        let remote = w("nats://10.1.2.3?user=u&password_file=/p");
+        assert_eq!(remote.len(), 1);
+        assert!(remote[0].contains("plain nats://") && remote[0].contains("use tls://"));
+        assert_eq!(w("nats://nats.example").len(), 2);
+        assert_eq!(w("tls://nats.example").len(), 1);
+        assert!(!nats("nats://128.0.0.1").is_loopback());
+        assert!(nats("nats://127.9.9.9").is_loopback());
     }
 }

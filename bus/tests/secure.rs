@@ -176,9 +176,10 @@ struct Documented {
     secrets: tempfile::TempDir,
 }
 
-const PASSWORDS: [(&str, &str, &str); 3] = [
+const PASSWORDS: [(&str, &str, &str); 4] = [
     ("roster", "ROSTER_NATS_PASSWORD", "runtime-pw-1"),
     ("subscriber", "SUBSCRIBER_NATS_PASSWORD", "subscriber-pw-2"),
+    ("audit", "AUDIT_NATS_PASSWORD", "audit-pw-4"),
     (
         "email-provider",
         "EMAIL_PROVIDER_NATS_PASSWORD",
@@ -340,8 +341,14 @@ async fn the_documented_server_denies_forged_events_snooping_and_forged_tool_rep
     within("the outbox", outbox.published(5)).await.unwrap();
 
     let (attacker, mut errors) = d.watched("subscriber", "_INBOX_subscriber").await;
-    // A forged event.
-    let e = &all(&log)[4];
+    // A forged event: the next position, linked to the last event, an id of its own (a copied
+    // id within the duplicate window would be dropped by JetStream even if publishing were
+    // allowed, and the check below could not fail).
+    let last = all(&log).pop().unwrap();
+    let mut body = last.body().clone();
+    body.seq = 5;
+    body.id = "evt_0192f0c0000070008000000000000009".parse().unwrap();
+    let e = &Envelope::seal(body, last.hash());
     attacker
         .publish_with_headers(
             "roster.events.research.AgentRetired",
@@ -413,6 +420,84 @@ async fn the_documented_server_denies_forged_events_snooping_and_forged_tool_rep
         stored_seqs(&runtime, "roster").await,
         (0..6).collect::<Vec<_>>()
     );
+}
+
+/// The `audit` user of docs/nats.md: its durable is made beforehand as the doc says (its JSON,
+/// by `subscriber`); `audit` reads it, and resumes it after a reader that crashed holding
+/// events (it may not reset the durable, so it waits for them, then gets them first, in
+/// order). It may do nothing else with the stream: the server denies it creating a consumer —
+/// such as a push consumer delivering the stream into roster's context subjects, which the
+/// `subscriber` role can do — and acknowledging another durable's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_audit_reader_is_confined_to_its_durable() {
+    let d = Documented::start();
+    let runtime = d.connect("roster", "_INBOX_roster").await;
+    let (_dir, log) = log();
+    let t = team(&log, "research", 1);
+    retire_many(&log, t, 9);
+    let outbox = Outbox::spawn(log.clone(), runtime.clone(), name("roster"));
+    within("the outbox", outbox.published(10)).await.unwrap();
+
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/nats.md")).unwrap();
+    let start = doc
+        .find("```json\n")
+        .expect("docs/nats.md has a ```json block")
+        + 8;
+    let json = &doc[start..start + doc[start..].find("```").unwrap()];
+    let mut config: jetstream::consumer::pull::Config = serde_json::from_str(json).unwrap();
+    assert_eq!(config.ack_wait, Duration::from_secs(10));
+    // A shorter ack wait than the doc's, for a shorter test.
+    config.ack_wait = Duration::from_secs(2);
+    let admin = jetstream::new(d.connect("subscriber", "_INBOX_subscriber").await);
+    let stream = admin.get_stream("roster_events").await.unwrap();
+    stream.create_consumer(config).await.unwrap();
+
+    let audit = SubscribeOptions {
+        durable: Some(name("audit")),
+        ..SubscribeOptions::default()
+    };
+    {
+        let reader = d.connect("audit", "_INBOX_audit").await;
+        let mut sub = EventSubscription::open(&reader, &name("roster"), audit.clone())
+            .await
+            .unwrap();
+        assert_eq!(take(&mut sub, 4).await, (0..4).collect::<Vec<_>>());
+        // A crash: the rest of its pull is neither delivered nor handed back.
+    }
+    let reader = d.connect("audit", "_INBOX_audit").await;
+    let mut sub = EventSubscription::open(&reader, &name("roster"), audit)
+        .await
+        .unwrap();
+    assert_eq!(take(&mut sub, 6).await, (4..10).collect::<Vec<_>>());
+
+    let (attacker, mut errors) = d.watched("audit", "_INBOX_audit").await;
+    let js = jetstream::new(attacker.clone());
+    let stream = js.get_stream("roster_events").await.unwrap();
+    let push = jetstream::consumer::push::Config {
+        deliver_subject: "roster.ctx.research.news".into(),
+        ..Default::default()
+    };
+    let attempt = tokio::spawn(async move { stream.create_consumer(push).await.map(drop) });
+    denied(
+        &mut errors,
+        "publish to \"$JS.API.CONSUMER.CREATE.roster_events\"",
+    )
+    .await;
+    assert!(attempt.await.unwrap().is_err());
+    attacker
+        .publish("$JS.ACK.roster_events.other.1.1.1.0.0", "".into())
+        .await
+        .unwrap();
+    denied(
+        &mut errors,
+        "publish to \"$JS.ACK.roster_events.other.1.1.1.0.0\"",
+    )
+    .await;
+    let mut stream = admin.get_stream("roster_events").await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.state.consumer_count, 1, "no consumer but the durable");
+    assert_eq!(outbox.stop().await.last_error, None);
 }
 
 /// Wrong credentials, no credentials and a server certificate from another CA are refused at

@@ -47,8 +47,10 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         if cause.downcast_ref::<ConfigError>().is_some() {
             return 2;
         }
-        // A NATS secret file that is unreadable or open to others: the operator's input.
-        if let Some(roster_bus::BusError::Secret(_)) = cause.downcast_ref::<roster_bus::BusError>()
+        // A NATS secret file that is unreadable or open to others, or credentials or TLS files
+        // the server refuses: the operator's input, which retrying will not fix.
+        if let Some(roster_bus::BusError::Secret(_) | roster_bus::BusError::Refused { .. }) =
+            cause.downcast_ref::<roster_bus::BusError>()
         {
             return 2;
         }
@@ -57,4 +59,29 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         }
     }
     1
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Credentials or TLS files the server refuses are the operator's to fix, like a secret
+    /// file open to others: exit code 2, not 1.
+    #[test]
+    fn a_refused_connection_is_the_operators_input() {
+        let refused = roster_bus::BusError::Refused {
+            url: "tls://h:4222".into(),
+            why: "the server refused roster's credentials".into(),
+        };
+        assert_eq!(
+            exit_code(&anyhow::Error::from(refused).context("subscribe")),
+            2
+        );
+        let unreachable = roster_bus::BusError::Unreachable {
+            url: "tls://h:4222".into(),
+            why: "no answer".into(),
+        };
+        assert_eq!(exit_code(&anyhow::Error::from(unreachable)), 1);
+    }
 }

@@ -311,3 +311,51 @@ fn a_forged_message_in_the_stream_is_refused_on_stderr_and_not_printed() {
         "{stderr}"
     );
 }
+
+/// Real events published by someone else as pretty-printed JSON (several lines each) with a
+/// field the envelope does not have: each is printed as the checked envelope, one line byte
+/// for byte its `roster export` line, never the bytes as sent.
+#[test]
+fn an_event_is_printed_as_its_canonical_line_not_as_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let export = data_dir(&dir, 2);
+    let server = server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let log = SledLog::open(&dir.join("log")).unwrap();
+        let url = BusUrl::parse(&server.url()).unwrap();
+        let client = roster_bus::connect_now(&url, Duration::from_secs(5))
+            .await
+            .unwrap();
+        // Opening a subscription makes the stream.
+        roster_bus::EventSubscription::open(
+            &client,
+            &roster_core::name::Name::parse("roster").unwrap(),
+            roster_bus::SubscribeOptions::default(),
+        )
+        .await
+        .unwrap();
+        for e in log.read(0, 2).unwrap() {
+            let mut json = serde_json::to_value(&e).unwrap();
+            json["note"] = serde_json::json!("{\"seq\":7,\"forged\":true}");
+            let pretty = serde_json::to_string_pretty(&json).unwrap();
+            assert!(pretty.lines().count() > 5);
+            client
+                .request_with_headers(
+                    format!("roster.events.team-{}.TeamCreated", e.seq),
+                    roster_bus::wire::headers(&e),
+                    pretty.into(),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    let out = run(&dir, &["subscribe", "--bus", &server.url(), "--count", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(&String::from_utf8(out.stdout).unwrap()), export);
+}

@@ -9,7 +9,9 @@
 //! `Roster-Seq` names, with that event's id in `Nats-Msg-Id`. Anything else at the stream's end
 //! — a forged publish by someone the server lets publish on `NS.events.>` — is stepped over
 //! with a warning, so no message anyone publishes can stop the outbox: it makes the outbox's
-//! next conditional publish fail, and the next session starts after it.
+//! next conditional publish fail, and the next session starts after it. A replay of one of this
+//! log's own events (after the duplicate window, JetStream stores it again) is no more than
+//! that: the walk looks past it for the event the outbox knows it published last.
 
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::Stream;
@@ -76,13 +78,23 @@ fn kind(log: &dyn CheckpointedLog, m: &StreamMessage) -> Result<Kind, BusError> 
 
 /// Decides where a session starts, given `next` (everything before it is known to be in the
 /// stream: the checkpoint, or this run's acknowledged prefix). `scan` bounds how many
-/// messages at the stream's start are stepped over looking for its first event; the walk back
-/// from the end steps over every message that is not this log's event (as many as someone
-/// published: each costs one read).
+/// messages at the stream's start are stepped over looking for its first event, and how many
+/// are read past a replay looking for position `next - 1`; the walk back from the end steps
+/// over every message that is not this log's event (as many as someone published: each costs
+/// one read).
 ///
-/// The stream holds this log's events in log order (every publish was conditional on its
-/// predecessor being the stream's last message), so its last event of this log, position `m`,
-/// says it all:
+/// The outbox stores this log's events in log order (every publish was conditional on its
+/// predecessor being the stream's last message), but anyone who may publish can replay one of
+/// them later. So the walk back from the end looks for the last event of this log, position
+/// `m`, that the outbox can have published last:
+///
+/// - `next - 1 <= m < next + scan`: found (`m >= next`: published before a crash, never
+///   checkpointed — the checkpoint lags by a few windows at most, so a position further ahead
+///   is not believed, and is stepped over like a forgery).
+/// - `m + 1 < next`: a replay, or the stream lost events: the walk goes on back for at most
+///   `scan` more messages looking for `next - 1`, and settles for the highest position it saw.
+///
+/// Then, with `m` the position found:
 ///
 /// - None: publish from 0 (warning if `next` said otherwise).
 /// - `m + 1 == next`: publish from `next`.
@@ -121,21 +133,45 @@ pub(crate) async fn reconcile(
         return Ok(Plan { start: 0, after });
     }
     check_first(stream, &name, log, state.first_sequence, after, scan).await?;
-    // The last event of this log, stepping over what is not one (forgeries, deletions).
-    let mut last = None;
+    // The last event of this log, stepping over what is not one (forgeries, deletions) and
+    // past replays of older ones.
+    let ahead = next.saturating_add(scan as u64);
+    let mut last: Option<(u64, u64)> = None;
     let mut skipped = 0u64;
+    let mut replays = 0u64;
+    // Messages read since the first event of this log below `next - 1` was found.
+    let mut past_replay: Option<usize> = None;
     let mut s = after;
-    while s >= state.first_sequence && s > 0 {
+    while s >= state.first_sequence && s > 0 && past_replay.is_none_or(|n| n < scan) {
         if let Some(m) = message_at(stream, s).await? {
             match kind(log, &m)? {
-                Kind::Ours(seq) => {
+                Kind::Ours(seq) if seq >= ahead => skipped += 1,
+                Kind::Ours(seq) if seq.saturating_add(1) >= next => {
                     last = Some((s, seq));
                     break;
+                }
+                Kind::Ours(seq) => {
+                    replays += 1;
+                    if last.is_none_or(|(_, m)| seq > m) {
+                        last = Some((s, seq));
+                    }
+                    past_replay.get_or_insert(0);
                 }
                 Kind::Other { .. } | Kind::Junk => skipped += 1,
             }
         }
+        if let Some(n) = past_replay.as_mut() {
+            *n += 1;
+        }
         s -= 1;
+    }
+    if let Some((_, m)) = last.filter(|(_, m)| replays > 0 && m.saturating_add(1) >= next) {
+        tracing::warn!(
+            stream = %name,
+            "found the events stream's last event {m} behind {replays} older events of this \
+             log published again after it (replays, by something other than this outbox: see \
+             docs/nats.md); they are not published again"
+        );
     }
     if skipped > 0 {
         tracing::warn!(

@@ -3,7 +3,9 @@
 //! subscription keeps its position on the server; an event counts as delivered (acknowledged)
 //! only once its line was written. Every message is checked first (`roster_bus::verify`): one
 //! that is not a sealed event of the chain — forged, replayed, out of order — is not printed;
-//! a line on stderr says which message was refused and why, and reading goes on. (On the
+//! a line on stderr says which message was refused and why, and reading goes on; so does a
+//! line for positions the stream lacks. What is printed is the checked envelope encoded again,
+//! one line of canonical JSON, whatever bytes the message carried. (On the
 //! in-process bus `subscribe` is an operation on the
 //! data directory's log, `roster_runtime::admin`, printing the same lines with the same
 //! filters.)
@@ -25,7 +27,8 @@ use crate::output::Out;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The bus `roster subscribe` reads: `--bus` (or `ROSTER_BUS`), else `[serve] bus` of
-/// DATA/roster.toml, else the in-process one.
+/// DATA/roster.toml — the runtime's own credentials, so a reader who is not the runtime's
+/// operator is given a URL of its own (docs/nats.md) — else the in-process one.
 pub(crate) fn bus(args: &SubscribeArgs, data_dir: &Path) -> Result<BusUrl, CliError> {
     if let Some(bus) = &args.bus {
         return Ok(bus.clone());
@@ -81,6 +84,13 @@ fn from_nats(bus: &BusUrl, ns: &Name, args: SubscribeArgs, out: Out) -> anyhow::
         durable: args.durable,
         limit: args.count,
     };
+    // A server on another machine reached without credentials or in clear: said, not refused
+    // (the server's configuration, which decides, cannot be seen from here).
+    if let Some(url) = bus.nats().filter(|n| !n.is_loopback()) {
+        for warning in url.warnings() {
+            let _ = writeln!(std::io::stderr(), "roster subscribe: {warning}");
+        }
+    }
     runtime()?.block_on(async {
         let client = roster_bus::connect_now(bus, CONNECT_TIMEOUT).await?;
         let mut sub = EventSubscription::open(&client, ns, options)
@@ -97,7 +107,12 @@ fn from_nats(bus: &BusUrl, ns: &Name, args: SubscribeArgs, out: Out) -> anyhow::
             let delivery = tokio::select! {
                 () = &mut signal => break,
                 next = sub.receive() => match next? {
-                    Some(Received::Event(d)) => d,
+                    Some(Received::Event(d)) => {
+                        if let Some(n) = &d.notice {
+                            let _ = writeln!(std::io::stderr(), "roster subscribe: {n}");
+                        }
+                        d
+                    }
                     Some(Received::Refused(r)) => {
                         // The reason may quote what the forger sent: control characters are
                         // shown escaped, never sent to the terminal.
@@ -108,6 +123,8 @@ fn from_nats(bus: &BusUrl, ns: &Name, args: SubscribeArgs, out: Out) -> anyhow::
                     None => break,
                 },
             };
+            // The checked envelope encoded again (one line of canonical JSON), never the
+            // message's bytes: those may carry more fields, or more lines.
             let mut line = String::from_utf8_lossy(&delivery.json).into_owned();
             line.push('\n');
             out.write(&line)?;

@@ -332,6 +332,17 @@ pub fn serve(data_dir: &Path, args: ServeOptions) -> Result<(), StartError> {
                 data_dir.display()
             );
         }
+        // What the bus URL leaves open (no credentials, plain TCP to another machine): loud,
+        // since the server's own configuration decides whether it matters.
+        for warning in running
+            .daemon
+            .bus()
+            .nats()
+            .map(roster_bus::NatsUrl::warnings)
+            .unwrap_or_default()
+        {
+            eprintln!("roster serve: {warning}");
+        }
         if let Some(signer) = running.daemon.signer() {
             eprintln!(
                 "roster serve: signing heads of the log with {} (public key {}{})",
