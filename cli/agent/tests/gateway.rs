@@ -318,10 +318,13 @@ fn act_sends_typed_parameters_and_its_outcomes_have_their_exit_codes() {
         json!({"method": "act", "params": {
             "action": "email.send", "resource": "mailbox:alice", "amount": 3,
             "args": {"body": "a=b", "subject": "hi there"}, "timeout_secs": 0,
-            "approval": approval,
+            "approval": approval, "key": null,
         }})
     );
-    let echo = gw.run(&["act", "spend.usd", "vendor:acme"]).ok();
+    let echo = gw
+        .run(&["act", "spend.usd", "vendor:acme", "--key", "pay-7"])
+        .ok();
+    assert_eq!(echo["params"]["key"], "pay-7");
     assert_eq!(echo["params"]["amount"], Value::Null);
     assert_eq!(echo["params"]["timeout_secs"], Value::Null);
     assert_eq!(echo["params"]["args"], json!({}));
@@ -394,7 +397,7 @@ fn hire_delegate_and_retire_send_typed_parameters_and_bad_ones_never_leave() {
     assert_eq!(
         echo,
         json!({"method": "delegate", "params": {"to": agent,
-            "capability": "email.send@mailbox:alice", "from": grant}})
+            "capability": "email.send@mailbox:alice", "from": grant, "key": null}})
     );
     let echo = gw.run(&["retire", agent]).ok();
     assert_eq!(
