@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,11 +21,9 @@ use roster_bus::tool::{request, respond};
 use roster_bus::{
     BusError, BusUrl, EventSubscription, NatsServer, Outbox, Received, SubscribeOptions,
 };
-use roster_core::capability::{Action, Amount, Resource};
+use roster_core::capability::Action;
 use roster_core::envelope::{Envelope, Hash};
-use roster_core::id::{AgentId, EventId, GrantId};
-use roster_core::name::Name;
-use roster_core::tool::{ToolAgent, ToolCall};
+use roster_core::tool::ToolCall;
 use tokio::sync::mpsc;
 
 use common::*;
@@ -263,21 +260,7 @@ async fn denied(rx: &mut mpsc::UnboundedReceiver<String>, what: &str) {
 }
 
 fn call(action: &str) -> ToolCall {
-    let id = "0192f0c0000070008000000000000001";
-    ToolCall {
-        performed: format!("evt_{id}").parse::<EventId>().unwrap(),
-        action: Action::parse(action).unwrap(),
-        resource: Resource::parse("mailbox:alice").unwrap(),
-        amount: Amount::new(1).unwrap(),
-        args: BTreeMap::from([(Name::parse("to").unwrap(), "bob".to_owned())]),
-        agent: ToolAgent {
-            id: format!("agt_{id}").parse::<AgentId>().unwrap(),
-            name: Name::parse("scout").unwrap(),
-            team: Name::parse("research").unwrap(),
-        },
-        chain: vec![format!("grt_{id}").parse::<GrantId>().unwrap()],
-        approval: None,
-    }
+    common::tool_call(action)
 }
 
 /// The documented server: the runtime connects over TLS with a password and a client

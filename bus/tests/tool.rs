@@ -5,33 +5,19 @@
 //! Needs `nats-server` (`scripts/test` provides it); without it these tests fail, loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use roster_bus::tool::{request, respond, ToolError};
 use roster_bus::{BusUrl, NatsServer};
-use roster_core::capability::{Action, Amount, Resource};
-use roster_core::id::{AgentId, EventId, GrantId};
+use roster_core::capability::Action;
 use roster_core::name::Name;
-use roster_core::tool::{ToolAgent, ToolCall};
+use roster_core::tool::ToolCall;
 
 fn call(action: &str) -> ToolCall {
-    let id = "0192f0c0000070008000000000000001";
-    ToolCall {
-        performed: format!("evt_{id}").parse::<EventId>().unwrap(),
-        action: Action::parse(action).unwrap(),
-        resource: Resource::parse("mailbox:alice").unwrap(),
-        amount: Amount::new(2).unwrap(),
-        args: BTreeMap::from([(Name::parse("subject").unwrap(), "hi".to_owned())]),
-        agent: ToolAgent {
-            id: format!("agt_{id}").parse::<AgentId>().unwrap(),
-            name: Name::parse("scout").unwrap(),
-            team: Name::parse("research").unwrap(),
-        },
-        chain: vec![format!("grt_{id}").parse::<GrantId>().unwrap()],
-        approval: None,
-    }
+    common::tool_call(action)
 }
 
 #[tokio::test]

@@ -31,6 +31,15 @@ async fn make_volume(name: &str, labels: [(String, String); 2]) {
         .unwrap();
 }
 
+/// A test's world whose engine looks into its volumes (a daemon run by root), or not.
+async fn ctx_seeing_homes(sees: bool) -> common::Ctx {
+    let mut c = common::ctx().await;
+    if !sees {
+        c.engine = c.engine.clone().blind_to_homes();
+    }
+    c
+}
+
 fn sh(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]
 }
@@ -119,10 +128,7 @@ async fn every_agent_gets_a_host_uid_no_one_else_has_out_of_sight() {
 }
 
 async fn every_agent_gets_a_host_uid_no_one_else_has_as(blind: bool) {
-    let mut c = common::ctx().await;
-    if blind {
-        c.engine = c.engine.clone().blind_to_homes();
-    }
+    let c = ctx_seeing_homes(!blind).await;
     c.base().await;
     let e = &c.engine;
     let mut agents = Vec::new();
@@ -216,10 +222,7 @@ async fn a_home_an_older_roster_made_is_given_to_the_agents_uid_out_of_sight() {
 }
 
 async fn a_home_an_older_roster_made_is_given_to_the_agents_uid_as(blind: bool) {
-    let mut c = common::ctx().await;
-    if blind {
-        c.engine = c.engine.clone().blind_to_homes();
-    }
+    let c = ctx_seeing_homes(!blind).await;
     c.base().await;
     let e = &c.engine;
     let agent = common::agent_id();
@@ -305,10 +308,7 @@ async fn a_preparation_cut_short_is_done_again_out_of_sight() {
 }
 
 async fn a_preparation_cut_short_is_done_again_as(blind: bool) {
-    let mut c = common::ctx().await;
-    if blind {
-        c.engine = c.engine.clone().blind_to_homes();
-    }
+    let c = ctx_seeing_homes(!blind).await;
     c.base().await;
     let e = &c.engine;
     let agent = common::agent_id();

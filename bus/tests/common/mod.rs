@@ -272,3 +272,27 @@ pub async fn take(sub: &mut EventSubscription, n: usize) -> Vec<u64> {
     }
     seqs
 }
+
+/// A tool call of `action` on `mailbox:alice`, as the runtime would send it to a provider.
+pub fn tool_call(action: &str) -> roster_core::tool::ToolCall {
+    use roster_core::capability::{Action, Amount, Resource};
+    use roster_core::id::{EventId, GrantId};
+    let id = "0192f0c0000070008000000000000001";
+    roster_core::tool::ToolCall {
+        performed: format!("evt_{id}").parse::<EventId>().unwrap(),
+        action: Action::parse(action).unwrap(),
+        resource: Resource::parse("mailbox:alice").unwrap(),
+        amount: Amount::new(2).unwrap(),
+        args: std::collections::BTreeMap::from([(
+            Name::parse("subject").unwrap(),
+            "hi".to_owned(),
+        )]),
+        agent: roster_core::tool::ToolAgent {
+            id: format!("agt_{id}").parse::<AgentId>().unwrap(),
+            name: Name::parse("scout").unwrap(),
+            team: Name::parse("research").unwrap(),
+        },
+        chain: vec![format!("grt_{id}").parse::<GrantId>().unwrap()],
+        approval: None,
+    }
+}
