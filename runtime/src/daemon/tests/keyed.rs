@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use roster_core::actor::Actor;
 use roster_core::capability::{Action, Capability, Resource};
@@ -20,7 +20,7 @@ use roster_store::MemLog;
 
 use super::backend::DaemonBackend;
 use super::sim::SimEngine;
-use super::{supervisor, Daemon};
+use super::Daemon;
 use crate::app::App;
 use crate::config::ExecTool;
 use crate::gateway::Backend;
@@ -29,13 +29,6 @@ use crate::gateway::Backend;
 fn daemon(dir: &Path) -> Arc<Daemon> {
     let app = App::over(Arc::new(MemLog::new())).unwrap();
     let engine = Arc::new(SimEngine::new(0, 0, 0));
-    let gateways = dir.join("gateways");
-    std::fs::create_dir_all(&gateways).unwrap();
-    let sup = Arc::new(supervisor::Supervisor::new(
-        engine,
-        gateways,
-        dir.join("roster-agent"),
-    ));
     let script = format!(
         "cat > /dev/null; echo run >> '{}/runs'; sleep 0.2; printf '{{\"ok\":true}}'",
         dir.display()
@@ -47,22 +40,7 @@ fn daemon(dir: &Path) -> Arc<Daemon> {
             timeout_secs: None,
         },
     )]);
-    Arc::new_cyclic(|me| Daemon {
-        app: RwLock::new(app),
-        data_dir: dir.to_owned(),
-        sup,
-        rt: tokio::runtime::Handle::current(),
-        me: me.clone(),
-        failed: std::sync::OnceLock::new(),
-        failing: tokio::sync::Notify::new(),
-        first_calls: Mutex::new(HashMap::new()),
-        context: super::context::Context::new(roster_bus::CtxBus::memory(), None),
-        outbox: Mutex::new(None),
-        bus: roster_bus::BusUrl::Memory,
-        tools: super::tools::Tools::new(exec, None),
-        sim_clock: None,
-        signer: None,
-    })
+    super::sim::assemble(app, dir, engine, super::tools::Tools::new(exec, None), None)
 }
 
 fn runs(dir: &Path) -> usize {

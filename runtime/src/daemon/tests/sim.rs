@@ -670,10 +670,28 @@ fn daemon(
 ) -> Arc<Daemon> {
     let clock = engine.clock();
     let app = App::simulated(Arc::clone(log), clock.clone(), seed).unwrap();
+    assemble(
+        app,
+        dir,
+        engine.clone(),
+        super::tools::Tools::new(HashMap::new(), None),
+        Some(clock),
+    )
+}
+
+/// A daemon over `app` and `engine`, with its gateways under `dir`, the in-process bus and
+/// `tools`: what the simulation and the daemon's other tests start from.
+pub(super) fn assemble(
+    app: App,
+    dir: &std::path::Path,
+    engine: Arc<SimEngine>,
+    tools: super::tools::Tools,
+    sim_clock: Option<SimClock>,
+) -> Arc<Daemon> {
     let gateways = dir.join("gateways");
     std::fs::create_dir_all(&gateways).unwrap();
     let sup = Arc::new(supervisor::Supervisor::new(
-        engine.clone(),
+        engine,
         gateways,
         dir.join("roster-agent"),
     ));
@@ -689,8 +707,8 @@ fn daemon(
         context: super::context::Context::new(roster_bus::CtxBus::memory(), None),
         outbox: Mutex::new(None),
         bus: roster_bus::BusUrl::Memory,
-        tools: super::tools::Tools::new(HashMap::new(), None),
-        sim_clock: Some(clock),
+        tools,
+        sim_clock,
         signer: None,
     })
 }
