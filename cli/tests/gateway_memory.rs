@@ -30,13 +30,10 @@ use std::time::{Duration, Instant};
 use common::{rss_kib, wait_for, Gateway, Served};
 use roster_core::actor::Actor;
 use roster_core::capability::{Action, Amount, Resource};
-use roster_core::command::{decide, Command, Decision};
+use roster_core::command::Command;
 use roster_core::gateway::MAX_LINE;
-use roster_core::id::{AgentId, CountingEntropy};
-use roster_core::ledger::Ledger;
+use roster_core::id::AgentId;
 use roster_core::name::Name;
-use roster_core::time::Timestamp;
-use roster_store::SledLog;
 use serde_json::{json, Value};
 
 /// Events in the team's history: more than a page of 1,000.
@@ -70,33 +67,15 @@ const SETTLE: Duration = Duration::from_secs(3);
 /// Records `n` calls of `agent` waiting for an approval, each with an argument of [`ARG`]
 /// bytes, on the stopped daemon's store, in one append: the history the flooders ask for.
 fn fill_history(dir: &Path, agent: AgentId, n: usize) {
-    let log = Arc::new(SledLog::open(&dir.join("log")).unwrap());
-    let mut ledger = Ledger::open(log).unwrap();
-    let as_agent = Actor::Agent(agent);
-    let now = Timestamp::from_millis(ledger.world().last_at().as_millis() + 1);
-    let mut entropy = CountingEntropy::new(7);
-    let mut events = Vec::new();
-    let mut team = None;
-    for i in 0..n {
-        let act = Command::Act {
-            action: Action::parse("report.file").unwrap(),
-            resource: Resource::parse(&format!("desk:report-{i}")).unwrap(),
-            amount: Amount::new(1).unwrap(),
-            args: [(Name::parse("body").unwrap(), "x".repeat(ARG))].into(),
-            approval: None,
-            key: None,
-        };
-        let d = decide(ledger.world(), act, &as_agent, now, &mut entropy).unwrap();
-        team = Some(d.team);
-        events.extend(d.events);
-    }
-    let team = team.unwrap();
-    let batch = Decision {
-        team,
-        expected_version: ledger.world().team_version(team),
-        events,
-    };
-    ledger.commit(batch, &as_agent, now).unwrap();
+    let acts = (0..n).map(|i| Command::Act {
+        action: Action::parse("report.file").unwrap(),
+        resource: Resource::parse(&format!("desk:report-{i}")).unwrap(),
+        amount: Amount::new(1).unwrap(),
+        args: [(Name::parse("body").unwrap(), "x".repeat(ARG))].into(),
+        approval: None,
+        key: None,
+    });
+    common::commit_at_once(dir, &Actor::Agent(agent), 7, acts);
 }
 
 fn mib(kib: u64) -> f64 {

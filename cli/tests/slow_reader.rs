@@ -13,18 +13,14 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Gateway, Served};
 use roster_core::actor::Actor;
 use roster_core::capability::Capability;
-use roster_core::command::{decide, Command, Decision};
-use roster_core::id::{AgentId, CountingEntropy};
-use roster_core::ledger::Ledger;
+use roster_core::command::Command;
+use roster_core::id::AgentId;
 use roster_core::name::Name;
-use roster_core::time::Timestamp;
-use roster_store::SledLog;
 use serde_json::{json, Value};
 
 /// Grants given to the agent: enough rows that they cannot all wait in the socket's buffers and
@@ -33,32 +29,14 @@ const GRANTS: usize = 3_000;
 
 /// Issues `n` root grants to `agent` on the stopped daemon's store, in one append.
 fn grant_many(dir: &std::path::Path, agent: AgentId, n: usize) {
-    let log = Arc::new(SledLog::open(&dir.join("log")).unwrap());
-    let mut ledger = Ledger::open(log).unwrap();
+    let grants = (0..n).map(|i| Command::Grant {
+        to: agent,
+        capability: Capability::parse(&format!("doc.read@doc:shelf-{i}/**")).unwrap(),
+        from: None,
+        key: None,
+    });
     let op = Actor::Operator(Name::parse("tester").unwrap());
-    let now = Timestamp::from_millis(ledger.world().last_at().as_millis() + 1);
-    let mut entropy = CountingEntropy::new(9);
-    let mut events = Vec::new();
-    let mut team = None;
-    for i in 0..n {
-        let capability = Capability::parse(&format!("doc.read@doc:shelf-{i}/**")).unwrap();
-        let grant = Command::Grant {
-            to: agent,
-            capability,
-            from: None,
-            key: None,
-        };
-        let d = decide(ledger.world(), grant, &op, now, &mut entropy).unwrap();
-        team = Some(d.team);
-        events.extend(d.events);
-    }
-    let team = team.unwrap();
-    let batch = Decision {
-        team,
-        expected_version: ledger.world().team_version(team),
-        events,
-    };
-    ledger.commit(batch, &op, now).unwrap();
+    common::commit_at_once(dir, &op, 9, grants);
 }
 
 /// Runs `f` on a thread of its own and waits at most a minute for it: a stalled call fails the

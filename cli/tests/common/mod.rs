@@ -581,3 +581,33 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }
+
+/// Decides `commands` as `actor`, each on the world as the previous ones left it, and appends
+/// all their events in one commit to the store in `dir` (its daemon stopped): a big history
+/// written at once. The entropy is seeded with `seed`.
+pub fn commit_at_once(
+    dir: &Path,
+    actor: &roster_core::actor::Actor,
+    seed: u64,
+    commands: impl IntoIterator<Item = roster_core::command::Command>,
+) {
+    use roster_core::command::{decide, Decision};
+    let log = std::sync::Arc::new(roster_store::SledLog::open(&dir.join("log")).unwrap());
+    let mut ledger = roster_core::ledger::Ledger::open(log).unwrap();
+    let now = roster_core::time::Timestamp::from_millis(ledger.world().last_at().as_millis() + 1);
+    let mut entropy = roster_core::id::CountingEntropy::new(seed);
+    let mut events = Vec::new();
+    let mut team = None;
+    for command in commands {
+        let d = decide(ledger.world(), command, actor, now, &mut entropy).unwrap();
+        team = Some(d.team);
+        events.extend(d.events);
+    }
+    let team = team.expect("at least one command");
+    let batch = Decision {
+        team,
+        expected_version: ledger.world().team_version(team),
+        events,
+    };
+    ledger.commit(batch, actor, now).unwrap();
+}
