@@ -48,6 +48,8 @@ pub struct Engine {
     /// Whether homes may be looked at on the host ([`Engine::home`]); tests turn it off to
     /// take the path of a daemon that cannot.
     pub(crate) sees_homes: bool,
+    /// Where homes get disks of their own, if they do ([`Engine::with_disks`]).
+    pub(crate) disks: Option<crate::disk::Disks>,
 }
 
 impl Engine {
@@ -71,6 +73,7 @@ impl Engine {
             ns,
             info: Arc::new(OnceCell::new()),
             sees_homes: true,
+            disks: None,
         })
     }
 
@@ -94,6 +97,19 @@ impl Engine {
     pub fn blind_to_homes(mut self) -> Self {
         self.sees_homes = false;
         self
+    }
+
+    /// Gives each new home a disk of its own in `disks` (see [`crate::disk`]): its size in
+    /// bytes and files bounded. Only for a daemon run by root beside its engine
+    /// ([`Disks::usable`](crate::disk::Disks::usable) says why not).
+    pub fn with_disks(mut self, disks: crate::disk::Disks) -> Self {
+        self.disks = Some(disks);
+        self
+    }
+
+    /// Where homes get disks of their own, if they do.
+    pub fn disks(&self) -> Option<&crate::disk::Disks> {
+        self.disks.as_ref()
     }
 
     /// The uid volume name of `agent` in this namespace.

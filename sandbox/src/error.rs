@@ -128,6 +128,14 @@ pub enum SandboxError {
         /// What happened.
         why: String,
     },
+    /// An agent's home disk could not be made or attached.
+    #[error("home disk {volume}: {why}")]
+    HomeDisk {
+        /// The home volume.
+        volume: String,
+        /// What happened.
+        why: String,
+    },
     /// Something took longer than roster waits for it.
     #[error("{doing} took longer than {secs} s")]
     Timeout {

@@ -43,6 +43,7 @@ use futures_util::StreamExt;
 use roster_core::id::{AgentId, TeamId};
 use roster_core::name::ImageRef;
 
+use crate::disk::Disks;
 use crate::engine::Engine;
 use crate::error::{is_not_found, status, SandboxError};
 use crate::plan::{agent_labels, HOME};
@@ -131,11 +132,41 @@ impl Engine {
     /// both: at once when they exist and were prepared, else after creating what is missing,
     /// choosing the uid, and preparing the home. `extra` labels are added to what this creates
     /// (a throwaway run labels its volumes to sweep them).
+    ///
+    /// Where the engine has [disks](Engine::with_disks), a new home is a disk of `disk_mib`
+    /// MiB (an existing one keeps its size); a home made before stays a plain volume, without
+    /// a quota, and each call says so.
     pub async fn home(
         &self,
         team: &TeamId,
         agent: AgentId,
         extra: &HashMap<String, String>,
+        disk_mib: u32,
+    ) -> Result<Home, SandboxError> {
+        let Some(disks) = self.disks.clone() else {
+            return self.home_here(team, agent, extra, disk_mib).await;
+        };
+        let mut labels = agent_labels(self.ns(), team, agent);
+        labels.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let volume = self.volume_name(agent);
+        self.finish_move(&disks, &volume).await?;
+        let home = self.home_here(team, agent, extra, disk_mib).await?;
+        match self.inspect_home(&volume).await? {
+            Some((_, options)) if !Disks::is_disk(&options) => {
+                self.move_to_disk(&disks, &home, disk_mib, &labels).await?;
+            }
+            _ => {}
+        }
+        Ok(home)
+    }
+
+    /// [`Engine::home`] but for a home's move into a disk of its own.
+    async fn home_here(
+        &self,
+        team: &TeamId,
+        agent: AgentId,
+        extra: &HashMap<String, String>,
+        disk_mib: u32,
     ) -> Result<Home, SandboxError> {
         let volume = self.volume_name(agent);
         let prep = format!("{volume}-prep");
@@ -148,8 +179,61 @@ impl Engine {
             }
         }
         let mut leftover = self.prep_left(&prep).await?;
-        let mountpoint = self.volume_mountpoint(&volume).await?;
-        let look = |mp: &str| self.sees_homes.then(|| HostDir::look(mp)).flatten();
+        let found = self.inspect_home(&volume).await?;
+        let mountpoint = found.as_ref().map(|(mp, _)| mp.clone());
+        let on_disk = found.as_ref().is_some_and(|(_, o)| Disks::is_disk(o));
+        let mut labels = agent_labels(self.ns(), team, agent);
+        labels.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        match (&self.disks, &found) {
+            (Some(disks), None) => {
+                // A new home: a disk of its own, made for its uid, so nothing walks it. The
+                // volume comes last: without it, no container used what came before.
+                if leftover.take().is_some() {
+                    self.remove_named(&prep).await?;
+                }
+                let (d, v) = (disks.clone(), volume.clone());
+                blocking(&volume, move || d.room_for(&v, disk_mib)).await?;
+                let uid = match recorded {
+                    Some(uid) => uid,
+                    None => {
+                        self.choose_uid(agent, &volume, &prep, &labels, Holder::UidVolume, None)
+                            .await?
+                    }
+                };
+                let (d, v) = (disks.clone(), volume.clone());
+                blocking(&volume, move || {
+                    d.make(&v, disk_mib, uid)?;
+                    d.attach(&v)
+                })
+                .await?;
+                self.create_home_volume(&volume, disks.volume_options(&volume), &labels)
+                    .await?;
+                return Ok(Home { volume, uid });
+            }
+            (Some(disks), Some(_)) if on_disk => {
+                let (d, v) = (disks.clone(), volume.clone());
+                blocking(&volume, move || d.attach(&v)).await?;
+                if let (Some(uid), None) = (recorded, &leftover) {
+                    return Ok(Home { volume, uid });
+                }
+            }
+            (None, Some(_)) if on_disk => {
+                return Err(SandboxError::HomeDisk {
+                    volume,
+                    why: "it is a disk of its own, and this daemon attaches no disks (one run \
+                          by root beside its engine does)"
+                        .into(),
+                });
+            }
+            // A home made before disks: given here, then moved ([`Engine::move_to_disk`]).
+            (Some(_), Some(_)) | (None, _) => {}
+        }
+        // A disk's directory on the host is where the engine mounts it, not the home.
+        let look = |mp: &str| {
+            (self.sees_homes && !on_disk)
+                .then(|| HostDir::look(mp))
+                .flatten()
+        };
         let seen = mountpoint.as_deref().and_then(look);
         match (recorded, &seen, &leftover) {
             // In sight (a daemon run by root beside its engine), the home's owner is the proof
@@ -160,8 +244,6 @@ impl Engine {
             (Some(uid), None, None) if mountpoint.is_some() => return Ok(Home { volume, uid }),
             _ => {}
         }
-        let mut labels = agent_labels(self.ns(), team, agent);
-        labels.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Some(left) = leftover.take() {
             // A preparation of an earlier call, cut short or timed out: one still running is
             // waited for (a big home takes long to walk; starting over would never end), and
@@ -190,17 +272,10 @@ impl Engine {
         let seen = match &mountpoint {
             Some(_) => seen,
             None => {
-                let options = CreateVolumeOptions {
-                    name: volume.clone(),
-                    driver: "local".to_string(),
-                    driver_opts: HashMap::new(),
-                    labels: labels.clone(),
-                };
-                let made =
-                    self.docker.create_volume(options).await.map_err(|e| {
-                        SandboxError::engine(format!("creating volume {volume}"), e)
-                    })?;
-                look(&made.mountpoint)
+                let made = self
+                    .create_home_volume(&volume, HashMap::new(), &labels)
+                    .await?;
+                look(&made)
             }
         };
         if let Some(dir) = seen.as_ref().filter(|d| d.empty) {
@@ -315,10 +390,214 @@ impl Engine {
         Ok(())
     }
 
-    /// Where the engine keeps a volume's files, if the volume exists.
-    async fn volume_mountpoint(&self, volume: &str) -> Result<Option<String>, SandboxError> {
+    /// Moves `home`, a plain volume made before homes had disks, into a disk of `disk_mib` MiB
+    /// of its own: the disk is made for its uid, a container copies the files (`cp -a`, as
+    /// root with only the capabilities to read everything and keep owners, modes and times,
+    /// no network), and only once the copy ended well does the disk take the home's name
+    /// ([`Engine::finish_move`]). A home whose files do not fit stays as it was, without a
+    /// quota — its agent keeps working — and each start says so; it is not copied again for
+    /// the same size.
+    async fn move_to_disk(
+        &self,
+        disks: &Disks,
+        home: &Home,
+        disk_mib: u32,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), SandboxError> {
+        let volume = &home.volume;
+        let unfit = disks.unfit(volume);
+        let no_quota = |why: &str| {
+            tracing::warn!(
+                "home {volume} was made before homes had disks of their own, and stays without \
+                 a quota: {why}"
+            );
+        };
+        if std::fs::read_to_string(&unfit).is_ok_and(|m| m.trim() == disk_mib.to_string()) {
+            no_quota(&format!("its files did not fit in {disk_mib} MiB"));
+            return Ok(());
+        }
+        let (d, v, uid) = (disks.clone(), volume.clone(), home.uid);
+        if let Err(e) = blocking(volume, move || {
+            d.make(&v, disk_mib, uid)?;
+            d.attach(&v)
+        })
+        .await
+        {
+            no_quota(&e.to_string());
+            return Ok(());
+        }
+        let (temp, mover) = (format!("{volume}-disk"), format!("{volume}-move"));
+        self.remove_named(&mover).await?;
+        self.remove_volume(&temp).await?;
+        self.create_home_volume(&temp, disks.volume_options(volume), labels)
+            .await?;
+        self.create_mover(volume, &temp, &mover, labels).await?;
+        self.start_prep(volume, &mover).await?;
+        match self.wait_prep(volume, &mover).await {
+            Ok(()) => {
+                mark(&disks.moved(volume))?;
+                self.finish_move(disks, volume).await
+            }
+            Err(e @ SandboxError::Timeout { .. }) => Err(e),
+            Err(e) => {
+                self.remove_named(&mover).await?;
+                self.remove_volume(&temp).await?;
+                let (d, v) = (disks.clone(), volume.clone());
+                blocking(volume, move || d.remove(&v)).await?;
+                let _ = std::fs::write(&unfit, disk_mib.to_string());
+                no_quota(&format!(
+                    "copying its files into {disk_mib} MiB failed ({e})"
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends a move of `volume` into its disk that an earlier call began: one whose copy ended
+    /// well (its mark in the disks' directory) takes the home's name — the plain volume
+    /// removed, the disk's made — and anything else left is removed, to begin again. A copy
+    /// still running is waited for.
+    async fn finish_move(&self, disks: &Disks, volume: &str) -> Result<(), SandboxError> {
+        let (temp, mover) = (format!("{volume}-disk"), format!("{volume}-move"));
+        let moved = disks.moved(volume);
+        let copied = match self.prep_left(&mover).await? {
+            Some(l) if l.running => match self.wait_prep(volume, &mover).await {
+                Ok(()) => true,
+                Err(e @ SandboxError::Timeout { .. }) => return Err(e),
+                Err(_) => false,
+            },
+            Some(l) => l.succeeded,
+            None => false,
+        };
+        if copied && !moved.exists() {
+            mark(&moved)?;
+        }
+        if !moved.exists() {
+            // A copy cut short or failed: begun again from nothing.
+            self.remove_named(&mover).await?;
+            self.remove_volume(&temp).await?;
+            return Ok(());
+        }
+        self.remove_named(&mover).await?;
+        let labels = self
+            .docker
+            .inspect_volume(&temp)
+            .await
+            .ok()
+            .map(|v| v.labels);
+        match self.inspect_home(volume).await? {
+            Some((_, o)) if Disks::is_disk(&o) => {}
+            Some(_) => {
+                self.remove_volume(volume).await?;
+                self.create_home_volume(
+                    volume,
+                    disks.volume_options(volume),
+                    &labels.unwrap_or_default(),
+                )
+                .await?;
+            }
+            None => {
+                self.create_home_volume(
+                    volume,
+                    disks.volume_options(volume),
+                    &labels.unwrap_or_default(),
+                )
+                .await?;
+            }
+        }
+        self.remove_volume(&temp).await?;
+        std::fs::remove_file(&moved)
+            .map_err(|e| SandboxError::io(format!("removing {}", moved.display()), e))
+    }
+
+    /// Creates the container `mover` that copies the plain home `volume` into its disk,
+    /// mounted through `temp`.
+    async fn create_mover(
+        &self,
+        volume: &str,
+        temp: &str,
+        mover: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), SandboxError> {
+        let mut labels = labels.clone();
+        // Not an agent's container: a reconcile must not take it for one.
+        labels.remove(crate::plan::labels::AGENT);
+        labels.insert(PREP_LABEL.to_string(), volume.to_string());
+        let mount = |source: &str, target: &str, read_only: bool| Mount {
+            target: Some(target.into()),
+            source: Some(source.to_string()),
+            typ: Some(MountTypeEnum::VOLUME),
+            read_only: Some(read_only),
+            volume_options: Some(MountVolumeOptions {
+                no_copy: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut config = self.chore(
+            vec![
+                "cp".into(),
+                "-a".into(),
+                "/from/.".into(),
+                format!("{HOME}/"),
+            ],
+            labels,
+        );
+        if let Some(h) = config.host_config.as_mut() {
+            // To read everything, and to keep owners, modes and times.
+            h.cap_add = Some(vec![
+                "CHOWN".into(),
+                "DAC_OVERRIDE".into(),
+                "DAC_READ_SEARCH".into(),
+                "FOWNER".into(),
+            ]);
+            h.mounts = Some(vec![mount(volume, "/from", true), mount(temp, HOME, false)]);
+        }
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: mover.to_string(),
+                    platform: None,
+                }),
+                config,
+            )
+            .await
+            .map_err(|e| SandboxError::HomePrep {
+                volume: volume.to_string(),
+                why: format!("creating {mover}: {e}"),
+            })?;
+        Ok(())
+    }
+
+    /// Creates the home volume `volume` with the driver's `options`; where the engine keeps
+    /// its files.
+    async fn create_home_volume(
+        &self,
+        volume: &str,
+        options: HashMap<String, String>,
+        labels: &HashMap<String, String>,
+    ) -> Result<String, SandboxError> {
+        let options = CreateVolumeOptions {
+            name: volume.to_string(),
+            driver: "local".to_string(),
+            driver_opts: options,
+            labels: labels.clone(),
+        };
+        let made = self
+            .docker
+            .create_volume(options)
+            .await
+            .map_err(|e| SandboxError::engine(format!("creating volume {volume}"), e))?;
+        Ok(made.mountpoint)
+    }
+
+    /// Where the engine keeps a volume's files and the driver's options, if the volume exists.
+    async fn inspect_home(
+        &self,
+        volume: &str,
+    ) -> Result<Option<(String, HashMap<String, String>)>, SandboxError> {
         match self.docker.inspect_volume(volume).await {
-            Ok(v) => Ok(Some(v.mountpoint)),
+            Ok(v) => Ok(Some((v.mountpoint, v.options))),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(SandboxError::engine(
                 format!("inspecting volume {volume}"),
@@ -473,22 +752,58 @@ impl Engine {
         labels.remove(crate::plan::labels::AGENT);
         labels.insert(PREP_LABEL.to_string(), volume.to_string());
         labels.insert(UID_LABEL.to_string(), uid.to_string());
-        let config = Config {
-            image: Some(base.to_string()),
-            user: Some("0:0".into()),
-            cmd: Some(vec![
+        let mut config = self.chore(
+            vec![
                 "chown".into(),
                 "-R".into(),
                 "-h".into(),
                 uid.user(),
                 HOME.into(),
-            ]),
+            ],
+            labels,
+        );
+        if let Some(h) = config.host_config.as_mut() {
+            // To change owners, and to walk a home whose directories the agent closed.
+            h.cap_add = Some(vec!["CHOWN".into(), "DAC_READ_SEARCH".into()]);
+            h.mounts = Some(vec![Mount {
+                target: Some(HOME.into()),
+                source: Some(volume.to_string()),
+                typ: Some(MountTypeEnum::VOLUME),
+                read_only: Some(false),
+                volume_options: Some(MountVolumeOptions {
+                    no_copy: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]);
+        }
+        let options = CreateContainerOptions {
+            name: prep.to_string(),
+            platform: None,
+        };
+        self.docker
+            .create_container(Some(options), config)
+            .await
+            .map_err(|e| SandboxError::HomePrep {
+                volume: volume.to_string(),
+                why: format!("creating {prep}: {e}"),
+            })?;
+        Ok(())
+    }
+
+    /// A short-lived container of the base image — the runtime's, not the agent's — running
+    /// `cmd` (busybox, on fixed arguments) as root with no capability yet, no network, a
+    /// read-only root, small limits and a small log; its caller adds the capabilities and
+    /// mounts it needs.
+    fn chore(&self, cmd: Vec<String>, labels: HashMap<String, String>) -> Config<String> {
+        Config {
+            image: Some(ImageRef::base().to_string()),
+            user: Some("0:0".into()),
+            cmd: Some(cmd),
             labels: Some(labels),
             network_disabled: Some(true),
             host_config: Some(HostConfig {
                 cap_drop: Some(vec!["ALL".into()]),
-                // To change owners, and to walk a home whose directories the agent closed.
-                cap_add: Some(vec!["CHOWN".into(), "DAC_READ_SEARCH".into()]),
                 security_opt: Some(vec!["no-new-privileges:true".into()]),
                 readonly_rootfs: Some(true),
                 network_mode: Some("none".into()),
@@ -505,33 +820,10 @@ impl Engine {
                         ("max-file".to_string(), "1".to_string()),
                     ])),
                 }),
-                mounts: Some(vec![Mount {
-                    target: Some(HOME.into()),
-                    source: Some(volume.to_string()),
-                    typ: Some(MountTypeEnum::VOLUME),
-                    read_only: Some(false),
-                    volume_options: Some(MountVolumeOptions {
-                        no_copy: Some(true),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }]),
                 ..Default::default()
             }),
             ..Default::default()
-        };
-        let options = CreateContainerOptions {
-            name: prep.to_string(),
-            platform: None,
-        };
-        self.docker
-            .create_container(Some(options), config)
-            .await
-            .map_err(|e| SandboxError::HomePrep {
-                volume: volume.to_string(),
-                why: format!("creating {prep}: {e}"),
-            })?;
-        Ok(())
+        }
     }
 
     /// Starts the preparation container `prep` of `volume`.
@@ -561,9 +853,9 @@ impl Engine {
             );
             match wait.next().await {
                 Some(Ok(r)) if r.status_code == 0 => Ok(()),
-                Some(Ok(r)) => Err(failed(format!("chown exited with {}", r.status_code))),
+                Some(Ok(r)) => Err(failed(format!("{prep} exited with {}", r.status_code))),
                 Some(Err(bollard::errors::Error::DockerContainerWaitError { code, error })) => {
-                    Err(failed(format!("chown exited with {code} {error}")))
+                    Err(failed(format!("{prep} exited with {code} {error}")))
                 }
                 Some(Err(e)) => Err(failed(format!("waiting for {prep}: {e}"))),
                 None => Err(failed(format!("the engine did not report {prep}'s exit"))),
@@ -602,6 +894,10 @@ impl Engine {
         let volume = self.volume_name(agent);
         self.remove_named(&format!("{volume}-prep")).await?;
         self.remove_volume(&volume).await?;
+        if let Some(disks) = self.disks.clone() {
+            let v = volume.clone();
+            blocking(&volume, move || disks.remove(&v)).await?;
+        }
         self.remove_volume(&self.uid_volume_name(agent)).await
     }
 
@@ -634,4 +930,24 @@ impl Engine {
             Err(e) => Err(SandboxError::engine(format!("removing volume {volume}"), e)),
         }
     }
+}
+
+/// Writes the empty mark `path`, durably.
+fn mark(path: &std::path::Path) -> Result<(), SandboxError> {
+    std::fs::write(path, b"")
+        .and_then(|()| std::fs::File::open(path)?.sync_all())
+        .map_err(|e| SandboxError::io(format!("writing {}", path.display()), e))
+}
+
+/// Runs `f`, which waits on tools and the disk, off the async workers.
+async fn blocking<T: Send + 'static>(
+    volume: &str,
+    f: impl FnOnce() -> Result<T, SandboxError> + Send + 'static,
+) -> Result<T, SandboxError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SandboxError::HomeDisk {
+            volume: volume.to_string(),
+            why: format!("its work was lost: {e}"),
+        })?
 }

@@ -19,6 +19,8 @@
 //! - [`image`]: the base image from an in-memory tar context (`FROM scratch`, static busybox,
 //!   `roster-agent`), rebuilt only when its inputs change; the static-ELF check.
 //! - `home.rs`: home volumes — create, give to the agent's own host uid, remove.
+//! - [`disk`]: `Disks` — each home an ext4 filesystem of its own size on a loop device, so
+//!   that its bytes and files are bounded.
 //! - [`uid`]: `AgentUid` — each agent's host uid, from a range no host account uses, registered
 //!   on the engine across namespaces.
 //! - `lifecycle.rs`: create (after every check), start, stop, remove, inspect, list.
@@ -34,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 mod baseline;
+pub mod disk;
 pub mod engine;
 mod error;
 pub mod events;

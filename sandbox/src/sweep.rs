@@ -171,5 +171,8 @@ async fn sweep(
             Err(e) => return Err(SandboxError::io(format!("removing {}", dir.display()), e)),
         }
     }
+    // Home disks whose files went with a directory (this one's, or a test's before) hold their
+    // space until detached.
+    let _ = tokio::task::spawn_blocking(crate::disk::detach_deleted).await;
     Ok(swept)
 }

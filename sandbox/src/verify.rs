@@ -54,6 +54,9 @@ pub const SUITE_RESOURCES: Resources = Resources {
     timeout_secs: None,
 };
 
+/// The home disk of the suite's throwaway agents, in MiB: small, so filling it is quick.
+pub const SUITE_DISK_MIB: u32 = 64;
+
 /// Random bytes from the OS, or from the clock and the process id where `/dev/urandom` cannot be
 /// read (uniqueness is all the suite needs).
 fn random<const N: usize>() -> [u8; N] {
@@ -155,7 +158,7 @@ async fn throwaway(
         agent_binary: agent_binary.to_owned(),
     };
     let label = HashMap::from([(VERIFY_LABEL.to_string(), run.to_string())]);
-    let home = engine.home(team, agent, &label).await?;
+    let home = engine.home(team, agent, &label, SUITE_DISK_MIB).await?;
     let mut p = plan(engine.ns(), team, agent, &spec, &paths, home.uid)?;
     p.config
         .labels
@@ -197,6 +200,18 @@ pub async fn run_suite(
     std::fs::write(&host_marker, &host_token)
         .map_err(|e| SandboxError::io(format!("writing {}", host_marker.display()), e))?;
 
+    // Homes get disks where the host allows, kept with the run (an engine with disks of its
+    // own keeps them there).
+    let with_disks;
+    let engine = match (engine.disks(), crate::disk::Disks::usable()) {
+        (None, Ok(())) => {
+            with_disks = engine
+                .clone()
+                .with_disks(crate::disk::Disks::new(run_dir.join("homes")));
+            &with_disks
+        }
+        _ => engine,
+    };
     let team = TeamId::mint(now(), &mut OsRandom);
     let (probe, probe_plan, probe_uid) =
         throwaway(engine, &team, runtime, &run, gw_probe, agent_binary).await?;

@@ -7,14 +7,14 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use bollard::container::{Config, CreateContainerOptions, WaitContainerOptions};
-use bollard::models::{HostConfig, Mount, MountTypeEnum};
+use bollard::container::{Config, CreateContainerOptions};
 use bollard::volume::CreateVolumeOptions;
-use futures_util::StreamExt;
 use roster_core::event::AgentSpec;
 use roster_core::name::ImageRef;
 use roster_sandbox::plan::labels;
 use roster_sandbox::uid::{self, HostIds, UID_LABEL};
+
+use common::sh;
 
 /// Creates volume `name` with `labels`, bypassing roster (what another runtime, an older
 /// version or a crash left).
@@ -38,81 +38,6 @@ async fn ctx_seeing_homes(sees: bool) -> common::Ctx {
         c.engine = c.engine.clone().blind_to_homes();
     }
     c
-}
-
-fn sh(script: &str) -> Vec<String> {
-    vec!["sh".into(), "-c".into(), script.into()]
-}
-
-/// Runs `script` as `user` in a throwaway container of the base image with `volume` at
-/// `/home/agent`, bypassing every check of roster (what an older roster, or a crash, left);
-/// its standard output.
-async fn as_user(ns: &str, user: &str, volume: &str, script: &str) -> String {
-    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
-    let name = format!("roster-{ns}-raw-{}", common::hex(4));
-    let config = Config {
-        image: Some(ImageRef::base().to_string()),
-        user: Some(user.to_string()),
-        cmd: Some(sh(script)),
-        labels: Some(HashMap::from([(labels::NS.to_string(), ns.to_string())])),
-        host_config: Some(HostConfig {
-            mounts: Some(vec![Mount {
-                target: Some("/home/agent".into()),
-                source: Some(volume.to_string()),
-                typ: Some(MountTypeEnum::VOLUME),
-                // The engine would give an empty volume the image's owner of /home/agent.
-                volume_options: Some(bollard::models::MountVolumeOptions {
-                    no_copy: Some(true),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let options = CreateContainerOptions {
-        name: name.clone(),
-        platform: None,
-    };
-    docker
-        .create_container(Some(options), config)
-        .await
-        .unwrap();
-    docker.start_container::<String>(&name, None).await.unwrap();
-    let waited = docker
-        .wait_container(
-            &name,
-            Some(WaitContainerOptions {
-                condition: "not-running",
-            }),
-        )
-        .next()
-        .await;
-    let logs: Vec<_> = docker
-        .logs::<String>(
-            &name,
-            Some(bollard::container::LogsOptions {
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            }),
-        )
-        .collect()
-        .await;
-    let out: String = logs.into_iter().map(|l| l.unwrap().to_string()).collect();
-    assert!(matches!(waited, Some(Ok(_))), "{script}: {waited:?} {out}");
-    docker
-        .remove_container(
-            &name,
-            Some(bollard::container::RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +76,10 @@ async fn every_agent_gets_a_host_uid_no_one_else_has_as(blind: bool) {
         assert_eq!(plan.config.user.as_deref(), Some(uid.user().as_str()));
         // Asking again gives the same, and prepares nothing.
         assert_eq!(
-            e.home(&c.team, *agent, &HashMap::new()).await.unwrap().uid,
+            e.home(&c.team, *agent, &HashMap::new(), common::DISK_MIB)
+                .await
+                .unwrap()
+                .uid,
             uid
         );
         e.create(plan).await.unwrap();
@@ -202,7 +130,7 @@ async fn a_uid_another_label_holds_is_never_given() {
     .await;
     let home = c
         .engine
-        .home(&c.team, agent, &HashMap::new())
+        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
         .await
         .unwrap();
     assert_ne!(home.uid, wanted, "the label on {holder} holds {wanted}");
@@ -237,8 +165,8 @@ async fn a_home_an_older_roster_made_is_given_to_the_agents_uid_as(blind: bool) 
         ],
     )
     .await;
-    as_user(c.ns.as_str(), "0:0", &volume, "chown 1000:1000 /home/agent").await;
-    as_user(
+    common::as_user(c.ns.as_str(), "0:0", &volume, "chown 1000:1000 /home/agent").await;
+    common::as_user(
         c.ns.as_str(),
         "1000:1000",
         &volume,
@@ -248,9 +176,12 @@ async fn a_home_an_older_roster_made_is_given_to_the_agents_uid_as(blind: bool) 
     .await;
     assert_eq!(e.home_uid(agent).await.unwrap(), None);
 
-    let home = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    let home = e
+        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
+        .await
+        .unwrap();
     let uid = home.uid;
-    let owners = as_user(
+    let owners = common::as_user(
         c.ns.as_str(),
         "0:0",
         &volume,
@@ -312,18 +243,27 @@ async fn a_preparation_cut_short_is_done_again_as(blind: bool) {
     c.base().await;
     let e = &c.engine;
     let agent = common::agent_id();
-    let home = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    let home = e
+        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
+        .await
+        .unwrap();
     if !blind {
         // In sight, the owner is the proof: a home whose uid volume was made but which was not
         // given yet (a runtime killed in between) is given at the next look.
-        as_user(c.ns.as_str(), "0:0", &home.volume, "chown 0:0 /home/agent").await;
-        assert_eq!(e.home(&c.team, agent, &HashMap::new()).await.unwrap(), home);
-        let owner = as_user(c.ns.as_str(), "0:0", &home.volume, "stat -c %u /home/agent").await;
+        common::as_user(c.ns.as_str(), "0:0", &home.volume, "chown 0:0 /home/agent").await;
+        assert_eq!(
+            e.home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
+                .await
+                .unwrap(),
+            home
+        );
+        let owner =
+            common::as_user(c.ns.as_str(), "0:0", &home.volume, "stat -c %u /home/agent").await;
         assert_eq!(owner, format!("{}\n", home.uid));
     }
     // A runtime killed while preparing: its preparation container is left, the home not
     // given yet.
-    as_user(c.ns.as_str(), "0:0", &home.volume, "chown 0:0 /home/agent").await;
+    common::as_user(c.ns.as_str(), "0:0", &home.volume, "chown 0:0 /home/agent").await;
     let docker = bollard::Docker::connect_with_local_defaults().unwrap();
     docker
         .create_container(
@@ -346,9 +286,12 @@ async fn a_preparation_cut_short_is_done_again_as(blind: bool) {
         e.list().await.unwrap().is_empty(),
         "a preparation is no agent's container"
     );
-    let again = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    let again = e
+        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
+        .await
+        .unwrap();
     assert_eq!(again, home, "the same uid");
-    let owner = as_user(c.ns.as_str(), "0:0", &home.volume, "stat -c %u /home/agent").await;
+    let owner = common::as_user(c.ns.as_str(), "0:0", &home.volume, "stat -c %u /home/agent").await;
     assert_eq!(owner, format!("{}\n", home.uid));
     let ns = format!("{}={}", labels::NS, c.ns);
     assert_eq!(
@@ -365,8 +308,11 @@ async fn a_uid_found_twice_is_given_up_by_one_of_them() {
     c.base().await;
     let e = &c.engine;
     let agent = common::agent_id();
-    let home = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
-    as_user(
+    let home = e
+        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
+        .await
+        .unwrap();
+    common::as_user(
         c.ns.as_str(),
         &home.uid.user(),
         &home.volume,
@@ -382,14 +328,17 @@ async fn a_uid_found_twice_is_given_up_by_one_of_them() {
         ],
     )
     .await;
-    let again = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    let again = e
+        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
+        .await
+        .unwrap();
     assert_ne!(
         again.uid, home.uid,
         "{clash} sorts first and keeps {}",
         home.uid
     );
     assert_eq!(e.home_uid(agent).await.unwrap(), Some(again.uid));
-    let seen = as_user(
+    let seen = common::as_user(
         c.ns.as_str(),
         "0:0",
         &home.volume,
@@ -416,7 +365,10 @@ async fn a_uid_the_host_names_later_is_given_up() {
     c.base().await;
     let e = &c.engine;
     let agent = common::agent_id();
-    let home = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    let home = e
+        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
+        .await
+        .unwrap();
     let name = format!("rt{}", common::hex(4));
     let made = std::process::Command::new("useradd")
         .args(["--no-create-home", "--uid", &home.uid.to_string(), &name])
@@ -425,8 +377,11 @@ async fn a_uid_the_host_names_later_is_given_up() {
     assert!(made.success(), "useradd failed");
     let _account = Account(name);
     assert!(uid::named_by_host(home.uid.get()));
-    let again = e.home(&c.team, agent, &HashMap::new()).await.unwrap();
+    let again = e
+        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
+        .await
+        .unwrap();
     assert_ne!(again.uid, home.uid);
-    let owner = as_user(c.ns.as_str(), "0:0", &home.volume, "stat -c %u /home/agent").await;
+    let owner = common::as_user(c.ns.as_str(), "0:0", &home.volume, "stat -c %u /home/agent").await;
     assert_eq!(owner, format!("{}\n", again.uid));
 }

@@ -73,6 +73,8 @@ pub(super) fn with_daemon<T>(
     let engine = rt.block_on(Engine::connect(ns))?;
     rt.block_on(running.shutdown());
     let cleanup = rt.block_on(remove_all(&engine));
+    // Home disks hold their space while attached, even once deleted with the directory.
+    roster_sandbox::disk::detach_under(&data);
     let value = result?;
     cleanup?;
     Ok(value)

@@ -27,12 +27,15 @@ impl Serve {
     /// Starts `roster serve` on `data_dir` and waits for its admin socket.
     pub(super) fn start(data_dir: &Path, bus: &roster_bus::BusUrl) -> anyhow::Result<Self> {
         let ns = Name::parse(&format!("demo-{}", std::process::id()))?;
+        let mut sweep = Sweep::new(format!("{}={ns}", labels::NS));
+        // The agents' home disks, detached once deleted.
+        sweep.dir(data_dir.join("homes"));
         let mut serve = Serve {
             child: None,
             data_dir: data_dir.to_owned(),
             bus: bus.clone(),
             agent_binary: agent_binary()?,
-            _sweep: Sweep::new(format!("{}={ns}", labels::NS)),
+            _sweep: sweep,
             ns,
         };
         serve.restart()?;

@@ -221,6 +221,8 @@ impl Drop for Served {
         for v in String::from_utf8_lossy(&vols.stdout).split_whitespace() {
             docker(&["volume", "rm", "-f", v]);
         }
+        // Home disks hold their space while attached, even once deleted.
+        roster_sandbox::disk::detach_under(&self.dir);
     }
 }
 

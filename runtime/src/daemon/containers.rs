@@ -33,8 +33,9 @@ pub trait Containers: Send + Sync + std::fmt::Debug + 'static {
     fn list(&self) -> Answer<'_, Vec<Found>>;
     /// The agent's container, if it has one.
     fn inspect(&self, agent: AgentId) -> Answer<'_, Option<ContainerState>>;
-    /// Makes sure the agent has a home owned by a host uid of its own; both.
-    fn home<'a>(&'a self, team: &'a TeamId, agent: AgentId) -> Answer<'a, Home>;
+    /// Makes sure the agent has a home owned by a host uid of its own — a new one a disk of
+    /// `disk_mib` MiB where the engine has disks; both.
+    fn home<'a>(&'a self, team: &'a TeamId, agent: AgentId, disk_mib: u32) -> Answer<'a, Home>;
     /// Creates the agent's container from its plan (its home ready); its id.
     fn create<'a>(&'a self, plan: &'a ContainerPlan) -> Answer<'a, String>;
     /// Starts the agent's container.
@@ -79,8 +80,8 @@ impl Containers for Engine {
     fn inspect(&self, agent: AgentId) -> Answer<'_, Option<ContainerState>> {
         Box::pin(Engine::inspect(self, agent))
     }
-    fn home<'a>(&'a self, team: &'a TeamId, agent: AgentId) -> Answer<'a, Home> {
-        Box::pin(async move { Engine::home(self, team, agent, &HashMap::new()).await })
+    fn home<'a>(&'a self, team: &'a TeamId, agent: AgentId, disk_mib: u32) -> Answer<'a, Home> {
+        Box::pin(async move { Engine::home(self, team, agent, &HashMap::new(), disk_mib).await })
     }
     fn create<'a>(&'a self, plan: &'a ContainerPlan) -> Answer<'a, String> {
         Box::pin(Engine::create(self, plan))

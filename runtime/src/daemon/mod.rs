@@ -244,6 +244,11 @@ fn gateways_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("gateways")
 }
 
+/// Where agents' home disks are kept (see `roster_sandbox::disk`).
+fn homes_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("homes")
+}
+
 /// A daemon started in this process (by `roster serve`, or by `roster bench hire`).
 #[derive(Debug)]
 pub struct Running {
@@ -332,6 +337,12 @@ pub fn serve(data_dir: &Path, args: ServeOptions) -> Result<(), StartError> {
                 data_dir.display()
             );
         }
+        if let Err(why) = roster_sandbox::disk::Disks::usable() {
+            eprintln!(
+                "roster serve: WARNING: agents' homes get no disks of their own, so nothing \
+                 bounds what an agent writes there but the host's disk: {why}"
+            );
+        }
         // What the bus URL leaves open (no credentials, plain TCP to another machine): loud,
         // since the server's own configuration decides whether it matters.
         for warning in running
@@ -393,7 +404,11 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
         .clone()
         .or(config.busybox)
         .unwrap_or_else(|| PathBuf::from("/bin/busybox"));
-    let engine = Engine::connect(ns.clone()).await?;
+    let mut engine = Engine::connect(ns.clone()).await?;
+    if roster_sandbox::disk::Disks::usable().is_ok() {
+        // New homes get disks of their own; `serve` says at start when they cannot.
+        engine = engine.with_disks(roster_sandbox::disk::Disks::new(homes_dir(data_dir)));
+    }
     claim_namespace(data_dir, &ns, &engine, &app).await?;
     let given = args.agent_binary.clone().or(config.agent_binary);
     let agent_binary = install_agent_binary(data_dir, given.as_deref())?;

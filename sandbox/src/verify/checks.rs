@@ -71,6 +71,7 @@ pub(super) async fn run_all(s: &Suite<'_>) -> Vec<Check> {
         read_only_root(s).await,
         privileges(s).await,
         own_uid(s).await,
+        home_bounded(s).await,
     ];
     // The other agent's home is looked for before the fork bomb and the memory hog disturb the
     // container, and reported in its place.
@@ -576,6 +577,45 @@ async fn own_uid(s: &Suite<'_>) -> Check {
         f.get("gid").copied().unwrap_or("?"),
         s.other_uid,
         if named { "YES" } else { "no" },
+    );
+    check(name, passed, seen)
+}
+
+async fn home_bounded(s: &Suite<'_>) -> Check {
+    let name = "home bounded in bytes and files";
+    let (mib, files) = (super::SUITE_DISK_MIB, u64::from(super::SUITE_DISK_MIB) * 64);
+    // Four times its size in bytes, then far more files than it has inodes; then the home
+    // must work again once they are gone.
+    let script = format!(
+        "cd /home/agent || exit 1\n\
+         dd if=/dev/zero of=fill bs=1M count={} 2>/dev/null; echo \"bytes=$(wc -c < fill)\"\n\
+         echo \"why=$(dd if=/dev/zero of=more bs=1k count=64 2>&1 | head -1)\"\n\
+         rm -f fill more\n\
+         mkdir many && cd many && seq 1 {} | xargs touch 2>/dev/null; echo \"files=$(ls | wc -l)\"\n\
+         cd .. && rm -rf many\n\
+         touch ok && rm ok && echo after=writable\n",
+        mib * 4,
+        files * 4
+    );
+    let out = match s.sh(&script, 120).await {
+        Ok(o) => o.stdout_text(),
+        Err(e) => return check(name, false, e),
+    };
+    let f = fields(&out);
+    let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
+    let (bytes, made) = (num("bytes"), num("files"));
+    let passed = bytes.is_some_and(|b| b > 0 && b <= u64::from(mib) << 20)
+        && made.is_some_and(|n| n > 0 && n < files)
+        && f.get("after") == Some(&"writable");
+    let seen = format!(
+        "wrote {} of {} MiB asked ({}), made {} of {} files asked, quota {mib} MiB; home {} \
+         after",
+        bytes.map_or("?".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+        mib * 4,
+        f.get("why").copied().unwrap_or("?"),
+        made.map_or("?".into(), |n| n.to_string()),
+        files * 4,
+        f.get("after").copied().unwrap_or("NOT writable"),
     );
     check(name, passed, seen)
 }

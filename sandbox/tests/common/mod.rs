@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 
+use bollard::container::{Config, CreateContainerOptions, WaitContainerOptions};
+use bollard::models::{HostConfig, Mount, MountTypeEnum};
+use futures_util::StreamExt;
 use roster_core::event::AgentSpec;
 use roster_core::id::{AgentId, Entropy, TeamId};
 use roster_core::name::{ImageRef, Name};
@@ -59,6 +62,9 @@ pub fn busybox() -> PathBuf {
     p
 }
 
+/// The home disk of the tests' agents, in MiB (where their engine has disks).
+pub const DISK_MIB: u32 = 64;
+
 /// One test's world: an engine scoped to a namespace of its own, a scratch directory, and the
 /// sweep of everything labelled with that namespace.
 pub struct Ctx {
@@ -91,6 +97,18 @@ pub async fn ctx() -> Ctx {
 }
 
 impl Ctx {
+    /// Gives new homes disks of their own, kept in the scratch directory (removed, and their
+    /// loop devices detached, by the sweep).
+    pub fn with_disks(mut self) -> Self {
+        let homes = self.dir.path().join("homes");
+        self.engine = self
+            .engine
+            .clone()
+            .with_disks(roster_sandbox::disk::Disks::new(&homes));
+        self.sweep.dir(homes);
+        self
+    }
+
     /// Makes sure the shared base image is there (built once per machine and input).
     pub async fn base(&self) {
         self.engine
@@ -114,7 +132,7 @@ impl Ctx {
         let agent = agent_id();
         let home = self
             .engine
-            .home(&self.team, agent, &HashMap::new())
+            .home(&self.team, agent, &HashMap::new(), DISK_MIB)
             .await
             .expect("preparing the agent's home");
         self.plan_as(agent, spec, home.uid)
@@ -157,4 +175,79 @@ pub async fn labelled(labels: &[&str]) -> Vec<String> {
         .into_iter()
         .flat_map(|c| c.names.unwrap_or_default())
         .collect()
+}
+
+pub fn sh(script: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script.into()]
+}
+
+/// Runs `script` as `user` in a throwaway container of the base image with `volume` at
+/// `/home/agent`, bypassing every check of roster (what an older roster, or a crash, left);
+/// its standard output.
+pub async fn as_user(ns: &str, user: &str, volume: &str, script: &str) -> String {
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    let name = format!("roster-{ns}-raw-{}", hex(4));
+    let config = Config {
+        image: Some(ImageRef::base().to_string()),
+        user: Some(user.to_string()),
+        cmd: Some(sh(script)),
+        labels: Some(HashMap::from([(labels::NS.to_string(), ns.to_string())])),
+        host_config: Some(HostConfig {
+            mounts: Some(vec![Mount {
+                target: Some("/home/agent".into()),
+                source: Some(volume.to_string()),
+                typ: Some(MountTypeEnum::VOLUME),
+                // The engine would give an empty volume the image's owner of /home/agent.
+                volume_options: Some(bollard::models::MountVolumeOptions {
+                    no_copy: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions {
+        name: name.clone(),
+        platform: None,
+    };
+    docker
+        .create_container(Some(options), config)
+        .await
+        .unwrap();
+    docker.start_container::<String>(&name, None).await.unwrap();
+    let waited = docker
+        .wait_container(
+            &name,
+            Some(WaitContainerOptions {
+                condition: "not-running",
+            }),
+        )
+        .next()
+        .await;
+    let logs: Vec<_> = docker
+        .logs::<String>(
+            &name,
+            Some(bollard::container::LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        )
+        .collect()
+        .await;
+    let out: String = logs.into_iter().map(|l| l.unwrap().to_string()).collect();
+    assert!(matches!(waited, Some(Ok(_))), "{script}: {waited:?} {out}");
+    docker
+        .remove_container(
+            &name,
+            Some(bollard::container::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    out
 }

@@ -386,7 +386,7 @@ impl Containers for SimEngine {
         }))
     }
 
-    fn home<'a>(&'a self, _team: &'a TeamId, agent: AgentId) -> Answer<'a, Home> {
+    fn home<'a>(&'a self, _team: &'a TeamId, agent: AgentId, _disk_mib: u32) -> Answer<'a, Home> {
         Box::pin(self.call(move |s| {
             s.homes.insert(agent);
             Ok(Home {
