@@ -90,6 +90,12 @@ fn meaning(event: &Event) -> Option<&'static str> {
              the runtime answers with that outcome and records nothing; with another call, it \
              refuses and records the refusal."
         }
+        Event::AgentDiskLimited { .. } => {
+            "Schema version 4. An agent's home disk quota, in MiB: the size of the filesystem \
+             its home lives in (its inodes follow the size). Recorded with its hire, right after \
+             `AgentHired`; an agent without one (hired before version 4) has 1024 MiB. An agent \
+             hired by an agent has at most its hirer's."
+        }
         _ => return None,
     })
 }
@@ -292,6 +298,15 @@ fn examples() -> Vec<Example> {
                 key: CallKey::parse("lunch-invite:1").unwrap(),
                 digest: roster_core::command::act_digest(&send, &mailbox, one, &args),
                 outcome: 1,
+            },
+        ),
+        (
+            "research",
+            research,
+            alice.clone(),
+            Event::AgentDiskLimited {
+                agent: lead,
+                disk_mib: 1024,
             },
         ),
     ];

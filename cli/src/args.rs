@@ -12,7 +12,7 @@ use roster_core::name::{ImageRef, Label, Name};
 use roster_core::signed::PublicKey;
 use roster_core::topic::TopicPattern;
 
-use roster_core::limits::{CpuMillis, MemoryMib, Pids, TimeoutSecs, TmpfsMib};
+use roster_core::limits::{CpuMillis, DiskMib, MemoryMib, Pids, TimeoutSecs, TmpfsMib};
 use roster_core::refs::{AgentRef, TeamRef};
 
 /// roster: an event-sourced runtime for teams of AI agents that must not be trusted.
@@ -434,6 +434,9 @@ pub struct HireArgs {
     /// Stop it after this many seconds of running (until `roster start`) [default: never].
     #[arg(long, value_parser = typed::<TimeoutSecs>, value_name = "SECS")]
     pub timeout: Option<TimeoutSecs>,
+    /// Its home disk quota in MiB: the size of the filesystem its home lives in [default: 1024].
+    #[arg(long, value_parser = typed::<DiskMib>, value_name = "MIB")]
+    pub disk: Option<DiskMib>,
     /// Hire as this agent (its `agent.hire` grant and attenuation are checked).
     #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
     pub by: Option<AgentRef>,

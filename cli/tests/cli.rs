@@ -203,14 +203,14 @@ fn replay_shows_the_past_and_verify_catches_an_edited_export() {
         agent["retired"], false,
         "at position 2 the lead was in service"
     );
-    let now = json_lines(&ok(&dir, &["--json", "replay", "--at", "4"]));
+    let now = json_lines(&ok(&dir, &["--json", "replay", "--at", "5"]));
     assert!(now
         .iter()
         .any(|v| v["kind"] == "agent" && v["retired"] == true));
     fails(&dir, &["replay", "--at", "99"], 2);
 
     let out = ok(&dir, &["verify"]);
-    assert!(out.starts_with("ok: 5 events"), "{out}");
+    assert!(out.starts_with("ok: 6 events"), "{out}");
     let export = tmp.path().join("x.jsonl");
     ok(&dir, &["export", export.to_str().expect("utf-8")]);
     let edited = tmp.path().join("edited.jsonl");
@@ -676,16 +676,31 @@ fn roster_toml_sets_hire_defaults_that_flags_override_and_a_bad_file_changes_not
     let (_tmp, dir) = setup();
     std::fs::write(
         dir.join("roster.toml"),
-        "[agent]\nmemory_mib = 512\ncpus = 0.25\ntimeout_secs = 60\n",
+        "[agent]\nmemory_mib = 512\ncpus = 0.25\ntimeout_secs = 60\ndisk_mib = 2048\n",
     )
     .unwrap();
     ok(&dir, &["hire", "--team", "research", "--name", "a"]);
     ok(
         &dir,
         &[
-            "hire", "--team", "research", "--name", "b", "--memory", "300",
+            "hire", "--team", "research", "--name", "b", "--memory", "300", "--disk", "4096",
         ],
     );
+    let disks: Vec<Value> = json_lines(&ok(&dir, &["--json", "log"]))
+        .into_iter()
+        .filter_map(|e| e["event"]["AgentDiskLimited"].get("disk_mib").cloned())
+        .collect();
+    assert_eq!(
+        disks[disks.len() - 2..],
+        [2048, 4096],
+        "the flag wins over the file"
+    );
+    let err = fails(
+        &dir,
+        &["hire", "--team", "research", "--name", "c", "--disk", "63"],
+        2,
+    );
+    assert!(err.contains("63 is outside 64 to 1048576"), "{err}");
     let specs: Vec<Value> = json_lines(&ok(&dir, &["--json", "log"]))
         .into_iter()
         .filter_map(|e| {

@@ -17,8 +17,8 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// A data directory with a team, a lead (hire and grant) and a second team: 4 events, each
-/// command signing the head after it appended, as commands without a daemon do.
+/// A data directory with a team, a lead (hire, home disk and grant) and a second team: 5
+/// events, each command signing the head after it appended, as commands without a daemon do.
 fn setup() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
@@ -100,14 +100,14 @@ fn an_export_edited_and_resealed_is_refused_by_its_signed_heads() {
     let copy = tmp.path().join("copy");
     let err = fails(&copy, &["import", s(&forged)], 9);
     assert!(err.contains("the history up to it was rewritten"), "{err}");
-    // The edit is at position 1; the first head after it, at 2 (the hire's grant), refuses it.
-    assert!(err.contains("line 5: the event at position 2"), "{err}");
+    // The edit is at position 1; the first head after it, at 3 (the hire's grant), refuses it.
+    assert!(err.contains("line 6: the event at position 3"), "{err}");
     assert_eq!(ok(&copy, &["--json", "log"]), "");
     // The original goes in, signed to its end by the key it came from.
     let original = tmp.path().join("x.jsonl");
     let out = ok(&copy, &["--json", "import", s(&original)]);
     let imported: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(imported["signed_to"], 3);
+    assert_eq!(imported["signed_to"], 4);
     assert_eq!(imported["unsigned"], 0);
     assert_eq!(imported["key"].as_str().unwrap(), public_key(&dir));
 }
@@ -142,8 +142,8 @@ fn a_tampered_signature_is_refused() {
     std::fs::write(
         &moved,
         text.replace(
+            "{\"signed_head\":{\"seq\":4,",
             "{\"signed_head\":{\"seq\":3,",
-            "{\"signed_head\":{\"seq\":2,",
         ),
     )
     .unwrap();
@@ -160,7 +160,7 @@ fn an_unsigned_export_is_imported_and_said_unsigned_unless_a_key_is_required() {
     std::fs::write(&old, without_heads(&text)).unwrap();
     let copy = tmp.path().join("copy");
     let out = ok(&copy, &["import", s(&old)]);
-    assert!(out.contains("imported 4 events"), "{out}");
+    assert!(out.contains("imported 5 events"), "{out}");
     assert!(out.contains("unsigned: no signed head covers it"), "{out}");
     // Insisting on the key it should carry: refused, naming the key.
     let err = fails(
@@ -174,7 +174,7 @@ fn an_unsigned_export_is_imported_and_said_unsigned_unless_a_key_is_required() {
         &tmp.path().join("strict2"),
         &["import", s(&tmp.path().join("x.jsonl")), "--key", &key],
     );
-    assert!(out.contains(&format!("positions 0 to 3 by {key}")), "{out}");
+    assert!(out.contains(&format!("positions 0 to 4 by {key}")), "{out}");
     // A key that is not one is bad input.
     fails(
         &tmp.path().join("x"),
@@ -214,12 +214,12 @@ fn a_rewritten_log_is_caught_by_a_witness_head_and_a_pinned_key() {
     assert_eq!(v["ok"], true);
     assert_eq!(v["trust"], "data_dir");
     assert_eq!(v["signed_to"], Value::Null);
-    assert_eq!(v["unsigned"], 4);
+    assert_eq!(v["unsigned"], 5);
     assert_eq!(v["other_keys"].as_array().unwrap().len(), 1);
     // The witness's head: refused, exit 9, naming the position.
     let err = fails(&dir, &["verify", "--head", s(&witness)], 9);
     assert!(err.contains("REWRITTEN OR FORGED"), "{err}");
-    assert!(err.contains("position 3"), "{err}");
+    assert!(err.contains("position 4"), "{err}");
     // The pinned key: no head of it at all.
     let err = fails(&dir, &["verify", "--key", &key], 9);
     assert!(err.contains(&format!("no signed head by {key}")), "{err}");
@@ -229,7 +229,7 @@ fn a_rewritten_log_is_caught_by_a_witness_head_and_a_pinned_key() {
     let v = verified(&dir, &[]);
     assert_eq!(
         (v["signed_to"].clone(), v["unsigned"].clone()),
-        (3.into(), 0.into())
+        (4.into(), 0.into())
     );
     fails(&dir, &["verify", "--head", s(&witness)], 9);
     fails(&dir, &["verify", "--key", &key], 9);
@@ -249,7 +249,7 @@ fn a_log_cut_short_is_caught_by_a_witness_head() {
     let text = export(&dir, &tmp.path().join("x.jsonl"));
     let first: String = text
         .lines()
-        .filter(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_u64() < Some(3))
+        .filter(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_u64() < Some(4))
         .filter(|l| !l.starts_with("{\"signed_head\""))
         .map(|l| format!("{l}\n"))
         .collect();
@@ -296,7 +296,7 @@ fn the_key_is_owner_only_signs_every_append_and_can_live_elsewhere() {
     let v = verified(&dir, &[]);
     assert_eq!(
         (v["signed_to"].clone(), v["unsigned"].clone()),
-        (3.into(), 0.into())
+        (4.into(), 0.into())
     );
     assert_eq!(v["heads"], 3);
     // A key others may read is made owner-only again before it is used.

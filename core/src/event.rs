@@ -1,11 +1,12 @@
-//! Events, version 3: everything that can happen to a team.
+//! Events, version 4: everything that can happen to a team.
 //!
 //! These types are an on-disk and on-wire format. The log stores them with postcard, which
 //! encodes an enum variant by its index: **append new variants and fields only at the end of a new
 //! schema version, never reorder or remove** — `store/tests/golden.rs` decodes a log written by
 //! version 1 and fails if this file changes incompatibly. Version 2 added
-//! [`Event::CallApprovalRequested`] and [`StopReason::EngineRestarted`]; version 3 added [`Event::CallKeyed`]. A log may hold events
-//! of every version, each envelope saying which wrote it.
+//! [`Event::CallApprovalRequested`] and [`StopReason::EngineRestarted`]; version 3 added
+//! [`Event::CallKeyed`]; version 4 added [`Event::AgentDiskLimited`]. A log may hold events of
+//! every version, each envelope saying which wrote it.
 //!
 //! Every event belongs to the team named in its envelope: `AgentHired` hires into that team,
 //! `GrantIssued` is recorded in the holder's team, `ShareProposed` in the exporting team and
@@ -23,7 +24,7 @@ use crate::topic::{Topic, TopicPattern};
 
 /// The schema version written into every new envelope; envelopes of every version from 1 up to
 /// it are read.
-pub const SCHEMA_VERSION: u16 = 3;
+pub const SCHEMA_VERSION: u16 = 4;
 
 /// Which container runtime isolates an agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -360,6 +361,15 @@ pub enum Event {
         /// How many events after this one, in the same decision, are the call's outcome.
         outcome: u32,
     },
+    /// An agent's home disk quota, in MiB: the size of the filesystem its home lives in.
+    /// Recorded with its hire (right after `AgentHired`); an agent without one has
+    /// [`DiskMib::DEFAULT`](crate::limits::DiskMib::DEFAULT). Version 4.
+    AgentDiskLimited {
+        /// The agent.
+        agent: AgentId,
+        /// Its quota in MiB, within [`DiskMib`](crate::limits::DiskMib)'s bounds.
+        disk_mib: u32,
+    },
 }
 
 impl Event {
@@ -382,6 +392,7 @@ impl Event {
         "ActionPerformed",
         "CallApprovalRequested",
         "CallKeyed",
+        "AgentDiskLimited",
     ];
 
     /// The variant's name, as used in NATS subjects and `--type` filters.
@@ -404,6 +415,7 @@ impl Event {
             Event::ActionPerformed { .. } => "ActionPerformed",
             Event::CallApprovalRequested { .. } => "CallApprovalRequested",
             Event::CallKeyed { .. } => "CallKeyed",
+            Event::AgentDiskLimited { .. } => "AgentDiskLimited",
         }
     }
 }

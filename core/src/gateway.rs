@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::capability::{Action, Amount, Capability, Resource};
 use crate::event::RuntimeKind;
 use crate::id::{AgentId, ApprovalId, GrantId, ShareId};
+use crate::limits::DiskMib;
 use crate::name::{CallKey, ImageRef, Label, Name};
 use crate::topic::{Topic, TopicPattern};
 
@@ -108,6 +109,9 @@ pub struct HireParams {
     /// never less confined than its hirer.
     #[serde(default)]
     pub runtime: Option<RuntimeKind>,
+    /// Its home disk quota in MiB (default: mine); one above mine is refused.
+    #[serde(default)]
+    pub disk_mib: Option<DiskMib>,
     /// Its capabilities, each covered by one of mine.
     #[serde(default)]
     pub grants: Vec<Capability>,
@@ -674,6 +678,13 @@ mod tests {
         };
         assert_eq!(h.name.as_str(), "scout");
         assert_eq!(h.grants[0].to_string(), "email.send@mailbox:alice");
+        assert_eq!(h.disk_mib, None);
+        let Call::Hire(h) =
+            ok(r#"{"id":3,"method":"hire","params":{"name":"scout","disk_mib":512}}"#)
+        else {
+            panic!("not a hire")
+        };
+        assert_eq!(h.disk_mib.map(DiskMib::get), Some(512));
         let act = ok(
             r#"{"id":4,"method":"act","params":{"action":"spend.usd","resource":"vendor:acme","amount":5,"args":{"memo":"x"}}}"#,
         );
@@ -796,6 +807,11 @@ mod tests {
             ),
             (
                 r#"{"id":8,"method":"hire","params":{"name":"ok","privileged":true}}"#,
+                Some(8),
+                ErrorCode::BadParams,
+            ),
+            (
+                r#"{"id":8,"method":"hire","params":{"name":"ok","disk_mib":63}}"#,
                 Some(8),
                 ErrorCode::BadParams,
             ),

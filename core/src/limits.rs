@@ -1,8 +1,10 @@
-//! An agent's container limits as validated values: the bounds `roster hire`'s flags, the
-//! `[agent]` table of roster.toml and the admin protocol all check, written once.
+//! An agent's container limits and home disk quota as validated values: the bounds `roster
+//! hire`'s flags, the `[agent]` table of roster.toml, the admin protocol and the gateway all
+//! check, written once.
 //!
-//! The recorded [`Resources`](crate::event::Resources) keep plain numbers (the log's format);
-//! these are what an edge parses into before it builds one.
+//! The recorded [`Resources`](crate::event::Resources) and
+//! [`AgentDiskLimited`](crate::event::Event::AgentDiskLimited) keep plain numbers (the log's
+//! format); these are what an edge parses into before it builds one.
 
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +87,41 @@ limit!(
     /// Seconds one run may last.
     TimeoutSecs, "seconds", 1, u32::MAX
 );
+limit!(
+    /// The home disk in MiB: the size of the filesystem an agent's home lives in (its inodes
+    /// follow the size). 64 MiB is the smallest ext4 with a journal that is of use.
+    DiskMib, "home disk in MiB", 64, 1_048_576
+);
+
+impl DiskMib {
+    /// The quota of an agent hired without one, and of agents hired before quotas were
+    /// recorded.
+    pub const DEFAULT: u32 = 1024;
+
+    /// `n` brought within bounds: the nearest of [`DiskMib::MIN`] and [`DiskMib::MAX`] when
+    /// outside them.
+    pub fn clamped(n: u32) -> Self {
+        Self(n.clamp(Self::MIN, Self::MAX))
+    }
+
+    /// Why a home disk of `self` would be larger than its hirer's `hirer`, or `None` when it
+    /// is not; in the words of [`AgentSpec::looser_than`](crate::event::AgentSpec::looser_than).
+    pub fn looser_than(self, hirer: DiskMib) -> Option<String> {
+        (self.0 > hirer.0).then(|| {
+            format!(
+                "its home disk {} MiB is above its hirer's {} MiB",
+                self.0, hirer.0
+            )
+        })
+    }
+}
+
+impl Default for DiskMib {
+    /// [`DiskMib::DEFAULT`].
+    fn default() -> Self {
+        Self(Self::DEFAULT)
+    }
+}
 
 /// A CPU quota in thousandths of a core, from 0.01 to 1024 cores. Written as cores (`0.5`,
 /// `2`, at most three decimals); carried as thousandths.
@@ -181,8 +218,30 @@ mod tests {
         assert!(TmpfsMib::new(0).is_err());
         assert!(TimeoutSecs::new(0).is_err());
         assert!(TimeoutSecs::new(u32::MAX).is_ok());
+        assert!(DiskMib::new(63).is_err());
+        assert_eq!(DiskMib::new(64).map(u32::from), Ok(64));
+        assert_eq!(DiskMib::new(1_048_576).map(u32::from), Ok(1_048_576));
+        assert!(DiskMib::new(1_048_577).is_err());
+        assert!(DiskMib::new(DiskMib::DEFAULT).is_ok());
+        assert_eq!(DiskMib::default().get(), DiskMib::DEFAULT);
+        assert!("63".parse::<DiskMib>().is_err());
+        assert!(serde_json::from_str::<DiskMib>("63").is_err());
         assert!("abc".parse::<Pids>().is_err());
         assert!("-1".parse::<Pids>().is_err());
+    }
+
+    #[test]
+    fn a_disk_out_of_bounds_is_clamped_and_a_larger_one_is_looser() {
+        assert_eq!(DiskMib::clamped(0).get(), DiskMib::MIN);
+        assert_eq!(DiskMib::clamped(u32::MAX).get(), DiskMib::MAX);
+        assert_eq!(DiskMib::clamped(512).get(), 512);
+        let disk = |n| DiskMib::new(n).unwrap();
+        assert_eq!(
+            disk(2048).looser_than(disk(1024)).as_deref(),
+            Some("its home disk 2048 MiB is above its hirer's 1024 MiB")
+        );
+        assert_eq!(disk(1024).looser_than(disk(1024)), None);
+        assert_eq!(disk(512).looser_than(disk(1024)), None);
     }
 
     #[test]

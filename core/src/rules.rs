@@ -17,6 +17,14 @@
 //! matches the topic. `AccessDenied` is the refused agent's own request, or the runtime's record.
 //! `CallKeyed` is recorded by its agent (`World::apply` refuses it for an agent retired, or
 //! for a key the agent holds already, whatever the digest: a keyed call is carried out once).
+//!
+//! `AgentDiskLimited` is recorded by whoever hired the agent (an operator, or its hirer), within
+//! [`DiskMib`]'s bounds and, for a teammate an agent hired, no larger than its hirer's
+//! [`Agent::disk`] (`World::apply` refuses a second one for the same agent). A forged log that
+//! leaves it out is not caught: the agent then has [`DiskMib::DEFAULT`], which may be above its
+//! hirer's.
+//!
+//! [`Agent::disk`]: crate::world::Agent::disk
 
 use crate::actor::Actor;
 use crate::authz::ChainCheck;
@@ -25,6 +33,7 @@ use crate::command::builtin;
 use crate::envelope::Envelope;
 use crate::event::Event;
 use crate::id::{AgentId, GrantId, TeamId};
+use crate::limits::DiskMib;
 use crate::world::{FoldError, ShareState, World};
 
 impl World {
@@ -155,6 +164,30 @@ impl World {
             }
             Event::CallKeyed { agent, .. } if !by_agent(*agent) => {
                 broken(format!("only {agent} keys its own calls"))
+            }
+            Event::AgentDiskLimited { agent, disk_mib } => {
+                let disk = match DiskMib::new(*disk_mib) {
+                    Ok(disk) => disk,
+                    Err(e) => return broken(format!("the home disk quota of {agent}: {e}")),
+                };
+                let Some(a) = self.agent(*agent) else {
+                    return Ok(()); // `apply` refuses an unknown agent.
+                };
+                match a.parent.map(|h| (h, self.agent(h))) {
+                    None if !operator => broken(format!(
+                        "{agent} was hired by an operator: an operator records its home disk"
+                    )),
+                    Some((h, _)) if !by_agent(h) => broken(format!(
+                        "the home disk of {agent} is recorded by its hirer {h}"
+                    )),
+                    Some((h, Some(hirer))) => match disk.looser_than(hirer.disk()) {
+                        Some(why) => broken(format!(
+                            "{h} hired a teammate less confined than itself: {why}"
+                        )),
+                        None => Ok(()),
+                    },
+                    _ => Ok(()),
+                }
             }
             Event::ApprovalRequested {
                 agent,

@@ -15,6 +15,7 @@ use roster_core::capability::Amount;
 use roster_core::command::{Command, Rejected, Rejection};
 use roster_core::event::{AgentSpec, Event, RuntimeKind};
 use roster_core::id::{AgentId, ApprovalId, GrantId, TeamId};
+use roster_core::limits::DiskMib;
 use roster_core::name::Label;
 
 fn amount(n: u64) -> Amount {
@@ -259,6 +260,74 @@ fn a_lead_cannot_loosen_a_limit() {
         ),
         &lead,
     );
+}
+
+/// `hire`, with a home disk of `mib`.
+fn hire_disk(team: TeamId, agent_name: &str, mib: u32, grants: Vec<&str>) -> Command {
+    let mut command = hire(team, agent_name, grants.into_iter().map(cap).collect());
+    if let Command::Hire { disk, .. } = &mut command {
+        *disk = DiskMib::new(mib).unwrap();
+    }
+    command
+}
+
+#[test]
+fn a_hire_records_its_home_disk_right_after_the_agent() {
+    let mut h = Harness::new();
+    let team = h.team("research");
+    let envs = h.ok(hire_disk(team, "lead", 2048, vec![]), &operator());
+    let lead = common::hired_agent(&envs).unwrap();
+    let kinds: Vec<&str> = envs.iter().map(|e| e.event.kind()).collect();
+    assert_eq!(kinds, ["AgentHired", "AgentDiskLimited"]);
+    assert_eq!(
+        envs[1].event,
+        Event::AgentDiskLimited {
+            agent: lead,
+            disk_mib: 2048
+        }
+    );
+    assert_eq!(h.world.agent(lead).unwrap().disk().get(), 2048);
+    // Before the grants it comes with.
+    let envs = h.ok(
+        hire_disk(team, "scout", 64, vec!["spend.usd@*,budget=1"]),
+        &operator(),
+    );
+    let kinds: Vec<&str> = envs.iter().map(|e| e.event.kind()).collect();
+    assert_eq!(kinds, ["AgentHired", "AgentDiskLimited", "GrantIssued"]);
+}
+
+#[test]
+fn a_lead_hires_no_teammate_with_a_larger_home_disk() {
+    let mut h = Harness::new();
+    let team = h.team("research");
+    let envs = h.ok(
+        hire_disk(team, "lead", 1024, vec!["agent.hire@team:research"]),
+        &operator(),
+    );
+    let lead = Actor::Agent(common::hired_agent(&envs).unwrap());
+    let r = refused(
+        &mut h,
+        hire_disk(team, "big", 2048, vec![]),
+        &lead,
+        "agent.hire",
+    );
+    assert!(matches!(*r.rejection, Rejection::LooserSpec(_)), "{r}");
+    says(
+        &r,
+        &[
+            "less confined than its hirer",
+            "its home disk 2048 MiB is above its hirer's 1024 MiB",
+        ],
+    );
+    assert_eq!(h.world.agents().count(), 1, "nobody was hired");
+    // As large, or smaller, is a hire.
+    for (who, mib) in [("same", 1024), ("smaller", 64)] {
+        let envs = h.ok(hire_disk(team, who, mib, vec![]), &lead);
+        let hired = common::hired_agent(&envs).unwrap();
+        assert_eq!(h.world.agent(hired).unwrap().disk().get(), mib);
+    }
+    // The operator sizes as it likes.
+    h.ok(hire_disk(team, "huge", DiskMib::MAX, vec![]), &operator());
 }
 
 /// `hire`, with the spec `change` makes of the base one.

@@ -519,6 +519,7 @@ fn a_forged_hire_less_confined_than_its_hirer_is_refused() {
             name: common::name("lead"),
             role: roster_core::name::Label::parse("lead").unwrap(),
             spec: gvisor.clone(),
+            disk: roster_core::limits::DiskMib::default(),
             grants: vec![cap("agent.hire@team:ops")],
         },
         &operator(),
@@ -538,4 +539,97 @@ fn a_forged_hire_less_confined_than_its_hirer_is_refused() {
         "less confined than itself: it would run under runc",
     );
     forged(&mut h, team, &Actor::Agent(lead), vec![as_tight]).unwrap();
+}
+
+#[test]
+fn a_home_disk_is_recorded_once_by_the_hirer_and_never_above_the_hirers() {
+    use roster_core::event::AgentSpec;
+    use roster_core::id::AgentId;
+    use roster_core::limits::DiskMib;
+    use roster_core::name::Label;
+    let mut h = Harness::new();
+    let team = h.team("ops");
+    let lead = h.hire_as(&operator(), team, "lead", &["agent.hire@team:ops"]);
+    // Hires as version 3 recorded them: no quota, so the default.
+    let legacy = |h: &mut Harness, actor: &Actor, n: &str| {
+        let agent = AgentId::mint(h.now, &mut h.entropy);
+        let parent = match actor {
+            Actor::Agent(a) => Some(*a),
+            _ => None,
+        };
+        let hired = Event::AgentHired {
+            agent,
+            name: common::name(n),
+            role: Label::parse("old").unwrap(),
+            parent,
+            spec: AgentSpec::base(),
+        };
+        let decision = Decision {
+            team,
+            expected_version: h.world.team_version(team),
+            events: vec![hired],
+        };
+        h.commit(&decision, actor);
+        agent
+    };
+    let helper = legacy(&mut h, &Actor::Agent(lead), "helper");
+    let old = legacy(&mut h, &operator(), "old");
+    for agent in [helper, old] {
+        let a = h.world.agent(agent).unwrap();
+        assert_eq!((a.disk_mib, a.disk().get()), (None, DiskMib::DEFAULT));
+    }
+    let disk = |agent, disk_mib| Event::AgentDiskLimited { agent, disk_mib };
+    let by_lead = Actor::Agent(lead);
+    refused(
+        forged(&mut h, team, &by_lead, vec![disk(helper, 2048)]),
+        "less confined than itself: its home disk 2048 MiB is above its hirer's 1024 MiB",
+    );
+    refused(
+        forged(&mut h, team, &operator(), vec![disk(helper, 512)]),
+        "recorded by its hirer",
+    );
+    refused(
+        forged(&mut h, team, &Actor::Agent(helper), vec![disk(old, 512)]),
+        "an operator records its home disk",
+    );
+    refused(
+        forged(&mut h, team, &operator(), vec![disk(old, 63)]),
+        "63 is outside 64 to 1048576",
+    );
+    refused(
+        forged(&mut h, team, &operator(), vec![disk(lead, 512)]),
+        "recorded already",
+    );
+    refused(
+        forged(
+            &mut h,
+            team,
+            &by_lead,
+            vec![disk(helper, 512), disk(helper, 512)],
+        ),
+        "recorded already",
+    );
+    forged(&mut h, team, &by_lead, vec![disk(helper, 1024)]).unwrap();
+    forged(&mut h, team, &operator(), vec![disk(old, DiskMib::MAX)]).unwrap();
+
+    // Unchecked, a quota out of bounds folds, brought within them.
+    for (mib, has) in [(0, DiskMib::MIN), (u32::MAX, DiskMib::MAX)] {
+        let decision = Decision {
+            team,
+            expected_version: h.world.team_version(team),
+            events: vec![disk(old, mib)],
+        };
+        let envs = seal_decision(
+            &h.world,
+            h.log.last(),
+            &decision,
+            &operator(),
+            h.now,
+            &mut h.entropy,
+        );
+        let mut world = h.world.clone();
+        world.apply(&envs[0]).unwrap();
+        let a = world.agent(old).unwrap();
+        assert_eq!((a.disk_mib, a.disk().get()), (Some(mib), has));
+    }
 }

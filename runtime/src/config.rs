@@ -8,6 +8,7 @@
 //! pids = 64
 //! tmpfs_mib = 32
 //! timeout_secs = 3600
+//! disk_mib = 2048    # the home disk quota (64 to 1048576; default 1024)
 //!
 //! [serve]            # what `roster serve` uses when neither a flag nor its ROSTER_* variable is set
 //! namespace = "roster"
@@ -30,8 +31,9 @@
 //! ```
 //!
 //! Precedence: a flag, then its `ROSTER_*` variable where it has one, then this file, then the
-//! built-in default. The values a hire ends up with are recorded in its `AgentHired` event, so
-//! changing this file never changes an agent already hired. An unknown key or a value out of
+//! built-in default. The values a hire ends up with are recorded in its `AgentHired` event (the
+//! home disk in the `AgentDiskLimited` after it), so changing this file never changes an agent
+//! already hired. An unknown key or a value out of
 //! range is an error naming the file, and nothing runs.
 
 use std::collections::HashMap;
@@ -40,7 +42,7 @@ use std::path::{Path, PathBuf};
 use roster_core::capability::Action;
 use roster_core::event::RuntimeKind;
 use roster_core::gateway::MAX_TOOL_SECS;
-use roster_core::limits::{CpuMillis, MemoryMib, Pids, TimeoutSecs, TmpfsMib};
+use roster_core::limits::{CpuMillis, DiskMib, MemoryMib, Pids, TimeoutSecs, TmpfsMib};
 use roster_core::name::Name;
 use serde::Deserialize;
 
@@ -176,6 +178,8 @@ pub struct AgentDefaults {
     pub tmpfs_mib: Option<TmpfsMib>,
     /// Seconds a run may last.
     pub timeout_secs: Option<TimeoutSecs>,
+    /// The home disk quota in MiB.
+    pub disk_mib: Option<DiskMib>,
 }
 
 /// `cpus = 0.5`: cores as a number, held as thousandths.
@@ -233,13 +237,14 @@ mod tests {
     fn a_full_file_parses() {
         let c = Config::parse(
             "[agent]\nruntime = \"runsc\"\ncpus = 0.5\nmemory_mib = 512\npids = 64\n\
-             tmpfs_mib = 32\ntimeout_secs = 60\n[serve]\nnamespace = \"prod\"\n\
+             tmpfs_mib = 32\ntimeout_secs = 60\ndisk_mib = 2048\n[serve]\nnamespace = \"prod\"\n\
              agent_binary = \"/opt/roster-agent\"\n",
         )
         .unwrap();
         assert_eq!(c.agent.runtime, Some(RuntimeKind::Runsc));
         assert_eq!(c.agent.cpus.map(CpuMillis::get), Some(500));
         assert_eq!(c.agent.memory_mib.map(u32::from), Some(512));
+        assert_eq!(c.agent.disk_mib.map(u32::from), Some(2048));
         assert_eq!(c.serve.namespace.unwrap().as_str(), "prod");
         assert!(Config::parse("").unwrap().agent.runtime.is_none());
         let c = Config::parse(
@@ -313,6 +318,9 @@ mod tests {
             ("[agent]\nmemory_mib = 4\n", "line 2"),
             ("[agent]\npids = 7\n", "7 is outside 8 to 1000000"),
             ("[agent]\ntmpfs_mib = 0\n", "0 is outside 1 to 1048576"),
+            ("[agent]\ndisk_mib = 63\n", "63 is outside 64 to 1048576"),
+            ("[agent]\ndisk_mib = 1048577\n", "outside 64 to 1048576"),
+            ("[agent]\ndisk_mib = \"2G\"\n", "disk_mib"),
             ("[agent]\ntimeout_secs = 0\n", "0 is outside 1 to"),
             ("[agent]\ncpus = 0\n", "0 cores is outside"),
             ("[agent]\ncpus = nan\n", "outside"),

@@ -214,6 +214,12 @@ pub fn event(world: &World, e: &Event) -> String {
             agent(world, *id),
             if *outcome == 1 { "" } else { "s" }
         ),
+        Event::AgentDiskLimited {
+            agent: id,
+            disk_mib,
+        } => {
+            format!("{} has a home disk of {disk_mib} MiB", agent(world, *id))
+        }
         // Future event kinds still get a line.
         #[allow(unreachable_patterns)]
         other => other.kind().to_string(),

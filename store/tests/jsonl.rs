@@ -48,9 +48,9 @@ fn export_then_import_gives_identical_envelopes() {
     for team in world.teams() {
         assert_eq!(target.team_version(team.id).unwrap(), team.version);
     }
-    // Appending continues the imported chain (a team, a hire and its grant).
+    // Appending continues the imported chain (a team, a hire, its home disk and its grant).
     common::populate(&target, 1, 1);
-    assert_eq!(target.verify().unwrap(), original.len() as u64 + 3);
+    assert_eq!(target.verify().unwrap(), original.len() as u64 + 4);
     // The same export goes into a MemLog too.
     let mem = MemLog::new();
     import_jsonl(&mem, &mut out.as_slice()).unwrap();

@@ -52,6 +52,7 @@ fn team<L: EventLog + ?Sized>(
                 name: Name::parse("scout").unwrap(),
                 role: Label::default(),
                 spec: AgentSpec::base(),
+                disk: roster_core::limits::DiskMib::default(),
                 grants: vec![Capability::parse("email.send@mailbox:*,budget=5").unwrap()],
             },
             &op(),

@@ -26,16 +26,16 @@ fn sign_at(log: &dyn LogRead, key: &SigningKey, seq: u64) -> SignedHead {
     key.sign(seq, hash, Timestamp::from_millis(1_800_000_000_000))
 }
 
-/// A log of 14 events with heads by key 1 at positions 3 and 13, exported.
+/// A log of 20 events with heads by key 1 at positions 3 and 19, exported.
 fn signed_export() -> (String, Vec<SignedHead>) {
     let log = Arc::new(MemLog::new());
     common::populate(&log, 2, 3);
-    assert_eq!(log.len(), 14);
-    let heads = vec![sign_at(&*log, &key(1), 3), sign_at(&*log, &key(1), 13)];
+    assert_eq!(log.len(), 20);
+    let heads = vec![sign_at(&*log, &key(1), 3), sign_at(&*log, &key(1), 19)];
     let mut out = Vec::new();
     assert_eq!(
         export_signed_jsonl(&*log, log.len(), &heads, &mut out).unwrap(),
-        14
+        20
     );
     (String::from_utf8(out).unwrap(), heads)
 }
@@ -84,24 +84,24 @@ fn import(text: &str, key: Option<&SigningKey>) -> Result<roster_store::Imported
 fn heads_follow_their_event_in_an_export_and_come_back_with_it() {
     let (text, heads) = signed_export();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 16);
+    assert_eq!(lines.len(), 22);
     assert!(
         lines[4].starts_with("{\"signed_head\":{\"seq\":3,"),
         "{}",
         lines[4]
     );
     assert!(
-        lines[15].starts_with("{\"signed_head\":{\"seq\":13,"),
+        lines[21].starts_with("{\"signed_head\":{\"seq\":19,"),
         "{}",
-        lines[15]
+        lines[21]
     );
     let dir = tempfile::tempdir().unwrap();
     {
         let target = SledLog::open(dir.path()).unwrap();
         let imported = import_signed_jsonl(&target, &mut text.as_bytes(), None).unwrap();
-        assert_eq!(imported.events, 14);
+        assert_eq!(imported.events, 20);
         assert_eq!(imported.coverage.key, Some(key(1).public_key()));
-        assert_eq!(imported.coverage.signed_to, Some(13));
+        assert_eq!(imported.coverage.signed_to, Some(19));
         assert_eq!(imported.coverage.unsigned, 0);
     }
     // Kept durably, in the same batch as the events.
@@ -130,7 +130,7 @@ fn an_export_edited_and_resealed_is_refused_by_its_signed_heads() {
     // cannot tell)...
     let unsigned = import(&without_heads(&renamed), None).unwrap();
     assert_eq!(unsigned.coverage.signed_to, None);
-    assert_eq!(unsigned.coverage.unsigned, 14);
+    assert_eq!(unsigned.coverage.unsigned, 20);
     // ... but not the heads: the chain's hash at 3 is not the one key 1 signed.
     let err = import(&renamed, None).unwrap_err();
     assert!(err.is_signature(), "{err}");
@@ -157,8 +157,8 @@ fn a_tampered_or_forged_head_is_refused() {
     assert!(matches!(
         import(&tampered, None),
         Err(ImportError::Head {
-            line: 16,
-            source: HeadError::BadSignature { seq: 13, .. }
+            line: 22,
+            source: HeadError::BadSignature { seq: 19, .. }
         })
     ));
     // A head moved to another position it did not sign.
@@ -175,13 +175,13 @@ fn a_tampered_or_forged_head_is_refused() {
     ));
     // A head of a position the export lacks (events cut off, the head kept).
     let cut: Vec<&str> = text.lines().collect();
-    let cut = [&cut[..14], &cut[15..]].concat().join("\n");
+    let cut = [&cut[..20], &cut[21..]].concat().join("\n");
     assert!(matches!(
         import(&cut, None),
         Err(ImportError::Head {
             source: HeadError::Beyond {
-                seq: 13,
-                len: 13,
+                seq: 19,
+                len: 19,
                 ..
             },
             ..
@@ -200,14 +200,14 @@ fn an_unsigned_export_is_taken_and_said_unsigned_unless_a_key_is_insisted_on() {
     let (text, _) = signed_export();
     let bare = without_heads(&text);
     let imported = import(&bare, None).unwrap();
-    assert_eq!(imported.events, 14);
+    assert_eq!(imported.events, 20);
     assert_eq!(imported.coverage.heads, 0);
     assert_eq!(imported.coverage.key, None);
-    assert_eq!(imported.coverage.unsigned, 14);
+    assert_eq!(imported.coverage.unsigned, 20);
     // Old callers still import it.
     assert_eq!(
         import_jsonl(&MemLog::new(), &mut bare.as_bytes()).unwrap(),
-        14
+        20
     );
     // Insisting on a key: unsigned, signed by another key only, or not to the end: refused.
     for (text, signed_to) in [
@@ -215,7 +215,7 @@ fn an_unsigned_export_is_taken_and_said_unsigned_unless_a_key_is_insisted_on() {
         (text.clone(), None),
         (
             text.lines()
-                .filter(|l| !l.starts_with("{\"signed_head\":{\"seq\":13"))
+                .filter(|l| !l.starts_with("{\"signed_head\":{\"seq\":19"))
                 .collect::<Vec<_>>()
                 .join("\n"),
             Some(3),
@@ -230,7 +230,7 @@ fn an_unsigned_export_is_taken_and_said_unsigned_unless_a_key_is_insisted_on() {
             Err(ImportError::NotSignedBy {
                 key: k,
                 signed_to: s,
-                last: 13,
+                last: 19,
             }) => {
                 assert_eq!((k, s), (pin.public_key(), signed_to));
             }
@@ -264,5 +264,5 @@ fn heads_of_several_keys_are_kept_side_by_side_and_survive_a_reopen() {
     assert_eq!(log.signed_head(1, &b.public_key).unwrap(), None);
     assert_eq!(log.signed_heads().unwrap()[0], early);
     // Heads are not events: the log and its chain are as they were.
-    assert_eq!(log.verify().unwrap(), 5);
+    assert_eq!(log.verify().unwrap(), 7);
 }

@@ -671,6 +671,7 @@ fn sample_log() -> Vec<Envelope> {
             name: Name::parse(n).unwrap(),
             role: Label::parse("finds things, « quoted »").unwrap(),
             spec: AgentSpec::base(),
+            disk: roster_core::limits::DiskMib::default(),
             grants: grants
                 .iter()
                 .map(|c| Capability::parse(c).unwrap())

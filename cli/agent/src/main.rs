@@ -29,6 +29,7 @@ use roster_core::gateway::{
     MAX_TOOL_SECS,
 };
 use roster_core::id::{AgentId, ApprovalId, GrantId};
+use roster_core::limits::DiskMib;
 use roster_core::name::{CallKey, ImageRef, Label, Name};
 use roster_core::topic::{Topic, TopicPattern};
 use serde_json::{json, Value};
@@ -137,7 +138,8 @@ enum Command {
     },
     /// Hire a teammate into my team, with grants each covered by one of mine (they derive from
     /// mine, so revoking mine revokes theirs); prints `agent`, the new agent's id, and the
-    /// events. It is confined like me (runtime, limits, timeout) unless it asks for tighter.
+    /// events. It is confined like me (runtime, limits, timeout, home disk) unless it asks for
+    /// tighter.
     Hire {
         /// Its name in my team.
         #[arg(value_parser = typed::<Name>)]
@@ -151,6 +153,9 @@ enum Command {
         /// Its container runtime, runc or runsc (default: mine; never weaker than mine).
         #[arg(long, value_parser = parse_runtime)]
         runtime: Option<RuntimeKind>,
+        /// Its home disk quota in MiB (default: mine; never more than mine).
+        #[arg(long, value_parser = typed::<DiskMib>, value_name = "MIB")]
+        disk: Option<DiskMib>,
         /// A capability for it, like `email.send@mailbox:alice,budget=5` (repeat for more).
         #[arg(long = "grant", value_parser = typed::<Capability>, value_name = "CAP")]
         grants: Vec<Capability>,
@@ -249,12 +254,14 @@ fn request(command: Command) -> Result<serde_json::Map<String, Value>, Failure> 
             role,
             image,
             runtime,
+            disk,
             grants,
         } => typed(Call::Hire(HireParams {
             name,
             role,
             image,
             runtime,
+            disk_mib: disk,
             grants,
         })),
         Command::Delegate {

@@ -371,6 +371,8 @@ fn hire_delegate_and_retire_send_typed_parameters_and_bad_ones_never_leave() {
             "finds things",
             "--runtime",
             "runsc",
+            "--disk",
+            "512",
             "--grant",
             "email.send@mailbox:alice,budget=5",
             "--grant",
@@ -380,7 +382,7 @@ fn hire_delegate_and_retire_send_typed_parameters_and_bad_ones_never_leave() {
     assert_eq!(
         echo,
         json!({"method": "hire", "params": {"name": "scout", "role": "finds things",
-            "image": null, "runtime": "runsc",
+            "image": null, "runtime": "runsc", "disk_mib": 512,
             "grants": ["email.send@mailbox:alice,budget=5", "news.read@feed:*"]}})
     );
     let agent = "agt_0190c0de000070008000000000000001";
@@ -409,6 +411,7 @@ fn hire_delegate_and_retire_send_typed_parameters_and_bad_ones_never_leave() {
         &["hire", "Bad.Name"][..],
         &["hire", "scout", "--grant", "email.send@"],
         &["hire", "scout", "--runtime", "kata"],
+        &["hire", "scout", "--disk", "63"],
         &["delegate", "scout", "email.send@mailbox:alice"],
         &["retire", "agt_nothex"],
     ] {

@@ -62,6 +62,7 @@ fn hire(app: &mut App, team: TeamId, name: &str, grants: &[&str]) -> AgentId {
                 name: Name::parse(name).unwrap(),
                 role: Label::parse("reads the news").unwrap(),
                 spec: AgentSpec::base(),
+                disk: roster_core::limits::DiskMib::default(),
                 grants: grants
                     .iter()
                     .map(|c| Capability::parse(c).unwrap())

@@ -216,6 +216,7 @@ pub(super) fn hire(d: &Daemon, team: TeamId, name: &str) -> anyhow::Result<Agent
         name: Name::parse(name)?,
         role: Label::default(),
         spec: AgentSpec::base(),
+        disk: roster_core::limits::DiskMib::default(),
         grants: Vec::new(),
     };
     let operator = bench_operator()?;

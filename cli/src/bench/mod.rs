@@ -223,6 +223,7 @@ fn build_realistic_log(log: Arc<SledLog>, n: u64) -> anyhow::Result<()> {
                 name: name(&format!("agent-{a}"))?,
                 role: Label::parse("bench")?,
                 spec: AgentSpec::base(),
+                disk: roster_core::limits::DiskMib::default(),
                 grants: vec![cap("spend.usd@**")?, cap(&format!("email.*@mailbox:{a}"))?],
             };
             ledger.execute(cmd, &op, t0, &mut entropy)?;
@@ -400,6 +401,7 @@ fn authz_world(grants: usize) -> anyhow::Result<(World, Vec<AgentId>)> {
             name: name(&format!("a{i}"))?,
             role: Label::parse("")?,
             spec: AgentSpec::base(),
+            disk: roster_core::limits::DiskMib::default(),
             grants,
         };
         apply(&mut ledger, cmd, &actor)?;

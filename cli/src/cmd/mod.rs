@@ -82,6 +82,7 @@ pub fn plan(cmd: Cmd, data_dir: &Path) -> Result<Plan, CliError> {
             pids: a.pids,
             tmpfs: a.tmpfs,
             timeout: a.timeout,
+            disk: a.disk,
             by: a.by,
             grants: a.grants,
         }),

@@ -49,6 +49,7 @@ pub(super) fn decide_unaudited(
             name,
             role,
             spec,
+            disk,
             grants,
         } => {
             let t = cx.team(team)?;
@@ -73,10 +74,10 @@ pub(super) fn decide_unaudited(
                 Actor::Agent(a) => Some(*a),
                 _ => None,
             };
-            if let Some(why) = hirer
-                .and_then(|h| world.agent(h))
-                .and_then(|h| spec.looser_than(&h.spec))
-            {
+            if let Some(why) = hirer.and_then(|h| world.agent(h)).and_then(|h| {
+                spec.looser_than(&h.spec)
+                    .or_else(|| disk.looser_than(h.disk()))
+            }) {
                 return Err(cx.reject(Rejection::LooserSpec(why), builtin::HIRE, resource));
             }
             let mut parents = Vec::with_capacity(grants.len());
@@ -90,6 +91,10 @@ pub(super) fn decide_unaudited(
                 role,
                 parent: hirer,
                 spec,
+            });
+            events.push(Event::AgentDiskLimited {
+                agent,
+                disk_mib: disk.get(),
             });
             for (capability, parent) in grants.into_iter().zip(parents) {
                 events.push(Event::GrantIssued {

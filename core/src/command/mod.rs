@@ -17,6 +17,7 @@ use crate::capability::{Action, Amount, Capability, Resource};
 use crate::envelope::Hash;
 use crate::event::{AgentSpec, Event};
 use crate::id::{AgentId, ApprovalId, Entropy, GrantId, ShareId, TeamId};
+use crate::limits::DiskMib;
 use crate::name::{CallKey, Label, Name};
 use crate::time::Timestamp;
 use crate::topic::{Topic, TopicPattern};
@@ -114,7 +115,8 @@ pub enum Command {
     },
     /// Hire an agent into a team with the given capabilities. An operator's hire issues root
     /// grants; an agent's hire needs `agent.hire@team:T` and each capability covered by one of
-    /// its active grants, which becomes the new grant's parent.
+    /// its active grants, which becomes the new grant's parent, and confines the new agent at
+    /// least as tightly as itself (its spec and its home disk).
     Hire {
         /// The team.
         team: TeamId,
@@ -124,6 +126,8 @@ pub enum Command {
         role: Label,
         /// How its container is made.
         spec: AgentSpec,
+        /// Its home disk quota, recorded by `AgentDiskLimited` right after `AgentHired`.
+        disk: DiskMib,
         /// Its capabilities.
         grants: Vec<Capability>,
     },
@@ -330,7 +334,8 @@ pub enum Rejection {
         /// What it tried.
         what: &'static str,
     },
-    /// An agent may hire only teammates confined at least as tightly as itself.
+    /// An agent may hire only teammates confined at least as tightly as itself (its spec and
+    /// its home disk).
     #[error("cannot hire a teammate less confined than its hirer: {0}")]
     LooserSpec(String),
     /// The agent used this call key already (at event `seq`): a key names one call, carried out

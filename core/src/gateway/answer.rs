@@ -36,6 +36,7 @@ use crate::capability::Capability;
 use crate::envelope::Envelope;
 use crate::event::{AgentSpec, StopReason};
 use crate::id::{AgentId, ApprovalId, EventId, GrantId, ShareId, TeamId};
+use crate::limits::DiskMib;
 use crate::name::{Label, Name};
 use crate::time::Timestamp;
 use crate::topic::{Topic, TopicPattern};
@@ -111,6 +112,8 @@ into_answer!(Whoami, Grants, History, Shares, Committed, Performed, Published, S
 pub struct Whoami {
     /// `TEAM/NAME`, the form people and `roster` commands use.
     pub address: String,
+    /// Its home disk quota in MiB: a hire it makes gets at most as much.
+    pub disk_mib: DiskMib,
     /// When it was hired.
     pub hired_at: Timestamp,
     /// Its id, what every other answer and event names it by.

@@ -6,6 +6,7 @@ use crate::actor::Actor;
 use crate::capability::{Action, Amount, Capability, Resource};
 use crate::event::{AgentSpec, StopReason};
 use crate::id::{AgentId, ApprovalId, GrantId, ShareId, TeamId};
+use crate::limits::DiskMib;
 use crate::name::{Label, Name};
 use crate::time::Timestamp;
 use crate::topic::TopicPattern;
@@ -61,9 +62,19 @@ pub struct Agent {
     pub hired_at: Timestamp,
     /// Where it is in its life.
     pub status: AgentStatus,
+    /// Its home disk quota in MiB as its `AgentDiskLimited` recorded it; `None` when it has
+    /// none (hired before quotas were recorded). [`Agent::disk`] is the quota it has.
+    pub disk_mib: Option<u32>,
 }
 
 impl Agent {
+    /// Its home disk quota: the one recorded, brought within [`DiskMib`]'s bounds should a
+    /// log from elsewhere hold one outside them, or [`DiskMib::DEFAULT`] when none was.
+    pub fn disk(&self) -> DiskMib {
+        self.disk_mib
+            .map_or_else(DiskMib::default, DiskMib::clamped)
+    }
+
     /// Retired agents hold nothing and can do nothing.
     pub fn is_retired(&self) -> bool {
         self.status == AgentStatus::Retired

@@ -7,6 +7,7 @@ use roster_core::command::{decide, Command, Decision, Rejected};
 use roster_core::envelope::{Body, Envelope, Hash};
 use roster_core::event::{AgentSpec, Event, SCHEMA_VERSION};
 use roster_core::id::{AgentId, CountingEntropy, Entropy, EventId, TeamId};
+use roster_core::limits::DiskMib;
 use roster_core::name::{Label, Name};
 use roster_core::time::Timestamp;
 use roster_core::world::World;
@@ -45,6 +46,7 @@ pub fn hire(team: TeamId, agent_name: &str, grants: Vec<Capability>) -> Command 
         name: name(agent_name),
         role: Label::parse("worker").unwrap(),
         spec: AgentSpec::base(),
+        disk: DiskMib::default(),
         grants,
     }
 }

@@ -39,7 +39,7 @@ use roster_core::envelope::Envelope;
 use roster_core::gateway::ActParams;
 use roster_core::id::{ApprovalId, GrantId, ShareId};
 use roster_core::ledger::LogReader;
-use roster_core::limits::{CpuMillis, MemoryMib, Pids, TimeoutSecs, TmpfsMib};
+use roster_core::limits::{CpuMillis, DiskMib, MemoryMib, Pids, TimeoutSecs, TmpfsMib};
 use roster_core::name::{ImageRef, Label, Name};
 use roster_core::refs::{AgentRef, TeamRef};
 use roster_core::signed::PublicKey;
@@ -276,6 +276,9 @@ pub struct Hire {
     pub tmpfs: Option<TmpfsMib>,
     /// Longest run.
     pub timeout: Option<TimeoutSecs>,
+    /// Home disk quota (left out: `null`).
+    #[serde(default)]
+    pub disk: Option<DiskMib>,
     /// Hire as this agent.
     pub by: Option<AgentRef>,
     /// Its first grants.

@@ -61,11 +61,13 @@ pub(super) fn hire(h: Hire, ctx: &Ctx<'_>) -> Result<(), AdminError> {
         .or(defaults.timeout_secs)
         .map(u32::from)
         .or(r.timeout_secs);
+    let disk = h.disk.or(defaults.disk_mib).unwrap_or_default();
     let cmd = Command::Hire {
         team,
         name: h.name,
         role: h.role,
         spec: spec.clone(),
+        disk,
         grants: h.grants,
     };
     // Under the daemon, a hire the rules allow but no container could be made for is refused

@@ -142,6 +142,7 @@ fn requests_cross_the_wire_unchanged() {
             pids: None,
             tmpfs: None,
             timeout: None,
+            disk: Some(roster_core::limits::DiskMib::new(2048).unwrap()),
             by: Some(AgentRef::parse("lab/boss").unwrap()),
             grants: vec!["email.send@mailbox:alice,budget=10".parse().unwrap()],
         }),

@@ -168,12 +168,14 @@ fn command_of(app: &mut App, agent: AgentId, call: Call) -> Result<Command, Gate
     Ok(match call {
         Call::Hire(p) => {
             let team = own_team(app.world(), agent)?;
-            // A teammate is confined like its hirer unless it asks for tighter (`decide`
-            // refuses looser); its image is the base image unless it names one.
-            let mut spec = app
-                .world()
-                .agent(agent)
-                .map_or_else(AgentSpec::base, |a| a.spec.clone());
+            // A teammate is confined like its hirer (its home disk too) unless it asks for
+            // tighter (`decide` refuses looser); its image is the base image unless it names one.
+            let hirer = app.world().agent(agent);
+            let mut spec = hirer.map_or_else(AgentSpec::base, |a| a.spec.clone());
+            let disk = p
+                .disk_mib
+                .or_else(|| hirer.map(|a| a.disk()))
+                .unwrap_or_default();
             spec.image = p.image.unwrap_or_else(ImageRef::base);
             if let Some(runtime) = p.runtime {
                 spec.runtime = runtime;
@@ -183,6 +185,7 @@ fn command_of(app: &mut App, agent: AgentId, call: Call) -> Result<Command, Gate
                 name: p.name,
                 role: p.role.unwrap_or_default(),
                 spec,
+                disk,
                 grants: p.grants,
             }
         }
@@ -264,4 +267,70 @@ fn own_team(world: &roster_core::world::World, agent: AgentId) -> Result<TeamId,
         .agent(agent)
         .map(|a| a.team)
         .ok_or_else(|| GatewayError::new(ErrorCode::Denied, "unknown agent"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use roster_core::capability::Capability;
+    use roster_core::gateway::HireParams;
+    use roster_core::limits::DiskMib;
+    use roster_core::name::{Label, Name};
+    use roster_store::MemLog;
+
+    use super::*;
+
+    #[test]
+    fn a_teammate_gets_its_hirers_home_disk_unless_it_asks_for_one() {
+        let mut app = App::over(Arc::new(MemLog::new())).unwrap();
+        let op = Actor::Operator(Name::parse("op").unwrap());
+        let team = app
+            .execute(
+                Command::CreateTeam {
+                    name: Name::parse("lab").unwrap(),
+                },
+                &op,
+            )
+            .unwrap()[0]
+            .team;
+        let hired = app
+            .execute(
+                Command::Hire {
+                    team,
+                    name: Name::parse("lead").unwrap(),
+                    role: Label::default(),
+                    spec: AgentSpec::base(),
+                    disk: DiskMib::new(512).unwrap(),
+                    grants: vec![Capability::parse("agent.hire@team:lab").unwrap()],
+                },
+                &op,
+            )
+            .unwrap();
+        let lead = hired
+            .iter()
+            .find_map(|e| match e.event {
+                Event::AgentHired { agent, .. } => Some(agent),
+                _ => None,
+            })
+            .unwrap();
+        let disk_of = |app: &mut App, disk_mib: Option<u32>| {
+            let call = Call::Hire(HireParams {
+                name: Name::parse("mate").unwrap(),
+                role: None,
+                image: None,
+                runtime: None,
+                disk_mib: disk_mib.map(|n| DiskMib::new(n).unwrap()),
+                grants: Vec::new(),
+            });
+            match command_of(app, lead, call).unwrap() {
+                Command::Hire { disk, .. } => disk.get(),
+                other => panic!("not a hire: {other:?}"),
+            }
+        };
+        assert_eq!(disk_of(&mut app, None), 512);
+        assert_eq!(disk_of(&mut app, Some(64)), 64);
+        // Asked for more, it is asked as it is: `decide` refuses it, on the record.
+        assert_eq!(disk_of(&mut app, Some(2048)), 2048);
+    }
 }

@@ -200,6 +200,7 @@ mod tests {
                     name: Name::parse(name).unwrap(),
                     role: Label::default(),
                     spec,
+                    disk: roster_core::limits::DiskMib::default(),
                     grants: vec![],
                 },
                 &Actor::Operator(Name::parse("op").unwrap()),

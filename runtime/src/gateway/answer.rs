@@ -108,7 +108,8 @@ pub fn share_view(world: &World, s: &Share) -> ShareView {
     }
 }
 
-/// `whoami`: the agent's identity, team, role, who hired it, its container spec and its state.
+/// `whoami`: the agent's identity, team, role, who hired it, its container spec, its home disk
+/// quota and its state.
 pub fn whoami(world: &World, agent: AgentId) -> Result<Whoami, GatewayError> {
     let a = in_service(world, agent)?;
     let (status, stopped) = match &a.status {
@@ -119,6 +120,7 @@ pub fn whoami(world: &World, agent: AgentId) -> Result<Whoami, GatewayError> {
     };
     Ok(Whoami {
         address: describe::agent(world, a.id),
+        disk_mib: a.disk(),
         hired_at: a.hired_at,
         id: a.id,
         name: a.name.clone(),
@@ -285,6 +287,11 @@ mod tests {
             json!(w.agent(t.scout).unwrap().spec.runtime)
         );
         assert!(me["spec"]["resources"]["memory_mib"].is_u64(), "{me}");
+        assert_eq!(
+            me["disk_mib"],
+            roster_core::limits::DiskMib::DEFAULT,
+            "{me}"
+        );
     }
 
     #[test]
@@ -559,6 +566,8 @@ mod tests {
             "role": a.role, "parent": a.parent,
             "parent_name": a.parent.map(|p| describe::agent(w, p)),
             "spec": a.spec, "status": "hired", "stopped": null, "hired_at": a.hired_at,
+            // Added since, with home disk quotas.
+            "disk_mib": a.disk(),
         });
         let now_typed = typed(from_world(w, t.scout, &Call::Whoami, now).unwrap());
         assert_eq!(now_typed, line(before));

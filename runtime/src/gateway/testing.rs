@@ -134,6 +134,7 @@ impl Team {
             name: name(n),
             role: Label::parse(role).unwrap(),
             spec: AgentSpec::base(),
+            disk: roster_core::limits::DiskMib::default(),
             grants: caps(grants),
         };
         self.exec(cmd, by)

@@ -40,6 +40,7 @@ pub fn populate<L: EventLog + ?Sized>(log: &Arc<L>, teams: usize, agents: usize)
                     name: Name::parse(&format!("agent-{a}")).unwrap(),
                     role: Label::parse("does things").unwrap(),
                     spec: AgentSpec::base(),
+                    disk: roster_core::limits::DiskMib::default(),
                     grants: vec![Capability::parse("spend.usd@*,budget=100").unwrap()],
                 },
                 &mut entropy,

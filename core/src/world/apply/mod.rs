@@ -3,8 +3,9 @@
 //!
 //! One function per event kind holds both halves — what must hold, then what changes — so
 //! adding a kind adds one function here (and an arm to [`World::apply`]'s dispatch):
-//! `people.rs` (teams, hires, lifecycle, retirement), `grants.rs` (issue, revoke, spend, refusals),
-//! `shares.rs` (shares between teams and crossings), `approvals.rs`, `keys.rs` (keyed calls).
+//! `people.rs` (teams, hires, home disk quotas, lifecycle, retirement), `grants.rs` (issue,
+//! revoke, spend, refusals), `shares.rs` (shares between teams and crossings), `approvals.rs`,
+//! `keys.rs` (keyed calls).
 
 use crate::envelope::Envelope;
 use crate::event::Event;
@@ -173,6 +174,9 @@ impl World {
                 digest,
                 outcome,
             } => self.call_keyed(&r, env.team, *agent, key, *digest, *outcome),
+            Event::AgentDiskLimited { agent, disk_mib } => {
+                self.agent_disk_limited(&r, env.team, *agent, *disk_mib)
+            }
         }?;
         self.next_seq += 1;
         self.last_at = self.last_at.max(env.at);

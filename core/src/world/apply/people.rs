@@ -1,4 +1,5 @@
-//! Teams and agents: a team created, an agent hired, started, stopped, retired.
+//! Teams and agents: a team created, an agent hired (and its home disk quota), started,
+//! stopped, retired.
 
 use crate::event::{AgentSpec, StopReason};
 use crate::id::{AgentId, TeamId};
@@ -74,8 +75,30 @@ impl World {
                 spec: spec.clone(),
                 hired_at: at,
                 status: AgentStatus::Hired,
+                disk_mib: None,
             },
         );
+        Ok(())
+    }
+
+    /// Its home disk quota, recorded once. A value outside [`DiskMib`](crate::limits::DiskMib)'s
+    /// bounds is kept as recorded ([`Agent::disk`] brings it within them); `decide` never
+    /// writes one and `apply_checked` refuses it.
+    pub(super) fn agent_disk_limited(
+        &mut self,
+        r: &Refuse,
+        team: TeamId,
+        agent: AgentId,
+        disk_mib: u32,
+    ) -> Result<(), FoldError> {
+        if self.agent_in_team(r, agent, team)?.disk_mib.is_some() {
+            return Err(r.inconsistent(format!(
+                "the home disk quota of agent {agent} is recorded already"
+            )));
+        }
+        if let Some(a) = self.agents.get_mut(&agent) {
+            a.disk_mib = Some(disk_mib);
+        }
         Ok(())
     }
 

@@ -69,6 +69,7 @@ fn team(d: &Daemon) -> (AgentId, AgentId) {
                 name: Name::parse(name).unwrap(),
                 role: Label::default(),
                 spec: AgentSpec::base(),
+                disk: roster_core::limits::DiskMib::default(),
                 grants: grants
                     .iter()
                     .map(|g| Capability::parse(g).unwrap())

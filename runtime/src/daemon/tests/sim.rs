@@ -744,6 +744,7 @@ fn hire(d: &Daemon, team: roster_core::id::TeamId, n: usize, timeout: Option<u32
             name: Name::parse(&format!("a{n}")).unwrap(),
             role: Label::default(),
             spec,
+            disk: roster_core::limits::DiskMib::default(),
             grants: vec![],
         },
     );
