@@ -591,3 +591,86 @@ fn no_host_user_reaches_an_agents_gateway() {
         assert!(said.contains(&solo), "{said}");
     }
 }
+
+/// An agent filling its home, in bytes and then in files, hits its own quota: the runtime's data
+/// directory loses nothing to it (its disk was allocated whole when it was made), and the
+/// runtime, its log and the agent's own gateway go on. A quota the host cannot give, or above
+/// the hirer's, is refused before anything is recorded.
+#[test]
+fn a_full_home_fails_inside_its_container_only() {
+    roster_sandbox::disk::Disks::usable()
+        .expect("home disks need root, loop devices and e2fsprogs: run scripts/setup");
+    let s = served();
+    s.ok(&["team", "create", "lab"]);
+    let filler = s.hire_into(
+        "lab",
+        "filler",
+        &["--disk", "64", "--grant", "agent.hire@team:lab"],
+    );
+    let image = s
+        .dir
+        .join("homes")
+        .join(format!("roster-{}-{filler}-home.ext4", s.ns));
+    let allocated = || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&image).unwrap().blocks() * 512
+    };
+    let before = allocated();
+    assert!(
+        before >= 64 << 20,
+        "{} allocated whole: {before}",
+        image.display()
+    );
+    let out = s.exec(
+        "lab/filler",
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/home/agent/fill bs=1M count=512 2>&1 | head -1; \
+             echo bytes=$(wc -c < /home/agent/fill); mkdir /home/agent/many; cd /home/agent/many; \
+             seq 1 20000 | xargs touch 2>/dev/null; echo files=$(ls | wc -l); \
+             echo more > /home/agent/more || echo full",
+        ],
+    );
+    let field = |k: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} in {out}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(field("bytes") <= 64 << 20, "{out}");
+    assert!(field("files") < 64 * 64 + 64, "{out}");
+    assert!(out.trim_end().ends_with("full"), "{out}");
+    assert_eq!(
+        allocated(),
+        before,
+        "the host's disk gave the home nothing more"
+    );
+
+    // The runtime goes on: the agent's gateway answers, the log takes new events.
+    let mut g = Gateway::connect(&s, &filler);
+    let me = g.call("whoami", json!({})).unwrap();
+    assert_eq!(me["disk_mib"], 64, "{me}");
+    s.ok(&["team", "create", "after"]);
+    s.ok(&["verify"]);
+
+    // More than the hirer has, from inside; more than the host can give, from the operator.
+    let hires = s.count("AgentHired");
+    let e = g
+        .call(
+            "hire",
+            json!({"name": "wider", "role": "r", "disk_mib": 128}),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("home disk 128 MiB is above"), "{e}");
+    let out = s.run(&[
+        "hire", "--team", "lab", "--name", "huge", "--disk", "1048576",
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a 1 TiB home was hired");
+    assert!(said.contains("a home disk of 1048576 MiB"), "{said}");
+    assert_eq!(s.count("AgentHired"), hires, "nothing hired");
+}

@@ -172,19 +172,26 @@ impl Disks {
         };
         self.prepare_dir()
             .map_err(|e| fail(format!("preparing {}: {e}", self.dir.display())))?;
-        let stat = rustix::fs::statvfs(&self.dir)
-            .map_err(|e| fail(format!("measuring {}: {e}", self.dir.display())))?;
-        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
-        if free < (u64::from(mib) << 20).saturating_add(RESERVE_BYTES) {
-            return Err(fail(format!(
-                "a home of {mib} MiB does not fit on {}: {} MiB free, and {} MiB stay free for \
-                 the runtime",
+        match self.free_mib() {
+            Ok(free) if free >= u64::from(mib) + (RESERVE_BYTES >> 20) => Ok(()),
+            Ok(free) => Err(fail(format!(
+                "a home of {mib} MiB does not fit on {}: {free} MiB free, and {} MiB stay free \
+                 for the runtime",
                 self.dir.display(),
-                free >> 20,
                 RESERVE_BYTES >> 20
-            )));
+            ))),
+            Err(e) => Err(fail(format!("measuring {}: {e}", self.dir.display()))),
         }
-        Ok(())
+    }
+
+    /// MiB free to the runtime where the disks are kept (on the nearest directory that exists).
+    pub fn free_mib(&self) -> io::Result<u64> {
+        let mut at = self.dir.as_path();
+        while !at.exists() {
+            at = at.parent().unwrap_or(Path::new("/"));
+        }
+        let stat = rustix::fs::statvfs(at)?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize) >> 20)
     }
 
     /// Whether `volume`'s filesystem image exists.

@@ -99,7 +99,24 @@ impl Engine {
     /// Fails unless an agent of `spec` could be created here: its runtime registered so that
     /// its limits hold, its image present and declaring nothing that widens a sandbox. Lets a
     /// hire be refused before it is recorded, rather than recorded and never started.
-    pub async fn admit(&self, spec: &AgentSpec) -> Result<(), SandboxError> {
+    ///
+    /// Where homes get [disks](Engine::with_disks), a new one of `disk_mib` MiB must fit too.
+    pub async fn admit(&self, spec: &AgentSpec, disk_mib: u32) -> Result<(), SandboxError> {
+        if let Some(disks) = &self.disks {
+            let reserve = crate::disk::RESERVE_BYTES >> 20;
+            match disks.free_mib() {
+                Ok(free) if free < u64::from(disk_mib) + reserve => {
+                    return Err(SandboxError::TooBig {
+                        what: format!("a home disk of {disk_mib} MiB, allocated whole"),
+                        host: format!(
+                            "{free} MiB free in {}, of which {reserve} MiB stay free for the runtime",
+                            disks.dir().display()
+                        ),
+                    })
+                }
+                _ => {}
+            }
+        }
         self.require_runtime(spec.runtime.as_str()).await?;
         let r = &spec.resources;
         self.require_room(

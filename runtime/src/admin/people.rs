@@ -75,7 +75,7 @@ pub(super) fn hire(h: Hire, ctx: &Ctx<'_>) -> Result<(), AdminError> {
     // daemon, the daemon refuses to start it at its next start, and says why.)
     if let Some(d) = ctx.daemon {
         if d.read(|app| app.would_accept(&cmd, &actor))? {
-            d.admit(&spec)?;
+            d.admit(&spec, disk)?;
         }
     }
     let (committed, after) = ctx.decide(|app| Ok((app.execute(cmd, &actor)?, app.snapshot())))?;

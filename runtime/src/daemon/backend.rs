@@ -120,11 +120,11 @@ fn answer(d: &Daemon, agent: AgentId, call: Call) -> Reply {
     // A hire the rules allow but no container could be made for is refused before it is
     // recorded; the engine is asked after the rules (so a refused agent learns nothing of the
     // host's images) and without holding the ledger.
-    if let Command::Hire { spec, .. } = &command {
+    if let Command::Hire { spec, disk, .. } = &command {
         if d.read(|app| app.would_accept(&command, &actor))
             .map_err(internal)?
         {
-            d.admit(spec)
+            d.admit(spec, *disk)
                 .map_err(|e| GatewayError::new(ErrorCode::BadParams, e.to_string()))?;
         }
     }

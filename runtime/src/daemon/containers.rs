@@ -54,8 +54,9 @@ pub trait Containers: Send + Sync + std::fmt::Debug + 'static {
         &self,
         since: Timestamp,
     ) -> BoxStream<'static, Result<EngineEvent, SandboxError>>;
-    /// Fails unless a container of `spec` could be made here.
-    fn admit<'a>(&'a self, spec: &'a AgentSpec) -> Answer<'a, ()>;
+    /// Fails unless a container of `spec`, and a home disk of `disk_mib` MiB, could be made
+    /// here.
+    fn admit<'a>(&'a self, spec: &'a AgentSpec, disk_mib: u32) -> Answer<'a, ()>;
     /// Runs `cmd` in the agent's running container as the agent, and waits for it.
     fn exec(&self, agent: AgentId, cmd: Vec<String>) -> Answer<'_, ExecOutput>;
     /// The container's output: the last `tail` lines, then with `follow` what it prints.
@@ -107,8 +108,8 @@ impl Containers for Engine {
     ) -> BoxStream<'static, Result<EngineEvent, SandboxError>> {
         Engine::events_since(self, since).boxed()
     }
-    fn admit<'a>(&'a self, spec: &'a AgentSpec) -> Answer<'a, ()> {
-        Box::pin(Engine::admit(self, spec))
+    fn admit<'a>(&'a self, spec: &'a AgentSpec, disk_mib: u32) -> Answer<'a, ()> {
+        Box::pin(Engine::admit(self, spec, disk_mib))
     }
     fn exec(&self, agent: AgentId, cmd: Vec<String>) -> Answer<'_, ExecOutput> {
         Box::pin(Engine::exec(self, agent, cmd, None))

@@ -61,12 +61,16 @@ impl Daemon {
 
     /// Refuses a spec no container could be made from here (a runtime the engine lacks or runs
     /// without limits, a missing or widening image), so that a hire that could never start is
-    /// refused before it is recorded.
-    pub fn admit(&self, spec: &roster_core::event::AgentSpec) -> Result<(), ControlError> {
+    /// refused before it is recorded; so is a home disk of `disk` that does not fit.
+    pub fn admit(
+        &self,
+        spec: &roster_core::event::AgentSpec,
+        disk: roster_core::limits::DiskMib,
+    ) -> Result<(), ControlError> {
         let sup = self.sup.clone();
         let spec = spec.clone();
         self.rt
-            .block_on(async move { sup.engine.admit(&spec).await })
+            .block_on(async move { sup.engine.admit(&spec, disk.get()).await })
             .map_err(|e| match e {
                 // What the operator asked for cannot be made here: bad input.
                 SandboxError::ImageMissing { .. }

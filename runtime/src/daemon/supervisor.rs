@@ -676,7 +676,7 @@ pub async fn start(
         // not (the next pass starts a new one).
         return adopt_owned(d, sup, id).await;
     }
-    let home = sup.engine.home(&ag.team, id, 1024).await?;
+    let home = sup.engine.home(&ag.team, id, ag.disk().get()).await?;
     open_gateway(d, sup, id, Some(home.uid)).await?;
     let paths = HostPaths {
         gateway_dir: sup.gateway_dir(id),

@@ -513,7 +513,7 @@ impl Containers for SimEngine {
             .boxed()
     }
 
-    fn admit<'a>(&'a self, _spec: &'a AgentSpec) -> Answer<'a, ()> {
+    fn admit<'a>(&'a self, _spec: &'a AgentSpec, _disk_mib: u32) -> Answer<'a, ()> {
         Box::pin(self.call(|_| Ok(())))
     }
 
