@@ -18,6 +18,7 @@
 //! # credentials and TLS files as options after `?` — paths of owner-only files, never a secret
 //! # itself (docs/nats.md):
 //! bus = "tls://nats.internal:4222?user=roster&password_file=/etc/roster/nats.pass&ca_file=/etc/roster/nats-ca.pem&inbox=_INBOX_roster"
+//! homes = "/srv/roster-homes" # agents' home disks (default DATA/homes), each allocated whole
 //!
 //! [tools."email.send"] # the tool provider of an action, on this machine (read by `roster serve`,
 //!                      # and by `roster act` when no daemon runs)
@@ -204,6 +205,9 @@ pub struct ServeDefaults {
     pub busybox: Option<PathBuf>,
     /// The bus: `memory`, `nats://HOST:PORT` or `tls://HOST:PORT`, with options (docs/nats.md).
     pub bus: Option<roster_bus::BusUrl>,
+    /// Where agents' home disks are kept (default `DATA/homes`), an absolute path: another
+    /// filesystem than the log's keeps them apart.
+    pub homes: Option<PathBuf>,
 }
 
 impl Config {
@@ -225,6 +229,12 @@ impl Config {
             tool.check(action)?;
         }
         config.signing.check()?;
+        if let Some(homes) = config.serve.homes.as_ref().filter(|h| !h.is_absolute()) {
+            return Err(format!(
+                "[serve] homes = {:?} is not an absolute path",
+                homes.display().to_string()
+            ));
+        }
         Ok(config)
     }
 }
@@ -314,6 +324,7 @@ mod tests {
     fn bad_files_are_refused_with_the_reason() {
         for (text, says) in [
             ("[agent]\nmemroy_mib = 5\n", "memroy_mib"),
+            ("[serve]\nhomes = \"homes\"\n", "is not an absolute path"),
             ("[agent]\nmemory_mib = 4\n", "4 is outside 16 to 1048576"),
             ("[agent]\nmemory_mib = 4\n", "line 2"),
             ("[agent]\npids = 7\n", "7 is outside 8 to 1000000"),

@@ -11,7 +11,7 @@ use roster_core::event::RuntimeKind;
 use roster_sandbox::verify::{run_suite, Check};
 use roster_sandbox::SandboxError;
 
-const CHECKS: [&str; 11] = [
+const CHECKS: [&str; 12] = [
     "host files unreadable",
     "/proc/1/root confined",
     "no Docker socket",
@@ -19,6 +19,7 @@ const CHECKS: [&str; 11] = [
     "root filesystem read-only",
     "no privilege escalation",
     "its own host uid, used by nothing else",
+    "home bounded in bytes and files",
     "fork bomb stopped by the pids limit",
     "memory hog OOM-killed, host unharmed",
     "another agent's home not visible",

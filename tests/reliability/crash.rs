@@ -45,6 +45,9 @@ const HELPER_SPEND: &str = "spend.usd@vendor:*,budget=100000";
 const DELEGATED: &str = "spend.usd@vendor:acme,budget=5";
 /// The only action carried out, by a program that reads the call and answers `{}`.
 const TOOLS: &str = r#"
+[agent]
+disk_mib = 64
+
 [tools."spend.usd"]
 exec = ["/bin/sh", "-c", "cat >/dev/null; echo '{}'"]
 "#;

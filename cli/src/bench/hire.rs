@@ -80,7 +80,8 @@ pub(super) fn with_daemon<T>(
     Ok(value)
 }
 
-/// Removes every container and home of `engine`'s namespace.
+/// Removes every container and home of `engine`'s namespace, those of agents that never got a
+/// container included.
 pub(super) async fn remove_all(engine: &Engine) -> anyhow::Result<()> {
     for f in engine.list().await? {
         if let Ok(agent) = f.agent {
@@ -88,6 +89,8 @@ pub(super) async fn remove_all(engine: &Engine) -> anyhow::Result<()> {
             engine.remove_home(agent).await?;
         }
     }
+    let label = format!("{}={}", roster_sandbox::plan::labels::NS, engine.ns());
+    roster_sandbox::sweep::Sweep::new(label).run(engine).await?;
     Ok(())
 }
 
@@ -216,7 +219,9 @@ pub(super) fn hire(d: &Daemon, team: TeamId, name: &str) -> anyhow::Result<Agent
         name: Name::parse(name)?,
         role: Label::default(),
         spec: AgentSpec::base(),
-        disk: roster_core::limits::DiskMib::default(),
+        // The smallest disk: each is allocated whole, and a fleet of the default 1 GiB would
+        // measure the host's disk, not the hire.
+        disk: roster_core::limits::DiskMib::new(roster_core::limits::DiskMib::MIN)?,
         grants: Vec::new(),
     };
     let operator = bench_operator()?;

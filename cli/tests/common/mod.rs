@@ -42,6 +42,8 @@ pub struct Served {
     /// More arguments for `roster serve` (like `--bus nats://…`).
     pub serve_args: Vec<String>,
     child: Option<Child>,
+    /// Where its agents' home disks are kept, when not in the data directory.
+    homes: Option<tempfile::TempDir>,
 }
 
 impl Served {
@@ -59,7 +61,7 @@ impl Served {
     }
 
     /// A daemon in namespace `ns`, started with `serve_args` and, when given, this
-    /// `DATA/roster.toml`.
+    /// `DATA/roster.toml` (else one giving agents 64 MiB homes).
     pub fn configured(ns: String, serve_args: &[&str], config: Option<&str>) -> Self {
         let info = docker(&["info", "--format", "{{.ServerVersion}}"]);
         assert!(
@@ -75,11 +77,13 @@ impl Served {
             ns,
             serve_args: serve_args.iter().map(|s| s.to_string()).collect(),
             child: None,
+            homes: None,
         };
         s.ok(&["init"]);
-        if let Some(text) = config {
-            std::fs::write(s.dir.join("roster.toml"), text).unwrap();
-        }
+        // Homes are allocated whole: the tests' fleets (a hundred agents in the load test) get
+        // the smallest, unless a test configures its own.
+        let text = config.unwrap_or("[agent]\ndisk_mib = 64\n");
+        std::fs::write(s.dir.join("roster.toml"), text).unwrap();
         s.start();
         s
     }
@@ -223,6 +227,9 @@ impl Drop for Served {
         }
         // Home disks hold their space while attached, even once deleted.
         roster_sandbox::disk::detach_under(&self.dir);
+        if let Some(homes) = &self.homes {
+            roster_sandbox::disk::detach_under(homes.path());
+        }
     }
 }
 
@@ -552,16 +559,26 @@ pub fn last_call(dir: &Path) -> Value {
 impl Served {
     /// A daemon like [`Served::configured`] whose data directory is made inside `tmp` (say, a
     /// directory on a filesystem of the test's choosing), removed on drop with it.
+    ///
+    /// Its agents' home disks are kept outside `tmp` (which may be a small filesystem filled
+    /// on purpose), in a directory removed with it.
     pub fn in_tmp(tmp: tempfile::TempDir, ns: String) -> Self {
         let dir = tmp.path().join("data");
+        let homes = tempfile::tempdir().unwrap();
         let mut s = Served {
             _tmp: tmp,
             dir,
             ns,
             serve_args: Vec::new(),
             child: None,
+            homes: Some(homes),
         };
         s.ok(&["init"]);
+        let config = format!(
+            "[agent]\ndisk_mib = 64\n\n[serve]\nhomes = {:?}\n",
+            s.homes.as_ref().unwrap().path().display().to_string()
+        );
+        std::fs::write(s.dir.join("roster.toml"), config).unwrap();
         s.start();
         s
     }

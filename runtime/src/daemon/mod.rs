@@ -407,7 +407,8 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
     let mut engine = Engine::connect(ns.clone()).await?;
     if roster_sandbox::disk::Disks::usable().is_ok() {
         // New homes get disks of their own; `serve` says at start when they cannot.
-        engine = engine.with_disks(roster_sandbox::disk::Disks::new(homes_dir(data_dir)));
+        let homes = config.homes.clone().unwrap_or_else(|| homes_dir(data_dir));
+        engine = engine.with_disks(roster_sandbox::disk::Disks::new(homes));
     }
     claim_namespace(data_dir, &ns, &engine, &app).await?;
     let given = args.agent_binary.clone().or(config.agent_binary);
