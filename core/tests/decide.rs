@@ -17,6 +17,7 @@ use roster_core::event::{AgentSpec, Event, RuntimeKind};
 use roster_core::id::{AgentId, ApprovalId, GrantId, TeamId};
 use roster_core::limits::DiskMib;
 use roster_core::name::Label;
+use roster_core::world::World;
 
 fn amount(n: u64) -> Amount {
     Amount::new(n).unwrap()
@@ -1017,4 +1018,30 @@ fn an_agent_may_keep_only_so_many_approvals_waiting() {
     // Once one is decided, it may ask again.
     h.ok(decide_approval(asked[0], false), &operator());
     h.ok(act("deploy.run", "env:prod", 1), &agent);
+    // What waits is known without a walk of every approval, and agrees with one, after a fold
+    // of the log too.
+    let scan = |w: &World| -> Vec<ApprovalId> {
+        let mut ids: Vec<_> = w
+            .approvals()
+            .filter(|a| a.decision.is_none())
+            .map(|a| a.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let indexed = |w: &World| -> Vec<ApprovalId> {
+        let mut ids: Vec<_> = w
+            .waiting_approvals(Some(lead))
+            .iter()
+            .map(|a| a.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(h.world.waiting_count(lead), 16);
+    assert_eq!(indexed(&h.world), scan(&h.world));
+    assert!(!indexed(&h.world).contains(&asked[0]));
+    let folded = World::fold(&h.log).unwrap();
+    assert_eq!(indexed(&folded), scan(&h.world));
+    assert_eq!(folded.waiting_approvals(None).len(), 16);
 }

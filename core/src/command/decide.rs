@@ -285,10 +285,7 @@ pub(super) fn decide_unaudited(
                 }])),
                 Authorization::NeedsApproval { chain } => {
                     // An operator's queue is not the agent's to flood.
-                    let waiting = world
-                        .approvals()
-                        .filter(|ap| ap.agent == *agent && ap.decision.is_none())
-                        .count();
+                    let waiting = world.waiting_count(*agent);
                     if waiting >= MAX_PENDING_APPROVALS {
                         return Err(cx.reject(
                             Rejection::TooManyPending(waiting),

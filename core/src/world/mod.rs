@@ -7,7 +7,7 @@
 //! accessors; `entities.rs` the entities it holds ([`Team`], [`Agent`], [`Grant`], [`Share`],
 //! [`Approval`], [`Keyed`]); `apply.rs` [`World::apply`] (check, then mutate) and [`FoldError`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::envelope::Envelope;
 use crate::id::{AgentId, ApprovalId, GrantId, ShareId, TeamId};
@@ -41,6 +41,10 @@ pub struct World {
     pub(crate) holdings: HashMap<AgentId, Vec<GrantId>>,
     shares: BTreeMap<ShareId, Share>,
     approvals: BTreeMap<ApprovalId, Approval>,
+    /// The approvals waiting for a decision, by the agent that asked: what the cap on an
+    /// agent's waiting requests and `roster deny` look at, without walking every approval
+    /// ever asked.
+    waiting: HashMap<AgentId, BTreeSet<ApprovalId>>,
     keys: HashMap<AgentId, KeyRing>,
 }
 
@@ -244,6 +248,21 @@ impl World {
     /// Every approval request.
     pub fn approvals(&self) -> impl Iterator<Item = &Approval> {
         self.approvals.values()
+    }
+
+    /// The approval requests waiting for a decision, `agent`'s alone if given, oldest id first
+    /// for each agent.
+    pub fn waiting_approvals(&self, agent: Option<AgentId>) -> Vec<&Approval> {
+        let ids: Box<dyn Iterator<Item = &ApprovalId>> = match agent {
+            Some(a) => Box::new(self.waiting.get(&a).into_iter().flatten()),
+            None => Box::new(self.waiting.values().flatten()),
+        };
+        ids.filter_map(|id| self.approvals.get(id)).collect()
+    }
+
+    /// How many approval requests of `agent` wait for a decision.
+    pub fn waiting_count(&self, agent: AgentId) -> usize {
+        self.waiting.get(&agent).map_or(0, BTreeSet::len)
     }
 
     /// An approval request by id.

@@ -300,7 +300,9 @@ pub(super) fn approvals(all: bool, ctx: &Ctx<'_>) -> Result<(), AdminError> {
 }
 
 /// Refuses every approval waiting now (only `agent`'s, if given) with `note`, in one hold of
-/// the ledger: an agent flooding the operator's queue is answered at once.
+/// the ledger: an agent flooding the operator's queue is answered at once. Each refusal is its
+/// own decision (approvals of several teams cannot commit as one): one that fails (a full data
+/// disk) stops the rest, and what was refused before it is shown before the error.
 pub(super) fn deny_waiting(
     agent: Option<&AgentRef>,
     note: Option<Label>,
@@ -313,24 +315,32 @@ pub(super) fn deny_waiting(
             .transpose()?;
         let waiting: Vec<ApprovalId> = app
             .world()
-            .approvals()
-            .filter(|ap| ap.decision.is_none() && agent.is_none_or(|a| ap.agent == a))
+            .waiting_approvals(agent)
+            .iter()
             .map(|ap| ap.id)
             .collect();
         let mut committed = Vec::new();
+        let mut failed = None;
         for approval in waiting {
             let command = Command::DecideApproval {
                 approval,
                 approved: false,
                 note: note.clone(),
             };
-            committed.extend(app.execute(command, &operator)?);
+            match app.execute(command, &operator) {
+                Ok(events) => committed.extend(events),
+                Err(e) => {
+                    failed = Some(AdminError::from(e));
+                    break;
+                }
+            }
         }
-        Ok((committed, app.snapshot()))
+        Ok(((committed, failed), app.snapshot()))
     })?;
+    let (committed, failed) = committed;
     ctx.poke();
     super::send_committed(&ctx.reply, after.world(), &committed)?;
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 pub(super) fn decide(

@@ -278,7 +278,7 @@ pub(super) fn replay(at: u64, team: Option<TeamRef>, ctx: &Ctx<'_>) -> Result<()
         .shares()
         .filter(|s| s.state == ShareState::Open && (keep(s.from) || keep(s.to)))
         .count() as u64;
-    let waiting = world.approvals().filter(|a| a.decision.is_none()).count() as u64;
+    let waiting = world.waiting_approvals(None).len() as u64;
     ctx.reply.send(Item::Replayed(Replayed {
         at,
         when,

@@ -47,6 +47,7 @@ impl World {
                 used: false,
             },
         );
+        self.waiting.entry(agent).or_default().insert(approval);
         Ok(())
     }
 
@@ -73,6 +74,13 @@ impl World {
             at,
             note: note.clone(),
         });
+        let agent = a.agent;
+        if let Some(ids) = self.waiting.get_mut(&agent) {
+            ids.remove(&approval);
+            if ids.is_empty() {
+                self.waiting.remove(&agent);
+            }
+        }
         Ok(())
     }
 }
