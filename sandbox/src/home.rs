@@ -37,7 +37,7 @@ use std::time::Duration;
 use bollard::container::{
     Config, CreateContainerOptions, ListContainersOptions, WaitContainerOptions,
 };
-use bollard::models::{HostConfig, Mount, MountTypeEnum, MountVolumeOptions};
+use bollard::models::HostConfig;
 use bollard::volume::{CreateVolumeOptions, ListVolumesOptions};
 use futures_util::StreamExt;
 use roster_core::id::{AgentId, TeamId};
@@ -46,7 +46,7 @@ use roster_core::name::ImageRef;
 use crate::disk::Disks;
 use crate::engine::Engine;
 use crate::error::{is_not_found, status, SandboxError};
-use crate::plan::{agent_labels, HOME};
+use crate::plan::{agent_labels, volume_mount, HOME};
 use crate::uid::{self, AgentUid, HostIds, UID_LABEL};
 
 /// How long a call waits for the preparation of a home (a home moved to a new uid is walked
@@ -519,21 +519,6 @@ impl Engine {
         mover: &str,
         labels: &HashMap<String, String>,
     ) -> Result<(), SandboxError> {
-        let mut labels = labels.clone();
-        // Not an agent's container: a reconcile must not take it for one.
-        labels.remove(crate::plan::labels::AGENT);
-        labels.insert(PREP_LABEL.to_string(), volume.to_string());
-        let mount = |source: &str, target: &str, read_only: bool| Mount {
-            target: Some(target.into()),
-            source: Some(source.to_string()),
-            typ: Some(MountTypeEnum::VOLUME),
-            read_only: Some(read_only),
-            volume_options: Some(MountVolumeOptions {
-                no_copy: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
         let mut config = self.chore(
             vec![
                 "cp".into(),
@@ -541,7 +526,8 @@ impl Engine {
                 "/from/.".into(),
                 format!("{HOME}/"),
             ],
-            labels,
+            volume,
+            labels.clone(),
         );
         if let Some(h) = config.host_config.as_mut() {
             // To read everything, and to keep owners, modes and times.
@@ -551,7 +537,10 @@ impl Engine {
                 "DAC_READ_SEARCH".into(),
                 "FOWNER".into(),
             ]);
-            h.mounts = Some(vec![mount(volume, "/from", true), mount(temp, HOME, false)]);
+            h.mounts = Some(vec![
+                volume_mount(volume, "/from", true),
+                volume_mount(temp, HOME, false),
+            ]);
         }
         self.docker
             .create_container(
@@ -748,9 +737,6 @@ impl Engine {
             });
         }
         let mut labels = labels.clone();
-        // Not an agent's container: a reconcile must not take it for one.
-        labels.remove(crate::plan::labels::AGENT);
-        labels.insert(PREP_LABEL.to_string(), volume.to_string());
         labels.insert(UID_LABEL.to_string(), uid.to_string());
         let mut config = self.chore(
             vec![
@@ -760,22 +746,13 @@ impl Engine {
                 uid.user(),
                 HOME.into(),
             ],
+            volume,
             labels,
         );
         if let Some(h) = config.host_config.as_mut() {
             // To change owners, and to walk a home whose directories the agent closed.
             h.cap_add = Some(vec!["CHOWN".into(), "DAC_READ_SEARCH".into()]);
-            h.mounts = Some(vec![Mount {
-                target: Some(HOME.into()),
-                source: Some(volume.to_string()),
-                typ: Some(MountTypeEnum::VOLUME),
-                read_only: Some(false),
-                volume_options: Some(MountVolumeOptions {
-                    no_copy: Some(true),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]);
+            h.mounts = Some(vec![volume_mount(volume, HOME, false)]);
         }
         let options = CreateContainerOptions {
             name: prep.to_string(),
@@ -791,11 +768,19 @@ impl Engine {
         Ok(())
     }
 
-    /// A short-lived container of the base image — the runtime's, not the agent's — running
-    /// `cmd` (busybox, on fixed arguments) as root with no capability yet, no network, a
-    /// read-only root, small limits and a small log; its caller adds the capabilities and
-    /// mounts it needs.
-    fn chore(&self, cmd: Vec<String>, labels: HashMap<String, String>) -> Config<String> {
+    /// A short-lived container of the base image — the runtime's, not the agent's — that
+    /// works on the home `volume`, running `cmd` (busybox, on fixed arguments) as root with no
+    /// capability yet, no network, a read-only root, small limits and a small log; its caller
+    /// adds the capabilities and mounts it needs.
+    fn chore(
+        &self,
+        cmd: Vec<String>,
+        volume: &str,
+        mut labels: HashMap<String, String>,
+    ) -> Config<String> {
+        // Not an agent's container: a reconcile must not take it for one.
+        labels.remove(crate::plan::labels::AGENT);
+        labels.insert(PREP_LABEL.to_string(), volume.to_string());
         Config {
             image: Some(ImageRef::base().to_string()),
             user: Some("0:0".into()),

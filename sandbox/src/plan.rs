@@ -178,6 +178,23 @@ pub(crate) fn check_host_path(path: &Path) -> Result<(), PlanError> {
     Ok(())
 }
 
+/// A mount of the named volume `source` at `target`, never filled by the engine with the
+/// image's directory there (whose owner is not the agent's uid: homes are prepared by the
+/// runtime).
+pub(crate) fn volume_mount(source: &str, target: &str, read_only: bool) -> Mount {
+    Mount {
+        target: Some(target.into()),
+        source: Some(source.to_string()),
+        typ: Some(MountTypeEnum::VOLUME),
+        read_only: Some(read_only),
+        volume_options: Some(MountVolumeOptions {
+            no_copy: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// Plans the container of `agent` (of `team`, in namespace `ns`) from its recorded `spec`, to run
 /// as `uid`, the agent's own host uid, which owns its home ([`Engine::home`](crate::Engine::home)
 /// gives both).
@@ -197,19 +214,7 @@ pub fn plan(
     let host = HostLimits::of(spec);
     let memory = host.memory_mib * 1024 * 1024;
     let mounts = vec![
-        Mount {
-            target: Some(HOME.into()),
-            source: Some(home_volume.clone()),
-            typ: Some(MountTypeEnum::VOLUME),
-            read_only: Some(false),
-            // Never the image's `/home/agent`, whose owner is not the agent's uid: the home is
-            // prepared by the runtime.
-            volume_options: Some(MountVolumeOptions {
-                no_copy: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+        volume_mount(&home_volume, HOME, false),
         // Read-only: connecting to a socket needs no write access to its file system, and an
         // agent must not be able to replace its socket (or fill the host's disk) through it.
         Mount {

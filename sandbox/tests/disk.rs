@@ -36,15 +36,31 @@ async fn volume_options(volume: &str) -> Option<HashMap<String, String>> {
     docker.inspect_volume(volume).await.ok().map(|v| v.options)
 }
 
+/// A test's world whose engine gives homes disks (failing loudly where the host cannot), with
+/// the base image.
+async fn disk_ctx() -> common::Ctx {
+    Disks::usable().expect("home disks need root, loop devices and e2fsprogs: run scripts/setup");
+    let c = common::ctx().await.with_disks();
+    c.base().await;
+    c
+}
+
+/// Detaches loop device `dev`, as a reboot would.
+fn detach(dev: &str) {
+    let status = Command::new("losetup")
+        .args(["--detach", dev])
+        .status()
+        .unwrap();
+    assert!(status.success(), "detaching {dev}");
+}
+
 fn disks(c: &common::Ctx) -> Disks {
     c.engine.disks().expect("an engine with disks").clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_home_disk_bounds_bytes_and_files_and_outlives_its_loop_device() {
-    Disks::usable().expect("home disks need root, loop devices and e2fsprogs: run scripts/setup");
-    let c = common::ctx().await.with_disks();
-    c.base().await;
+    let c = disk_ctx().await;
     let e = &c.engine;
     let (plan, agent) = c.ready(&AgentSpec::base()).await;
     let uid = e.home_uid(agent).await.unwrap().unwrap();
@@ -107,11 +123,7 @@ async fn a_home_disk_bounds_bytes_and_files_and_outlives_its_loop_device() {
     // attached where this one was.
     let before = loops_of(&image);
     assert_eq!(before.len(), 1, "{before:?}");
-    let out = Command::new("losetup")
-        .args(["--detach", &before[0]])
-        .status()
-        .unwrap();
-    assert!(out.success());
+    detach(&before[0]);
     let decoy = c.dir.path().join("roster-decoy-home.ext4");
     std::fs::write(&decoy, vec![0u8; 1 << 20]).unwrap();
     let decoy_dev = Command::new("losetup")
@@ -166,18 +178,13 @@ async fn a_home_disk_bounds_bytes_and_files_and_outlives_its_loop_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_home_whose_disk_is_gone_is_refused_not_made_again_empty() {
-    Disks::usable().expect("home disks need root, loop devices and e2fsprogs: run scripts/setup");
-    let c = common::ctx().await.with_disks();
-    c.base().await;
+    let c = disk_ctx().await;
     let e = &c.engine;
     let (_, agent) = c.ready(&AgentSpec::base()).await;
     let volume = e.volume_name(agent);
     let image = disks(&c).image(&volume);
     for dev in loops_of(&image) {
-        Command::new("losetup")
-            .args(["--detach", &dev])
-            .status()
-            .unwrap();
+        detach(&dev);
     }
     std::fs::remove_file(&image).unwrap();
     let err = e
@@ -197,9 +204,7 @@ async fn a_home_whose_disk_is_gone_is_refused_not_made_again_empty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_home_that_does_not_fit_is_refused_and_changes_nothing() {
-    Disks::usable().expect("home disks need root, loop devices and e2fsprogs: run scripts/setup");
-    let c = common::ctx().await.with_disks();
-    c.base().await;
+    let c = disk_ctx().await;
     let e = &c.engine;
     let agent = common::agent_id();
     let err = e
