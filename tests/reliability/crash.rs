@@ -68,6 +68,8 @@ struct Ack {
     events: Vec<Value>,
     /// An `act` answer's `performed` event id.
     performed: Option<String>,
+    /// The agent and the idempotency key of a keyed `act`.
+    key: Option<(String, String)>,
 }
 
 type Acks = Mutex<Vec<Ack>>;
@@ -198,6 +200,8 @@ struct Burst<'a> {
     acks: &'a Acks,
     round: usize,
     tally: &'a Tally,
+    /// Each agent's keyed act whose answer a kill took: asked again next round.
+    lost_keys: &'a Mutex<HashMap<String, String>>,
 }
 
 /// How often the interesting paths were taken, printed at the end.
@@ -209,6 +213,10 @@ struct Tally {
     retried: AtomicUsize,
     /// Hires tried again after a lost answer that had happened before (refused: name taken).
     taken: AtomicUsize,
+    /// Keyed acts asked again after a lost answer, carried out then.
+    keyed_retried: AtomicUsize,
+    /// Keyed acts asked again after a lost answer, carried out before: answered from the log.
+    replayed: AtomicUsize,
 }
 
 fn bump(n: &AtomicUsize) {
@@ -221,6 +229,7 @@ impl Burst<'_> {
             what: format!("round {}: {what}", self.round),
             events,
             performed,
+            key: None,
         });
     }
 
@@ -321,23 +330,49 @@ impl Burst<'_> {
     }
 
     /// Any other agent in service: spends until the daemon goes away (a refusal — its budget
-    /// spent — ends it too).
+    /// spent — ends it too), each spend under an idempotency key; one whose answer a kill took
+    /// is asked again first, with its key, and must be answered done — carried out then, or
+    /// before and answered from the log — never done twice.
     fn spender(&self, agent: &str, resource: &str) {
         let Some(mut c) = Conn::open(self.dir, agent, self.stop) else {
             return;
         };
+        let mut pending = self.lost_keys.lock().unwrap().remove(agent);
+        let mut n = 0;
         while !self.stopped() {
-            let params = json!({"action": "spend.usd", "resource": resource, "amount": 1});
+            let (key, retry) = match pending.take() {
+                Some(key) => (key, true),
+                None => {
+                    n += 1;
+                    (format!("r{}-{n}", self.round), false)
+                }
+            };
+            let params =
+                json!({"action": "spend.usd", "resource": resource, "amount": 1, "key": key});
             match c.call("act", params, self.stop) {
                 Outcome::Done(v) => {
-                    let performed = text(&v["performed"]);
-                    self.ack(format!("{agent} act"), Vec::new(), Some(performed));
+                    let replayed = v["replayed"] == true;
+                    match (retry, replayed) {
+                        (true, true) => bump(&self.tally.replayed),
+                        (true, false) => bump(&self.tally.keyed_retried),
+                        (false, true) => panic!("{agent} act {key}, new, answered as done: {v}"),
+                        (false, false) => {}
+                    }
+                    self.acks.lock().unwrap().push(Ack {
+                        what: format!("round {}: {agent} act {key}", self.round),
+                        events: Vec::new(),
+                        performed: Some(text(&v["performed"])),
+                        key: Some((agent.to_owned(), key)),
+                    });
                 }
                 Outcome::Refused(e) => {
-                    assert_eq!(e["code"], "denied", "{agent} act: {e}");
+                    assert_eq!(e["code"], "denied", "{agent} act {key}: {e}");
                     return;
                 }
-                Outcome::Lost => return self.gone(),
+                Outcome::Lost => {
+                    self.lost_keys.lock().unwrap().insert(agent.to_owned(), key);
+                    return self.gone();
+                }
             }
         }
     }
@@ -620,6 +655,33 @@ fn check_store(dir: &Path, acks: &[Ack], round: usize) -> (Vec<String>, Vec<Stri
         }
     }
 
+    // Each key of an agent carried out once, and an answer under a key — asked again after a
+    // kill too — names the use recorded with it.
+    let mut keyed: HashMap<(String, String), Option<String>> = HashMap::new();
+    for (i, e) in log.iter().enumerate() {
+        if kind(e) != "CallKeyed" {
+            continue;
+        }
+        let k = &e["event"]["CallKeyed"];
+        let outcome = k["outcome"].as_u64().unwrap() as usize;
+        let performed = log[i + 1..=i + outcome]
+            .iter()
+            .find(|o| kind(o) == "ActionPerformed")
+            .map(|o| text(&o["id"]));
+        let first = keyed.insert((text(&k["agent"]), text(&k["key"])), performed);
+        assert!(first.is_none(), "round {round}: key carried out twice: {k}");
+    }
+    for ack in acks {
+        if let Some(key) = &ack.key {
+            assert_eq!(
+                keyed.get(key),
+                Some(&ack.performed),
+                "{}: answered with another use than its key's",
+                ack.what
+            );
+        }
+    }
+
     // Each agent hired once; names unique (the test never reuses one: a repeated name is a
     // retried hire that happened twice).
     let mut hired: BTreeMap<String, String> = BTreeMap::new();
@@ -803,6 +865,7 @@ fn acknowledged_work_survives_sigkill_of_the_daemon_and_subscribers_see_it_once(
 
     let acks: Acks = Mutex::new(Vec::new());
     let tally = Tally::default();
+    let lost_keys = Mutex::new(HashMap::new());
     let mut in_service: Vec<String> = leads.iter().map(|l| l.id.clone()).collect();
     let mut export = Vec::new();
     for round in 0..rounds {
@@ -817,6 +880,7 @@ fn acknowledged_work_survives_sigkill_of_the_daemon_and_subscribers_see_it_once(
             acks: &acks,
             round,
             tally: &tally,
+            lost_keys: &lost_keys,
         };
         // Everyone in service who is not a lead spends; the leads do everything.
         let lead_ids: HashSet<String> = leads.iter().map(|l| l.id.clone()).collect();
