@@ -217,9 +217,10 @@ fn hires_at_once_from_many_connections_never_exceed_a_hire_budget() {
             "AccessDenied",
             "AccessDenied",
             "ActionPerformed",
+            "AgentDiskLimited",
             "AgentHired"
         ],
-        "one hire (its use of the grant, the agent) and two refusals: {new:?}"
+        "one hire (its use of the grant, the agent, its disk) and two refusals: {new:?}"
     );
     for d in new.iter().filter_map(|e| e["event"].get("AccessDenied")) {
         assert_eq!(

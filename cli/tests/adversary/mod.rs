@@ -8,8 +8,12 @@ use serde_json::{json, Value};
 
 use crate::common::{self, Gateway, Served};
 
-/// A provider for each action the agents may carry out: it reads the call and answers `{}`.
+/// A provider for each action the agents may carry out: it reads the call and answers `{}`;
+/// and the smallest home disks (each is allocated whole).
 const TOOLS: &str = r#"
+[agent]
+disk_mib = 64
+
 [tools."email.send"]
 exec = ["/bin/sh", "-c", "cat >/dev/null; echo '{}'"]
 [tools."spend.usd"]
