@@ -298,6 +298,10 @@ pub struct ServeArgs {
     /// (`?user=NAME&password_file=PATH&ca_file=PATH…`, docs/nats.md) [default: memory].
     #[arg(long, env = "ROSTER_BUS", value_parser = typed::<roster_bus::BusUrl>, value_name = "URL")]
     pub bus: Option<roster_bus::BusUrl>,
+    /// Take the namespace over from the data directory that holds it (one imported or copied
+    /// from, or one gone for good); refused while that one's daemon runs on this host.
+    #[arg(long)]
+    pub take_over: bool,
 }
 
 impl From<ServeArgs> for roster_runtime::ServeOptions {
@@ -307,6 +311,7 @@ impl From<ServeArgs> for roster_runtime::ServeOptions {
             busybox: a.busybox,
             ns: a.ns,
             bus: a.bus,
+            take_over: a.take_over,
         }
     }
 }

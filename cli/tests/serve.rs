@@ -585,7 +585,40 @@ fn a_namespace_belongs_to_one_data_directory() {
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "is driven by the data directory {}",
+            s.dir.display()
+        )),
+        "{err}"
+    );
+    // Without the lease (removed from outside), the containers it does not know still refuse
+    // it, and the running daemon claims its lease again.
+    let lease = format!("roster-{}-lease", s.ns);
+    assert!(docker(&["volume", "rm", &lease]).status.success());
+    let out = run(&[
+        "serve",
+        "--ns",
+        &s.ns,
+        "--agent-binary",
+        agent_binary().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not know"), "{err}");
+    let holder = || {
+        let out = docker(&[
+            "volume",
+            "inspect",
+            "-f",
+            "{{index .Labels \"roster.lease.dir\"}}",
+            &lease,
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    wait_for("the lease claimed again", Duration::from_secs(30), || {
+        holder() == s.dir.display().to_string()
+    });
     s.wait_up("mine");
     // And the first data directory keeps its namespace.
     assert_eq!(
@@ -644,4 +677,114 @@ fn the_daemon_signs_the_head_on_its_cadence_when_it_stops_and_on_demand() {
     let export = s.ok(&["export"]);
     let last: Value = serde_json::from_str(export.lines().last().unwrap()).unwrap();
     assert_eq!(last["signed_head"]["seq"], 2);
+}
+
+/// `roster serve` on `dir` in namespace `ns`, with `extra` flags, expected to be refused: its
+/// stderr. One still running after 30 s was not refused: killed, and the test fails.
+fn serve_refused(dir: &Path, ns: &str, extra: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["serve", "--ns", ns, "--agent-binary"])
+        .arg(agent_binary())
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "roster serve {extra:?} on {} was not refused",
+                dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A second daemon on one data directory is refused naming the first; a copy of the data
+/// directory (an import of its export, whose log knows the same agents) cannot drive the same
+/// namespace while the first holds it — nor take it over while the first runs — and takes it
+/// over, adopting its agents, once the first is stopped and the operator says so; the first
+/// then is refused in turn.
+#[test]
+fn one_namespace_is_driven_by_one_data_directory_and_one_daemon() {
+    let mut s = lab();
+    s.hire("mine", &[]);
+    let container = s.agent("mine")["container"].clone();
+    let err = serve_refused(&s.dir, &s.ns, &[]);
+    assert!(
+        err.contains(&format!("roster serve already runs on {}", s.dir.display()))
+            && err.contains(&format!("(pid {})", s.pid())),
+        "{err}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("log.jsonl");
+    s.ok(&["export", export.to_str().unwrap()]);
+    let copy = tmp.path().join("copy");
+    common::ok_in(&copy, &["import", export.to_str().unwrap()]);
+    std::fs::write(copy.join("roster.toml"), "[agent]\ndisk_mib = 64\n").unwrap();
+    let held = format!("is driven by the data directory {}", s.dir.display());
+    for extra in [&[][..], &["--take-over"][..]] {
+        let err = serve_refused(&copy, &s.ns, extra);
+        assert!(err.contains(&held), "{extra:?}: {err}");
+        assert!(
+            err.contains(&format!("whose daemon runs (pid {})", s.pid())),
+            "{err}"
+        );
+    }
+    s.wait_up("mine");
+
+    s.stop();
+    let err = serve_refused(&copy, &s.ns, &[]);
+    assert!(err.contains(&held) && err.contains("--take-over"), "{err}");
+    let mut taken = Served::on(tmp, copy.clone(), s.ns.clone(), &["--take-over"]);
+    taken.wait_up("mine");
+    assert_eq!(
+        taken.agent("mine")["container"],
+        container,
+        "the copy adopted the running container"
+    );
+
+    let err = serve_refused(&s.dir, &s.ns, &[]);
+    assert!(
+        err.contains(&format!(
+            "is driven by the data directory {}",
+            copy.display()
+        )) && err.contains(&format!("(pid {})", taken.pid())),
+        "{err}"
+    );
+
+    // A daemon whose lease another takes (from another host, say) stops driving the
+    // namespace: it exits, failed, within its next look.
+    let lease = format!("roster-{}-lease", taken.ns);
+    assert!(docker(&["volume", "rm", &lease]).status.success());
+    let ns_label = format!("roster.ns={}", taken.ns);
+    let made = docker(&[
+        "volume",
+        "create",
+        "--label",
+        &ns_label,
+        "--label",
+        "roster.lease.holder=00000000000000000000000000000000",
+        "--label",
+        "roster.lease.dir=/elsewhere",
+        "--label",
+        "roster.lease.host=another-host",
+        &lease,
+    ]);
+    assert!(made.status.success());
+    wait_for("the daemon to stop", Duration::from_secs(30), || {
+        taken.exited().is_some()
+    });
+    assert!(!taken.exited().unwrap().success());
 }

@@ -270,6 +270,37 @@ pub enum StartError {
         /// How many strangers.
         count: usize,
     },
+    /// Another daemon runs on this data directory.
+    #[error(
+        "roster serve already runs on {}{}: stop it first (`roster status` says what it does)",
+        .data_dir.display(),
+        .pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    AlreadyServing {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// The running daemon's pid, as its lock file says.
+        pid: Option<u32>,
+    },
+    /// Another data directory holds the namespace's lease on the engine.
+    #[error(
+        "namespace `{ns}` is driven by the data directory {dir} on {host} (since {since}){}",
+        lease_advice(*.running, *.take_over)
+    )]
+    NamespaceLeased {
+        /// The namespace.
+        ns: Name,
+        /// The holder's data directory.
+        dir: String,
+        /// The holder's host.
+        host: String,
+        /// Since when.
+        since: String,
+        /// The holder's pid, where it runs on this host (`Some(None)`: it runs, its pid unknown).
+        running: Option<Option<u32>>,
+        /// Whether `--take-over` was asked.
+        take_over: bool,
+    },
     /// No static `roster-agent` was given or found.
     #[error(
         "no static roster-agent found: build it with scripts/build-agent and pass --agent-binary \
@@ -314,6 +345,23 @@ pub enum StartError {
     /// The daemon stopped because something it cannot go on without failed.
     #[error("roster serve stopped: {0}")]
     Stopped(String),
+}
+
+/// What an operator can do about a namespace another data directory holds.
+fn lease_advice(running: Option<Option<u32>>, take_over: bool) -> String {
+    match (running, take_over) {
+        (Some(pid), _) => format!(
+            ", whose daemon runs{}: stop it first, or start with another --ns",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ),
+        (None, true) => {
+            ": another daemon claimed it at the same moment; start again to see who holds it".into()
+        }
+        (None, false) => ": start with another --ns, or with --take-over if that data directory \
+                           is gone or stopped for good (its log then no longer drives these \
+                           containers)"
+            .into(),
+    }
 }
 
 impl StartError {

@@ -21,6 +21,8 @@
 //! - `home.rs`: home volumes — create, give to the agent's own host uid, remove.
 //! - [`disk`]: `Disks` — each home an ext4 filesystem of its own size on a loop device, so
 //!   that its bytes and files are bounded.
+//! - [`lease`]: `Lease` — which data directory's daemon holds a namespace, a labelled volume
+//!   on the engine.
 //! - [`uid`]: `AgentUid` — each agent's host uid, from a range no host account uses, registered
 //!   on the engine across namespaces.
 //! - `lifecycle.rs`: create (after every check), start, stop, remove, inspect, list.
@@ -43,6 +45,7 @@ pub mod events;
 mod exec;
 mod home;
 pub mod image;
+pub mod lease;
 mod lifecycle;
 pub mod plan;
 pub mod policy;

@@ -61,6 +61,7 @@ pub(super) fn with_daemon<T>(
         busybox: Some(args.busybox.clone()),
         ns: Some(ns.clone()),
         bus,
+        take_over: false,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -131,6 +131,13 @@ impl Served {
         }
     }
 
+    /// The daemon's exit status, once it has exited on its own.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// SIGKILL: the daemon dies with no chance to clean up (its agents' containers stay).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -557,6 +564,21 @@ pub fn last_call(dir: &Path) -> Value {
 }
 
 impl Served {
+    /// A daemon on `dir`, a data directory already made in `tmp` (an import), started with
+    /// `serve_args`.
+    pub fn on(tmp: tempfile::TempDir, dir: PathBuf, ns: String, serve_args: &[&str]) -> Self {
+        let mut s = Served {
+            _tmp: tmp,
+            dir,
+            ns,
+            serve_args: serve_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            homes: None,
+        };
+        s.start();
+        s
+    }
+
     /// A daemon like [`Served::configured`] whose data directory is made inside `tmp` (say, a
     /// directory on a filesystem of the test's choosing), removed on drop with it.
     ///

@@ -27,6 +27,7 @@ pub mod containers;
 mod context;
 pub mod control;
 mod keyed;
+pub mod lease;
 pub mod policy;
 // The supervisor's simulation: a test module (under `tests/`, with the daemon's other tests).
 #[cfg(test)]
@@ -62,6 +63,9 @@ pub struct ServeOptions {
     pub ns: Option<roster_core::name::Name>,
     /// The bus [default: in-process].
     pub bus: Option<roster_bus::BusUrl>,
+    /// Takes the namespace over from another data directory that holds it and does not run
+    /// on this host ([`lease`]).
+    pub take_over: bool,
 }
 
 /// The running daemon, as commands see it.
@@ -258,6 +262,8 @@ pub struct Running {
     socket: PathBuf,
     /// The namespace of its containers.
     pub ns: roster_core::name::Name,
+    /// The data directory's lock, held while it runs.
+    _lock: lease::ServeLock,
 }
 
 impl Running {
@@ -324,10 +330,11 @@ pub fn serve(data_dir: &Path, args: ServeOptions) -> Result<(), StartError> {
     rt.block_on(async {
         let running = start(data_dir, &args).await?;
         eprintln!(
-            "roster serve: running on {} (admin socket {}; namespace {})",
+            "roster serve: running on {} (admin socket {}; namespace {}; bus {})",
             data_dir.display(),
             running.socket.display(),
-            running.ns
+            running.ns,
+            running.daemon.bus()
         );
         if !supervisor::open_to_agents_only() {
             eprintln!(
@@ -379,6 +386,7 @@ pub fn serve(data_dir: &Path, args: ServeOptions) -> Result<(), StartError> {
 /// Starts the daemon inside the current tokio runtime: opens the store, connects to the engine,
 /// builds the base image if needed, reconciles, then supervises and serves the admin socket.
 pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, StartError> {
+    let lock = lease::lock_data_dir(data_dir)?;
     let app = App::open(data_dir)?;
     // A flag (or its ROSTER_* variable), then DATA/roster.toml, then the default.
     let config = crate::config::Config::load(data_dir).map_err(RuntimeError::from)?;
@@ -410,7 +418,11 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
         let homes = config.homes.clone().unwrap_or_else(|| homes_dir(data_dir));
         engine = engine.with_disks(roster_sandbox::disk::Disks::new(homes));
     }
+    let me = lease::me(data_dir)?;
+    lease::check(&engine, &me, args.take_over).await?;
     claim_namespace(data_dir, &ns, &engine, &app).await?;
+    lease::claim(&engine, &me, args.take_over).await?;
+    let leased = engine.clone();
     let given = args.agent_binary.clone().or(config.agent_binary);
     let agent_binary = install_agent_binary(data_dir, given.as_deref())?;
     engine
@@ -473,12 +485,17 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
         )),
         tokio::spawn(signing),
         tokio::spawn(record_left_out(daemon.clone())),
+        tokio::spawn({
+            let d = daemon.clone();
+            async move { d.fail(lease::watch(leased, me).await) }
+        }),
     ];
     Ok(Running {
         daemon,
         tasks,
         socket,
         ns,
+        _lock: lock,
     })
 }
 
