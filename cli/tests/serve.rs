@@ -567,24 +567,8 @@ fn a_namespace_belongs_to_one_data_directory() {
     // Another data directory in the same namespace would remove `mine` as unknown: refused.
     let tmp = tempfile::tempdir().unwrap();
     let other = tmp.path().join("data");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_roster"))
-            .arg("--data-dir")
-            .arg(&other)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    assert!(run(&["init"]).status.success());
-    let out = run(&[
-        "serve",
-        "--ns",
-        &s.ns,
-        "--agent-binary",
-        agent_binary().to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    common::ok_in(&other, &["init"]);
+    let err = serve_refused(&other, &s.ns, &[]);
     assert!(
         err.contains(&format!(
             "is driven by the data directory {}",
@@ -596,15 +580,7 @@ fn a_namespace_belongs_to_one_data_directory() {
     // it, and the running daemon claims its lease again.
     let lease = format!("roster-{}-lease", s.ns);
     assert!(docker(&["volume", "rm", &lease]).status.success());
-    let out = run(&[
-        "serve",
-        "--ns",
-        &s.ns,
-        "--agent-binary",
-        agent_binary().to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refused(&other, &s.ns, &[]);
     assert!(err.contains("does not know"), "{err}");
     let holder = || {
         let out = docker(&[

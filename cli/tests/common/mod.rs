@@ -71,14 +71,7 @@ impl Served {
         );
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        let mut s = Served {
-            _tmp: tmp,
-            dir,
-            ns,
-            serve_args: serve_args.iter().map(|s| s.to_string()).collect(),
-            child: None,
-            homes: None,
-        };
+        let mut s = Served::unstarted(tmp, dir, ns, serve_args, None);
         s.ok(&["init"]);
         // Homes are allocated whole: the tests' fleets (a hundred agents in the load test) get
         // the smallest, unless a test configures its own.
@@ -567,16 +560,27 @@ impl Served {
     /// A daemon on `dir`, a data directory already made in `tmp` (an import), started with
     /// `serve_args`.
     pub fn on(tmp: tempfile::TempDir, dir: PathBuf, ns: String, serve_args: &[&str]) -> Self {
-        let mut s = Served {
+        let mut s = Served::unstarted(tmp, dir, ns, serve_args, None);
+        s.start();
+        s
+    }
+
+    /// A daemon on `dir` (in `tmp`) not started yet.
+    fn unstarted(
+        tmp: tempfile::TempDir,
+        dir: PathBuf,
+        ns: String,
+        serve_args: &[&str],
+        homes: Option<tempfile::TempDir>,
+    ) -> Self {
+        Served {
             _tmp: tmp,
             dir,
             ns,
             serve_args: serve_args.iter().map(|s| s.to_string()).collect(),
             child: None,
-            homes: None,
-        };
-        s.start();
-        s
+            homes,
+        }
     }
 
     /// A daemon like [`Served::configured`] whose data directory is made inside `tmp` (say, a
@@ -587,14 +591,7 @@ impl Served {
     pub fn in_tmp(tmp: tempfile::TempDir, ns: String) -> Self {
         let dir = tmp.path().join("data");
         let homes = tempfile::tempdir().unwrap();
-        let mut s = Served {
-            _tmp: tmp,
-            dir,
-            ns,
-            serve_args: Vec::new(),
-            child: None,
-            homes: Some(homes),
-        };
+        let mut s = Served::unstarted(tmp, dir, ns, &[], Some(homes));
         s.ok(&["init"]);
         let config = format!(
             "[agent]\ndisk_mib = 64\n\n[serve]\nhomes = {:?}\n",
