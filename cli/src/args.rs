@@ -13,7 +13,7 @@ use roster_core::signed::PublicKey;
 use roster_core::topic::TopicPattern;
 
 use roster_core::limits::{CpuMillis, DiskMib, MemoryMib, Pids, TimeoutSecs, TmpfsMib};
-use roster_core::refs::{AgentRef, TeamRef};
+use roster_core::refs::{AgentRef, IdRef, TeamRef};
 
 /// roster: an event-sourced runtime for teams of AI agents that must not be trusted.
 #[derive(Debug, Parser)]
@@ -72,18 +72,20 @@ pub enum Cmd {
         /// The capability, like `email.send@mailbox:alice,approval`.
         #[arg(value_parser = typed::<Capability>)]
         capability: Capability,
-        /// Derive from this grant (which must cover the capability).
-        #[arg(long, value_parser = typed::<GrantId>, value_name = "GRANT")]
-        from: Option<GrantId>,
+        /// Derive from this grant (which must cover the capability): its id, or a unique run of
+        /// 4 or more of its hex digits from the start or end (as printed: `grt_` and the last 8).
+        #[arg(long, value_parser = typed::<IdRef<GrantId>>, value_name = "GRANT")]
+        from: Option<IdRef<GrantId>>,
         /// Delegate as this agent instead of as an operator.
         #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
         by: Option<AgentRef>,
     },
     /// Revoke a grant and, by cascade, every grant derived from it.
     Revoke {
-        /// The grant id.
-        #[arg(value_parser = typed::<GrantId>)]
-        grant: GrantId,
+        /// The grant: its id, or a unique run of 4 or more of its hex digits from the start or
+        /// end (as printed: `grt_` and the last 8).
+        #[arg(value_parser = typed::<IdRef<GrantId>>)]
+        grant: IdRef<GrantId>,
         /// Revoke as this agent (only grants derived from its own).
         #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
         by: Option<AgentRef>,
@@ -336,18 +338,18 @@ pub enum ShareCmd {
     },
     /// Accept a proposed share for the importing team: from now on, context flows.
     Accept {
-        /// The share.
-        #[arg(value_parser = typed::<ShareId>)]
-        share: ShareId,
+        /// The share: its id, or a unique run of 4 or more of its hex digits (as printed).
+        #[arg(value_parser = typed::<IdRef<ShareId>>)]
+        share: IdRef<ShareId>,
         /// Accept as this agent (its `share.accept@team:TO` grant is checked).
         #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
         by: Option<AgentRef>,
     },
     /// Close a share (either side): the next message does not cross.
     Close {
-        /// The share.
-        #[arg(value_parser = typed::<ShareId>)]
-        share: ShareId,
+        /// The share: its id, or a unique run of 4 or more of its hex digits (as printed).
+        #[arg(value_parser = typed::<IdRef<ShareId>>)]
+        share: IdRef<ShareId>,
         /// Close as this agent (its `share.close@team:T` grant for its side is checked).
         #[arg(long, value_parser = parse_agent, value_name = "AGENT")]
         by: Option<AgentRef>,
@@ -503,18 +505,19 @@ pub struct ActArgs {
     #[arg(long, default_value_t = 0, value_name = "SECS",
           value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_ACT_WAIT_SECS)))]
     pub wait: u32,
-    /// An approval asked for earlier (from a pending answer): use it once granted, or wait for
-    /// it again.
-    #[arg(long, value_parser = typed::<ApprovalId>, value_name = "ID")]
-    pub approval: Option<ApprovalId>,
+    /// An approval asked for earlier (from a pending answer; its id, or a unique run of 4 or
+    /// more of its hex digits): use it once granted, or wait for it again.
+    #[arg(long, value_parser = typed::<IdRef<ApprovalId>>, value_name = "ID")]
+    pub approval: Option<IdRef<ApprovalId>>,
 }
 
 /// `approve` / `deny`
 #[derive(Debug, Args)]
 pub struct DecideArgs {
-    /// The approval request.
-    #[arg(value_parser = typed::<ApprovalId>)]
-    pub approval: ApprovalId,
+    /// The approval request: its id, or a unique run of 4 or more of its hex digits (as
+    /// printed).
+    #[arg(value_parser = typed::<IdRef<ApprovalId>>)]
+    pub approval: IdRef<ApprovalId>,
     /// Why.
     #[arg(long, value_parser = typed::<Label>)]
     pub note: Option<Label>,
@@ -524,9 +527,10 @@ pub struct DecideArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["approval", "agent", "all"])))]
 pub struct DenyArgs {
-    /// The approval request.
-    #[arg(value_parser = typed::<ApprovalId>)]
-    pub approval: Option<ApprovalId>,
+    /// The approval request: its id, or a unique run of 4 or more of its hex digits (as
+    /// printed).
+    #[arg(value_parser = typed::<IdRef<ApprovalId>>)]
+    pub approval: Option<IdRef<ApprovalId>>,
     /// Every request this agent has waiting (id or team/name).
     #[arg(long, value_parser = parse_agent)]
     pub agent: Option<AgentRef>,

@@ -554,6 +554,158 @@ fn every_waiting_approval_of_an_agent_is_denied_at_once() {
     assert!(json_lines(&ok(&dir, &["--json", "approvals"])).is_empty());
 }
 
+/// The short ids printed in brackets or after `share`, like `[grt_3ae9531e]`.
+fn printed(out: &str, prefix: &str) -> Vec<String> {
+    out.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with(prefix) && w.len() == prefix.len() + 8)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `PREFIX` and the first 4 hex digits of `id`, which every id of a test run shares (UUID v7:
+/// they are the time, in units of about 50 days).
+fn common_start(id: &str, prefix: &str) -> String {
+    format!("{prefix}{}", &id[prefix.len()..prefix.len() + 4])
+}
+
+#[test]
+fn printed_short_ids_can_be_typed_and_ambiguous_ones_are_refused() {
+    let (tmp, dir) = mailer();
+    let out = ok(
+        &dir,
+        &[
+            "hire",
+            "--team",
+            "research",
+            "--name",
+            "two",
+            "--grant",
+            "email.send@mailbox:x",
+            "--grant",
+            "email.send@mailbox:y",
+        ],
+    );
+    let shorts = printed(&out, "grt_");
+    assert_eq!(shorts.len(), 2, "{out}");
+    let all = json_lines(&ok(&dir, &["--json", "grants"]));
+    let whole = |short: &str| -> String {
+        all.iter()
+            .filter_map(|g| g["id"].as_str())
+            .find(|id| id.ends_with(&short[4..]))
+            .expect("a grant ends as printed")
+            .to_owned()
+    };
+
+    // Every grant starts alike: that start is refused, naming them, and nothing is recorded.
+    let before = event_count(&dir);
+    let common = common_start(&whole(&shorts[0]), "grt_");
+    let err = fails(&dir, &["revoke", &common], 2);
+    assert!(
+        err.contains(&format!(
+            "{common} is ambiguous: {} grants match it",
+            all.len()
+        )),
+        "{err}"
+    );
+    assert!(shorts.iter().all(|s| err.contains(s.as_str())), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = fails(&dir, &["revoke", "grt_0000000000000000000000000000000"], 2);
+    assert!(err.contains("there is no grant matching grt_0000"), "{err}");
+    assert!(fails(&dir, &["revoke", "grt_3ae"], 2).contains("at least 4"));
+    assert_eq!(event_count(&dir), before, "a refusal recorded something");
+
+    // The printed short form names one grant: revoked, that one only.
+    let out = ok(&dir, &["revoke", &shorts[0]]);
+    assert!(
+        out.contains(&format!("revoked email.send@mailbox:x ({})", shorts[0])),
+        "{out}"
+    );
+    let revoked: Vec<String> = json_lines(&ok(&dir, &["--json", "grants", "research/two"]))
+        .iter()
+        .filter(|g| g["status"] == "revoked")
+        .map(|g| g["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(revoked, vec![whole(&shorts[0])]);
+    // An agent by the end of its id too.
+    let agents = json_lines(&ok(&dir, &["--json", "agents"]));
+    let two = agents
+        .iter()
+        .find(|a| a["name"] == "two")
+        .and_then(|a| a["id"].as_str())
+        .expect("research/two");
+    let listed = json_lines(&ok(
+        &dir,
+        &["--json", "grants", &format!("agt_{}", &two[28..])],
+    ));
+    assert_eq!(listed.len(), 2);
+
+    // An approval, asked for, approved and used by the end of its id.
+    let e: Value = serde_json::from_str(
+        fails(
+            &dir,
+            &[
+                "--json",
+                "act",
+                "research/mailer",
+                "email.send",
+                "mailbox:all",
+            ],
+            6,
+        )
+        .trim(),
+    )
+    .expect("a JSON error");
+    let id = e["approval"].as_str().expect("approval id").to_owned();
+    let short = format!("apr_{}", &id[28..]);
+    ok(&dir, &["approve", &short]);
+    let out = ok(
+        &dir,
+        &[
+            "act",
+            "research/mailer",
+            "email.send",
+            "mailbox:all",
+            "--approval",
+            &short,
+        ],
+    );
+    assert!(out.contains(&format!("approved in {id}")), "{out}");
+    assert_eq!(last_call(tmp.path())["approval"], id.as_str());
+
+    // Shares: two proposed; the printed one is accepted, their common start names neither.
+    ok(&dir, &["team", "create", "ops"]);
+    let mut shares = Vec::new();
+    for _ in 0..2 {
+        let out = ok(
+            &dir,
+            &[
+                "share",
+                "propose",
+                "--from",
+                "research",
+                "--to",
+                "ops",
+                "--topics",
+                "findings/**",
+            ],
+        );
+        shares.extend(printed(&out, "shr_"));
+    }
+    assert_eq!(shares.len(), 2, "{shares:?}");
+    let out = ok(&dir, &["share", "accept", &shares[1]]);
+    assert!(
+        out.contains(&format!("accepted share {}", shares[1])),
+        "{out}"
+    );
+    let any = json_lines(&ok(&dir, &["--json", "shares"]));
+    let id = any[0]["id"].as_str().expect("share id");
+    let before = event_count(&dir);
+    let err = fails(&dir, &["share", "close", &common_start(id, "shr_")], 2);
+    assert!(err.contains("2 shares match it"), "{err}");
+    assert!(shares.iter().all(|s| err.contains(s.as_str())), "{err}");
+    assert_eq!(event_count(&dir), before);
+}
+
 #[test]
 fn commands_on_a_missing_data_dir_say_to_init() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -73,6 +73,28 @@ pub enum IdError {
     },
 }
 
+/// What every id kind shares, for code over all of them (an [`IdRef`](crate::refs::IdRef)
+/// parses and resolves any kind): its prefix, the name of its kind, and its 32 hex digits. The
+/// printed and parsed forms are the id types' own (`Display`, `FromStr`); this names them.
+pub trait TypedId:
+    Copy + Eq + Ord + fmt::Display + fmt::Debug + FromStr<Err = IdError> + Send + Sync + 'static
+{
+    /// The human prefix shown before the UUID (`grt_`).
+    const PREFIX: &'static str;
+    /// What the id names, in words (`grant`).
+    const KIND: &'static str;
+
+    /// The 32 lowercase hex digits after the prefix.
+    fn hex(&self) -> String;
+
+    /// A short form (prefix and the last 8 hex digits) for what people read; typed back, it
+    /// names the id ([`IdRef`](crate::refs::IdRef)) unless another ends the same.
+    fn short(&self) -> String {
+        let hex = self.hex();
+        format!("{}{}", Self::PREFIX, hex.get(24..).unwrap_or(&hex))
+    }
+}
+
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$doc])*
@@ -103,10 +125,19 @@ macro_rules! typed_id {
                 self.0.as_bytes()
             }
 
-            /// A short form (prefix and the last 8 hex digits) for tables read by people.
+            /// A short form (prefix and the last 8 hex digits) for what people read; typed back,
+            /// it names the id ([`IdRef`](crate::refs::IdRef)) unless another ends the same.
             pub fn short(&self) -> String {
-                let hex = self.0.simple().to_string();
-                format!("{}{}", $prefix, &hex[24..])
+                <Self as TypedId>::short(self)
+            }
+        }
+
+        impl TypedId for $name {
+            const PREFIX: &'static str = $prefix;
+            const KIND: &'static str = $kind;
+
+            fn hex(&self) -> String {
+                self.0.simple().to_string()
             }
         }
 
@@ -213,6 +244,18 @@ mod tests {
             "agt_0192f0c0-0000-7000-8000-000000000001".parse::<AgentId>(),
             Err(IdError::BadUuid { .. })
         ));
+    }
+
+    #[test]
+    fn the_short_form_is_the_prefix_and_the_last_eight_hex_digits() {
+        let id: GrantId = "grt_0190f2a0c3d47a1b9e2f3a4b3ae9531e".parse().unwrap();
+        assert_eq!(id.short(), "grt_3ae9531e");
+        assert_eq!(TypedId::short(&id), "grt_3ae9531e");
+        assert_eq!(id.hex(), "0190f2a0c3d47a1b9e2f3a4b3ae9531e");
+        assert_eq!(
+            (GrantId::KIND, <GrantId as TypedId>::PREFIX),
+            ("grant", "grt_")
+        );
     }
 
     #[test]

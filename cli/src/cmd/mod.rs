@@ -120,9 +120,10 @@ pub fn plan(cmd: Cmd, data_dir: &Path) -> Result<Plan, CliError> {
                 amount: a.amount,
                 args: arg_map(a.args).map_err(CliError::Input)?,
                 timeout_secs: Some(a.wait),
-                approval: a.approval,
+                approval: None,
                 key: None,
             },
+            approval: a.approval,
         },
         Cmd::Approvals { all } => Request::Approvals { all },
         Cmd::Approve(a) => Request::Decide {

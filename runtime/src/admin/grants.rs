@@ -8,7 +8,7 @@ use roster_core::command::Command;
 use roster_core::gateway::{ActParams, ErrorCode};
 use roster_core::id::{AgentId, ApprovalId, GrantId};
 use roster_core::name::Label;
-use roster_core::refs::AgentRef;
+use roster_core::refs::{AgentRef, IdRef};
 use roster_core::world::World;
 
 use super::{AdminError, ApprovalRow, CheckItem, CheckRow, Ctx, Item, Verdict};
@@ -21,12 +21,13 @@ use crate::gateway::answer::grant_view;
 pub(super) fn grant(
     agent: &AgentRef,
     capability: Capability,
-    from: Option<GrantId>,
+    from: Option<&IdRef<GrantId>>,
     by: Option<&AgentRef>,
     ctx: &Ctx<'_>,
 ) -> Result<(), AdminError> {
     ctx.commit(|world| {
         let to = agent.resolve(world)?.id;
+        let from = from.map(|f| resolve_grant(f, world)).transpose()?;
         let command = Command::Grant {
             to,
             capability,
@@ -38,12 +39,30 @@ pub(super) fn grant(
     Ok(())
 }
 
+/// The grant `grant` names among the world's.
+fn resolve_grant(grant: &IdRef<GrantId>, world: &World) -> Result<GrantId, AdminError> {
+    Ok(grant.resolve(world.grants().map(|g| g.id))?)
+}
+
+/// The approval `approval` names among the world's.
+fn resolve_approval(approval: &IdRef<ApprovalId>, world: &World) -> Result<ApprovalId, AdminError> {
+    Ok(approval.resolve(world.approvals().map(|a| a.id))?)
+}
+
 pub(super) fn revoke(
-    grant: GrantId,
+    grant: &IdRef<GrantId>,
     by: Option<&AgentRef>,
     ctx: &Ctx<'_>,
 ) -> Result<(), AdminError> {
-    let (_, after) = ctx.commit(|world| Ok((Command::Revoke { grant }, ctx.actor(world, by)?)))?;
+    let mut revoked = None;
+    let (_, after) = ctx.commit(|world| {
+        let grant = resolve_grant(grant, world)?;
+        revoked = Some(grant);
+        Ok((Command::Revoke { grant }, ctx.actor(world, by)?))
+    })?;
+    let Some(grant) = revoked else {
+        return Ok(());
+    };
     let world = after.world();
     let cascaded = world
         .grants()
@@ -128,8 +147,19 @@ pub(super) fn check(
 /// `roster act`: the agent's own `act` (`daemon::act`), decided as the agent — through the
 /// daemon when one runs (its providers, its approval waits), else on this data directory with
 /// the programs of its roster.toml.
-pub(super) fn act(agent: &AgentRef, params: ActParams, ctx: &Ctx<'_>) -> Result<(), AdminError> {
+pub(super) fn act(
+    agent: &AgentRef,
+    mut params: ActParams,
+    approval: Option<&IdRef<ApprovalId>>,
+    ctx: &Ctx<'_>,
+) -> Result<(), AdminError> {
     params.check().map_err(AdminError::BadRequest)?;
+    if approval.is_some() && params.approval.is_some() {
+        return Err(AdminError::BadRequest(
+            "the approval is given twice: give it as `approval` or as `params.approval`, not both"
+                .into(),
+        ));
+    }
     let wait = params.timeout_secs.unwrap_or(0);
     let (action, resource, amount) = (
         params.action.clone(),
@@ -144,7 +174,14 @@ pub(super) fn act(agent: &AgentRef, params: ActParams, ctx: &Ctx<'_>) -> Result<
     };
     let item = match ctx.daemon {
         Some(d) => {
-            let agent = agent.resolve(d.snapshot()?.world())?.id;
+            let agent = {
+                let snapshot = d.snapshot()?;
+                let agent = agent.resolve(snapshot.world())?.id;
+                if let Some(a) = approval {
+                    params.approval = Some(resolve_approval(a, snapshot.world())?);
+                }
+                agent
+            };
             let reply = ctx.reply.clone();
             let left = async move {
                 while !reply.gone() {
@@ -159,6 +196,9 @@ pub(super) fn act(agent: &AgentRef, params: ActParams, ctx: &Ctx<'_>) -> Result<
             let exec = Config::load(ctx.data_dir)?.tools;
             let mut app = App::open(ctx.data_dir)?;
             let agent = agent.resolve(app.world())?.id;
+            if let Some(a) = approval {
+                params.approval = Some(resolve_approval(a, app.world())?);
+            }
             let before = app.log().len();
             let acted = act_here(&mut app, exec, agent, params);
             if app.log().len() > before {
@@ -344,16 +384,18 @@ pub(super) fn deny_waiting(
 }
 
 pub(super) fn decide(
-    approval: ApprovalId,
+    approval: &IdRef<ApprovalId>,
     approved: bool,
     note: Option<Label>,
     ctx: &Ctx<'_>,
 ) -> Result<(), AdminError> {
-    let command = Command::DecideApproval {
-        approval,
-        approved,
-        note,
-    };
-    ctx.commit(|_| Ok((command, ctx.operator())))?;
+    ctx.commit(|world| {
+        let command = Command::DecideApproval {
+            approval: resolve_approval(approval, world)?,
+            approved,
+            note,
+        };
+        Ok((command, ctx.operator()))
+    })?;
     Ok(())
 }

@@ -41,7 +41,7 @@ use roster_core::id::{ApprovalId, GrantId, ShareId};
 use roster_core::ledger::LogReader;
 use roster_core::limits::{CpuMillis, DiskMib, MemoryMib, Pids, TimeoutSecs, TmpfsMib};
 use roster_core::name::{ImageRef, Label, Name};
-use roster_core::refs::{AgentRef, TeamRef};
+use roster_core::refs::{AgentRef, IdRef, TeamRef};
 use roster_core::signed::PublicKey;
 use roster_core::topic::TopicPattern;
 use roster_core::world::World;
@@ -86,15 +86,15 @@ pub enum Request {
         agent: AgentRef,
         /// What it allows.
         capability: Capability,
-        /// The grant it derives from.
-        from: Option<GrantId>,
+        /// The grant it derives from (whole, or a fragment of its id).
+        from: Option<IdRef<GrantId>>,
         /// As this agent, not as the operator.
         by: Option<AgentRef>,
     },
     /// `roster revoke`.
     Revoke {
-        /// Which.
-        grant: GrantId,
+        /// Which (whole, or a fragment of its id).
+        grant: IdRef<GrantId>,
         /// As this agent, not as the operator.
         by: Option<AgentRef>,
     },
@@ -120,6 +120,10 @@ pub enum Request {
         agent: AgentRef,
         /// What, as the gateway takes it.
         params: ActParams,
+        /// The approval asked for earlier, whole or a fragment of its id: resolved here, then
+        /// used as `params.approval` (which takes whole ids only; give one or the other).
+        #[serde(default)]
+        approval: Option<IdRef<ApprovalId>>,
     },
     /// `roster approvals`.
     Approvals {
@@ -128,8 +132,8 @@ pub enum Request {
     },
     /// `roster approve` and `roster deny`.
     Decide {
-        /// Which.
-        approval: ApprovalId,
+        /// Which (whole, or a fragment of its id).
+        approval: IdRef<ApprovalId>,
         /// Granted or refused.
         approved: bool,
         /// Why, for the record.
@@ -230,15 +234,15 @@ pub enum Request {
     },
     /// `roster share accept`.
     AcceptShare {
-        /// Which.
-        share: ShareId,
+        /// Which (whole, or a fragment of its id).
+        share: IdRef<ShareId>,
         /// As this agent, not as the operator.
         by: Option<AgentRef>,
     },
     /// `roster share close`.
     CloseShare {
-        /// Which.
-        share: ShareId,
+        /// Which (whole, or a fragment of its id).
+        share: IdRef<ShareId>,
         /// As this agent, not as the operator.
         by: Option<AgentRef>,
     },
@@ -545,8 +549,8 @@ pub fn run(request: Request, ctx: &Ctx<'_>) -> Result<(), AdminError> {
             capability,
             from,
             by,
-        } => grants::grant(&agent, capability, from, by.as_ref(), ctx),
-        Request::Revoke { grant, by } => grants::revoke(grant, by.as_ref(), ctx),
+        } => grants::grant(&agent, capability, from.as_ref(), by.as_ref(), ctx),
+        Request::Revoke { grant, by } => grants::revoke(&grant, by.as_ref(), ctx),
         Request::Grants { agent } => grants::list(agent, ctx),
         Request::Check {
             agent,
@@ -554,13 +558,17 @@ pub fn run(request: Request, ctx: &Ctx<'_>) -> Result<(), AdminError> {
             resource,
             amount,
         } => grants::check(&agent, action, resource, amount, ctx),
-        Request::Act { agent, params } => grants::act(&agent, params, ctx),
+        Request::Act {
+            agent,
+            params,
+            approval,
+        } => grants::act(&agent, params, approval.as_ref(), ctx),
         Request::Approvals { all } => grants::approvals(all, ctx),
         Request::Decide {
             approval,
             approved,
             note,
-        } => grants::decide(approval, approved, note, ctx),
+        } => grants::decide(&approval, approved, note, ctx),
         Request::DenyWaiting { agent, note } => grants::deny_waiting(agent.as_ref(), note, ctx),
         Request::Log { team, from, follow } => history::log(team, from, follow, ctx),
         Request::Replay { at, team } => history::replay(at, team, ctx),
@@ -584,8 +592,8 @@ pub fn run(request: Request, ctx: &Ctx<'_>) -> Result<(), AdminError> {
             topics,
             by,
         } => shares::propose(&from, &to, topics, by.as_ref(), ctx),
-        Request::AcceptShare { share, by } => shares::accept(share, by.as_ref(), ctx),
-        Request::CloseShare { share, by } => shares::close(share, by.as_ref(), ctx),
+        Request::AcceptShare { share, by } => shares::accept(&share, by.as_ref(), ctx),
+        Request::CloseShare { share, by } => shares::close(&share, by.as_ref(), ctx),
         Request::Shares { team } => shares::list(team, ctx),
         Request::Subscribe(s) => subscribe::run(s, ctx),
     }

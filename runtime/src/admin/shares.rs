@@ -2,8 +2,9 @@
 
 use roster_core::command::Command;
 use roster_core::id::ShareId;
-use roster_core::refs::{AgentRef, TeamRef};
+use roster_core::refs::{AgentRef, IdRef, TeamRef};
 use roster_core::topic::TopicPattern;
+use roster_core::world::World;
 
 use super::{AdminError, Ctx, Item};
 use crate::gateway::answer::share_view;
@@ -25,21 +26,32 @@ pub(super) fn propose(
 }
 
 pub(super) fn accept(
-    share: ShareId,
+    share: &IdRef<ShareId>,
     by: Option<&AgentRef>,
     ctx: &Ctx<'_>,
 ) -> Result<(), AdminError> {
-    ctx.commit(|world| Ok((Command::AcceptShare { share }, ctx.actor(world, by)?)))?;
+    ctx.commit(|world| {
+        let share = resolve(share, world)?;
+        Ok((Command::AcceptShare { share }, ctx.actor(world, by)?))
+    })?;
     Ok(())
 }
 
 pub(super) fn close(
-    share: ShareId,
+    share: &IdRef<ShareId>,
     by: Option<&AgentRef>,
     ctx: &Ctx<'_>,
 ) -> Result<(), AdminError> {
-    ctx.commit(|world| Ok((Command::CloseShare { share }, ctx.actor(world, by)?)))?;
+    ctx.commit(|world| {
+        let share = resolve(share, world)?;
+        Ok((Command::CloseShare { share }, ctx.actor(world, by)?))
+    })?;
     Ok(())
+}
+
+/// The share `share` names among the world's.
+fn resolve(share: &IdRef<ShareId>, world: &World) -> Result<ShareId, AdminError> {
+    Ok(share.resolve(world.shares().map(|s| s.id))?)
 }
 
 /// `roster shares`: each share as the gateway's `shares` gives it (one type, one shape).
