@@ -39,6 +39,23 @@ fn hire_scout(dir: &Path) {
     );
 }
 
+/// `roster share propose` of research's `findings/**` to ops; its output.
+fn propose_findings(dir: &Path) -> String {
+    ok(
+        dir,
+        &[
+            "share",
+            "propose",
+            "--from",
+            "research",
+            "--to",
+            "ops",
+            "--topics",
+            "findings/**",
+        ],
+    )
+}
+
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
@@ -676,20 +693,7 @@ fn printed_short_ids_can_be_typed_and_ambiguous_ones_are_refused() {
     ok(&dir, &["team", "create", "ops"]);
     let mut shares = Vec::new();
     for _ in 0..2 {
-        let out = ok(
-            &dir,
-            &[
-                "share",
-                "propose",
-                "--from",
-                "research",
-                "--to",
-                "ops",
-                "--topics",
-                "findings/**",
-            ],
-        );
-        shares.extend(printed(&out, "shr_"));
+        shares.extend(printed(&propose_findings(&dir), "shr_"));
     }
     assert_eq!(shares.len(), 2, "{shares:?}");
     let out = ok(&dir, &["share", "accept", &shares[1]]);
@@ -886,19 +890,7 @@ fn grants_and_shares_json_print_the_gateways_answer_types() {
     let (_tmp, dir) = setup();
     hire_scout(&dir);
     ok(&dir, &["team", "create", "ops"]);
-    ok(
-        &dir,
-        &[
-            "share",
-            "propose",
-            "--from",
-            "research",
-            "--to",
-            "ops",
-            "--topics",
-            "findings/**",
-        ],
-    );
+    propose_findings(&dir);
     // Each line is exactly a `GrantView`, `left` included; `grants` answers the same type.
     let grants: Vec<GrantView> = ok(&dir, &["--json", "grants", "research/lead"])
         .lines()
