@@ -41,6 +41,22 @@ async fn read_all(sub: &mut EventSubscription) -> Read {
     r
 }
 
+/// A server whose stream the operator made with a 300 ms duplicate window (so that a replay
+/// published after it is stored), and a client of it.
+async fn short_window() -> (roster_bus::NatsServer, async_nats::Client) {
+    let server = server();
+    let client = client(&server).await;
+    operator_stream(
+        &client,
+        stream::Config {
+            duplicate_window: Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .await;
+    (server, client)
+}
+
 /// Creates the events stream of namespace `roster` as an operator might: with limits.
 async fn operator_stream(client: &async_nats::Client, config: stream::Config) -> stream::Stream {
     jetstream::new(client.clone())
@@ -205,16 +221,7 @@ async fn a_forgery_that_wins_a_position_costs_one_real_event_and_no_more() {
 /// after 0 a second time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_event_makes_the_outbox_republish_nothing() {
-    let server = server();
-    let client = client(&server).await;
-    operator_stream(
-        &client,
-        stream::Config {
-            duplicate_window: Duration::from_millis(300),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_server, client) = short_window().await;
     let (_dir, log) = log();
     let t = team(&log, "research", 1);
     retire_many(&log, t, 4);
@@ -246,16 +253,7 @@ async fn a_replayed_event_makes_the_outbox_republish_nothing() {
 /// after 299 and 10 to 298 never reached the stream).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_far_past_the_checkpoint_does_not_make_the_outbox_skip() {
-    let server = server();
-    let client = client(&server).await;
-    operator_stream(
-        &client,
-        stream::Config {
-            duplicate_window: Duration::from_millis(300),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_server, client) = short_window().await;
     let (_dir, log) = log();
     let t = team(&log, "research", 1);
     retire_many(&log, t, 9);

@@ -185,6 +185,30 @@ const PASSWORDS: [(&str, &str, &str); 4] = [
 ];
 
 impl Documented {
+    /// The documented server, the runtime connected to it, and `n` events of a log (its team
+    /// made, then retirements) its outbox has published.
+    async fn with_events(
+        n: usize,
+    ) -> (
+        Documented,
+        async_nats::Client,
+        tempfile::TempDir,
+        std::sync::Arc<roster_store::SledLog>,
+        roster_core::id::TeamId,
+        Outbox,
+    ) {
+        let d = Documented::start();
+        let runtime = d.connect("roster", "_INBOX_roster").await;
+        let (dir, log) = log();
+        let t = team(&log, "research", 1);
+        retire_many(&log, t, n - 1);
+        let outbox = Outbox::spawn(log.clone(), runtime.clone(), name("roster"));
+        within("the outbox", outbox.published(n as u64))
+            .await
+            .unwrap();
+        (d, runtime, dir, log, t, outbox)
+    }
+
     fn start() -> Documented {
         let pki = Pki::new();
         let env: Vec<(&str, &str)> = PASSWORDS.iter().map(|(_, k, v)| (*k, *v)).collect();
@@ -268,13 +292,7 @@ fn call(action: &str) -> ToolCall {
 /// them (ordered and durable), and the provider user answers the runtime's tool call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_server_carries_events_and_tool_calls_over_tls_with_passwords() {
-    let d = Documented::start();
-    let runtime = d.connect("roster", "_INBOX_roster").await;
-    let (_dir, log) = log();
-    let t = team(&log, "research", 1);
-    retire_many(&log, t, 9);
-    let outbox = Outbox::spawn(log.clone(), runtime.clone(), name("roster"));
-    within("the outbox", outbox.published(10)).await.unwrap();
+    let (d, runtime, _dir, _log, _team, outbox) = Documented::with_events(10).await;
     assert_eq!(outbox.stop().await.last_error, None);
 
     let reader = d.connect("subscriber", "_INBOX_subscriber").await;
@@ -315,13 +333,7 @@ async fn the_documented_server_carries_events_and_tool_calls_over_tls_with_passw
 /// provider cannot publish into the runtime's inbox either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_server_denies_forged_events_snooping_and_forged_tool_replies() {
-    let d = Documented::start();
-    let runtime = d.connect("roster", "_INBOX_roster").await;
-    let (_dir, log) = log();
-    let t = team(&log, "research", 1);
-    retire_many(&log, t, 4);
-    let outbox = Outbox::spawn(log.clone(), runtime.clone(), name("roster"));
-    within("the outbox", outbox.published(5)).await.unwrap();
+    let (d, runtime, _dir, log, t, outbox) = Documented::with_events(5).await;
 
     let (attacker, mut errors) = d.watched("subscriber", "_INBOX_subscriber").await;
     // A forged event: the next position, linked to the last event, an id of its own (a copied
@@ -413,13 +425,7 @@ async fn the_documented_server_denies_forged_events_snooping_and_forged_tool_rep
 /// `subscriber` role can do — and acknowledging another durable's messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_audit_reader_is_confined_to_its_durable() {
-    let d = Documented::start();
-    let runtime = d.connect("roster", "_INBOX_roster").await;
-    let (_dir, log) = log();
-    let t = team(&log, "research", 1);
-    retire_many(&log, t, 9);
-    let outbox = Outbox::spawn(log.clone(), runtime.clone(), name("roster"));
-    within("the outbox", outbox.published(10)).await.unwrap();
+    let (d, _runtime, _dir, _log, _team, outbox) = Documented::with_events(10).await;
 
     let doc =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/nats.md")).unwrap();
