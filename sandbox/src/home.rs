@@ -134,8 +134,9 @@ impl Engine {
     /// (a throwaway run labels its volumes to sweep them).
     ///
     /// Where the engine has [disks](Engine::with_disks), a new home is a disk of `disk_mib`
-    /// MiB (an existing one keeps its size); a home made before stays a plain volume, without
-    /// a quota, and each call says so.
+    /// MiB (an existing one keeps its size), and a home made before disks moves into one
+    /// ([`Engine::move_to_disk`]) — or, if its files do not fit, stays a plain volume without
+    /// a quota, which each call says.
     pub async fn home(
         &self,
         team: &TeamId,
