@@ -135,7 +135,7 @@ impl Engine {
     ///
     /// Where the engine has [disks](Engine::with_disks), a new home is a disk of `disk_mib`
     /// MiB (an existing one keeps its size), and a home made before disks moves into one
-    /// ([`Engine::move_to_disk`]) — or, if its files do not fit, stays a plain volume without
+    /// (files, owners, modes and times kept) — or, if its files do not fit, stays a plain volume without
     /// a quota, which each call says.
     pub async fn home(
         &self,
