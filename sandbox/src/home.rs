@@ -135,8 +135,8 @@ impl Engine {
     ///
     /// Where the engine has [disks](Engine::with_disks), a new home is a disk of `disk_mib`
     /// MiB (an existing one keeps its size), and a home made before disks moves into one
-    /// (files, owners, modes and times kept) — or, if its files do not fit, stays a plain volume without
-    /// a quota, which each call says.
+    /// (files, owners, modes and times kept) — or, if its files do not fit, stays a plain
+    /// volume without a quota, which each call says.
     pub async fn home(
         &self,
         team: &TeamId,
