@@ -207,6 +207,7 @@ impl Disks {
             volume: volume.to_string(),
             why,
         };
+        self.check().map_err(&fail)?;
         let image = self.image(volume);
         match fs::symlink_metadata(&image) {
             Ok(m) if m.file_type().is_file() => {}
@@ -254,7 +255,12 @@ impl Disks {
                 run(Command::new("losetup").args(["--detach", device])).map_err(fail)?;
             }
         }
-        for path in [self.link(volume), self.unfit(volume), image] {
+        for path in [
+            self.link(volume),
+            self.unfit(volume),
+            self.moved(volume),
+            image,
+        ] {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -264,10 +270,44 @@ impl Disks {
         Ok(())
     }
 
-    /// Makes the directory root's and 0700 (whatever it was).
+    /// Makes the directory (0700) and checks that no one but root can change what is in it:
+    /// it and every directory above it root's, none writable by others (but a sticky one like
+    /// `/tmp`, above it). Anyone who could plant a link there could have a host device mounted
+    /// into an agent.
     fn prepare_dir(&self) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
         fs::create_dir_all(&self.dir)?;
-        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
+        let unsafe_dir = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
+        let own = fs::symlink_metadata(&self.dir)?;
+        if !own.file_type().is_dir() || own.uid() != 0 {
+            return Err(unsafe_dir(format!(
+                "{} must be a directory of root's, not a link or another user's",
+                self.dir.display()
+            )));
+        }
+        let mut above = self.dir.parent();
+        while let Some(dir) = above {
+            let m = fs::metadata(dir)?;
+            let writable = m.mode() & 0o022 != 0;
+            let sticky = m.mode() & 0o1000 != 0;
+            if m.uid() != 0 || (writable && !sticky) {
+                return Err(unsafe_dir(format!(
+                    "{} is above the home disks and another user may change it: keep the \
+                     disks under directories of root's (`[serve] homes`)",
+                    dir.display()
+                )));
+            }
+            above = dir.parent();
+        }
+        Ok(())
+    }
+
+    /// Fails, saying why, unless the directory is fit to keep home disks in (made if missing):
+    /// root's all the way up.
+    pub fn check(&self) -> Result<(), String> {
+        self.prepare_dir()
+            .map_err(|e| format!("{}: {e}", self.dir.display()))
     }
 }
 
@@ -336,5 +376,29 @@ fn run(cmd: &mut Command) -> Result<String, String> {
             .find(|l| !l.trim().is_empty())
             .unwrap_or("");
         Err(format!("{shown} failed ({}): {last}", out.status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn disks_are_kept_only_where_no_one_but_root_can_change_them() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(Disks::new(root.path().join("homes")).check(), Ok(()));
+        // Under a directory anyone may write to (and not sticky): refused.
+        let open = root.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Disks::new(open.join("homes")).check().unwrap_err();
+        assert!(err.contains("another user may change it"), "{err}");
+        // A link where the directory should be: refused.
+        let target = root.path().join("target");
+        fs::create_dir(&target).unwrap();
+        std::os::unix::fs::symlink(&target, root.path().join("link")).unwrap();
+        let err = Disks::new(root.path().join("link")).check().unwrap_err();
+        assert!(err.contains("not a link"), "{err}");
     }
 }

@@ -150,15 +150,33 @@ impl Engine {
         let mut labels = agent_labels(self.ns(), team, agent);
         labels.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         let volume = self.volume_name(agent);
+        let plain = |found: Option<(String, HashMap<String, String>)>| {
+            found.is_some_and(|(_, o)| !Disks::is_disk(&o))
+        };
+        let moving = disks.moved(&volume).exists() || plain(self.inspect_home(&volume).await?);
+        // The agent's last container still names its plain volume, which the move replaces:
+        // removed first (its home stays), unless it runs.
+        if moving && !self.clear_stopped(agent).await? {
+            tracing::warn!(
+                "{agent}'s container runs: its home moves into a disk at its next start"
+            );
+            return self.home_here(team, agent, extra, disk_mib).await;
+        }
         self.finish_move(&disks, &volume).await?;
         let home = self.home_here(team, agent, extra, disk_mib).await?;
-        match self.inspect_home(&volume).await? {
-            Some((_, options)) if !Disks::is_disk(&options) => {
-                self.move_to_disk(&disks, &home, disk_mib, &labels).await?;
-            }
-            _ => {}
+        if plain(self.inspect_home(&volume).await?) {
+            self.move_to_disk(&disks, &home, disk_mib, &labels).await?;
         }
         Ok(home)
+    }
+
+    /// Removes `agent`'s container unless it runs; whether it is gone.
+    async fn clear_stopped(&self, agent: AgentId) -> Result<bool, SandboxError> {
+        match self.inspect(agent).await? {
+            Some(st) if st.running => Ok(false),
+            Some(_) => self.remove(agent).await.map(|()| true),
+            None => Ok(true),
+        }
     }
 
     /// [`Engine::home`] but for a home's move into a disk of its own.
@@ -180,11 +198,38 @@ impl Engine {
             }
         }
         let mut leftover = self.prep_left(&prep).await?;
-        let found = self.inspect_home(&volume).await?;
-        let mountpoint = found.as_ref().map(|(mp, _)| mp.clone());
-        let on_disk = found.as_ref().is_some_and(|(_, o)| Disks::is_disk(o));
+        let mut found = self.inspect_home(&volume).await?;
         let mut labels = agent_labels(self.ns(), team, agent);
         labels.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(disks) = &self.disks {
+            let ours = disks.volume_options(&volume);
+            match &found {
+                // A disk whose volume is gone (pruned, the engine's data reset): an image is
+                // renamed into place only once whole, so it is this home, never made again
+                // empty. Its volume is made again; a new uid, if it has one, is given below.
+                None if disks.exists(&volume) => {
+                    self.create_home_volume(&volume, ours, &labels).await?;
+                    found = self.inspect_home(&volume).await?;
+                }
+                // A disk volume naming another device than this runtime's link (its homes
+                // moved, a data directory copied and taken over): after a reboot that path could
+                // name another agent's loop device. The volume is only a pointer: made again.
+                Some((_, o)) if Disks::is_disk(o) && o.get("device") != ours.get("device") => {
+                    if !self.clear_stopped(agent).await? {
+                        return Err(SandboxError::HomeDisk {
+                            volume,
+                            why: "its volume names another device, and its container runs".into(),
+                        });
+                    }
+                    self.remove_volume(&volume).await?;
+                    self.create_home_volume(&volume, ours, &labels).await?;
+                    found = self.inspect_home(&volume).await?;
+                }
+                _ => {}
+            }
+        }
+        let mountpoint = found.as_ref().map(|(mp, _)| mp.clone());
+        let on_disk = found.as_ref().is_some_and(|(_, o)| Disks::is_disk(o));
         match (&self.disks, &found) {
             (Some(disks), None) => {
                 // A new home: a disk of its own, made for its uid, so nothing walks it. The
@@ -436,6 +481,15 @@ impl Engine {
         self.start_prep(volume, &mover).await?;
         match self.wait_prep(volume, &mover).await {
             Ok(()) => {
+                // The engine unmounted the disk when the copy ended: its blocks are written
+                // to the image before the mark says the copy is whole.
+                let image = disks.image(volume);
+                blocking(volume, move || {
+                    std::fs::File::open(&image)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| SandboxError::io(format!("syncing {}", image.display()), e))
+                })
+                .await?;
                 mark(&disks.moved(volume))?;
                 self.finish_move(disks, volume).await
             }
@@ -879,6 +933,8 @@ impl Engine {
     pub async fn remove_home(&self, agent: AgentId) -> Result<(), SandboxError> {
         let volume = self.volume_name(agent);
         self.remove_named(&format!("{volume}-prep")).await?;
+        self.remove_named(&format!("{volume}-move")).await?;
+        self.remove_volume(&format!("{volume}-disk")).await?;
         self.remove_volume(&volume).await?;
         if let Some(disks) = self.disks.clone() {
             let v = volume.clone();

@@ -258,12 +258,20 @@ async fn a_home_made_before_disks_moves_into_one_whole() {
     let before = common::as_user(c.ns.as_str(), &old.uid.user(), &old.volume, LOOK).await;
     let mtime = "stat -c %Y /home/agent/notes";
     let old_mtime = common::as_user(c.ns.as_str(), "0:0", &old.volume, mtime).await;
+    // The agent's last container is left, stopped, naming the plain volume (as a daemon leaves
+    // it until its next start): it must not keep the home from moving.
+    let (plan, _) = c.plan_as(agent, &AgentSpec::base(), old.uid);
+    c.engine.create(&plan).await.unwrap();
     let now = c
         .engine
         .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
         .await
         .unwrap();
     assert_eq!(now, old, "the same volume, the same uid");
+    assert!(
+        c.engine.inspect(agent).await.unwrap().is_none(),
+        "the stopped container went"
+    );
     let options = volume_options(&old.volume).await.unwrap();
     assert!(Disks::is_disk(&options), "moved into a disk: {options:?}");
     let after = common::as_user(c.ns.as_str(), &old.uid.user(), &old.volume, LOOK).await;
@@ -414,4 +422,80 @@ async fn a_move_cut_short_is_begun_again_and_one_copied_is_finished() {
     );
     assert!(docker.inspect_volume(&temp2).await.is_err());
     assert!(!d2.dir().join(format!("{}.moved", old2.volume)).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_whose_volume_is_lost_or_points_elsewhere_is_kept_and_pointed_back() {
+    let c = disk_ctx().await;
+    let e = &c.engine;
+    let (_, agent) = c.ready(&AgentSpec::base()).await;
+    let home = e
+        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
+        .await
+        .unwrap();
+    let wrote = common::as_user(
+        c.ns.as_str(),
+        &home.uid.user(),
+        &home.volume,
+        "echo kept > /home/agent/notes && echo ok",
+    )
+    .await;
+    assert_eq!(wrote, "ok\n");
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    let ours = disks(&c).volume_options(&home.volume);
+
+    // Its volume and its uid volume pruned: the disk is the home, never made again empty.
+    docker.remove_volume(&home.volume, None).await.unwrap();
+    docker
+        .remove_volume(&e.uid_volume_name(agent), None)
+        .await
+        .unwrap();
+    let again = e
+        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
+        .await
+        .unwrap();
+    let read = common::as_user(
+        c.ns.as_str(),
+        &again.uid.user(),
+        &again.volume,
+        "cat /home/agent/notes; stat -c %u /home/agent/notes",
+    )
+    .await;
+    assert_eq!(
+        read,
+        format!("kept\n{}\n", again.uid),
+        "the same files, given to its uid"
+    );
+
+    // Its volume made again naming another device (its homes moved, say): pointed back.
+    docker.remove_volume(&home.volume, None).await.unwrap();
+    let mut elsewhere = ours.clone();
+    elsewhere.insert("device".into(), "/elsewhere/roster-x-home.dev".into());
+    docker
+        .create_volume(bollard::volume::CreateVolumeOptions {
+            name: home.volume.clone(),
+            driver: "local".to_string(),
+            driver_opts: elsewhere,
+            labels: HashMap::from([(
+                roster_sandbox::plan::labels::NS.to_string(),
+                c.ns.to_string(),
+            )]),
+        })
+        .await
+        .unwrap();
+    e.home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
+        .await
+        .unwrap();
+    assert_eq!(
+        volume_options(&home.volume).await.unwrap().get("device"),
+        ours.get("device")
+    );
+    let read = common::as_user(
+        c.ns.as_str(),
+        &again.uid.user(),
+        &home.volume,
+        "cat /home/agent/notes",
+    )
+    .await;
+    assert_eq!(read, "kept\n");
 }

@@ -78,12 +78,25 @@ fn read_pid(file: &mut File) -> Option<u32> {
 }
 
 /// Whether a daemon runs on `data_dir` on this host, and its pid if it says: the lock of a
-/// directory that exists here and is held.
+/// directory that exists here and is held. Only a lock file that is not there says no; one
+/// that cannot be looked at (another's, a link, not a file) counts as running, so a take-over
+/// never goes ahead on a guess. The path comes from the lease's labels: opened without
+/// following a link or waiting on a FIFO.
 fn running_on(data_dir: &Path) -> Option<Option<u32>> {
-    let mut file = File::open(lock_path(data_dir)).ok()?;
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let mut file = match rustix::fs::open(lock_path(data_dir), flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(e) if e == rustix::io::Errno::NOENT => return None,
+        Err(_) => return Some(None),
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Some(None);
+    }
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+        Ok(()) => None,
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => Some(read_pid(&mut file)),
-        _ => None,
+        Err(_) => Some(None),
     }
 }
 
@@ -239,6 +252,13 @@ mod tests {
         drop(first);
         assert_eq!(running_on(dir.path()), None);
         lock_data_dir(dir.path()).expect("free again once the first is gone");
+        // A lock file that is a link (planted where a lease's labels point) is not followed:
+        // taken for a running daemon, never for a free one.
+        let planted = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/null", lock_path(planted.path())).unwrap();
+        assert_eq!(running_on(planted.path()), Some(None));
+        let nothing = tempfile::tempdir().unwrap();
+        assert_eq!(running_on(nothing.path()), None);
     }
 
     #[test]

@@ -262,6 +262,8 @@ pub struct Running {
     socket: PathBuf,
     /// The namespace of its containers.
     pub ns: roster_core::name::Name,
+    /// Why agents' homes get no disks of their own, if they do not.
+    pub no_disks: Option<String>,
     /// The data directory's lock, held while it runs.
     _lock: lease::ServeLock,
 }
@@ -344,7 +346,7 @@ pub fn serve(data_dir: &Path, args: ServeOptions) -> Result<(), StartError> {
                 data_dir.display()
             );
         }
-        if let Err(why) = roster_sandbox::disk::Disks::usable() {
+        if let Some(why) = &running.no_disks {
             eprintln!(
                 "roster serve: WARNING: agents' homes get no disks of their own, so nothing \
                  bounds what an agent writes there but the host's disk: {why}"
@@ -413,10 +415,15 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
         .or(config.busybox)
         .unwrap_or_else(|| PathBuf::from("/bin/busybox"));
     let mut engine = Engine::connect(ns.clone()).await?;
-    if roster_sandbox::disk::Disks::usable().is_ok() {
-        // New homes get disks of their own; `serve` says at start when they cannot.
-        let homes = config.homes.clone().unwrap_or_else(|| homes_dir(data_dir));
-        engine = engine.with_disks(roster_sandbox::disk::Disks::new(homes));
+    // New homes get disks of their own; `serve` says at start when they cannot, and why.
+    let disks = roster_sandbox::disk::Disks::new(
+        config.homes.clone().unwrap_or_else(|| homes_dir(data_dir)),
+    );
+    let no_disks = roster_sandbox::disk::Disks::usable()
+        .and_then(|()| disks.check())
+        .err();
+    if no_disks.is_none() {
+        engine = engine.with_disks(disks);
     }
     let me = lease::me(data_dir)?;
     lease::check(&engine, &me, args.take_over).await?;
@@ -495,6 +502,7 @@ pub async fn start(data_dir: &Path, args: &ServeOptions) -> Result<Running, Star
         tasks,
         socket,
         ns,
+        no_disks,
         _lock: lock,
     })
 }

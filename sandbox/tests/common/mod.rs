@@ -138,7 +138,12 @@ impl Ctx {
         self.plan_as(agent, spec, home.uid)
     }
 
-    fn plan_as(&self, agent: AgentId, spec: &AgentSpec, uid: AgentUid) -> (ContainerPlan, AgentId) {
+    pub fn plan_as(
+        &self,
+        agent: AgentId,
+        spec: &AgentSpec,
+        uid: AgentUid,
+    ) -> (ContainerPlan, AgentId) {
         let gw = self.dir.path().join(agent.to_string());
         std::fs::create_dir_all(&gw).unwrap();
         let paths = HostPaths {
