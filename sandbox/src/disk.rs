@@ -5,7 +5,9 @@
 //! The engine (Docker 20.10's `local` driver) bounds a volume's size only on xfs with project
 //! quotas, which hosts seldom have. So the runtime makes the filesystem itself: a file in its
 //! own directory (`<data>/homes/VOLUME.ext4`, root's, 0600), **allocated whole at creation** —
-//! an agent filling its home takes nothing more from the host's disk, where the log lives —
+//! an agent filling its home takes nothing more from the host's disk, where the log lives (one
+//! exception: the loop device turns a zeroing the filesystem asks for, as after an agent's own
+//! `fallocate`, into a hole in the image, whose space a later write takes from the host again) —
 //! formatted with about one inode per 16 KiB, no blocks kept for root and its root directory
 //! owned by the agent's uid. The runtime attaches it to a loop device and points a link beside
 //! it (`VOLUME.dev`) at that device, and the agent's home volume is a `local` volume of
@@ -146,7 +148,12 @@ impl Disks {
                 .args(["-q", "-F", "-m", "0", "-L", "roster-home"])
                 .args(["-N", &(u64::from(mib) * 64).to_string()])
                 .arg("-E")
-                .arg(format!("root_owner={uid}:{uid},nodiscard"))
+                // Inode tables and journal written now: the kernel's lazy initialisation
+                // would zero them later through the loop device, which punches holes in
+                // the image and gives its space back to the host.
+                .arg(format!(
+                    "root_owner={uid}:{uid},nodiscard,lazy_itable_init=0,lazy_journal_init=0"
+                ))
                 .arg(&part))?;
             // An agent's home holds only what it puts there.
             run(Command::new("debugfs")
