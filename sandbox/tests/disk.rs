@@ -187,8 +187,8 @@ async fn a_home_whose_disk_is_gone_is_refused_not_made_again_empty() {
         detach(&dev);
     }
     std::fs::remove_file(&image).unwrap();
-    let err = e
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
+    let err = c
+        .home(agent)
         .await
         .expect_err("a home whose files are gone");
     assert!(
@@ -234,11 +234,7 @@ async fn home_before_disks(
     let c = common::ctx().await;
     c.base().await;
     let agent = common::agent_id();
-    let old = c
-        .engine
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let old = c.home(agent).await.unwrap();
     let made = common::as_user(c.ns.as_str(), &old.uid.user(), &old.volume, fill).await;
     assert!(made.ends_with("made\n"), "{made}");
     (c.with_disks(), agent, old)
@@ -262,11 +258,7 @@ async fn a_home_made_before_disks_moves_into_one_whole() {
     // it until its next start): it must not keep the home from moving.
     let (plan, _) = c.plan_as(agent, &AgentSpec::base(), old.uid);
     c.engine.create(&plan).await.unwrap();
-    let now = c
-        .engine
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let now = c.home(agent).await.unwrap();
     assert_eq!(now, old, "the same volume, the same uid");
     assert!(
         c.engine.inspect(agent).await.unwrap().is_none(),
@@ -300,11 +292,7 @@ async fn a_home_made_before_disks_moves_into_one_whole() {
         .await
         .is_err());
     // And it stays so: the next start finds a disk.
-    let again = c
-        .engine
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let again = c.home(agent).await.unwrap();
     assert_eq!(again, old);
 }
 
@@ -316,11 +304,7 @@ async fn a_home_made_before_disks_that_does_not_fit_stays_as_it_was() {
     );
     let (c, agent, old) = home_before_disks(&fill).await;
     for _ in 0..2 {
-        let now = c
-            .engine
-            .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-            .await
-            .unwrap();
+        let now = c.home(agent).await.unwrap();
         assert_eq!(now, old, "the agent keeps its home");
         let options = volume_options(&old.volume).await.unwrap();
         assert!(!Disks::is_disk(&options), "{options:?}");
@@ -363,11 +347,7 @@ async fn a_move_cut_short_is_begun_again_and_one_copied_is_finished() {
         .unwrap();
     std::fs::create_dir_all(disks(&c).dir()).unwrap();
     std::fs::write(disks(&c).image(&old.volume), b"half").unwrap();
-    let now = c
-        .engine
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let now = c.home(agent).await.unwrap();
     assert_eq!(now, old);
     assert!(Disks::is_disk(&volume_options(&old.volume).await.unwrap()));
     assert_eq!(
@@ -410,10 +390,7 @@ async fn a_move_cut_short_is_begun_again_and_one_copied_is_finished() {
     .await;
     assert_eq!(copied, "ok\n");
     std::fs::write(d2.dir().join(format!("{}.moved", old2.volume)), b"").unwrap();
-    c2.engine
-        .home(&c2.team, agent2, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    c2.home(agent2).await.unwrap();
     assert!(Disks::is_disk(&volume_options(&old2.volume).await.unwrap()));
     assert_eq!(
         common::as_user(c2.ns.as_str(), "0:0", &old2.volume, "ls /home/agent").await,
@@ -429,10 +406,7 @@ async fn a_disk_whose_volume_is_lost_or_points_elsewhere_is_kept_and_pointed_bac
     let c = disk_ctx().await;
     let e = &c.engine;
     let (_, agent) = c.ready(&AgentSpec::base()).await;
-    let home = e
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let home = c.home(agent).await.unwrap();
     let wrote = common::as_user(
         c.ns.as_str(),
         &home.uid.user(),
@@ -450,10 +424,7 @@ async fn a_disk_whose_volume_is_lost_or_points_elsewhere_is_kept_and_pointed_bac
         .remove_volume(&e.uid_volume_name(agent), None)
         .await
         .unwrap();
-    let again = e
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let again = c.home(agent).await.unwrap();
     let read = common::as_user(
         c.ns.as_str(),
         &again.uid.user(),
@@ -483,9 +454,7 @@ async fn a_disk_whose_volume_is_lost_or_points_elsewhere_is_kept_and_pointed_bac
         })
         .await
         .unwrap();
-    e.home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    c.home(agent).await.unwrap();
     assert_eq!(
         volume_options(&home.volume).await.unwrap().get("device"),
         ours.get("device")

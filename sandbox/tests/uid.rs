@@ -75,13 +75,7 @@ async fn every_agent_gets_a_host_uid_no_one_else_has_as(blind: bool) {
         assert!(!host.names(uid.get()), "{uid} is a host account's");
         assert_eq!(plan.config.user.as_deref(), Some(uid.user().as_str()));
         // Asking again gives the same, and prepares nothing.
-        assert_eq!(
-            e.home(&c.team, *agent, &HashMap::new(), common::DISK_MIB)
-                .await
-                .unwrap()
-                .uid,
-            uid
-        );
+        assert_eq!(c.home(*agent).await.unwrap().uid, uid);
         e.create(plan).await.unwrap();
         e.start(*agent).await.unwrap();
         let out = e
@@ -128,11 +122,7 @@ async fn a_uid_another_label_holds_is_never_given() {
         ],
     )
     .await;
-    let home = c
-        .engine
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let home = c.home(agent).await.unwrap();
     assert_ne!(home.uid, wanted, "the label on {holder} holds {wanted}");
     assert_eq!(c.engine.uids_in_use().await.unwrap().get(&wanted), Some(&1));
 }
@@ -176,10 +166,7 @@ async fn a_home_an_older_roster_made_is_given_to_the_agents_uid_as(blind: bool) 
     .await;
     assert_eq!(e.home_uid(agent).await.unwrap(), None);
 
-    let home = e
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let home = c.home(agent).await.unwrap();
     let uid = home.uid;
     let owners = common::as_user(
         c.ns.as_str(),
@@ -243,20 +230,12 @@ async fn a_preparation_cut_short_is_done_again_as(blind: bool) {
     c.base().await;
     let e = &c.engine;
     let agent = common::agent_id();
-    let home = e
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let home = c.home(agent).await.unwrap();
     if !blind {
         // In sight, the owner is the proof: a home whose uid volume was made but which was not
         // given yet (a runtime killed in between) is given at the next look.
         common::as_user(c.ns.as_str(), "0:0", &home.volume, "chown 0:0 /home/agent").await;
-        assert_eq!(
-            e.home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-                .await
-                .unwrap(),
-            home
-        );
+        assert_eq!(c.home(agent).await.unwrap(), home);
         let owner =
             common::as_user(c.ns.as_str(), "0:0", &home.volume, "stat -c %u /home/agent").await;
         assert_eq!(owner, format!("{}\n", home.uid));
@@ -286,10 +265,7 @@ async fn a_preparation_cut_short_is_done_again_as(blind: bool) {
         e.list().await.unwrap().is_empty(),
         "a preparation is no agent's container"
     );
-    let again = e
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let again = c.home(agent).await.unwrap();
     assert_eq!(again, home, "the same uid");
     let owner = common::as_user(c.ns.as_str(), "0:0", &home.volume, "stat -c %u /home/agent").await;
     assert_eq!(owner, format!("{}\n", home.uid));
@@ -308,10 +284,7 @@ async fn a_uid_found_twice_is_given_up_by_one_of_them() {
     c.base().await;
     let e = &c.engine;
     let agent = common::agent_id();
-    let home = e
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let home = c.home(agent).await.unwrap();
     common::as_user(
         c.ns.as_str(),
         &home.uid.user(),
@@ -328,10 +301,7 @@ async fn a_uid_found_twice_is_given_up_by_one_of_them() {
         ],
     )
     .await;
-    let again = e
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let again = c.home(agent).await.unwrap();
     assert_ne!(
         again.uid, home.uid,
         "{clash} sorts first and keeps {}",
@@ -363,12 +333,8 @@ impl Drop for Account {
 async fn a_uid_the_host_names_later_is_given_up() {
     let c = common::ctx().await;
     c.base().await;
-    let e = &c.engine;
     let agent = common::agent_id();
-    let home = e
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let home = c.home(agent).await.unwrap();
     let name = format!("rt{}", common::hex(4));
     let made = std::process::Command::new("useradd")
         .args(["--no-create-home", "--uid", &home.uid.to_string(), &name])
@@ -377,10 +343,7 @@ async fn a_uid_the_host_names_later_is_given_up() {
     assert!(made.success(), "useradd failed");
     let _account = Account(name);
     assert!(uid::named_by_host(home.uid.get()));
-    let again = e
-        .home(&c.team, agent, &HashMap::new(), common::DISK_MIB)
-        .await
-        .unwrap();
+    let again = c.home(agent).await.unwrap();
     assert_ne!(again.uid, home.uid);
     let owner = common::as_user(c.ns.as_str(), "0:0", &home.volume, "stat -c %u /home/agent").await;
     assert_eq!(owner, format!("{}\n", again.uid));

@@ -127,14 +127,21 @@ impl Ctx {
         )
     }
 
+    /// `agent`'s home, made ready by [`Engine::home`] (a new one of [`DISK_MIB`] where the
+    /// engine has disks).
+    pub async fn home(
+        &self,
+        agent: AgentId,
+    ) -> Result<roster_sandbox::Home, roster_sandbox::SandboxError> {
+        self.engine
+            .home(&self.team, agent, &HashMap::new(), DISK_MIB)
+            .await
+    }
+
     /// A fresh agent with `spec`, its home ready ([`Engine::home`]), and its plan, as its own uid.
     pub async fn ready(&self, spec: &AgentSpec) -> (ContainerPlan, AgentId) {
         let agent = agent_id();
-        let home = self
-            .engine
-            .home(&self.team, agent, &HashMap::new(), DISK_MIB)
-            .await
-            .expect("preparing the agent's home");
+        let home = self.home(agent).await.expect("preparing the agent's home");
         self.plan_as(agent, spec, home.uid)
     }
 
